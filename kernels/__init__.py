@@ -1,0 +1,103 @@
+"""orthoscope.kernels — the kernel seam (DESIGN §4).
+
+Every heavy operation is called as ``orthoscope.kernels.<op>(...)``. Each op has a pure-torch twin in
+``reference.py`` (same signature, autograd-friendly) and, where written, a Triton kernel. The choice is made once
+per call from the tensors' device:
+
+* ``auto`` (default): Triton on CUDA tensors when Triton imports and the op has a kernel; the twin otherwise;
+* ``torch``: always the twin;  ``triton``: always the kernel (on CPU only under ``TRITON_INTERPRET=1``).
+
+Set it with the environment variable ``ORTHOSCOPE_KERNELS`` or, in tests, ``with use("torch"): ...``.
+A missing Triton never breaks import; asking for it explicitly raises, and ``auto`` warns once and falls back.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import warnings
+
+from . import reference
+
+CHOICES = ("auto", "torch", "triton")
+_override: str | None = None
+_triton_ops: dict[str, object] = {}     # op name -> Triton launcher, filled by register_triton
+_triton_error: str | None = None
+_warned = False
+
+
+def _choice() -> str:
+    value = _override or os.environ.get("ORTHOSCOPE_KERNELS", "auto")
+    if value not in CHOICES:
+        raise ValueError(f"ORTHOSCOPE_KERNELS must be one of {CHOICES}, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def use(impl: str):
+    """Temporarily force ``"torch"``, ``"triton"`` or ``"auto"`` (tests compare the two paths this way)."""
+    global _override
+    if impl not in CHOICES:
+        raise ValueError(f"impl must be one of {CHOICES}, got {impl!r}")
+    previous, _override = _override, impl
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def triton_available() -> bool:
+    global _triton_error
+    if _triton_error is None:
+        try:
+            importlib.import_module("triton")
+            _triton_error = ""
+        except Exception as e:  # ImportError, or a broken install
+            _triton_error = f"{type(e).__name__}: {e}"
+    return _triton_error == ""
+
+
+def register_triton(name: str, launcher) -> None:
+    _triton_ops[name] = launcher
+
+
+def _load_triton_ops() -> None:
+    # Triton kernel modules register themselves on import; they are imported lazily, on first need.
+    for module in ("triton_ops",):
+        try:
+            importlib.import_module(f"{__name__}.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{module}":
+                raise
+
+
+def dispatch(name: str, *tensors):
+    """Return the implementation of op ``name`` to use for these tensors."""
+    global _warned
+    choice = _choice()
+    on_cuda = any(getattr(t, "is_cuda", False) for t in tensors)
+    if choice == "torch" or (choice == "auto" and not on_cuda):
+        return getattr(reference, name)
+    if not triton_available():
+        if choice == "triton":
+            raise RuntimeError(f"ORTHOSCOPE_KERNELS=triton but Triton cannot be imported ({_triton_error})")
+        if not _warned:
+            warnings.warn(f"Triton unavailable ({_triton_error}); orthoscope uses its torch kernels", stacklevel=3)
+            _warned = True
+        return getattr(reference, name)
+    if name not in _triton_ops:
+        _load_triton_ops()
+    if name in _triton_ops:
+        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError(f"Triton kernel {name!r} on CPU tensors needs TRITON_INTERPRET=1 set before import")
+        return _triton_ops[name]
+    if choice == "triton":
+        raise NotImplementedError(f"no Triton kernel for {name!r} yet; use ORTHOSCOPE_KERNELS=auto or torch")
+    return getattr(reference, name)
+
+
+# ---- public ops (one line each: pick an implementation, call it) ---------------------------------------------------
+
+def pairwise_energy(w, s: float = 1.0, angular: bool = False, half_space: bool = False, eps: float = 1e-6):
+    """Hyperspherical energy of the rows of ``w`` (see ``reference.pairwise_energy``)."""
+    return dispatch("pairwise_energy", w)(w, s=s, angular=angular, half_space=half_space, eps=eps)

@@ -1,0 +1,5 @@
+"""Small models whose every weight is an ``nn.Linear`` or ``nn.Embedding``, so probes and adapters reach them."""
+from .mlp import MLP
+from .transformer import TinyTransformer, TransformerConfig
+
+__all__ = ["MLP", "TinyTransformer", "TransformerConfig"]

@@ -1,0 +1,12 @@
+"""Read-only observers of a run (DESIGN §3). See ``base.Probe``; pure math lives in ``metrics``."""
+from .base import Probe, weight_matrices
+from .spectrum import Energy, Spectrum, WeightNorm
+from .training import Evaluate, GradNorm
+
+
+def default_probes(every: int = 10) -> list[Probe]:
+    """Evaluation loss/accuracy, spectra of every weight matrix, weight norms, HE (s = 1) and gradient norm."""
+    return [Evaluate(every), Spectrum(every), WeightNorm(every), Energy(every, s=(1,)), GradNorm(every)]
+
+
+__all__ = ["Probe", "Evaluate", "GradNorm", "Spectrum", "WeightNorm", "Energy", "default_probes", "weight_matrices"]

@@ -1,0 +1,60 @@
+"""Probes of the training signal: evaluation loss/accuracy and gradient norms."""
+from __future__ import annotations
+
+import torch
+
+from ..losses import accuracy
+from .base import Probe
+
+
+class Evaluate(Probe):
+    """Loss (``loss/<split>``) and accuracy (``acc/<split>``) on every evaluation set of the task, in eval mode."""
+
+    name = "evaluate"
+
+    def __init__(self, every: int = 10, splits=None, max_examples: int | None = 20_000):
+        super().__init__(every)
+        self.splits, self.max_examples = splits, max_examples
+
+    @torch.no_grad()
+    def __call__(self, run) -> dict:
+        was_training = run.model.training
+        run.model.eval()
+        out = {}
+        try:
+            for split, (x, y) in run.task.eval_sets().items():
+                if self.splits is not None and split not in self.splits:
+                    continue
+                if self.max_examples is not None:
+                    x, y = x[: self.max_examples], y[: self.max_examples]
+                output = run.model(x)
+                out[f"loss/{split}"] = run.loss_fn(output, y).item()
+                if getattr(run.task, "has_accuracy", True):
+                    out[f"acc/{split}"] = accuracy(output, y)
+        finally:
+            run.model.train(was_training)
+        return out
+
+
+class GradNorm(Probe):
+    """Global gradient norm of the last step (``grad_norm/total``), and per parameter with ``per_parameter``."""
+
+    name = "grad_norm"
+
+    def __init__(self, every: int = 1, per_parameter: bool = False):
+        super().__init__(every)
+        self.per_parameter = per_parameter
+
+    @torch.no_grad()
+    def __call__(self, run) -> dict:
+        out, total = {}, 0.0
+        for name, p in run.model.named_parameters():
+            if p.grad is None:
+                continue
+            n = p.grad.float().norm().item()
+            total += n * n
+            if self.per_parameter:
+                out[f"grad_norm/{name}"] = n
+        if run.step_count > 0:
+            out["grad_norm/total"] = total ** 0.5
+        return out

@@ -1,0 +1,231 @@
+"""Run: the visible training loop.
+
+    run = Run(model, task, AdamW(lr=1e-3, weight_decay=1.0), probes=default_probes(), seed=0)
+    run.train(2000)          # tqdm progress bar; probes record into run.history on their schedule
+    run.step()               # one step, so a widget or a notebook cell can drive it
+    run.on_step(callback)    # callback(run, record) after every step (how widgets subscribe)
+    run.save("ckpt.safetensors"); run.load("ckpt.safetensors")   # bit-identical resume on CPU
+
+The order inside one step is: zero_grad → forward → loss → backward → interventions.before_step (clipping) →
+optimizer.step → step_count += 1 → interventions.after_step (merges) → probes due at this step → callbacks.
+Probes also run once at step 0, before the first update, so every curve starts at initialization.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, rng_state, set_rng_state,
+                         unflatten_optimizer_state, write_atomic)
+from .history import History
+from .losses import resolve_loss
+from .methods import AdamW, Method
+
+CHECKPOINT_KIND = "orthoscope.Run"
+GUARD_MAX_PARAMS = 5_000_000
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient. The model and optimizer keep their last good state."""
+
+    def __init__(self, message: str, step: int, parameter: str | None):
+        super().__init__(message)
+        self.step, self.parameter = step, parameter
+
+
+class Run:
+    """One seeded, deterministic training run of ``model`` on ``task`` with ``method``.
+
+    Args:
+        model: any ``nn.Module`` mapping a task's inputs to outputs the loss understands.
+        task: a ``orthoscope.tasks.Task`` (``batch(generator)``, ``eval_sets()``).
+        method: an ``orthoscope.methods.Method`` (default ``AdamW()``); it may attach an adapter to the model.
+        loss: a loss name (``"cross_entropy"``, ``"mse_onehot"``, …) or callable; default: the task's.
+        probes: list of probes; ``None`` for ``default_probes()``, ``[]`` for none.
+        seed: seeds the data order and torch's global RNG (dropout). Model init is the caller's (seed it first).
+        name: label in legends (default: the method's label).
+    """
+
+    def __init__(self, model: nn.Module, task, method: Method | None = None, *, loss=None,
+                 probes: Sequence | None = None, seed: int = 0, name: str | None = None):
+        from .probes import default_probes
+
+        self.method = method if method is not None else AdamW()
+        self.task = task
+        self.model = self.method.attach(model)
+        self.optimizer = self.method.make_optimizer(self.model)
+        self.interventions = list(self.method.interventions())
+        self.loss_fn = resolve_loss(loss if loss is not None else getattr(task, "default_loss", "cross_entropy"))
+        self.probes = list(default_probes() if probes is None else probes)
+        self.seed = int(seed)
+        self.name = name or self.method.label()
+        self.generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        self.history = History()
+        self.step_count = 0
+        self.last_loss: float | None = None
+        self.wall_time = 0.0
+        self._callbacks: list[Callable] = []
+
+    # ---- the loop ----------------------------------------------------------------------------------------------
+    def train(self, steps: int, *, progress: bool = True, checkpoint_every: int | None = None,
+              checkpoint_path=None, until: Callable[["Run"], bool] | None = None) -> "Run":
+        """Train ``steps`` more steps (stopping early when ``until(run)`` is true). Returns ``self``."""
+        if not isinstance(steps, int) or steps <= 0:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if checkpoint_every is not None and (checkpoint_every <= 0 or checkpoint_path is None):
+            raise ValueError("checkpoint_every needs a positive interval and a checkpoint_path")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=self.name, disable=not progress, leave=False)
+        try:
+            for _ in range(steps):
+                record = self.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.last_loss:.4g}", refresh=False)
+                if checkpoint_every and self.step_count % checkpoint_every == 0:
+                    self.save(checkpoint_path)
+                if until is not None and until(self):
+                    break
+        finally:
+            bar.close()
+        return self
+
+    def step(self) -> dict:
+        """One training step; returns the record logged at this step (probes that were due, and the batch loss)."""
+        if self.step_count == 0 and len(self.history) == 0:
+            self._observe(initial=True)
+        t0 = time.perf_counter()
+        self.model.train()
+        x, y = self.task.batch(self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(x), y)
+        if not torch.isfinite(loss):
+            raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
+        loss.backward()
+        for iv in self.interventions:
+            iv.before_step(self)
+        bad = self._first_non_finite(grads=True)
+        if bad is not None:
+            raise self._non_finite(f"gradient of {bad!r} is non-finite at step {self.step_count + 1}", grads=True)
+        snapshot = self._snapshot()
+        self.optimizer.step()
+        bad = self._first_non_finite(grads=False)
+        if bad is not None:
+            self._restore(snapshot)
+            raise self._non_finite(f"parameter {bad!r} became non-finite in the update of step "
+                                   f"{self.step_count + 1}", grads=False, param=bad, restored=snapshot is not None)
+        self.step_count += 1
+        for iv in self.interventions:
+            iv.after_step(self)
+        self.last_loss = loss.item()
+        self.wall_time += time.perf_counter() - t0
+        return self._observe(batch_loss=self.last_loss)
+
+    def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
+        record = {} if batch_loss is None else {"loss/batch": batch_loss}
+        for probe in self.probes:
+            if initial or self.step_count % probe.every == 0:
+                record.update(probe(self))
+        self.history.log(self.step_count, record)
+        for cb in self._callbacks:
+            cb(self, record)
+        return record
+
+    def on_step(self, callback: Callable[["Run", dict], None]) -> Callable[[], None]:
+        """Call ``callback(run, record)`` after every step; returns a function that unsubscribes it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    # ---- non-finite guard -------------------------------------------------------------------------------------
+    def _first_non_finite(self, grads: bool) -> str | None:
+        for name, p in self.model.named_parameters():
+            t = p.grad if grads else p
+            if t is not None and not torch.isfinite(t).all():
+                return name
+        return None
+
+    def _snapshot(self):
+        """Copies of parameters and optimizer state taken before an update, so a non-finite update can be undone.
+        Taken only for models up to ``GUARD_MAX_PARAMS`` parameters (a copy per step is cheap there, not at LLM size)."""
+        if sum(p.numel() for p in self.model.parameters()) > GUARD_MAX_PARAMS:
+            return None
+        params = [p.detach().clone() for p in self.model.parameters()]
+        state = {id(p): {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
+                 for p, s in self.optimizer.state.items()}
+        return params, state
+
+    def _restore(self, snapshot) -> None:
+        if snapshot is None:
+            return
+        params, state = snapshot
+        with torch.no_grad():
+            for p, saved in zip(self.model.parameters(), params):
+                p.copy_(saved)
+        for p in list(self.optimizer.state):
+            if id(p) in state:
+                self.optimizer.state[p] = state[id(p)]
+            else:
+                del self.optimizer.state[p]
+
+    def _non_finite(self, what: str, grads: bool, param: str | None = None, restored: bool = True):
+        param = param or self._first_non_finite(grads=grads)
+        self.optimizer.zero_grad(set_to_none=True)
+        where = f"; first non-finite {'gradient' if grads else 'parameter'}: {param!r}" if param else \
+            "; all parameters are finite (the loss itself overflowed — try a smaller learning rate)"
+        kept = (f"The model and optimizer keep their state from step {self.step_count} (the last good one)."
+                if restored else f"The model is too large for the undo copy; reload your last checkpoint.")
+        return NonFiniteError(f"training stopped: {what}{where}. {kept}", self.step_count, param)
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def _signature(self) -> dict:
+        return {name: list(t.shape) for name, t in self.model.state_dict().items()}
+
+    def save(self, path) -> None:
+        """Write model, optimizer, RNG, interventions and history to one safetensors file, atomically."""
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        optim_meta, optim_tensors = flatten_optimizer_state(self.optimizer.state_dict())
+        tensors.update(optim_tensors)
+        tensors.update(rng_state(self.generator))
+        for i, iv in enumerate(self.interventions):
+            tensors.update({f"intervention{i}.{k}": v for k, v in iv.state_dict().items()})
+        hist_meta, hist_tensors = self.history.state()
+        tensors.update({f"history.{k}": v for k, v in hist_tensors.items()})
+        meta = {"kind": CHECKPOINT_KIND, "step": self.step_count, "seed": self.seed, "last_loss": self.last_loss,
+                "wall_time": self.wall_time, "method": self.method.config(), "signature": self._signature(),
+                "optimizer": optim_meta, "history": hist_meta}
+        write_atomic(path, tensors, meta)
+
+    def load(self, path) -> "Run":
+        """Restore a checkpoint written by ``save`` into this (identically constructed) run."""
+        tensors, meta = read_checked(path, kind=CHECKPOINT_KIND)
+        mismatch = _signature_mismatch(self._signature(), meta["signature"])
+        if mismatch:
+            raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another shape: {mismatch}")
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(unflatten_optimizer_state(meta["optimizer"], tensors))
+        set_rng_state(self.generator, tensors)
+        for i, iv in enumerate(self.interventions):
+            prefix = f"intervention{i}."
+            iv.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        self.history = History.from_state(
+            meta["history"], {k[len("history."):]: v for k, v in tensors.items() if k.startswith("history.")})
+        self.step_count, self.last_loss, self.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
+        return self
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"
+
+
+def _signature_mismatch(mine: dict, theirs: dict) -> str:
+    problems = [f"{k}: run has {mine[k]}, checkpoint has {theirs[k]}" for k in mine if k in theirs and mine[k] != theirs[k]]
+    problems += [f"{k} missing from checkpoint" for k in mine if k not in theirs]
+    problems += [f"unexpected {k} in checkpoint" for k in theirs if k not in mine]
+    return "; ".join(problems[:8]) + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else "")

@@ -1,0 +1,6 @@
+"""Tasks: data + the metrics that make sense for it. Every task follows ``orthoscope.tasks.base.Task``."""
+from .base import Task
+from .digits import Digits
+from .modular import ModularArithmetic
+
+__all__ = ["Task", "ModularArithmetic", "Digits"]
