@@ -101,6 +101,8 @@ class Run:
         t0 = time.perf_counter()
         self.model.train()
         x, y = self.task.batch(self.generator)
+        if getattr(self.method, "needs_closure", False):
+            return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model(x), y)
         if not torch.isfinite(loss):
@@ -122,6 +124,28 @@ class Run:
         for iv in self.interventions:
             iv.after_step(self)
         self.last_loss = loss.item()
+        self.wall_time += time.perf_counter() - t0
+        return self._observe(batch_loss=self.last_loss)
+
+    def _closure_step(self, x, y, t0) -> dict:
+        """For optimizers that re-evaluate the loss (LBFGS): ``optimizer.step(closure)``; the loss is re-checked."""
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(x), y)
+            loss.backward()
+            return loss
+
+        snapshot = self._snapshot()
+        loss = self.optimizer.step(closure)
+        bad = self._first_non_finite(grads=False)
+        if bad is not None or not torch.isfinite(loss):
+            self._restore(snapshot)
+            raise self._non_finite(f"loss {loss.item()} / parameter {bad!r} non-finite at step {self.step_count + 1}",
+                                   grads=False, param=bad, restored=snapshot is not None)
+        self.step_count += 1
+        for iv in self.interventions:
+            iv.after_step(self)
+        self.last_loss = float(loss)
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
 
