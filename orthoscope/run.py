@@ -140,12 +140,12 @@ class Run:
         bad = self._first_non_finite(grads=False)
         if bad is not None or not torch.isfinite(loss):
             self._restore(snapshot)
-            raise self._non_finite(f"loss {loss.item()} / parameter {bad!r} non-finite at step {self.step_count + 1}",
+            raise self._non_finite(f"loss {loss.detach().item()} / parameter {bad!r} non-finite at step {self.step_count + 1}",
                                    grads=False, param=bad, restored=snapshot is not None)
         self.step_count += 1
         for iv in self.interventions:
             iv.after_step(self)
-        self.last_loss = float(loss)
+        self.last_loss = float(loss.detach())
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
 
