@@ -45,12 +45,14 @@ class History:
 
     # ---- writing -------------------------------------------------------------------------------------------------
     def log(self, step: int, values: dict) -> None:
-        for key, value in values.items():
-            value = _normalize(key, value)
-            steps = self._steps.setdefault(key, [])
+        # Check the whole record first, so a refused record leaves nothing behind.
+        normalized = {key: _normalize(key, value) for key, value in values.items()}
+        for key in normalized:
+            steps = self._steps.get(key)
             if steps and step < steps[-1]:
                 raise ValueError(f"History is append-only: key {key!r} has step {steps[-1]}, got {step}")
-            steps.append(int(step))
+        for key, value in normalized.items():
+            self._steps.setdefault(key, []).append(int(step))
             self._values.setdefault(key, []).append(value)
 
     # ---- reading -------------------------------------------------------------------------------------------------
@@ -146,7 +148,8 @@ def _normalize(key: str, value):
     if isinstance(value, torch.Tensor):
         if value.numel() == 1 and value.dim() == 0:
             return float(value.item())
-        return value.detach().to("cpu", torch.float32).contiguous()
+        # Always a copy: a probe may hand over a view of a live weight, and history must not change with it.
+        return value.detach().to("cpu", torch.float32, copy=True).contiguous()
     if isinstance(value, (int, float, bool)):
         return float(value)
     raise TypeError(f"History value for {key!r} must be a number or a tensor, got {type(value).__name__}")
