@@ -1,5 +1,6 @@
 """Read-only observers of a run (DESIGN §3). See ``base.Probe``; pure math lives in ``metrics``."""
 from .base import Probe, weight_matrices
+from .geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
 from .spectrum import Energy, Spectrum, WeightNorm
 from .training import Evaluate, GradNorm
 
@@ -9,4 +10,5 @@ def default_probes(every: int = 10) -> list[Probe]:
     return [Evaluate(every), Spectrum(every), WeightNorm(every), Energy(every, s=(1,)), GradNorm(every)]
 
 
-__all__ = ["Probe", "Evaluate", "GradNorm", "Spectrum", "WeightNorm", "Energy", "default_probes", "weight_matrices"]
+__all__ = ["Probe", "Evaluate", "GradNorm", "Spectrum", "WeightNorm", "Energy", "default_probes", "weight_matrices",
+           "WeightGeometry", "ActivationGeometry", "CapabilityDrift"]
