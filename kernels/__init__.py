@@ -101,3 +101,14 @@ def dispatch(name: str, *tensors):
 def pairwise_energy(w, s: float = 1.0, angular: bool = False, half_space: bool = False, eps: float = 1e-6):
     """Hyperspherical energy of the rows of ``w`` (see ``reference.pairwise_energy``)."""
     return dispatch("pairwise_energy", w)(w, s=s, angular=angular, half_space=half_space, eps=eps)
+
+
+def cayley_neumann(q_packed, b: int, k: int = 3):
+    """``R[r, b, b] = (I+Q)(I+Q+…+Q^k)`` per block, ``Q`` skew from the packed strict upper triangle
+    ``q_packed[r, b(b−1)/2]`` (DESIGN §5; see ``reference.cayley_neumann``)."""
+    return dispatch("cayley_neumann", q_packed)(q_packed, b, k)
+
+
+def block_rotate(x, R, perm=None):
+    """``y = x[..., perm] · blockdiag(R)`` for ``x[..., r·b]``, ``R[r, b, b]`` (see ``reference.block_rotate``)."""
+    return dispatch("block_rotate", x, R)(x, R, perm)

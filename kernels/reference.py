@@ -44,3 +44,25 @@ def pairwise_energy(w: torch.Tensor, s: float = 1.0, angular: bool = False, half
         f = f.index_put((rows - start, rows), f.new_zeros(len(rows)))    # drop i == j
         total = total + f.sum()
     return total / (n * (n - 1))
+
+
+def cayley_neumann(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.Tensor:
+    """Cayley–Neumann rotations from packed skew blocks: ``q_packed[r, b(b−1)/2]`` → ``R[r, b, b]``.
+
+    ``Q`` = skew-symmetric matrix whose strict upper triangle (``triu_indices(b, b, 1)`` order) is the packed row;
+    ``R = (I + Q)(I + Q + … + Q^k) = I + 2Q + … + 2Q^k + Q^{k+1}`` (k = 3: the POET Triton kernel's formula).
+    """
+    from orthoscope.ortho.cayley import cayley_neumann as _cnp
+    from orthoscope.ortho.skew import skew_from_packed
+
+    if q_packed.dim() != 2:
+        raise ValueError(f"q_packed must have shape [r, b(b-1)/2], got {tuple(q_packed.shape)}")
+    return _cnp(skew_from_packed(q_packed, b), k)
+
+
+def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = None) -> torch.Tensor:
+    """``y = (x[..., perm] if perm is not None else x).view(..., r, b) @ R`` per block, i.e. the row vectors ``x``
+    times ``blockdiag(R)`` (input-centric; the (r·b)×(r·b) matrix is never built)."""
+    from orthoscope.ortho.blockdiag import block_rotate as _rotate
+
+    return _rotate(x, R, perm)

@@ -1,0 +1,110 @@
+"""Cayley map and its Cayley–Neumann approximation (DESIGN §5, reference §1.3).
+
+For skew-symmetric ``Q`` (``Qᵀ = −Q``) the **exact Cayley** transform
+
+    R = (I + Q)(I − Q)⁻¹  ( = (I − Q)⁻¹(I + Q), the factors commute)
+
+is orthogonal with det R = +1, R(0) = I and R(−Q) = Rᵀ. Its inverse is ``Q = (R − I)(R + I)⁻¹``, defined whenever
+R has no eigenvalue −1.
+
+The **Cayley–Neumann parameterization** (CNP; POET Eq. 6, OFTv2 §3.3) replaces ``(I − Q)⁻¹`` by the first k+1 terms
+of its Neumann series:
+
+    R_k = (I + Q)(I + Q + Q² + … + Q^k) = I + 2Q + 2Q² + … + 2Q^k + Q^{k+1}
+
+so k = 3 gives ``I + 2Q + 2Q² + 2Q³ + Q⁴`` — the POET Triton kernel and peft OFT ≥ 0.18 with
+``num_cayley_neumann_terms=5`` (the project default). It is orthogonal only up to O(‖Q‖^{k+1}) and needs
+‖Q‖₂ < 1 for the series to converge (POET keeps Q small by re-zeroing it at every merge). docs/ortho.md tabulates
+``‖RᵀR − I‖_F/√b`` against ‖Q‖ and k.
+
+Sign convention: peft's *exact* branch (``use_cayley_neumann=False``) computes ``(I − Q)(I + Q)⁻¹ = cayley(Q)ᵀ``,
+the opposite of its own CNP branch and of this module. Compare with ``cayley(-Q)`` there.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _check_square(a: torch.Tensor, name: str) -> None:
+    if a.dim() < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{name} must be a (batch of) square matrices [..., b, b], got shape {tuple(a.shape)}")
+
+
+def _eye_like(a: torch.Tensor) -> torch.Tensor:
+    return torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand_as(a)
+
+
+def cayley(q: torch.Tensor) -> torch.Tensor:
+    """Exact Cayley ``R = (I + Q)(I − Q)⁻¹`` for (a batch of) skew-symmetric ``Q[..., b, b]``.
+
+    Solved, never inverted: ``X (I − Q) = I + Q`` via ``torch.linalg.solve(..., left=False)``. ``I − Q`` is always
+    invertible for real skew Q (its eigenvalues are 1 − iλ, λ real). Differentiable through ``linalg.solve``.
+    """
+    _check_square(q, "q")
+    eye = _eye_like(q)
+    return torch.linalg.solve(eye - q, eye + q, left=False)
+
+
+def inverse_cayley(r: torch.Tensor) -> torch.Tensor:
+    """``Q = (I + R)⁻¹(R − I)``, the skew-symmetric matrix with ``cayley(Q) = R`` for orthogonal ``R``.
+
+    Raises ``ValueError`` when ``R + I`` is singular (R has eigenvalue −1, e.g. a reflection of one axis pair by π):
+    those rotations lie outside the Cayley chart. For a merely near-orthogonal R the result is near-skew; take
+    ``(Q − Qᵀ)/2`` if an exactly skew matrix is needed.
+    """
+    _check_square(r, "r")
+    eye = _eye_like(r)
+    q, info = torch.linalg.solve_ex(eye + r, r - eye)
+    if (info != 0).any():
+        raise ValueError("inverse_cayley: R + I is singular (R has an eigenvalue −1), so R is not the Cayley "
+                         "transform of any finite skew-symmetric Q")
+    return q
+
+
+def cayley_neumann(q: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Cayley–Neumann ``R_k = (I + Q)(I + Q + … + Q^k)`` (module docstring); k = 3 by default.
+
+    The sum is built by Horner's rule ``S = I + Q(I + Q(… (I + Q)))`` — k matrix products — then ``R = S + Q S``.
+    ``k = 0`` gives ``I + Q`` (first order, not recommended: the paper's k = 0 run did not converge).
+    """
+    _check_square(q, "q")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"k (number of Neumann terms) must be an int ≥ 0, got {k!r}")
+    eye = _eye_like(q)
+    s = eye
+    for _ in range(k):
+        s = eye + q @ s
+    return s + q @ s
+
+
+def random_skew(b: int, norm: float, generator: torch.Generator | None = None,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A random b×b skew-symmetric ``Q = A − Aᵀ`` (A standard Gaussian) rescaled to spectral norm ``‖Q‖₂ = norm``."""
+    a = torch.randn(b, b, generator=generator, dtype=torch.float64)
+    q = a - a.T
+    return (q * (norm / torch.linalg.matrix_norm(q, ord=2))).to(dtype)
+
+
+def cnp_orthogonality_error(norm: float, k: int | None, b: int = 32, seed: int = 0,
+                            dtype: torch.dtype = torch.float64) -> float:
+    """``‖R_kᵀR_k − I‖_F/√b`` of the Cayley–Neumann rotation of a random skew Q with ``‖Q‖₂ = norm``
+    (``k=None``: the exact Cayley map) — the docs/ortho.md table.
+
+    Closed form: since ``I + Q + … + Q^k = (I − Q)⁻¹(I − Q^{k+1})`` and all factors commute,
+    ``R_kᵀR_k − I = −Q^{2k+2}`` for even k and ``−2Q^{k+1} + Q^{2k+2}`` for odd k (Q^{k+1} is skew for even k,
+    symmetric for odd k): the error is O(‖Q‖^{2k+2}) for even k and O(2‖Q‖^{k+1}) for odd k.
+    """
+    q = random_skew(b, norm, torch.Generator().manual_seed(seed), dtype)
+    r = cayley(q) if k is None else cayley_neumann(q, k)
+    eye = torch.eye(b, dtype=dtype)
+    return float(torch.linalg.matrix_norm(r.T @ r - eye) / b ** 0.5)
+
+
+def cnp_table_markdown(norms=(0.01, 0.1, 0.5), ks=(1, 2, 3, 4, 5), b: int = 32, seed: int = 0) -> str:
+    """The markdown table of ``cnp_orthogonality_error`` (docs/ortho.md; a test recomputes it)."""
+    lines = ["| k | " + " | ".join(f"‖Q‖₂ = {n}" for n in norms) + " |", "|---|" + "---|" * len(norms)]
+    for k in (*ks, None):
+        cells = " | ".join(f"{cnp_orthogonality_error(n, k, b, seed):.3e}" for n in norms)
+        lines.append(f"| {'exact' if k is None else k} | {cells} |")
+    return "\n".join(lines)
+
