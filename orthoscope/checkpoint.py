@@ -28,7 +28,7 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d: view needs ≥1 dim
     return h.hexdigest()
 
 
@@ -101,7 +101,10 @@ def unflatten_optimizer_state(meta: dict, tensors: dict[str, torch.Tensor]) -> d
     state = {}
     for idx, slot in meta["state"].items():
         state[int(idx)] = {k: tensors[v["tensor"]] if "tensor" in v else v["value"] for k, v in slot.items()}
-    return {"state": state, "param_groups": meta["param_groups"]}
+    # JSON turns tuples (Adam's betas) into lists; give them back as tuples, as torch's own state_dict holds them.
+    groups = [{k: (v if k == "params" or not isinstance(v, list) else tuple(v)) for k, v in g.items()}
+              for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
 
 
 def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
