@@ -36,8 +36,12 @@ def matched_modules(model: nn.Module, targets: Rules, exclude: Rules = None,
 
 
 def _select(model, targets, exclude, types):
+    # Adapted layers and the modules inside them (their base_layer) are never candidates: adapting twice is an error.
+    adapted = [p for p, m in model.named_modules() if p and isinstance(m, AdapterLayer)]
+
     def allowed(path, module):
-        return isinstance(module, types) and not isinstance(module, AdapterLayer)
+        return (isinstance(module, types) and not isinstance(module, AdapterLayer)
+                and not any(path.startswith(a + ".") for a in adapted))
 
     return select_modules(model, targets, exclude, where=allowed, what=f"{'/'.join(t.__name__ for t in types)} module")
 
