@@ -43,9 +43,9 @@ def hyperball_update(w: torch.Tensor, direction: torch.Tensor, lr: float, radius
                      granularity: str = "frobenius", eps: float = 1e-12) -> torch.Tensor:
     """The new weight ``R · Norm(W − lr · R · Norm(u))`` (a new tensor; ``radius`` is a scalar or a ``[1, in]``
     row of column norms). A zero direction leaves W unchanged up to the final renormalization."""
-    step = direction / (_norm(direction, granularity) + eps)
+    step = direction / _norm(direction, granularity).clamp_min(eps)
     moved = w - lr * radius * step
-    return moved * (radius / (_norm(moved, granularity) + eps))
+    return moved * (radius / _norm(moved, granularity).clamp_min(eps))
 
 
 class _Hyperball(torch.optim.Optimizer):
