@@ -1,0 +1,115 @@
+"""The stability–plasticity arena: task shifts, the pipeline on a tiny schedule, budgets, the base never changes,
+interpolation endpoints and the orthogonal path's invariant, Pareto front, plots."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from orthoscope import AdamW  # noqa: E402
+from orthoscope.adapters.lora import LoRA  # noqa: E402
+from orthoscope.adapters.oft import OFT  # noqa: E402
+from orthoscope.arena import (Arena, evaluate, interpolation_models, pareto_front, plot_frontier,  # noqa: E402
+                              plot_geometry, plot_interpolation, plot_profile, shift_digits, trajectory)
+
+
+def test_shifts_of_digits():
+    x = torch.rand(5, 64)
+    assert torch.equal(shift_digits(shift_digits(x, "mirror"), "mirror"), x)
+    assert torch.equal(shift_digits(x, "mirror").view(5, 8, 8)[:, :, 0], x.view(5, 8, 8)[:, :, 7])
+    p = shift_digits(x, "permute")
+    assert torch.equal(p.sort(1).values, x.sort(1).values) and not torch.equal(p, x)
+    assert torch.equal(shift_digits(x, "permute", seed=0), p)           # one fixed permutation
+    assert torch.allclose(shift_digits(x, "invert"), 1 - x)
+    with pytest.raises(ValueError, match="shift must be one of"):
+        shift_digits(x, "rotate")
+
+
+def test_pareto_front():
+    pts = [(0.1, 0.5), (0.2, 0.4), (0.3, 0.9), (0.05, 0.1), (0.3, 0.8)]
+    assert pareto_front(pts) == [3, 0, 2]           # (0.2, 0.4) is beaten by (0.1, 0.5); (0.3, 0.8) by (0.3, 0.9)
+
+
+@pytest.fixture(scope="module")
+def arena_results():
+    arena = Arena.digits(hidden=(32,), pretrain_steps=60, finetune_steps=12, eval_every=4, geometry_tokens=200)
+    base_before = {k: v.clone() for k, v in arena.base().state_dict().items()}
+    results = arena.compare({"full": AdamW(lr=1e-3), "lora": LoRA(rank=2, alpha=4, lr=1e-2),
+                             "oft": OFT(block=16, lr=1e-2)})
+    return arena, base_before, results
+
+
+def test_arena_results_budgets_and_scores(arena_results):
+    arena, base_before, results = arena_results
+    full, lora, oft = results
+    assert full.trainable == 64 * 32 + 32 + 32 * 10 + 10
+    assert lora.trainable == 2 * (64 + 32) + 2 * (32 + 10)
+    assert oft.trainable == (64 // 16 + 32 // 16) * 16 * 15 // 2
+    base = arena.base_scores()
+    assert base["A"] > 0.6                                      # pretraining worked
+    for r in results:
+        assert r.base_scores == base and r.scores == evaluate(r.model, arena.evals)
+        assert r.plasticity == pytest.approx(r.scores["B"] - base["B"])
+        assert r.forgetting == pytest.approx(base["A"] - r.scores["A"])
+        assert r.plasticity > 0                                 # every method learned something of B
+        assert {"delta_erank", "cka_A", "procrustes_A", "csd_rel_A", "csd_rel_B", "csd_ratio"} <= set(r.geometry)
+        f, p = trajectory(r)
+        assert len(f) == 4 and f[-1] == pytest.approx(r.forgetting) and f[0] == pytest.approx(0.0)
+    assert all(torch.equal(v, base_before[k]) for k, v in arena.base().state_dict().items())   # copies only
+    table = Arena.table(results)
+    assert list(table.index) == ["full", "lora", "oft"] and table.loc["lora", "trainable"] == lora.trainable
+
+
+def _outputs(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("mode", ["dense", "generator"])
+def test_interpolation_endpoints(arena_results, mode):
+    arena, _, results = arena_results
+    x = arena.evals["A"][0][:50]
+    base = arena.base()
+    for r in results:
+        m0, m1 = interpolation_models(base, r.model, [0.0, 1.0], mode)
+        assert torch.allclose(_outputs(m0, x), _outputs(base, x), atol=1e-5)
+        assert torch.allclose(_outputs(m1, x), _outputs(r.model, x), atol=1e-4)
+
+
+def test_generator_path_of_oft_stays_on_the_group(arena_results):
+    arena, _, results = arena_results
+    base, oft = arena.base(), results[2]
+    w0 = base.layers[0].weight
+    sv0 = torch.linalg.svdvals(w0)
+    (gen,) = interpolation_models(base, oft.model, [0.5], "generator")
+    (dense,) = interpolation_models(base, oft.model, [0.5], "dense")
+    assert torch.allclose(torch.linalg.svdvals(gen.layers[0].effective_weight()), sv0, rtol=1e-4)
+    assert not torch.allclose(torch.linalg.svdvals(dense.layers[0].weight), sv0, rtol=1e-4)   # the chord leaves it
+    path = arena.interpolate(oft, [0.0, 0.5, 1.0], mode="generator")
+    assert path["alpha"] == [0.0, 0.5, 1.0] and path["B"][-1] == pytest.approx(oft.scores["B"])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        arena.interpolate(oft, [0.5], mode="geodesic")
+
+
+def test_plots_draw(arena_results):
+    arena, _, results = arena_results
+    paths = {"oft dense": arena.interpolate(results[2], [0, 0.5, 1]),
+             "oft generator": arena.interpolate(results[2], [0, 0.5, 1], mode="generator")}
+    fig, axes = plt.subplots(1, 4)
+    assert plot_frontier(axes[0], results, paths=paths)
+    assert len(plot_interpolation(axes[1], paths)) == 4
+    assert len(plot_geometry(axes[2], results, "cka_A")) == 3
+    assert len(plot_profile(axes[3], results, "layers.0")) == 3
+    with pytest.raises(KeyError, match="available"):
+        plot_geometry(axes[2], results, "nonsense")
+    with pytest.raises(ValueError, match="at least one"):
+        plot_frontier(axes[0], [])
+    plt.close(fig)
+
+
+def test_bad_arena_arguments():
+    with pytest.raises(ValueError, match="finetune_steps must be a positive integer"):
+        Arena.digits(finetune_steps=0)
