@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orthoscope.adapters import adapter_layers, merge_all, remove_adapters, unmerge_all
+from orthoscope.adapters import adapter_layers, matched_modules, merge_all, remove_adapters, unmerge_all
+from orthoscope.adapters.boft import BOFTConfig
 from orthoscope.adapters.lora import LoRAConfig
 from orthoscope.adapters.oft import OFTConfig
+from orthoscope.adapters.qoft import QOFTConfig
 from orthoscope.adapters.registry import attach, list_targets
 from orthoscope.adapters.sora import SoRAConfig
 from orthoscope.models import MLP, TinyTransformer
@@ -96,6 +98,19 @@ CASES = [
     ("oft-tf-coft", "tf", OFTConfig, dict(block=8, coft=True, eps=1e-2, targets=["up"]), ["blocks.0.mlp.up"], {}),
     ("oft-cnn", "cnn", OFTConfig, dict(block=9, targets=["0", "2"]), ["0", "2"], {}),
     ("oft-llama-all-but-head", "llama", OFTConfig, dict(block=8, exclude=["lm_head"]), LLAMA_ALL, {}),
+    ("boft-mlp", "mlp", BOFTConfig, dict(block=4, targets=["layers.0", "layers.1"]), ["layers.0", "layers.1"], {}),
+    ("boft-tf-3-factors", "tf", BOFTConfig, dict(block=4, factors=3, targets=["q_proj", "up", "down"]),
+     ["blocks.0.attn.q_proj", "blocks.0.mlp.up", "blocks.0.mlp.down"], {}),
+    ("boft-tf-dense-neumann", "tf", BOFTConfig, dict(block=2, factors=2, dense=True, cayley="neumann",
+                                                    targets=["v_proj"]), ["blocks.0.attn.v_proj"], {}),
+    ("boft-llama", "llama", BOFTConfig, dict(block=4, factors=2, targets=["q_proj", "v_proj"]), LLAMA_QV, {}),
+    # QOFT: identity is relative to the quantized base; a merge re-quantizes (error ≤ scale/2 per weight).
+    ("qoft-mlp-int8", "mlp", QOFTConfig, dict(block=4, bits=8, group_size=8, targets=["layers.0", "layers.1"]),
+     ["layers.0", "layers.1"], dict(init_reference="unadapted", merge_atol=5e-3)),   # measured 2.7e-3
+    ("qoft-tf-4bit", "tf", QOFTConfig, dict(block=8, bits=4, group_size=16, targets=["q_proj", "down"]),
+     ["blocks.0.attn.q_proj", "blocks.0.mlp.down"], dict(init_reference="unadapted", merge_atol=5e-2)),  # 1.9e-2
+    ("qoft-llama-4bit", "llama", QOFTConfig, dict(block=8, bits=4, group_size=16, targets=["q_proj", "v_proj"]),
+     LLAMA_QV, dict(init_reference="unadapted", merge_atol=2e-2)),                                 # 5.4e-3
 ]
 IDS = [c[0] for c in CASES]
 
@@ -124,7 +139,7 @@ def test_targets_hit_exactly_the_expected_paths(case):
     attach(model, case["config"])
     assert [p for p, _ in adapter_layers(model)] == case["expected"]
     # adapted layers and the base layers inside them are no longer candidates (attaching twice cannot double-wrap)
-    left = list_targets(model, type(case["config"])(targets=r".*"))
+    left = matched_modules(model, None, types=(nn.Linear, nn.Embedding, nn.Conv2d))
     assert not any(p == e or p.startswith(e + ".") for p in left for e in case["expected"])
 
 
@@ -185,7 +200,7 @@ def test_effective_weight_is_what_the_layer_computes(case):
             base = layer.base_layer
             w = layer.effective_weight()
             assert w.shape == layer.base_weight().shape
-            if isinstance(base, nn.Linear):
+            if hasattr(base, "in_features"):                      # nn.Linear or QOFT's QuantLinear
                 x = torch.randn(5, base.in_features, generator=g)
                 expected = F.linear(x, w, base.bias)
             elif isinstance(base, nn.Embedding):
@@ -200,7 +215,7 @@ def test_effective_weight_is_what_the_layer_computes(case):
 def test_rotations_are_orthogonal(case):
     model = attach(build(case["kind"]), case["config"])
     perturb(model, scale=0.3)
-    layers = [layer for _, layer in adapter_layers(model) if hasattr(layer, "rotation")]
+    layers = [layer for _, layer in adapter_layers(model) if hasattr(layer, "rotation") or hasattr(layer, "rotations")]
     if not layers or getattr(case["config"], "cayley", "exact") != "exact":
         pytest.skip("no exact-Cayley rotation in this row")
     with torch.no_grad():
@@ -209,3 +224,190 @@ def test_rotations_are_orthogonal(case):
                 b = r.shape[-1]
                 err = (r.transpose(-1, -2) @ r - torch.eye(b)).abs().max().item()
                 assert err <= 10 * b * EPS32, (layer.path, err)
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------------
+def test_unknown_target_lists_the_candidates():
+    model = build("mlp")
+    with pytest.raises(ValueError, match=r"nope.*'layers\.0', 'layers\.1'"):
+        attach(model, OFTConfig(block=4, targets=["nope"]))
+    with pytest.raises(ValueError, match="ln1"):          # a LayerNorm is not a candidate of OFT
+        attach(build("tf"), OFTConfig(block=4, targets=["ln1"]))
+
+
+@pytest.mark.parametrize("config, message", [
+    (OFTConfig(block=5, targets=["q_proj"]), r"block=5 does not divide in_features = 16 of layer "
+                                             r"'blocks\.0\.attn\.q_proj'.*\[1, 2, 4, 8, 16\]"),
+    (OFTConfig(n_blocks=3, targets=["down"]), r"n_blocks=3 .* 32 of layer 'blocks\.0\.mlp\.down'.*\[1, 2, 4, 8, 16, 32\]"),
+    (QOFTConfig(block=3, group_size=16, targets=["q_proj"]), r"block=3 .*'blocks\.0\.attn\.q_proj'"),
+    (BOFTConfig(block=8, factors=3, targets=["q_proj"]), r"factors=3 .*'blocks\.0\.attn\.q_proj'.*valid block sizes: "
+                                                         r"\[2, 4\]"),
+    (QOFTConfig(block=4, group_size=5, targets=["q_proj"]), r"'blocks\.0\.attn\.q_proj'.*group_size=5 does not "
+                                                            r"divide.*valid group sizes for it: \[1, 2, 4, 8, 16\]"),
+    (QOFTConfig(block=4, bits=4, group_size=1, targets=["q_proj"]), r"even.*valid group sizes for it: \[2, 4, 8, 16\]"),
+], ids=["oft-block", "oft-n-blocks", "qoft-block", "boft-butterfly", "qoft-group", "qoft-4bit-odd-group"])
+def test_layers_that_do_not_fit_raise_and_leave_the_model_unchanged(config, message):
+    model = build("tf")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        attach(model, config)
+    assert not list(adapter_layers(model))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LoRAConfig(rank=0), lambda: LoRAConfig(rank=-2), lambda: LoRAConfig(rank=2.5), lambda: SoRAConfig(rank=0),
+    lambda: LoRAConfig(rank=2, alpha=0.0), lambda: LoRAConfig(rank=2, dropout=1.0),
+    lambda: SoRAConfig(rank=2, sparse_lambda=-1.0),
+    lambda: OFTConfig(block=4, n_blocks=2), lambda: OFTConfig(block=0), lambda: OFTConfig(cayley="pade"),
+    lambda: OFTConfig(cayley="neumann", neumann_terms=0), lambda: OFTConfig(coft=True, eps=0.0),
+    lambda: BOFTConfig(factors=0), lambda: QOFTConfig(bits=3), lambda: QOFTConfig(group_size=0),
+], ids=["rank0", "rank-neg", "rank-float", "sora-rank0", "alpha0", "dropout1", "lambda-neg", "block-and-n", "block0",
+        "cayley", "k0", "eps0", "factors0", "bits3", "group0"])
+def test_bad_config_values_raise(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+# ---- methods in a Run --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", [
+    "LoRA(rank=4, alpha=8.0, targets=['layers.0', 'layers.1'], lr=3e-2)",
+    "SoRA(rank=4, alpha=8.0, sparse_lambda=1e-3, targets=['layers.0', 'layers.1'], lr=3e-2)",
+    "OFT(block=8, targets=['layers.0', 'layers.1'], lr=3e-2)",
+    "BOFT(block=4, factors=2, targets=['layers.0', 'layers.1'], lr=3e-2)",
+    "QOFT(block=8, bits=8, group_size=8, targets=['layers.0', 'layers.1'], lr=3e-2)",
+], ids=["lora", "sora", "oft", "boft", "qoft"])
+def test_methods_train_only_their_adapter_in_a_run(method):
+    from orthoscope import Run
+    from orthoscope.adapters.boft import BOFT
+    from orthoscope.adapters.lora import LoRA
+    from orthoscope.adapters.oft import OFT
+    from orthoscope.adapters.qoft import QOFT
+    from orthoscope.adapters.sora import SoRA
+    from orthoscope.probes import Spectrum
+    from orthoscope.tasks import ModularArithmetic
+
+    method = eval(method)
+    torch.manual_seed(0)
+    model = MLP(vocab_size=11, n_tokens=2, d_embed=8, hidden=(32,), d_out=11)
+    embed = model.embed.weight.detach().clone()
+    run = Run(model, ModularArithmetic(p=11, train_frac=0.6), method, probes=[Spectrum(every=10)], seed=0)
+    first = None
+    for _ in range(30):
+        run.step()
+        first = first if first is not None else run.last_loss
+    assert run.last_loss < first
+    assert torch.equal(run.model.embed.weight, embed)                       # not a target: untouched
+    assert all(n.rsplit(".", 1)[-1].startswith(method.prefix)
+               for n, p in run.model.named_parameters() if p.requires_grad)
+    assert "sv/layers.0" in run.history.keys() or any(k.endswith("layers.0") for k in run.history.keys())
+
+
+def test_sora_proximal_step_sparsifies_and_prune_gives_an_equal_lora():
+    from orthoscope import Run
+    from orthoscope.adapters.lora import LoRALinear
+    from orthoscope.adapters.sora import SoRA, gate_ranks, prune, soft_threshold
+    from orthoscope.tasks import ModularArithmetic
+
+    g = torch.tensor([0.5, -0.05, 0.0, -2.0])
+    torch.testing.assert_close(soft_threshold(g, 0.1), torch.tensor([0.4, 0.0, 0.0, -1.9]))
+    torch.manual_seed(0)
+    model = MLP(vocab_size=11, n_tokens=2, d_embed=8, hidden=(32,), d_out=11)
+    run = Run(model, ModularArithmetic(p=11, train_frac=0.6),
+              SoRA(rank=6, targets=["layers.0", "layers.1"], sparse_lambda=30.0, lr=1e-2), probes=[], seed=0)
+    run.train(20, progress=False)
+    ranks = gate_ranks(run.model)
+    assert set(ranks) == {"layers.0", "layers.1"} and min(ranks.values()) < 6     # λ·lr = 0.3 per step
+    x = torch.randint(0, 11, (9, 2), generator=torch.Generator().manual_seed(0))
+    run.model.eval()
+    with torch.no_grad():
+        y = run.model(x)
+        kept = prune(run.model)
+        assert kept == ranks
+        torch.testing.assert_close(run.model(x), y, atol=1e-6, rtol=1e-6)
+    for path, rank in kept.items():
+        layer = run.model.get_submodule(path)
+        if rank:
+            assert isinstance(layer, LoRALinear) and layer.gate is None and layer.rank == rank
+            assert layer.lora_A.shape[0] == rank and layer.lora_A.requires_grad
+        else:
+            assert isinstance(layer, nn.Linear)
+
+
+def test_boft_butterfly_matches_a_dense_product_of_permutation_matrices():
+    """Oracle: M = Π_{m−1} ⋯ Π_0 with Π_i = P_i blockdiag(R_i) P_iᵀ, P_i[j, perm_i[j]] = 1 (peft's perm2mat)."""
+    from orthoscope.ortho import blockdiag, butterfly_permutation
+
+    torch.manual_seed(0)
+    lin = nn.Linear(16, 5)
+    layer = BOFTConfig(block=2, factors=3).make_layer("lin", lin)
+    with torch.no_grad():
+        layer.boft_q.normal_(0, 0.5)
+        layer.boft_s.uniform_(0.5, 1.5)
+        rs = layer.rotations()
+        dense = torch.eye(16)
+        for i in range(3):
+            perm = butterfly_permutation(16, 2, i)
+            p = torch.zeros(16, 16)
+            p[torch.arange(16), perm] = 1.0
+            dense = (p @ blockdiag(rs[i]) @ p.T) @ dense
+        torch.testing.assert_close(layer.rotation_matrix(), dense, atol=1e-6, rtol=0)
+        x = torch.randn(4, 16)
+        expected = (F.linear(x @ dense, lin.weight) * layer.boft_s) + lin.bias
+        for forced in (True, False):
+            layer.dense = forced
+            torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+    # both paths give the same gradients
+    grads = []
+    for forced in (True, False):
+        layer.dense = forced
+        layer.zero_grad()
+        layer(x).pow(2).sum().backward()
+        grads.append(layer.boft_q.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_coft_keeps_every_block_inside_its_radius():
+    model = attach(build("tf"), OFTConfig(block=4, coft=True, eps=1e-3, targets=["q_proj", "up"]))
+    perturb(model, scale=1.0)
+    output(model, make_input("tf"))
+    for _, layer in adapter_layers(model):
+        radius = layer.eps / layer.q.shape[0] ** 0.5
+        assert (layer.q.norm(dim=1) * 2 ** 0.5 <= radius * (1 + 1e-6)).all()
+
+
+def test_parameter_counts_and_block_sharing():
+    d_in, d_out = 16, 32
+    counts = {}
+    for name, config in [("oft", OFTConfig(block=4)), ("shared", OFTConfig(block=4, block_share=True)),
+                         ("lora", LoRAConfig(rank=3)), ("boft", BOFTConfig(block=4, factors=2)),
+                         ("qoft", QOFTConfig(n_blocks=2, group_size=8))]:
+        layer = config.make_layer("x", nn.Linear(d_in, d_out))
+        counts[name] = sum(p.numel() for p in layer.adapter_parameters())
+    assert counts == {"oft": 4 * 6, "shared": 6, "lora": 3 * (d_in + d_out), "boft": 2 * 4 * 6 + d_out,
+                      "qoft": 2 * 28}
+
+
+def test_qoft_stores_codes_not_floats():
+    model = attach(build("tf"), QOFTConfig(block=8, bits=4, group_size=16, targets=["down"]))
+    base = model.get_submodule("blocks.0.mlp.down").base_layer
+    assert base.codes.dtype == torch.uint8 and base.codes.numel() == 16 * 32 // 2
+    assert not any(t.dtype.is_floating_point and t.numel() >= 16 * 32 for t in base.state_dict().values())
+
+
+def test_every_config_field_has_help_and_every_method_is_registered():
+    from dataclasses import fields
+
+    from orthoscope.adapters.registry import ADAPTERS
+
+    assert {"lora", "sora", "oft", "boft", "qoft"} <= set(ADAPTERS)
+    for cls in ADAPTERS.values():
+        assert all(f.metadata.get("help") for f in fields(cls)), cls.__name__
+
+
+def test_list_targets_changes_nothing():
+    model = build("llama")
+    names = [n for n, _ in model.named_modules()]
+    assert list_targets(model, OFTConfig(block=8, targets=r".*\.mlp\.(up|down)_proj")) == [
+        f"model.layers.{i}.mlp.{p}" for i in range(2) for p in ("up_proj", "down_proj")]
+    assert [n for n, _ in model.named_modules()] == names

@@ -43,7 +43,8 @@ from ..methods import check_positive
 from ..ortho import cayley, n_packed, skew_from_packed
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv2d", "OFTEmbedding", "resolve_blocks", "divisors"]
+__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks", "divisors",
+           "check_rotation_config"]
 
 CAYLEY_CHOICES = ("exact", "neumann")
 
@@ -179,12 +180,12 @@ class OFTConv2d(RotationMixin, AdaptedLayer):
         return self._rotate_rows(w.reshape(w.shape[0], -1), transpose=True, inverse=True).reshape(w.shape)
 
 
-def check_rotation_config(config) -> None:
-    """Validation shared by OFT-style configs (block XOR n_blocks, Cayley choice, ε)."""
+def check_rotation_config(config, default_block: int = 32) -> None:
+    """Validation shared by OFT-style configs (block XOR n_blocks, Cayley choice, number of Neumann terms)."""
     if config.block is not None and config.n_blocks is not None:
         raise ValueError(f"give block or n_blocks, not both (got block={config.block!r}, n_blocks={config.n_blocks!r})")
     if config.block is None and config.n_blocks is None:
-        config.block = 32
+        config.block = default_block
     for name in ("block", "n_blocks"):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -194,7 +195,6 @@ def check_rotation_config(config) -> None:
     k = config.neumann_terms
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"neumann_terms must be an integer ≥ 1, got {k!r}")
-    check_positive("eps", config.eps)
 
 
 @register_adapter
@@ -223,6 +223,7 @@ class OFTConfig(AdapterConfig):
 
     def __post_init__(self):
         check_rotation_config(self)
+        check_positive("eps", self.eps)
 
 
 @dataclass
