@@ -1,1 +1,30 @@
-"""(filled by later issues)"""
+"""Figures, animations and the live Dashboard for a run's History.
+
+    from orthoscope.viz import plot_loss_accuracy, plot_spectrum_heatmap, spectrum_animation, to_html, Dashboard
+
+``plots`` (pure ``plot_*(ax, history, ...)``) and ``animate`` need only matplotlib; ``Dashboard`` needs ipywidgets
+(and uses ipympl when ``%matplotlib widget`` is active). Nothing is imported until a name is first used, so
+``import orthoscope.viz`` stays cheap.
+"""
+from __future__ import annotations
+
+_PLOTS = ("plot_curves", "plot_loss_accuracy", "plot_metric", "plot_spectrum_heatmap", "plot_spectrum_lines",
+          "plot_spectrum_at")
+_ANIMATE = ("spectrum_animation", "to_html", "save_gif", "animate_spectra")
+__all__ = [*_PLOTS, *_ANIMATE, "Dashboard"]
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _PLOTS:
+        return getattr(importlib.import_module(f"{__name__}.plots"), name)
+    if name in _ANIMATE:
+        return getattr(importlib.import_module(f"{__name__}.animate"), name)
+    if name == "Dashboard":
+        return importlib.import_module(f"{__name__}.dashboard").Dashboard
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
