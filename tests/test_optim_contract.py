@@ -1,7 +1,6 @@
 """The contract every optimizer in orthoscope.optim keeps: determinism, convergence on a quadratic, a plain PyTorch
 loop, state_dict round trip, Run checkpoints, and clear errors for bad input (lr < 0, 1-D matrix params, NaN grads)."""
 import copy
-import importlib
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from torch import nn
 
 from orthoscope import Run
 from orthoscope.models import MLP
-from orthoscope.optim import FOCUS, AdamH, Muon, MuonH, NonFiniteGradError, matrix_param_groups
+from orthoscope.optim import FOCUS, AdamH, Muon, MuonH, NonFiniteGradError, Pion, matrix_param_groups
 from orthoscope.tasks import ModularArithmetic
 
 # name → (constructor taking param groups, quadratic lr, has a matrix path)
@@ -21,14 +20,11 @@ OPTIMIZERS = {
     "muonh": (lambda groups, **kw: MuonH(groups, **{"lr": 0.02, **kw}), True),
     "focus": (lambda groups, **kw: FOCUS(groups, **{"lr": 0.01, **kw}), False),
     "signum": (lambda groups, **kw: FOCUS(groups, **{"lr": 0.01, "gamma": 0.0, **kw}), False),
+    "pion": (lambda groups, **kw: Pion(groups, **{"lr": 0.02, **kw}), True),
+    "pion_alt_ambient": (lambda groups, **kw: Pion(groups, **{
+        "lr": 0.02, "side": "alternate", "momentum": "transported_ambient", "second_moment": True, **kw}), True),
+    "pion_additive": (lambda groups, **kw: Pion(groups, **{"lr": 0.02, "form": "additive", **kw}), True),
 }
-if importlib.util.find_spec("orthoscope.optim.pion") is not None:
-    from orthoscope.optim import Pion
-
-    OPTIMIZERS["pion"] = (lambda groups, **kw: Pion(groups, **{"lr": 0.02, **kw}), True)
-    OPTIMIZERS["pion_alt_ambient"] = (lambda groups, **kw: Pion(groups, **{
-        "lr": 0.02, "update_side": "alternate", "momentum": "transported_ambient", **kw}), True)
-    OPTIMIZERS["pion_additive"] = (lambda groups, **kw: Pion(groups, **{"lr": 0.02, "form": "additive", **kw}), True)
 
 NAMES = sorted(OPTIMIZERS)
 
@@ -122,7 +118,7 @@ def test_state_dict_round_trip(name):
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("name", ["muon", "adamh", "focus"] + (["pion"] if "pion" in OPTIMIZERS else []))
+@pytest.mark.parametrize("name", ["muon", "adamh", "focus", "pion"])
 def test_run_checkpoint_resume(name, tmp_path):
     from orthoscope.optim import methods
 

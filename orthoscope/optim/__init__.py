@@ -12,6 +12,8 @@ from .common import NonFiniteGradError, matrix_param_groups
 from .focus import FOCUS, focus_update
 from .hyperball import AdamH, MuonH, hyperball_update
 from .muon import Muon, muon_update, newton_schulz, register_backend, svd_orthogonalize
+from .pion import Pion, lie_gradients, pion_update
 
-__all__ = ["Muon", "AdamH", "MuonH", "FOCUS", "NonFiniteGradError", "matrix_param_groups", "muon_update",
-           "newton_schulz", "svd_orthogonalize", "register_backend", "hyperball_update", "focus_update"]
+__all__ = ["Muon", "Pion", "AdamH", "MuonH", "FOCUS", "NonFiniteGradError", "matrix_param_groups", "muon_update",
+           "newton_schulz", "svd_orthogonalize", "register_backend", "hyperball_update", "focus_update",
+           "pion_update", "lie_gradients"]

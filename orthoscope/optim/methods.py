@@ -1,7 +1,7 @@
 """The optimizers of ``orthoscope.optim`` as methods a ``Run`` takes (``orthoscope.methods.Method``).
 
     Run(model, task, Muon(lr=0.02))                 # hidden matrices: Muon; embeddings/head/vectors: AdamW
-    Run(model, task, Pion(lr=1e-3))                 # spectrum-preserving rotations on hidden matrices
+    Run(model, task, Pion(lr=1e-3))                 # hidden matrices rotate on both sides: spectrum kept
     Run(model, task, Hyperball(base="adam"))        # AdamH (base="muon": MuonH)
     Run(model, task, FOCUS(lr=1e-3, gamma=0.1))     # every parameter
 
@@ -22,6 +22,7 @@ from .common import matrix_param_groups
 from .focus import FOCUS as FOCUSOptimizer
 from .hyperball import AdamH, MuonH
 from .muon import Muon as MuonOptimizer
+from .pion import Pion as PionOptimizer
 
 
 @dataclass
@@ -72,6 +73,27 @@ class Muon(_MatrixMethod):
                              weight_decay=self.weight_decay, ns_steps=self.ns_steps, backend=self.backend,
                              rms_match=self.rms_match, adamw_lr=self.adamw_lr, adamw_betas=self.adamw_betas,
                              adamw_weight_decay=self.adamw_weight_decay)
+
+
+@dataclass
+class Pion(_MatrixMethod):
+    """Pion (``orthoscope.optim.Pion``): hidden matrices move by rotations on both sides; spectrum preserved."""
+
+    lr: float = field(default=1e-3, metadata={"help": "learning rate (update RMS = lr·rms)"})
+    betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "Pion moment betas"})
+    side: str = field(default="both", metadata={"help": "'both', 'alternate', 'in' or 'out'"})
+    momentum: str = field(default="lie", metadata={"help": "'lie' or 'transported_ambient'"})
+    second_moment: bool = field(default=False, metadata={"help": "Adam-style division by √v"})
+    rms: float = field(default=0.2, metadata={"help": "RMS constant of the induced ambient update"})
+    degree: object = field(default=2, metadata={"help": "truncated-exponential degree, or 'exact'"})
+    form: str = field(default="product", metadata={"help": "'product' (paper) or 'additive' (released code)"})
+    adamw_lr: float = field(default=3e-3, metadata={"help": "AdamW lr for embeddings, head and vectors"})
+    adamw_weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay"})
+
+    def build(self, groups):
+        return PionOptimizer(groups, lr=self.lr, betas=self.betas, side=self.side, momentum=self.momentum,
+                             second_moment=self.second_moment, rms=self.rms, degree=self.degree, form=self.form,
+                             adamw_lr=self.adamw_lr, adamw_weight_decay=self.adamw_weight_decay)
 
 
 @dataclass
@@ -129,4 +151,4 @@ class _Probe(nn.Module):
         self.hidden, self.head = nn.Linear(2, 2), nn.Linear(2, 2)
 
 
-__all__ = ["Muon", "Hyperball", "FOCUS"]
+__all__ = ["Muon", "Pion", "Hyperball", "FOCUS"]

@@ -1,0 +1,220 @@
+"""Pion: a spectrum-preserving optimizer that moves weights by rotations (arXiv 2605.12492; code
+``Sphere-AI-Lab/pion``, ``megatron-lm/megatron/core/optimizer/pion.py``).
+
+Write a hidden matrix ``W`` (PyTorch layout ``[out, in]``, ``y = x Wᵀ``) as ``I·W·I`` and move the two identities
+on the orthogonal groups O(out) and O(in). The Euclidean gradient ``G`` projects to the two Lie algebras::
+
+    G_in  = WᵀG − GᵀW      (in × in, skew)      input side:  d/dt L(W e^{tΩ})|₀ = ½⟨G_in, Ω⟩
+    G_out = GWᵀ − WGᵀ      (out × out, skew)    output side: d/dt L(e^{tΩ} W)|₀ = ½⟨G_out, Ω⟩
+
+and the ideal step is ``W ← exp(αA_out) · W · exp(αA_in)`` with generators ``A = −(momentum of G_…)``. Orthogonal
+factors on both sides keep **every singular value** of W; the input-side factor alone also keeps every row norm and
+every angle between rows (neurons), hence the hyperspherical energy; the output-side factor keeps column norms.
+
+Momentum (``momentum=``):
+  * ``"lie"`` (default; the code's ``lie_lie``): EMAs in the Lie algebras, ``m ← β1 m + (1−β1) G_in/out``;
+    with ``second_moment=True`` also ``v ← β2 v + (1−β2) G²`` and ``A = −m/(√v + ε)`` (the project page's
+    Adam-style algorithm; still skew, since m is odd and v even in each entry). Off by default, as in the code and
+    its 1.3B recipe.
+  * ``"transported_ambient"`` (the code's ``transported_ambient_ambient``; the 60M scripts' default): an EMA of the
+    raw gradient, ``m ← β1 m + (1−β1) G`` (optional ``v ← β2 v + (1−β2) m²`` — of m², as in the code), projected to
+    the Lie algebras as ``m/(√v+ε)``; after each step the buffer is **transported**: it is rotated exactly like W.
+  No bias correction (neither implementation has one; the RMS normalization below removes any per-matrix scalar).
+
+Step size (RMS normalization, constant ``rms`` = 0.2): ``α = lr·rms·√(out·in) / ‖W A_in + A_out W‖_F`` — the
+first-order ambient update ``W αA_in + αA_out W`` has RMS exactly ``lr·rms``, like an AdamW step (cf. Kimi-Muon's
+0.2·√max). The norm is taken on that induced ambient update, not on A. One-sided steps use ``‖W A_in‖`` or ``‖A_out W‖``.
+
+Sides (``side=``): ``"both"`` (bilateral, default), ``"alternate"`` (step 1, 3, … input side; 2, 4, … output side, as
+in the code; about half the cost, ≈0.23 % loss gap per the page), or a fixed ``"in"`` / ``"out"``.
+
+The exponential (``degree=``): ``E_d(A) = Σ_{i≤d} Aⁱ/i!`` with d = 2 by default, or ``"exact"`` (``torch.matrix_exp``).
+For skew A, ``E₂(A)ᵀE₂(A) = I + A⁴/4``, so degree 2 is orthogonal to fourth order and can only *grow* singular values,
+by a factor ≤ √(1 + ‖A‖₂⁴/4) per side and step; every step starts again from I, so the error does not compound.
+
+Product vs additive form (``form=``). The paper's algorithm is the **product** ``W ← E(A_out)·W·E(A_in)`` (default).
+The released Megatron code computes the **additive** ``W ← W + W·T(A_in) + T(A_out)·W`` with ``T(A) = E(A) − I``,
+i.e. ``W E(A_in) + E(A_out) W − W``. The two differ by exactly the cross term ``T(A_out)·W·T(A_in)`` (second order):
+the additive form is not a rotation even with the exact exponential, so its singular values drift at O(α²) per
+step where the product form's drift is O(α⁴) (degree 2) or 0 (exact). In one-sided steps the two forms coincide.
+
+No weight decay on matrices (a decay would shrink the spectrum Pion exists to keep); a matrix group asking for one is
+an error. Embeddings, the output head and vectors go to AdamW inside the same optimizer (``"matrix": False``
+groups). Not implemented from the code: per-head QKV / fused-gate splitting (orthoscope models keep q, k, v, up and
+gate as separate matrices) and the unreleased μP spectral scaling.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..ortho import expm, expm_truncated
+from .common import (adamw_defaults, adamw_group_step, check_betas, check_choice, check_finite_grads,
+                     check_matrix_group, check_nonneg, setup_groups)
+
+SIDES = ("both", "alternate", "in", "out")
+MOMENTA = ("lie", "transported_ambient")
+FORMS = ("product", "additive")
+
+
+def lie_gradients(w: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(WᵀG − GᵀW, GWᵀ − WGᵀ)``: the input- and output-side projections of ``G`` (no ½, as in the code)."""
+    wtg, gwt = w.mT @ g, g @ w.mT
+    return wtg - wtg.mT, gwt - gwt.mT
+
+
+def active_sides(side: str, step: int) -> tuple[bool, bool]:
+    """(input side moves, output side moves) at step ``step`` ≥ 1; alternating starts with the input side."""
+    if side == "alternate":
+        return step % 2 == 1, step % 2 == 0
+    return side in ("both", "in"), side in ("both", "out")
+
+
+def pion_generators(w: torch.Tensor, grad: torch.Tensor, buffers: dict, use_in: bool, use_out: bool,
+                    momentum: str = "lie", betas=(0.9, 0.95), second_moment: bool = False, eps: float = 1e-8):
+    """Unscaled descent generators ``(A_in, A_out)`` (None for a side that does not move); updates ``buffers``
+    (a dict, filled lazily) in place. Everything is computed in ``w``'s dtype (float32/float64)."""
+    beta1, beta2 = betas
+    if momentum == "lie":
+        g_in, g_out = lie_gradients(w, grad)
+        out = []
+        for key, g in (("in", g_in), ("out", g_out)):        # both EMAs advance every step, as in the code
+            m = buffers.setdefault(f"m_{key}", torch.zeros_like(g))
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            a = m
+            if second_moment:
+                v = buffers.setdefault(f"v_{key}", torch.zeros_like(g))
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                a = m / (v.sqrt() + eps)
+            out.append(-a)
+        a_in, a_out = out
+    else:
+        m = buffers.setdefault("m", torch.zeros_like(w))
+        m.mul_(beta1).add_(grad, alpha=1 - beta1)
+        tilde = m
+        if second_moment:
+            v = buffers.setdefault("v", torch.zeros_like(w))
+            v.mul_(beta2).addcmul_(m, m, value=1 - beta2)
+            tilde = m / (v.sqrt() + eps)
+        a_in, a_out = (-x for x in lie_gradients(w, tilde))
+    return (a_in if use_in else None), (a_out if use_out else None)
+
+
+def rms_alpha(w: torch.Tensor, a_in, a_out, lr: float, rms: float = 0.2) -> float:
+    """``α`` with ``RMS(W·αA_in + αA_out·W) = lr·rms`` (0 when the generators vanish)."""
+    base = torch.zeros_like(w)
+    if a_in is not None:
+        base = base + w @ a_in
+    if a_out is not None:
+        base = base + a_out @ w
+    norm = base.norm().item()
+    return lr * rms * math.sqrt(w.numel()) / norm if norm > 0 else 0.0
+
+
+def rotate(x: torch.Tensor, a_in, a_out, degree=2, form: str = "product") -> torch.Tensor:
+    """``E(A_out)·x·E(A_in)`` (product) or ``x + x·T(A_in) + T(A_out)·x`` (additive), ``E`` = ``E_degree`` or the
+    exact exponential (``degree="exact"``), ``T = E − I``; a ``None`` generator means that side stays."""
+    exp = expm if degree == "exact" else (lambda a: expm_truncated(a, degree))
+    e_in = None if a_in is None else exp(a_in)
+    e_out = None if a_out is None else exp(a_out)
+    if form == "product":
+        y = x if e_out is None else e_out @ x
+        return y if e_in is None else y @ e_in
+    y = x.clone()
+    if e_in is not None:
+        y += x @ e_in - x                # x·T(A_in), with T = E − I
+    if e_out is not None:
+        y += e_out @ x - x               # T(A_out)·x
+    return y
+
+
+def pion_update(w: torch.Tensor, grad: torch.Tensor, buffers: dict, step: int, lr: float, side: str = "both",
+                momentum: str = "lie", betas=(0.9, 0.95), second_moment: bool = False, eps: float = 1e-8,
+                rms: float = 0.2, degree=2, form: str = "product") -> torch.Tensor:
+    """One Pion step for one matrix: returns the new ``W`` (a new tensor) and updates ``buffers`` in place
+    (the transported-ambient buffer is rotated like W). ``step`` ≥ 1 counts this parameter's updates."""
+    use_in, use_out = active_sides(side, step)
+    a_in, a_out = pion_generators(w, grad, buffers, use_in, use_out, momentum, betas, second_moment, eps)
+    alpha = rms_alpha(w, a_in, a_out, lr, rms)
+    a_in = None if a_in is None else alpha * a_in
+    a_out = None if a_out is None else alpha * a_out
+    if momentum == "transported_ambient":
+        buffers["m"].copy_(rotate(buffers["m"], a_in, a_out, degree, form))
+    return rotate(w, a_in, a_out, degree, form)
+
+
+def _check_degree(degree) -> None:
+    if degree != "exact" and (not isinstance(degree, int) or isinstance(degree, bool) or degree < 1):
+        raise ValueError(f"degree must be an int ≥ 1 (truncated exponential) or 'exact', got {degree!r}")
+
+
+class Pion(torch.optim.Optimizer):
+    """Pion on ``"matrix"`` groups (2-D weights), AdamW on the others (math in the module docstring).
+
+    Args:
+        params: parameters, ``(name, tensor)`` pairs or group dicts with ``"matrix": bool`` (plain list = matrices).
+        lr: learning rate; the first-order update has RMS ``lr·rms`` (paper recipes: 1e-3 at 60M, 5e-4 at 1.3B).
+        betas: (β1, β2) of the Pion moments (0.9, 0.95 in the paper's scripts).
+        side: ``"both"``, ``"alternate"``, ``"in"`` or ``"out"``. momentum: ``"lie"`` or ``"transported_ambient"``.
+        second_moment: divide by √v (Adam-style) in the momentum's space. eps: ε of that division.
+        rms: the RMS constant (0.2). degree: truncated-exponential degree (2) or ``"exact"``.
+        form: ``"product"`` (paper) or ``"additive"`` (released code).
+        adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW groups.
+        check_finite: refuse a step whose gradients hold NaN/inf (``NonFiniteGradError`` naming the parameter).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.95), side: str = "both", momentum: str = "lie",
+                 second_moment: bool = False, eps: float = 1e-8, rms: float = 0.2, degree=2, form: str = "product",
+                 adamw_lr: float = 1e-3, adamw_betas=(0.9, 0.95), adamw_eps: float = 1e-8,
+                 adamw_weight_decay: float = 0.0, check_finite: bool = True):
+        matrix = {"lr": lr, "betas": tuple(betas), "side": side, "momentum": momentum, "second_moment": second_moment,
+                  "eps": eps, "rms": rms, "degree": degree, "form": form, "weight_decay": 0.0}
+        groups = setup_groups("Pion", params, matrix, adamw_defaults(adamw_lr, adamw_betas, adamw_eps,
+                                                                      adamw_weight_decay))
+        for group in groups:
+            if group["matrix"]:
+                if group["weight_decay"] != 0:
+                    raise ValueError(f"Pion applies no weight decay to matrices (rotations keep the spectrum; a decay "
+                                     f"would shrink it), got weight_decay={group['weight_decay']!r} in a matrix "
+                                     "group; use adamw_weight_decay for the AdamW parameters")
+                check_betas(group["betas"])
+                check_choice(group["side"], "side", SIDES)
+                check_choice(group["momentum"], "momentum", MOMENTA)
+                check_choice(group["form"], "form", FORMS)
+                check_nonneg(group["eps"], "eps")
+                check_nonneg(group["rms"], "rms")
+                _check_degree(group["degree"])
+        super().__init__(groups, {})
+        for gi, group in enumerate(self.param_groups):
+            if group["matrix"]:
+                check_matrix_group("Pion", group, gi)
+        self.check_finite = check_finite
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.check_finite:
+            check_finite_grads(self)
+        for group in self.param_groups:
+            if not group["matrix"]:
+                adamw_group_step(self.state, group)
+                continue
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                compute = torch.float64 if p.dtype == torch.float64 else torch.float32
+                if not state:
+                    state["step"] = 0
+                state["step"] += 1
+                buffers = {k: v for k, v in state.items() if k != "step"}
+                new = pion_update(p.to(compute), p.grad.to(compute), buffers, state["step"], group["lr"],
+                                  group["side"], group["momentum"], tuple(group["betas"]), group["second_moment"],
+                                  group["eps"], group["rms"], group["degree"], group["form"])
+                state.update(buffers)                 # buffers created on the first step join the state
+                p.copy_(new)
+        return loss
