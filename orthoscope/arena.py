@@ -42,7 +42,7 @@ from .probes.geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
 from .run import Run
 from .tasks.base import Task
 
-SHIFTS = ("mirror", "permute", "invert")
+SHIFTS = ("mirror", "flip", "permute", "invert")
 
 
 # ---- tasks ----------------------------------------------------------------------------------------------------------
@@ -61,15 +61,28 @@ class PairTask(Task):
 
 
 def shift_digits(x: torch.Tensor, shift: str, seed: int = 0) -> torch.Tensor:
-    """Task B's inputs from 8×8 digit images ``x[N, 64]``: ``mirror`` (reverse each pixel row), ``permute`` (a fixed
-    random pixel permutation, the "permuted MNIST" of continual learning), ``invert`` (``1 − x``)."""
+    """Task B's inputs from 8×8 digit images ``x[N, 64]``: ``mirror`` (reverse each pixel row), ``flip`` (upside
+    down), ``permute`` (a fixed random pixel permutation, the "permuted MNIST" of continual learning), ``invert``
+    (``1 − x``)."""
     if shift == "mirror":
         return x.view(-1, 8, 8).flip(-1).reshape(-1, 64)
+    if shift == "flip":
+        return x.view(-1, 8, 8).flip(-2).reshape(-1, 64)
     if shift == "permute":
         return x[:, torch.randperm(64, generator=torch.Generator().manual_seed(seed))]
     if shift == "invert":
         return 1.0 - x
     raise ValueError(f"shift must be one of {SHIFTS}, got {shift!r}")
+
+
+def digits_task(shift: str | None = None, seed: int = 0, n_train: int = 1000):
+    """sklearn's digits (``Digits(n_train, seed)``), with every image transformed by ``shift`` unless it is None."""
+    from .tasks import Digits
+
+    task = Digits(n_train=n_train, seed=seed)
+    if shift is not None:
+        task.x_train, task.x_test = shift_digits(task.x_train, shift), shift_digits(task.x_test, shift)
+    return task
 
 
 # ---- results --------------------------------------------------------------------------------------------------------
@@ -170,20 +183,27 @@ class Arena:
         """A = 8×8 digits, B = the same digits transformed by ``shift`` (``shift_digits``); an MLP 64→hidden→10.
         ``smoke`` shortens the schedule (150 pretrain / 80 finetune steps)."""
         from .models import MLP
-        from .tasks import Digits
 
-        a = Digits(n_train=1000, seed=kwargs.get("seed", 0))
-        b = Digits(n_train=1000, seed=kwargs.get("seed", 0))
-        b.x_train, b.x_test = shift_digits(a.x_train, shift), shift_digits(a.x_test, shift)
+        seed = kwargs.get("seed", 0)
         if smoke:
             kwargs = {"pretrain_steps": 150, "finetune_steps": 80, "eval_every": 10, **kwargs}
-        seed = kwargs.get("seed", 0)
 
         def make():
             torch.manual_seed(seed)
             return MLP(64, tuple(hidden), 10)
 
-        return cls(a, b, make, **kwargs)
+        return cls(digits_task(None, seed), digits_task(shift, seed), make, **kwargs)
+
+    def retarget(self, task_b) -> "Arena":
+        """An arena with the same task A, schedule and (already pretrained) base, finetuning on ``task_b`` instead:
+        several targets then share one base model (as the finetunes that OrthoMerge merges must)."""
+        other = copy.copy(self)
+        other.task_b = task_b
+        other.evals = {"A": self.evals["A"], "B": (task_b.x_test, task_b.y_test)}
+        other.probe_inputs = {k: x[:len(self.probe_inputs["A"])] for k, (x, _) in other.evals.items()}
+        self.base()                      # pretrain once, here, so that both arenas hold the same base object
+        other.pretrain_run, other._base = self.pretrain_run, self._base
+        return other
 
     # ---- stages ---------------------------------------------------------------------------------------------------
     def base(self) -> nn.Module:

@@ -19,6 +19,7 @@ def test_shifts_of_digits():
     x = torch.rand(5, 64)
     assert torch.equal(shift_digits(shift_digits(x, "mirror"), "mirror"), x)
     assert torch.equal(shift_digits(x, "mirror").view(5, 8, 8)[:, :, 0], x.view(5, 8, 8)[:, :, 7])
+    assert torch.equal(shift_digits(x, "flip").view(5, 8, 8)[:, 0], x.view(5, 8, 8)[:, 7])
     p = shift_digits(x, "permute")
     assert torch.equal(p.sort(1).values, x.sort(1).values) and not torch.equal(p, x)
     assert torch.equal(shift_digits(x, "permute", seed=0), p)           # one fixed permutation
@@ -108,6 +109,15 @@ def test_plots_draw(arena_results):
     with pytest.raises(ValueError, match="at least one"):
         plot_frontier(axes[0], [])
     plt.close(fig)
+
+
+def test_retarget_shares_the_base(arena_results):
+    arena, _, _ = arena_results
+    from orthoscope.arena import digits_task
+
+    other = arena.retarget(digits_task("mirror"))
+    assert other.base() is arena.base() and other.evals["A"] is arena.evals["A"]
+    assert torch.equal(other.evals["B"][0], digits_task("mirror").x_test) and arena.task_b is not other.task_b
 
 
 def test_bad_arena_arguments():

@@ -212,3 +212,39 @@ def test_merge_models_on_mlps():
         om.merge_models(base, [MLP(6, (9,), 3)])
     with pytest.raises(ValueError, match="how must be"):
         om.merge_models(base, fts, how="average")
+
+
+def _oft_model(seed):
+    from orthoscope.adapters.oft import OFTConfig
+    from orthoscope.adapters.registry import attach
+
+    torch.manual_seed(0)
+    model = attach(MLP(8, (16,), 4), OFTConfig(block=4))
+    with torch.no_grad():
+        for layer in (model.layers[0], model.layers[1]):
+            layer.q.copy_(0.2 * torch.randn(layer.q.shape, generator=torch.Generator().manual_seed(seed)))
+    return model
+
+
+def test_merge_oft_models_copies_and_generators():
+    a, b = _oft_model(1), _oft_model(2)
+    x = torch.randn(5, 8)
+    same = om.merge_oft_models([a, a, a])
+    assert torch.allclose(same(x), a(x), atol=1e-6)           # OrthoMerge of N copies returns that adapter
+    merged = om.merge_oft_models([a, b])
+    for i in (0, 1):
+        expected = om.merge_generators([a.layers[i].q.detach(), b.layers[i].q.detach()])
+        assert torch.allclose(merged.layers[i].q, expected, atol=1e-6)
+        assert merged.layers[i].q.requires_grad
+    other_base = _oft_model(3)
+    with torch.no_grad():
+        other_base.layers[0].base_layer.weight.add_(1.0)
+    with pytest.raises(ValueError, match="frozen tensor 'layers.0.base_layer.weight' differs"):
+        om.merge_oft_models([a, other_base])
+    from orthoscope.adapters.oft import OFTConfig
+    from orthoscope.adapters.registry import attach
+
+    torch.manual_seed(0)
+    wider = attach(MLP(8, (16,), 4), OFTConfig(block=8))
+    with pytest.raises(ValueError, match="different shapes"):
+        om.merge_oft_models([a, wider])
