@@ -20,10 +20,11 @@ OPTIMIZERS = {
     "muonh": (lambda groups, **kw: MuonH(groups, **{"lr": 0.02, **kw}), True),
     "focus": (lambda groups, **kw: FOCUS(groups, **{"lr": 0.01, **kw}), False),
     "signum": (lambda groups, **kw: FOCUS(groups, **{"lr": 0.01, "gamma": 0.0, **kw}), False),
-    "pion": (lambda groups, **kw: Pion(groups, **{"lr": 0.02, **kw}), True),
+    "pion": (lambda groups, **kw: Pion(groups, **{"lr": 0.05, **kw}), True),
     "pion_alt_ambient": (lambda groups, **kw: Pion(groups, **{
-        "lr": 0.02, "side": "alternate", "momentum": "transported_ambient", "second_moment": True, **kw}), True),
-    "pion_additive": (lambda groups, **kw: Pion(groups, **{"lr": 0.02, "form": "additive", **kw}), True),
+        "lr": 0.05, "side": "alternate", "momentum": "transported_ambient", **kw}), True),
+    "pion_adam": (lambda groups, **kw: Pion(groups, **{"lr": 0.05, "second_moment": True, **kw}), True),
+    "pion_additive": (lambda groups, **kw: Pion(groups, **{"lr": 0.05, "form": "additive", **kw}), True),
 }
 
 NAMES = sorted(OPTIMIZERS)

@@ -140,6 +140,19 @@ def test_lie_second_moment_keeps_generators_skew_and_lie_momentum_accumulates():
     assert torch.allclose(buffers["m_in"], expect, atol=1e-12)
 
 
+def test_ambient_second_moment_is_an_ema_of_m_squared():
+    w, g1, g2 = rand(5, 3, seed=19), rand(5, 3, seed=20), rand(5, 3, seed=21)
+    buffers = {}
+    pion_generators(w, g1, buffers, True, True, momentum="transported_ambient", betas=(0.9, 0.8), second_moment=True)
+    m1 = 0.1 * g1
+    assert torch.allclose(buffers["v"], 0.2 * m1 * m1, atol=1e-14)
+    a_in, _ = pion_generators(w, g2, buffers, True, False, momentum="transported_ambient", betas=(0.9, 0.8),
+                              second_moment=True)
+    m2 = 0.9 * m1 + 0.1 * g2
+    v2 = 0.8 * 0.2 * m1 * m1 + 0.2 * m2 * m2
+    assert torch.allclose(a_in, -lie_gradients(w, m2 / (v2.sqrt() + 1e-8))[0], atol=1e-12)
+
+
 def test_float32_params_and_gradient_free_params():
     a, b = nn.Parameter(rand(5, 5, seed=17, dtype=torch.float32)), nn.Parameter(torch.ones(3, 3))
     a.grad = rand(5, 5, seed=18, dtype=torch.float32)
