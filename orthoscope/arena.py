@@ -281,24 +281,57 @@ def _transpose(rows: list[dict]) -> dict:
 INTERPOLATIONS = ("dense", "generator")
 
 
-def plain_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every adapter merged into its base layer and removed (the base architecture)."""
-    from .adapters import remove_adapters
+@torch.no_grad()
+def plain_copy(base: nn.Module, finetuned: nn.Module) -> nn.Module:
+    """A copy of ``base`` carrying the weights ``finetuned`` computes with: every adapted layer contributes its
+    ``effective_weight()`` (float, so a QOFT layer gives ``deq(W)·Rᵀ`` without re-quantizing) and the other tensors
+    (biases inside adapters included) are copied by name. The result has the base architecture, so it can be merged
+    (OrthoMerge, TA, TIES) or interpolated with other finetunes of that base."""
+    from .adapters import adapter_layers
 
-    return remove_adapters(copy.deepcopy(model), merge=True)
+    base_state = base.state_dict()
+    state = {}
+    for key, value in finetuned.state_dict().items():
+        plain = key.replace(".base_layer.", ".")
+        if plain in base_state and value.shape == base_state[plain].shape:
+            state[plain] = value
+    for path, layer in adapter_layers(finetuned):
+        state[f"{path}.weight"] = layer.effective_weight().detach()
+    missing = sorted(set(base_state) - set(state))
+    if missing:
+        raise ValueError(f"the finetuned model has no tensors for {missing[:6]} of the base model; it must be a "
+                         "finetune of this base (same architecture, adapters at most)")
+    model = copy.deepcopy(base)
+    model.load_state_dict({k: state[k].to(base_state[k].dtype) for k in base_state})
+    return model
 
 
-def _rotation_layers(model: nn.Module) -> list[nn.Module]:
+def _generator_layers(model: nn.Module) -> list[nn.Module]:
+    """Adapted layers whose update is a rotation from skew generators (OFT, QOFT: ``q``; BOFT: ``q`` and ``s``)."""
+    from .adapters.boft import BOFTLinear
     from .adapters.oft import RotationMixin
 
-    return [m for m in model.modules() if isinstance(m, RotationMixin)]
+    return [m for m in model.modules() if isinstance(m, (RotationMixin, BOFTLinear))]
+
+
+def _scale_generators(finetuned: nn.Module, alpha: float) -> nn.Module:
+    from .adapters.boft import BOFTLinear
+
+    model = copy.deepcopy(finetuned)
+    with torch.no_grad():
+        for layer in _generator_layers(model):
+            layer.q.mul_(alpha)
+            if isinstance(layer, BOFTLinear):            # BOFT's output scale: 1 → s linearly
+                layer.s.copy_(1 + alpha * (layer.s - 1))
+    return model
 
 
 def interpolation_models(base: nn.Module, finetuned: nn.Module, alphas: Sequence[float], mode: str = "dense"):
     """Yield one model per α on the path from ``base`` (α = 0) to ``finetuned`` (α = 1).
 
-    ``dense``: ``W₀ + α(W₁ − W₀)`` for every tensor. ``generator``: for OFT-style adapters every skew generator is
-    scaled (``Q → αQ``: each layer moves along a one-parameter subgroup of SO(b)); for any other finetune each 2-D
+    ``dense``: ``W₀ + α(W₁ − W₀)`` for every tensor (W₁ from ``plain_copy``). ``generator``: for OFT-style adapters
+    (OFT, QOFT, BOFT) every skew generator is scaled (``Q → αQ``: each rotation moves along a one-parameter subgroup;
+    BOFT's output scale goes 1 → s linearly); for any other finetune each 2-D
     weight is decomposed as ``W₁ = W₀ cayley(A) + τ`` (right Procrustes, ``adapters.orthomerge.decompose``) and
     walked as ``W₀ cayley(αA) + ατ``; other tensors linearly.
     """
@@ -306,18 +339,11 @@ def interpolation_models(base: nn.Module, finetuned: nn.Module, alphas: Sequence
 
     if mode not in INTERPOLATIONS:
         raise ValueError(f"mode must be one of {INTERPOLATIONS}, got {mode!r}")
-    if mode == "generator" and _rotation_layers(finetuned):
+    if mode == "generator" and _generator_layers(finetuned):
         for a in alphas:
-            model = copy.deepcopy(finetuned)
-            with torch.no_grad():
-                for layer in _rotation_layers(model):
-                    layer.q.mul_(float(a))
-            yield model
+            yield _scale_generators(finetuned, float(a))
         return
-    s0, s1 = base.state_dict(), plain_copy(finetuned).state_dict()
-    if set(s0) != set(s1) or any(s0[k].shape != s1[k].shape for k in s0):
-        raise ValueError("the finetuned model (adapters merged) does not have the base model's tensors; "
-                         "interpolation needs one architecture")
+    s0, s1 = base.state_dict(), plain_copy(base, finetuned).state_dict()
     parts = {}
     if mode == "generator":
         parts = {k: decompose(s0[k], s1[k], name=k) for k in s0 if default_rotate(k, s0[k])}
@@ -426,12 +452,14 @@ def plot_profile(ax, results: Sequence[ArenaResult], module: str, profile: str =
 
 
 def standard_methods() -> dict[str, Method]:
-    """The arena's default line-up for ``Arena.digits`` (MLP 64→128→128→10): full finetuning and adapters on every
-    linear layer at comparable budgets (LoRA r=4: 2,344; OFT b=16: 2,400; SoRA r=8 before pruning: 4,712
-    trainable parameters), learning rates chosen so that each reaches a similar gain on B in 200 steps."""
-    from .adapters.lora import LoRA
-    from .adapters.oft import OFT
-    from .adapters.sora import SoRA
+    """The arena's default line-up for ``Arena.digits`` (MLP 64→128→128→10), adapters on every linear layer at
+    comparable budgets — LoRA r=4: 2,344; SoRA r=8: 4,712 before its gates prune it; OFT b=16: 2,400;
+    BOFT b=8 × 2 butterfly factors: 2,506 (incl. 266 output scales); QOFT b=16 over a 4-bit base: 2,400 trainable
+    parameters — plus full finetuning (26,122). Learning rates were picked so that each reaches a similar gain on
+    the permuted digits in 200 steps (docs/arena.md)."""
+    from .adapters import BOFT, OFT, QOFT, LoRA, SoRA
 
     return {"full": AdamW(lr=1e-3), "LoRA r4": LoRA(rank=4, alpha=8, lr=1e-2),
-            "SoRA r8": SoRA(rank=8, alpha=16, lr=1e-2, sparse_lambda=1e-2), "OFT b16": OFT(block=16, lr=3e-3)}
+            "SoRA r8": SoRA(rank=8, alpha=16, lr=1e-2, sparse_lambda=1e-2), "OFT b16": OFT(block=16, lr=3e-3),
+            "BOFT b8×2": BOFT(block=8, factors=2, lr=3e-3), "QOFT b16 4-bit": QOFT(block=16, bits=4, group_size=32,
+                                                                                   lr=3e-3)}

@@ -80,6 +80,23 @@ def test_interpolation_endpoints(arena_results, mode):
         assert torch.allclose(_outputs(m1, x), _outputs(r.model, x), atol=1e-4)
 
 
+def test_boft_and_qoft_paths_and_plain_copies(arena_results):
+    from orthoscope.adapters import BOFT, QOFT
+    from orthoscope.arena import plain_copy
+
+    arena, _, _ = arena_results
+    base, x = arena.base(), arena.evals["A"][0][:50]
+    for method in (BOFT(block=8, factors=2, lr=1e-2), QOFT(block=16, bits=8, group_size=32, lr=1e-2)):
+        r = arena.finetune(method, steps=4)
+        out = _outputs(r.model, x)
+        assert torch.allclose(_outputs(plain_copy(base, r.model), x), out, atol=1e-4)   # base architecture
+        for mode in ("dense", "generator"):
+            m0, m1 = interpolation_models(base, r.model, [0.0, 1.0], mode)
+            assert torch.allclose(_outputs(m1, x), out, atol=1e-4)
+            # α = 0 is the base (for QOFT's generator path: the base with its weights quantized to 8 bits)
+            assert torch.allclose(_outputs(m0, x), _outputs(base, x), atol=1e-5 if mode == "dense" else 0.05)
+
+
 def test_generator_path_of_oft_stays_on_the_group(arena_results):
     arena, _, results = arena_results
     base, oft = arena.base(), results[2]
