@@ -6,6 +6,7 @@ OFT, BOFT, QOFT, …) and measure, per method:
 * **plasticity** = accuracy gained on B:  ``acc_B(finetuned) − acc_B(base)``;
 * **forgetting** = accuracy lost on A:    ``acc_A(base) − acc_A(finetuned)``  (PEFT-Arena: drop of the general score);
 * the trainable-parameter count, so budgets can be compared;
+* spectra of every weight (``Spectrum`` probe, at each evaluation), so the runs can be watched in the Dashboard;
 * geometry (``orthoscope.probes.geometry``), recorded as probes at the start and the end of the finetune: ΔW stable
   rank, retention/adaptation smoothness, activation Procrustes residual / Gram distortion / CKA on A's inputs, and
   capability-conditioned drift on A's (general) and B's (target) inputs;
@@ -37,7 +38,7 @@ from torch import nn
 
 from .losses import accuracy, resolve_loss
 from .methods import AdamW, Method
-from .probes import Evaluate
+from .probes import Evaluate, Spectrum
 from .probes.geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
 from .run import Run
 from .tasks.base import Task
@@ -228,7 +229,7 @@ class Arena:
         for p in model.parameters():
             p.requires_grad_(True)
         every = self.geometry_every
-        probes = [Evaluate(self.eval_every), WeightGeometry(base, every=every),
+        probes = [Evaluate(self.eval_every), Spectrum(self.eval_every), WeightGeometry(base, every=every),
                   ActivationGeometry(base, self.probe_inputs, every=every),
                   CapabilityDrift(base, self.probe_inputs, every=every)]
         task = PairTask(self.task_b.x_train, self.task_b.y_train, self.evals, self.batch_size)
@@ -258,6 +259,15 @@ class Arena:
         import pandas as pd
 
         return pd.DataFrame([r.row() for r in results]).set_index("method")
+
+
+def score_table(models: Mapping[str, nn.Module], sets: Mapping[str, tuple]):
+    """A pandas DataFrame of accuracies: one row per model, one column per evaluation set, plus their ``mean``."""
+    import pandas as pd
+
+    table = pd.DataFrame({name: evaluate(m, sets) for name, m in models.items()}).T
+    table["mean"] = table[list(sets)].mean(axis=1)
+    return table
 
 
 def summarize_geometry(history) -> dict:

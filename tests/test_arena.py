@@ -59,6 +59,12 @@ def test_arena_results_budgets_and_scores(arena_results):
         f, p = trajectory(r)
         assert len(f) == 4 and f[-1] == pytest.approx(r.forgetting) and f[0] == pytest.approx(0.0)
     assert all(torch.equal(v, base_before[k]) for k, v in arena.base().state_dict().items())   # copies only
+    from orthoscope.arena import score_table
+
+    scores = score_table({"base": arena.base(), "full": full.model}, arena.evals)
+    assert list(scores.columns) == ["A", "B", "mean"]
+    assert scores.loc["full", "mean"] == pytest.approx((full.scores["A"] + full.scores["B"]) / 2)
+    assert "sv/layers.0" in full.run.history                    # spectra recorded for the Dashboard
     table = Arena.table(results)
     assert list(table.index) == ["full", "lora", "oft"] and table.loc["lora", "trainable"] == lora.trainable
 

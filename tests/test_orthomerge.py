@@ -236,6 +236,11 @@ def test_merge_oft_models_copies_and_generators():
         expected = om.merge_generators([a.layers[i].q.detach(), b.layers[i].q.detach()])
         assert torch.allclose(merged.layers[i].q, expected, atol=1e-6)
         assert merged.layers[i].q.requires_grad
+    mean = om.merge_oft_models([a, b], how="mean")
+    assert torch.allclose(mean.layers[0].q, (a.layers[0].q + b.layers[0].q) / 2)
+    assert mean.layers[0].q.norm() < merged.layers[0].q.norm()      # the plain mean shrinks toward R = I
+    with pytest.raises(ValueError, match="how must be"):
+        om.merge_oft_models([a, b], how="sum")
     other_base = _oft_model(3)
     with torch.no_grad():
         other_base.layers[0].base_layer.weight.add_(1.0)

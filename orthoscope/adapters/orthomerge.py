@@ -121,10 +121,13 @@ def _check_same_keys(states: Sequence[State]) -> None:
                              "architecture with adapters on the same modules")
 
 
-def merge_oft_models(models: Sequence[nn.Module], theta_agg: str = "mean",
-                     direction_weight: str = "theta") -> nn.Module:
-    """A copy of ``models[0]`` whose OFT generators are OrthoMerged across ``models`` (all other trainable
-    tensors averaged; frozen base weights must be identical)."""
+def merge_oft_models(models: Sequence[nn.Module], theta_agg: str = "mean", direction_weight: str = "theta",
+                     how: str = "orthomerge") -> nn.Module:
+    """A copy of ``models[0]`` whose OFT generators are merged across ``models`` — OrthoMerged (``how="orthomerge"``)
+    or plainly averaged (``how="mean"``, ``Q* = mean_i Q_i``, the baseline that shrinks disagreeing rotations toward
+    I) — with every other trainable tensor averaged. Frozen base weights must be identical."""
+    if how not in ("orthomerge", "mean"):
+        raise ValueError(f"how must be 'orthomerge' or 'mean', got {how!r}")
     states = [m.state_dict() for m in models]
     trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
     _check_same_keys(states)
@@ -133,6 +136,9 @@ def merge_oft_models(models: Sequence[nn.Module], theta_agg: str = "mean",
             raise ValueError(f"frozen tensor {key!r} differs between models; OFT adapters merge only over one base")
     adapter = merge_oft_states([{k: s[k] for k in trainable} for s in states], theta_agg=theta_agg,
                                direction_weight=direction_weight)
+    if how == "mean":
+        adapter = {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+                   for k, v in adapter.items()}
     merged = copy.deepcopy(models[0])
     merged.load_state_dict({**states[0], **adapter})
     return merged
