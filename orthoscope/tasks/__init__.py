@@ -2,5 +2,6 @@
 from .base import Task
 from .digits import Digits
 from .modular import ModularArithmetic
+from .tinylang import TinyLang
 
-__all__ = ["Task", "ModularArithmetic", "Digits"]
+__all__ = ["Task", "ModularArithmetic", "Digits", "TinyLang"]
