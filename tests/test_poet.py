@@ -42,3 +42,384 @@ def test_quantize_groupwise_errors():
         quantize_groupwise(torch.zeros(2, 64), 3, 16)
     with pytest.raises(ValueError, match="group_size must be even"):
         quantize_groupwise(torch.zeros(2, 63), 4, 63)
+
+
+# ---- the POET layer -----------------------------------------------------------------------------------------------
+
+import math  # noqa: E402
+import re  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from orthoscope import Run  # noqa: E402
+from orthoscope.adapters.core import remove_adapters  # noqa: E402
+from orthoscope.adapters.poet import (POET, POETLinear, clip_ramp_value, count_poet_parameters,  # noqa: E402
+                                      poet_layers, poet_parameter_count)
+from orthoscope.probes.orthogonal import OrthogonalityError, RotationCosine, SpectrumDrift  # noqa: E402
+from orthoscope.tasks.base import Task  # noqa: E402
+
+LAYER_CASES = [("bs", "neumann", None), ("bs", "exact", None), ("fs", "neumann", None), ("fs", "exact", None),
+               ("bs", "neumann", 8), ("fs", "exact", 4)]
+
+
+def make_layer(variant="bs", cayley="neumann", quantize=None, m=16, n=24, block=4, seed=0, scale=0.1, **kw):
+    torch.manual_seed(seed)
+    layer = POETLinear(nn.Linear(m, n), "lin", variant=variant, block=block, fs_fraction=0.5, cayley=cayley,
+                       quantize=quantize, group_size=8, generator=gen(seed), **kw)
+    with torch.no_grad():
+        layer.poet_q_in.copy_(torch.randn(layer.poet_q_in.shape, generator=gen(seed + 1)) * scale)
+        layer.poet_q_out.copy_(torch.randn(layer.poet_q_out.shape, generator=gen(seed + 2)) * scale)
+    return layer
+
+
+@pytest.mark.parametrize("variant,cayley,quantize", LAYER_CASES)
+def test_forward_equals_linear_with_effective_weight(variant, cayley, quantize):
+    layer = make_layer(variant, cayley, quantize)
+    x = torch.randn(3, 5, 16, generator=gen(9))
+    torch.testing.assert_close(layer(x), F.linear(x, layer.effective_weight(), layer.base_layer.bias),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_effective_weight_is_R_W0_P_with_dense_rotations():
+    """W_eff = Pᵀ W₀ Rᵀ with R = Π_in blockdiag(G_in) Π_inᵀ and P = Π_outᵀ blockdiag(G_out) Π_out (docstring)."""
+    from orthoscope.ortho import blockdiag
+
+    layer = make_layer("bs", "exact")
+    g_in, g_out = layer.rotation_blocks()
+    eye = lambda k: torch.eye(k)  # noqa: E731
+    pi_in, pi_out = eye(16)[:, layer.perm_in], eye(24)[:, layer.perm_out]      # x Π = x[..., perm]
+    R = pi_in @ blockdiag(g_in) @ pi_in.T
+    P_ = pi_out.T @ blockdiag(g_out) @ pi_out
+    with torch.no_grad():
+        layer.poet_q_in.zero_()
+        layer.poet_q_out.zero_()
+        w0 = layer.effective_weight().clone()
+    expected = (R @ w0.T @ P_).T                                               # paper: W = R W0 P
+    q = make_layer("bs", "exact")                                              # same seed: same Q, perms, W0
+    torch.testing.assert_close(q.effective_weight(), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_init_modes():
+    layer = make_layer(scale=0.0)
+    torch.testing.assert_close(layer.effective_weight().norm(dim=1), torch.ones(24))   # normalized Gaussian rows
+    lin = nn.Linear(16, 24)
+    w = lin.weight.detach().clone()
+    normalized = POETLinear(lin, "l", block=4, init="normalize")                       # released code: rows of W
+    torch.testing.assert_close(normalized.effective_weight(), w / w.norm(dim=1, keepdim=True))
+    lin = nn.Linear(16, 24)
+    w = lin.weight.detach().clone()
+    torch.testing.assert_close(POETLinear(lin, "l", block=4, init="keep").effective_weight(), w)
+
+
+@pytest.mark.parametrize("variant,cayley,quantize", LAYER_CASES[:4])
+def test_merge_then_reinitialize_keeps_output(variant, cayley, quantize):
+    layer = make_layer(variant, cayley, quantize)
+    x = torch.randn(7, 16, generator=gen(3))
+    before, perms = layer(x), (layer.perm_in.clone(), layer.perm_out.clone())
+    layer.merge_then_reinitialize(gen(5))
+    assert (layer.poet_q_in == 0).all() and (layer.poet_q_out == 0).all()
+    assert not torch.equal(layer.perm_in, perms[0]) and not torch.equal(layer.perm_out, perms[1])
+    assert (layer(x) - before).abs().max() <= 1e-5
+
+
+def test_quantized_merge_is_dequantize_merge_requantize():
+    from orthoscope.adapters.quant import quantize_groupwise
+    from orthoscope.ortho import invert_permutation
+
+    layer = make_layer("bs", "exact", 8)
+    assert layer.base_layer.weight is None and layer.qcodes.dtype == torch.uint8   # no dense copy is kept
+    w_eff = layer.effective_weight().detach().double()
+    layer.merge_then_reinitialize(gen(5))
+    expected = quantize_groupwise(w_eff[invert_permutation(layer.perm_out)][:, layer.perm_in], 8, 8)
+    assert torch.equal(layer.qcodes, expected.codes)
+    torch.testing.assert_close(layer.qscale, expected.scale)
+    x = torch.randn(4, 16, generator=gen(1))
+    torch.testing.assert_close(layer(x), F.linear(x, layer.effective_weight(), layer.base_layer.bias))
+
+
+@pytest.mark.parametrize("quantize", [None, 8])
+def test_merge_unmerge_round_trip_and_remove(quantize):
+    layer = make_layer("bs", "neumann", quantize, scale=0.2)
+    x = torch.randn(6, 16, generator=gen(2))
+    y = layer(x)
+    layer.merge()
+    assert layer.merged and isinstance(layer.base_layer.weight, nn.Parameter)
+    torch.testing.assert_close(layer(x), y, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer.base_layer(x), y, atol=1e-5, rtol=1e-5)
+    layer.unmerge()
+    assert not layer.merged
+    torch.testing.assert_close(layer(x), y, atol=1e-5, rtol=1e-5)
+    model = nn.Sequential(layer)
+    remove_adapters(model)
+    assert type(model[0]) is nn.Linear
+    torch.testing.assert_close(model(x), y, atol=1e-5, rtol=1e-5)
+
+
+# ---- POET-X memory mode -------------------------------------------------------------------------------------------
+
+def stack(memory_mode, variant="bs", quantize=None):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, 16))     # a POET layer stack
+    POET(block=8, variant=variant, memory_mode=memory_mode, quantize=quantize, group_size=8,
+         exclude=None).attach(model)
+    for i, (_, layer) in enumerate(poet_layers(model)):
+        with torch.no_grad():
+            layer.poet_q_in.copy_(torch.randn(layer.poet_q_in.shape, generator=gen(i)) * 0.1)
+            layer.poet_q_out.copy_(torch.randn(layer.poet_q_out.shape, generator=gen(i + 10)) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("variant,quantize", [("bs", None), ("fs", None), ("bs", 8)])
+def test_memory_mode_gradient_parity_and_saved_tensors(variant, quantize):
+    x = torch.randn(8, 32, 16, generator=gen(7))
+    results = []
+    for mm in (False, True):
+        model = stack(mm, variant, quantize)
+        xi = x.clone().requires_grad_()
+        saved = {}
+        state = {t.data_ptr() for t in [*model.parameters(), *model.buffers()] if t is not None}
+
+        def pack(t):                  # activation bytes: unique storages that are not parameters or buffers
+            if t.data_ptr() not in state:
+                saved[t.data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = model(xi)
+        (y * torch.linspace(-1, 1, 16)).sum().backward()
+        grads = [xi.grad] + [p.grad for p in model.parameters() if p.requires_grad]
+        results.append((y.detach(), grads, sum(saved.values())))
+    (y0, g0, bytes_plain), (y1, g1, bytes_mem) = results
+    torch.testing.assert_close(y1, y0, atol=1e-6, rtol=1e-6)
+    assert len(g0) == len(g1)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+    assert bytes_mem < 0.6 * bytes_plain, (bytes_mem, bytes_plain)    # plain keeps x̃ and ỹ, memory mode x
+
+
+# ---- parameter count ----------------------------------------------------------------------------------------------
+
+def test_parameter_count_formula():
+    assert poet_parameter_count(64, 32, "bs", 8) == (64 + 32) * 7 // 2
+    assert poet_parameter_count(64, 32, "fs", fs_fraction=0.5) == 32 * 31 // 2 + 16 * 15 // 2
+    model = nn.Sequential(nn.Linear(64, 32), nn.Linear(32, 16))
+    POET(block=8, exclude=None).attach(model)
+    assert count_poet_parameters(model) == (64 + 32) * 7 // 2 + (32 + 16) * 7 // 2
+    assert count_poet_parameters(model) == sum(p.numel() for n, p in model.named_parameters() if "poet_" in n)
+
+
+def test_parameter_count_matches_paper_llama60m():
+    """Paper Table 2: POET-BS b=256 on Llama-60M trains 9.66M numbers (8 blocks × 4 attention 512² + 3 MLP 512×1376)."""
+    per_block = 4 * poet_parameter_count(512, 512, "bs", 256) + 3 * poet_parameter_count(512, 1280, "bs", 256)
+    assert round(8 * per_block / 1e6, 2) == 9.66
+    assert 8 * poet_parameter_count(512, 512, "fs", fs_fraction=0.5) == 8 * 2 * (256 * 255 // 2)
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"block": 0}, "block must be an int ≥ 2"), ({"block": -4}, "block must be an int ≥ 2"),
+    ({"block": 1}, "block must be an int ≥ 2"), ({"merge_every": 0}, "merge_every must be a positive int"),
+    ({"merge_every": -1}, "merge_every must be a positive int"), ({"lr": -1e-3}, "lr must be ≥ 0"),
+    ({"variant": "xs"}, "variant must be one of"), ({"fs_fraction": 0.0}, "fs_fraction must lie in"),
+    ({"cayley": "pade"}, "cayley must be one of"), ({"quantize": 2}, "quantize must be one of"),
+    ({"k": -1}, "k \\(Neumann terms\\)"), ({"poet_scale": 0}, "poet_scale must be > 0"),
+])
+def test_method_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        POET(**kwargs)
+
+
+def test_block_larger_than_layer_and_indivisible_layers_are_named():
+    model = nn.Sequential(nn.Linear(16, 16), nn.Linear(16, 10))
+    with pytest.raises(ValueError, match="block=32 is larger than layer '0' \\(in_features=16\\)"):
+        POET(block=32, exclude=None).attach(model)
+    with pytest.raises(ValueError, match="block=4 does not divide layer '1' \\(out_features=10\\)"):
+        POET(block=4, exclude=None).attach(model)
+    assert type(model[0]) is nn.Linear                                      # nothing changed on error
+    method = POET(block=4, exclude=None, skip_indivisible=True)
+    with pytest.warns(UserWarning, match="leaves 1 layer"):
+        method.attach(model)
+    assert method.skipped == ["1"] and type(model[1]) is nn.Linear and isinstance(model[0], POETLinear)
+    assert model[1].weight.requires_grad                                    # trained by AdamW instead
+
+
+def test_default_excludes_the_head():
+    from orthoscope.models import TinyTransformer
+
+    model = TinyTransformer(vocab_size=16, n_ctx=4, d_model=16, n_heads=2, d_mlp=32)
+    POET(block=8).attach(model)
+    assert isinstance(model.blocks[0].attn.q_proj, POETLinear) and isinstance(model.blocks[0].mlp.up, POETLinear)
+    assert type(model.unembed) is nn.Linear and model.unembed.weight.requires_grad
+    assert model.embed.weight.requires_grad and not model.blocks[0].mlp.up.base_layer.weight.requires_grad
+
+
+# ---- the method inside a Run --------------------------------------------------------------------------------------
+
+@dataclass
+class Blobs(Task):
+    n: int = 64
+    d: int = 8
+
+    def __post_init__(self):
+        g = gen(0)
+        self.x_train = torch.randn(self.n, self.d, generator=g)
+        self.y_train = self.x_train[:, : self.d // 2].argmax(1)
+        self.x_test, self.y_test = self.x_train[:16], self.y_train[:16]
+
+
+def tiny_run(method, hidden=8, seed=0, probes=()):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, hidden), nn.Tanh(), nn.Linear(hidden, 4))
+    return Run(model, Blobs(), method, probes=list(probes), seed=seed)
+
+
+def test_optimizer_groups_and_lr_convention():
+    run = tiny_run(POET(block=4, lr=2e-3, poet_scale=0.5, base_lr=1e-2, weight_decay=0.1, exclude=["2"]))
+    poet_group, base_group = run.optimizer.param_groups
+    assert poet_group["name"] == "poet" and poet_group["lr"] == pytest.approx(1e-3) and poet_group["weight_decay"] == 0
+    assert base_group["name"] == "base" and base_group["lr"] == 1e-2 and base_group["weight_decay"] == 0.1
+    assert {id(p) for p in poet_group["params"]} == {id(run.model[0].poet_q_in), id(run.model[0].poet_q_out)}
+    before = run.model[2].weight.detach().clone()
+    run.train(3, progress=False)
+    assert not torch.equal(run.model[2].weight, before)                     # the head trains with AdamW
+
+
+def test_optimizer_state_reset_exactly_at_merges():
+    run = tiny_run(POET(block=4, merge_every=5, lr=1e-2, exclude=None))
+    poet_params = run.optimizer.param_groups[0]["params"]
+    base_params = run.optimizer.param_groups[1]["params"]
+    for step in range(1, 13):
+        run.step()
+        poet_steps = {float(run.optimizer.state[p]["step"]) for p in poet_params if p in run.optimizer.state}
+        if step % 5 == 0:
+            assert all(p not in run.optimizer.state for p in poet_params), step   # reset right after the merge
+        else:
+            assert poet_steps == {float(step % 5)}, (step, poet_steps)
+        assert {float(run.optimizer.state[p]["step"]) for p in base_params} == {float(step)}   # never reset
+    assert run.interventions[-1].merges == 2
+
+
+def test_clip_ramp_schedule():
+    values = [clip_ramp_value(s, 1.0, ramp_steps=10, merge_every=100, min_ratio=0.1, until=2000)
+              for s in (0, 50, 99, 100, 101, 105, 109, 110, 200, 2000, 2001, 2100)]
+    assert values == pytest.approx([1, 1, 1, 0.1, 0.19, 0.55, 0.91, 1, 0.1, 0.1, 1, 1])
+    run = tiny_run(POET(block=4, merge_every=3, grad_clip=0.5, exclude=None))
+    seen = []
+    run.on_step(lambda r, rec: seen.append(r.interventions[0].last_value))
+    run.train(5, progress=False)
+    assert seen[1:] == pytest.approx([0.5, 0.5, 0.5, 0.05, 0.5 * (0.1 + 0.9 * 1 / 10)])   # [0]: the step-0 probe call
+
+
+def spectrum_ratio(w, sv0):
+    return (torch.linalg.svdvals(w.double()) / sv0 - 1).abs().max().item()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cayley,lr", [("exact", 0.02), ("neumann", 0.005)])
+def test_singular_values_preserved_every_step_of_2000_steps(cayley, lr):
+    """σ(W_eff) = σ(W₀) at every step of a 2,000-step run with 19 merges: 1e-4 relative with exact Cayley; with CNP
+    within the bound ∏(1 ± ‖Q_in‖₂^{k+1})(1 ± ‖Q_out‖₂^{k+1}) over the current interval and every merged one
+    (each merge folds a rotation that is orthogonal only to O(‖Q‖^{k+1}) into W₀; docs/ortho.md)."""
+    run = tiny_run(POET(block=4, merge_every=100, lr=lr, cayley=cayley, exclude=None), hidden=8)
+    layers = poet_layers(run.model)
+    sv0 = {p: torch.linalg.svdvals(layer.effective_weight().detach().double()) for p, layer in layers}
+    merged_eps = {p: [] for p, _ in layers}            # per-merge ε of the rotations folded into W₀
+    last_eps = {}
+    worst = {"err": 0.0}
+
+    def check(r, record):
+        for p, layer in layers:
+            err = spectrum_ratio(layer.effective_weight().detach(), sv0[p])
+            if cayley == "exact":
+                bound = 1e-4
+            else:
+                if r.step_count and r.step_count % 100 == 0:
+                    merged_eps[p].extend(last_eps[p])         # the rotations of the interval just merged
+                eps = [torch.linalg.matrix_norm(q).max().item() ** (layer.k + 1) for q in _skews(layer)]  # ‖·‖_F ≥ ‖·‖₂
+                last_eps[p] = eps
+                every = merged_eps[p] + eps
+                bound = max(math.prod(1 + e for e in every) - 1, 1 - math.prod(1 - e for e in every)) + 1e-5
+            assert err <= bound, (r.step_count, p, err, bound)
+            worst["err"] = max(worst["err"], err)
+
+    run.on_step(check)
+    last_eps.update({p: [0.0, 0.0] for p, _ in layers})
+    run.train(2000, progress=False)
+    assert run.interventions[-1].merges == 20
+    assert run.last_loss < 1.0                                              # it did learn something
+    if cayley == "neumann":
+        assert worst["err"] > 1e-6                                          # the CNP error is real and bounded
+
+
+def _skews(layer):
+    from orthoscope.ortho import skew_from_packed
+
+    return (skew_from_packed(layer.poet_q_in.detach(), layer.b_in),
+            skew_from_packed(layer.poet_q_out.detach(), layer.b_out))
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    def method():
+        return POET(block=4, merge_every=7, lr=1e-2, grad_clip=1.0, exclude=None)
+
+    probes = lambda: [OrthogonalityError(every=3), RotationCosine(every=3), SpectrumDrift(every=3)]  # noqa: E731
+    straight = tiny_run(method(), probes=probes())
+    straight.train(20, progress=False)
+    first = tiny_run(method(), probes=probes())
+    first.train(10, progress=False)
+    first.save(tmp_path / "ckpt.safetensors")
+    resumed = tiny_run(method(), probes=probes()).load(tmp_path / "ckpt.safetensors")
+    resumed.train(10, progress=False)
+    for (k, a), (k2, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert straight.history["loss/batch"].values == resumed.history["loss/batch"].values
+    key = "vRv/0"
+    assert straight.history[key].values == resumed.history[key].values
+    assert straight.history["sv_drift/0"].values == resumed.history["sv_drift/0"].values
+
+
+# ---- probes -------------------------------------------------------------------------------------------------------
+
+def test_probe_values():
+    run = tiny_run(POET(block=4, merge_every=5, lr=0.05, cayley="exact", exclude=None),
+                   probes=[OrthogonalityError(every=1), RotationCosine(every=1), SpectrumDrift(every=1)])
+    layer, h = run.model[0], run.history
+    merged = []                                                          # dense R folded in at each merge
+    original = layer.merge_then_reinitialize
+
+    def spy(generator):
+        merged.append(layer.input_rotation(torch.eye(8)).double())        # rows of I·R = R
+        original(generator)
+
+    layer.merge_then_reinitialize = spy
+    v = layer.probe_v.double()
+    for _ in range(12):
+        run.step()
+        acc = torch.eye(8, dtype=torch.float64)
+        for r in merged:
+            acc = r @ acc                                                 # R_total = R_new R_old
+        current = layer.input_rotation(torch.eye(8)).double()
+        assert h["vRv/0"].last() == pytest.approx((v @ current @ acc @ v).item(), abs=1e-6), run.step_count
+    assert len(merged) == 2
+    assert h["vRv/0"].values[0] == pytest.approx(1.0)
+    assert min(h["vRv/0"].values) < 0.9999                                # it turned
+    assert max(h["orth_err/0"].values) < 1e-6 and max(h["orth_err/2"].values) < 1e-6
+    assert max(h["sv_drift/0"].values) < 1e-5 and "sv_ref/0" in h
+    adam = tiny_run(__import__("orthoscope").AdamW(lr=0.05), probes=[SpectrumDrift(every=1)])
+    adam.train(12, progress=False)
+    assert adam.history["sv_drift/0"].last() > 1e-3                       # additive updates move the spectrum
+
+
+def test_orth_err_shows_cnp_error():
+    run = tiny_run(POET(block=4, merge_every=1000, lr=0.05, cayley="neumann", exclude=None),
+                   probes=[OrthogonalityError(every=1)])
+    run.train(30, progress=False)
+    with torch.no_grad():
+        blocks = [g.double() for g in run.model[0].rotations().values()]
+    eye = torch.eye(4, dtype=torch.float64)
+    expected = max(float(torch.linalg.matrix_norm(g.transpose(-1, -2) @ g - eye).max() / 2) for g in blocks)
+    assert run.history["orth_err/0"].last() == pytest.approx(expected, rel=1e-6)
+    assert run.history["orth_err/0"].last() > 1e-7

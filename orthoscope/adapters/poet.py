@@ -1,0 +1,497 @@
+"""POET — reparameterized training by orthogonal equivalence transformation (Qiu et al., arXiv 2506.08001).
+
+**Math (paper layout).** ``W_RP = R W₀ P`` with W₀ fixed and random, R ∈ O(m) on the input side (m = in_features)
+and P ∈ O(n) on the output side (n = out_features). The singular values of ``W_RP`` equal those of W₀ exactly.
+Only R and P train, through stochastic primitives redrawn at every merge (reference §2.1):
+
+* **BS** (block-stochastic, block b): ``R = Π · blockdiag(G_1 … G_{m/b}) · Πᵀ`` with Π a random permutation;
+  the same for P. That is ``(m + n)(b − 1)/2`` trainable numbers per layer.
+* **FS** (fully stochastic, fraction f): one b×b rotation G on a random index set S of size ``b = round(f·m)``,
+  i.e. ``R = I + D(S)(G − I)D(S)ᵀ``, and the same for P with ``round(f·n)``. That is ``b_in(b_in−1)/2 +
+  b_out(b_out−1)/2`` numbers per layer (the paper's b(b − 1) when b_in = b_out).
+
+Each G is ``cayley(Q)`` (exact) or ``cayley_neumann(Q, k)`` of a packed skew Q, zero at init and after every merge.
+
+**PyTorch layout (what this code computes).** ``nn.Linear`` keeps ``W[out, in]`` and ``y = x Wᵀ + bias`` for row
+vectors x (DESIGN §5). POET's effective weight is ``W_eff = Pᵀ W₀ Rᵀ`` (``W_effᵀ = R W₀ᵀ P`` is the paper's form),
+so the layer computes
+
+    y = ((x R) W₀ᵀ) P + bias,      R acts on the INPUT row vector (x ↦ x R),  P on the OUTPUT (y ↦ y P).
+
+The bias sits in the output coordinates and is a plain trainable parameter (not rotated). The weight is stored
+**pre-permuted**, as in POET-X (reference §2.8): ``W_s = W₀[inv(perm_out)][:, perm_in]``. So one forward needs only
+two gathers and two block rotations, and no permutation ever touches the weight:
+
+    x̃ = x[..., perm_in] · blockdiag(G_in)    (kernels.block_rotate; FS rotates the first b coordinates only)
+    y = ((x̃ W_sᵀ) · blockdiag(G_out))[..., perm_out] + bias
+
+Here ``perm_in`` plays Π with ``x Π = x[..., perm_in]``, so ``R = Π blockdiag(G_in) Πᵀ``.
+
+**Merge-then-reinitialize** (``merge_then_reinitialize``) folds R and P into W₀ (``W₀ ← W_eff``), draws new
+permutations, re-stores W₀ pre-permuted and zeroes Q. The output is unchanged up to rounding. ``merge()`` and
+``unmerge()`` are the adapter protocol (``adapters.core``): they move ``W_eff`` in and out of ``base_layer.weight``
+in ordinary coordinates. Unmerged, ``base_layer.weight`` holds the pre-permuted ``W_s`` (or nothing when the base
+is quantized). Read the weight through ``effective_weight()``.
+
+**Memory mode** (POET-X_mem): the whole map runs as one autograd node that saves only x, G_in and G_out
+(``poet_x.POETXFunction``). **Quantized base** (POET-XQ): W_s is kept as 8- or 4-bit group codes
+(``quant.quantize_groupwise``) and dequantized on the fly. A merge is dequantize → merge → requantize.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import kernels
+from ..methods import Intervention, Method, check_positive
+from ..targets import Rules
+from .core import apply_adapter, matched_modules
+from ..ortho import cayley, invert_permutation, n_packed, random_block_permutation, skew_from_packed
+from .poet_x import poet_x_apply
+from .quant import QuantizedTensor, dequantize_groupwise, quantize_groupwise
+
+VARIANTS = ("bs", "fs")
+CAYLEY_CHOICES = ("neumann", "exact")
+INITS = ("normalized_gaussian", "normalize", "keep")
+
+
+def side_blocks(n: int, variant: str, block: int, fs_fraction: float) -> tuple[int, int]:
+    """``(b, r)`` for one side of size n: BS gives ``(block, n // block)``; FS gives ``(round(f·n), 1)``.
+    Call ``check_layer`` first for a clear error."""
+    if variant == "bs":
+        return block, n // block
+    return max(int(round(fs_fraction * n)), 0), 1
+
+
+def check_layer(path: str, in_features: int, out_features: int, variant: str, block: int,
+                fs_fraction: float) -> str | None:
+    """Why POET cannot adapt this layer (a message naming it), or ``None`` when it can."""
+    if variant == "bs":
+        for what, n in (("in_features", in_features), ("out_features", out_features)):
+            if block > n:
+                return f"block={block} is larger than layer {path!r} ({what}={n})"
+            if n % block:
+                return f"block={block} does not divide layer {path!r} ({what}={n})"
+        return None
+    for what, n in (("in_features", in_features), ("out_features", out_features)):
+        if side_blocks(n, "fs", block, fs_fraction)[0] < 2:
+            return (f"fs_fraction={fs_fraction} of layer {path!r} ({what}={n}) gives a block of "
+                    f"{side_blocks(n, 'fs', block, fs_fraction)[0]} < 2, which has no parameters")
+    return None
+
+
+def poet_parameter_count(in_features: int, out_features: int, variant: str = "bs", block: int = 256,
+                         fs_fraction: float = 0.5) -> int:
+    """Trainable POET numbers of one layer. BS: ``(m + n)(b − 1)/2``. FS: ``b_in(b_in − 1)/2 + b_out(b_out − 1)/2``."""
+    total = 0
+    for n in (in_features, out_features):
+        b, r = side_blocks(n, variant, block, fs_fraction)
+        total += r * n_packed(b)
+    return total
+
+
+def rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None) -> torch.Tensor:
+    """``x[..., perm]`` with its first ``r·b`` coordinates times ``blockdiag(R)`` (all of them for BS)."""
+    covered = R.shape[0] * R.shape[1]
+    if covered == x.shape[-1]:
+        return kernels.block_rotate(x, R, perm)
+    if perm is not None:
+        x = x[..., perm]
+    return torch.cat([kernels.block_rotate(x[..., :covered], R), x[..., covered:]], dim=-1)
+
+
+def poet_forward(x: torch.Tensor, R_in: torch.Tensor, R_out: torch.Tensor, weight: torch.Tensor,
+                 perm_in: torch.Tensor, perm_out: torch.Tensor) -> torch.Tensor:
+    """The linear part of a POET layer with pre-permuted weight ``weight = W_s`` (module docstring), no bias."""
+    y = F.linear(rotate(x, R_in, perm_in), weight)
+    return rotate(y, R_out, None)[..., perm_out]
+
+
+class POETLinear(nn.Module):
+    """An ``nn.Linear`` trained by POET (module docstring). Trainable: ``poet_q_in``, ``poet_q_out`` (packed skew
+    blocks of G_in, G_out) and the base layer's bias. Buffers: ``perm_in``, ``perm_out``, the probe vectors
+    ``probe_v``/``probe_u`` (for ``vRv``), and the quantized codes when ``quantize`` is set."""
+
+    prefix = "poet_"
+
+    def __init__(self, base_layer: nn.Linear, path: str = "", *, variant: str = "bs", block: int = 32,
+                 fs_fraction: float = 0.5, cayley: str = "neumann", k: int = 3, memory_mode: bool = False,
+                 quantize: int | None = None, group_size: int = 256, init: str = "normalized_gaussian",
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(f"POET adapts nn.Linear layers; {path!r} is a {type(base_layer).__name__}")
+        problem = check_layer(path, base_layer.in_features, base_layer.out_features, variant, block, fs_fraction)
+        if problem:
+            raise ValueError(problem)
+        self.base_layer, self.path, self.merged = base_layer, path, False
+        self.variant, self.cayley, self.k, self.memory_mode = variant, cayley, k, memory_mode
+        self.quantize, self.group_size = quantize, group_size
+        m, n = base_layer.in_features, base_layer.out_features
+        self.b_in, r_in = side_blocks(m, variant, block, fs_fraction)
+        self.b_out, r_out = side_blocks(n, variant, block, fs_fraction)
+        ref = base_layer.weight
+        self.poet_q_in = nn.Parameter(torch.zeros(r_in, n_packed(self.b_in), dtype=ref.dtype, device=ref.device))
+        self.poet_q_out = nn.Parameter(torch.zeros(r_out, n_packed(self.b_out), dtype=ref.dtype, device=ref.device))
+        self.register_buffer("perm_in", torch.zeros(m, dtype=torch.long, device=ref.device))
+        self.register_buffer("perm_out", torch.zeros(n, dtype=torch.long, device=ref.device))
+        v = torch.randn(m, generator=generator, dtype=torch.float32).to(ref.device)
+        v = v / v.norm()
+        self.register_buffer("probe_v", v.to(ref.dtype))
+        self.register_buffer("probe_u", v.to(ref.dtype).clone())
+        with torch.no_grad():
+            w0 = self._initial_weight(init, generator)
+        base_layer.weight.requires_grad_(False)
+        self._draw_permutations(generator)
+        self._store_permuted(w0)
+
+    # ---- construction helpers -----------------------------------------------------------------------------------
+    def _initial_weight(self, init: str, generator) -> torch.Tensor:
+        w = self.base_layer.weight.detach()
+        if init == "normalized_gaussian":       # paper default (Table 5): Gaussian rows, each scaled to unit norm
+            w = torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w)
+        if init in ("normalized_gaussian", "normalize"):   # "normalize": released code, rows of the given weight
+            w = w / w.float().norm(dim=1, keepdim=True).clamp_min(1e-12).to(w.dtype)
+        return w.clone()
+
+    def _draw_permutations(self, generator) -> None:
+        self.perm_in.copy_(random_block_permutation(self.perm_in.numel(), generator))
+        self.perm_out.copy_(random_block_permutation(self.perm_out.numel(), generator))
+
+    @torch.no_grad()
+    def _store_permuted(self, w: torch.Tensor) -> None:
+        """Store ``W_s = w[inv(perm_out)][:, perm_in]`` as the base weight (quantized if asked)."""
+        ws = w[invert_permutation(self.perm_out)][:, self.perm_in]
+        if self.quantize is None:
+            self.base_layer.weight.data = ws.to(self.base_layer.weight.dtype).contiguous()
+            return
+        qt = quantize_groupwise(ws, self.quantize, self.group_size)
+        for name in ("codes", "scale", "zero"):
+            if hasattr(self, "q" + name):
+                setattr(self, "q" + name, getattr(qt, name))
+            else:
+                self.register_buffer("q" + name, getattr(qt, name))
+        if isinstance(self.base_layer.weight, nn.Parameter):      # the dense weight is dropped: that is the point
+            self._dtype = self.base_layer.weight.dtype
+            del self.base_layer.weight
+            self.base_layer.register_parameter("weight", None)
+
+    # ---- the maps -----------------------------------------------------------------------------------------------
+    def stored_weight(self) -> torch.Tensor:
+        """``W_s``, the pre-permuted base weight (dequantized when quantized)."""
+        if self.quantize is None:
+            return self.base_layer.weight
+        qt = QuantizedTensor(self.qcodes, self.qscale, self.qzero, self.quantize, self.group_size,
+                             (self.perm_out.numel(), self.perm_in.numel()))
+        return dequantize_groupwise(qt, self._dtype)
+
+    def rotation_blocks(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G_in[r_in, b_in, b_in], G_out[r_out, b_out, b_out])`` from the packed skew parameters (computed in
+        ``dtype`` when given; merges use float64)."""
+        q_in, q_out = self.poet_q_in, self.poet_q_out
+        if dtype is not None:
+            q_in, q_out = q_in.to(dtype), q_out.to(dtype)
+        if self.cayley == "exact":
+            return cayley(skew_from_packed(q_in, self.b_in)), cayley(skew_from_packed(q_out, self.b_out))
+        return kernels.cayley_neumann(q_in, self.b_in, self.k), kernels.cayley_neumann(q_out, self.b_out, self.k)
+
+    def rotations(self) -> dict[str, torch.Tensor]:
+        """The orthogonal blocks for probes: ``{"R": G_in, "P": G_out}`` (input and output side)."""
+        g_in, g_out = self.rotation_blocks()
+        return {"R": g_in, "P": g_out}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base_layer(x)
+        g_in, g_out = self.rotation_blocks()
+        fwd = lambda x_, a, c, w: poet_forward(x_, a, c, w, self.perm_in, self.perm_out)  # noqa: E731
+        if self.memory_mode:
+            y = poet_x_apply(x, g_in, g_out, self.stored_weight, fwd)
+        else:
+            y = fwd(x, g_in, g_out, self.stored_weight())
+        bias = self.base_layer.bias
+        return y if bias is None else y + bias
+
+    def effective_weight(self) -> torch.Tensor:
+        """``W_eff[out, in] = Pᵀ W₀ Rᵀ``, so that ``forward(x) = x W_effᵀ + bias``. Built in O(m·n·b), never by
+        forwarding the identity. Differentiable in the POET parameters."""
+        if self.merged:
+            return self.base_layer.weight
+        return effective_weight_from(self.stored_weight(), *self.rotation_blocks(), self.perm_in, self.perm_out)
+
+    # ---- merges -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def merge_then_reinitialize(self, generator: torch.Generator | None = None) -> None:
+        """POET's merge: ``W₀ ← W_eff``, new permutations from ``generator``, Q ← 0 (output unchanged)."""
+        if self.merged:
+            raise RuntimeError(f"POET layer {self.path!r} is merged (merge()); unmerge() before training it")
+        w = self._effective_weight_f64()
+        self.probe_u.copy_(self.input_rotation(self.probe_u[None], transpose=True)[0])   # u ← R u (accumulate)
+        self._draw_permutations(generator)
+        self._store_permuted(w)
+        self.poet_q_in.zero_()
+        self.poet_q_out.zero_()
+
+    def _effective_weight_f64(self) -> torch.Tensor:
+        return effective_weight_from(self.stored_weight().double(), *self.rotation_blocks(torch.float64),
+                                     self.perm_in, self.perm_out)
+
+    def input_rotation(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``x R`` (or ``x Rᵀ``) for row vectors x[..., m], with R the current input-side rotation (m×m)."""
+        g_in = self.rotation_blocks()[0].to(x.dtype)
+        return rotate(x, g_in.transpose(-1, -2) if transpose else g_in, self.perm_in)[
+            ..., invert_permutation(self.perm_in)]
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Adapter protocol: put ``W_eff`` (ordinary coordinates) into ``base_layer.weight``; forward uses it alone."""
+        if self.merged:
+            return
+        w = self._effective_weight_f64()
+        dtype = self._dtype if self.quantize is not None else self.base_layer.weight.dtype
+        if self.quantize is not None:
+            del self.base_layer.weight
+            self.base_layer.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+        else:
+            self.base_layer.weight.data = w.to(dtype).contiguous()
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo ``merge()``: ``W_s = Π_out B_out⁻ᵀ … `` computed with the inverses of the small blocks (exact also
+        for the only-approximately-orthogonal CNP blocks, as peft ≥ 0.18 does)."""
+        if not self.merged:
+            return
+        w = self.base_layer.weight.double()
+        g_in, g_out = self.rotation_blocks(torch.float64)
+        mt = rotate(w[..., self.perm_in], torch.linalg.inv(g_in).transpose(-1, -2), None)    # Mᵀ = W Π_in B_inᵀ⁻¹
+        wst = rotate(mt.T[..., invert_permutation(self.perm_out)], torch.linalg.inv(g_out), None)   # W_sᵀ
+        self.merged = False
+        if self.quantize is None:
+            self.base_layer.weight.data = wst.T.to(self.base_layer.weight.dtype).contiguous()
+            return
+        qt = quantize_groupwise(wst.T, self.quantize, self.group_size)
+        self.qcodes, self.qscale, self.qzero = qt.codes, qt.scale, qt.zero
+        del self.base_layer.weight
+        self.base_layer.register_parameter("weight", None)
+
+    def num_poet_parameters(self) -> int:
+        return self.poet_q_in.numel() + self.poet_q_out.numel()
+
+    def extra_repr(self) -> str:
+        return (f"path={self.path!r}, variant={self.variant!r}, b_in={self.b_in}, b_out={self.b_out}, "
+                f"cayley={self.cayley!r}, k={self.k}, memory_mode={self.memory_mode}, quantize={self.quantize}, "
+                f"merged={self.merged}")
+
+
+def effective_weight_from(ws: torch.Tensor, g_in: torch.Tensor, g_out: torch.Tensor, perm_in: torch.Tensor,
+                          perm_out: torch.Tensor) -> torch.Tensor:
+    """``W_eff = Π_outᵀ B_outᵀ W_s B_inᵀ Π_inᵀ`` (``= Pᵀ W₀ Rᵀ``) for stored weight ``ws`` in O(m·n·b)."""
+    g_in, g_out = g_in.to(ws.dtype), g_out.to(ws.dtype)
+    m = rotate(ws.T, g_out, None)[..., perm_out]                  # W_sᵀ B_out Π_out            [in, out]
+    w = rotate(m.T, g_in.transpose(-1, -2), None)                 # Π_outᵀ B_outᵀ W_s B_inᵀ      [out, in]
+    return w[..., invert_permutation(perm_in)]                    # … Π_inᵀ
+
+
+# ---- the method ---------------------------------------------------------------------------------------------------
+
+def clip_ramp_value(step: int, max_norm: float, ramp_steps: int, merge_every: int, min_ratio: float = 0.1,
+                    until: int = 2000) -> float:
+    """The gradient-clip threshold at ``step`` (= updates done so far), ramped after each merge (reference §2.7).
+
+    For ``merge_every ≤ step ≤ until``, the threshold rises linearly from ``min_ratio·max_norm`` to ``max_norm``
+    over the ``ramp_steps`` steps that follow each merge. Outside that window it is ``max_norm``. This follows
+    ``poet_torch``'s ``calc_poet_grad_clipping_value``: the paper "increases the gradient clipping for 10 training
+    steps" after each merge.
+    """
+    if step < merge_every or step > until:
+        return max_norm
+    position = step % merge_every
+    if position >= ramp_steps:
+        return max_norm
+    return (min_ratio + (1.0 - min_ratio) * position / max(1, ramp_steps)) * max_norm
+
+
+class POETGradClip(Intervention):
+    """Clip the global gradient norm before every update, with the post-merge ramp (``clip_ramp_value``)."""
+
+    def __init__(self, max_norm: float, merge_every: int, ramp_steps: int, min_ratio: float, until: int):
+        self.max_norm, self.merge_every, self.ramp_steps = max_norm, merge_every, ramp_steps
+        self.min_ratio, self.until, self.last_value = min_ratio, until, max_norm
+
+    def before_step(self, run) -> None:
+        self.last_value = clip_ramp_value(run.step_count, self.max_norm, self.ramp_steps, self.merge_every,
+                                          self.min_ratio, self.until)
+        torch.nn.utils.clip_grad_norm_(run.trainable_parameters(), self.last_value)
+
+
+class POETMerge(Intervention):
+    """Every ``every`` updates: merge-then-reinitialize every POET layer, then **reset the optimizer state** (Adam's
+    m, v and step) of the POET parameters, as ``POETAdamW`` does. The permutation generator's state is checkpointed,
+    so a resumed run draws the same permutations."""
+
+    def __init__(self, every: int, layers: list[tuple[str, POETLinear]], generator: torch.Generator):
+        self.every, self.layers, self.generator, self.merges = every, layers, generator, 0
+
+    def after_step(self, run) -> None:
+        if run.step_count % self.every:
+            return
+        for _, layer in self.layers:
+            layer.merge_then_reinitialize(self.generator)
+        poet = {id(p) for _, layer in self.layers for p in (layer.poet_q_in, layer.poet_q_out)}
+        for p in [p for p in run.optimizer.state if id(p) in poet]:
+            del run.optimizer.state[p]
+        self.merges += 1
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state(), "merges": torch.tensor(self.merges)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+        self.merges = int(state["merges"])
+
+
+@dataclass
+class POET(Method):
+    """POET as a training method (module docstring): attach POET layers, train with one AdamW, merge periodically.
+
+    The optimizer is one ``torch.optim.AdamW`` with two parameter groups. Group ``"poet"`` holds the packed skew
+    parameters, with learning rate **``lr × poet_scale``** and no weight decay (released ``POETAdamW``: poet_lr
+    5e-4 × poet_scale 0.5 = 2.5e-4 peak). Group ``"base"`` holds every other trainable parameter (embeddings, norms,
+    biases, the head and layers POET skipped), with ``base_lr`` (default ``lr``) and ``weight_decay``. Adam has
+    betas (0.9, 0.999) and eps 1e-6, as POETAdamW. torch applies decoupled weight decay before the Adam update;
+    POETAdamW applies it after. The difference is O(lr²·wd).
+
+    The order inside a step follows ``examples/torchrun_main.py``: clip (with the post-merge ramp) → update →
+    ``step_count += 1`` → merge when ``step_count % merge_every == 0``, resetting the POET Adam state.
+    """
+
+    block: int = field(default=32, metadata={"help": "BS block size b (variant='bs'); ≥ 2, must divide each layer"})
+    merge_every: int = field(default=400, metadata={"help": "T_m: updates between merge-then-reinitialize"})
+    lr: float = field(default=1e-3, metadata={"help": "POET learning rate (effective: lr × poet_scale)"})
+    poet_scale: float = field(default=0.5, metadata={"help": "multiplier of lr for the POET group (released: 0.5)"})
+    base_lr: float | None = field(default=None, metadata={"help": "lr of non-POET parameters (None: lr)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay of non-POET parameters"})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "Adam β1, β2"})
+    eps: float = field(default=1e-6, metadata={"help": "Adam ε (POETAdamW: 1e-6)"})
+    variant: str = field(default="bs", metadata={"help": "'bs' (block-stochastic) or 'fs' (fully stochastic)"})
+    fs_fraction: float = field(default=0.5, metadata={"help": "FS block as a fraction of each side (paper b=1/2)"})
+    cayley: str = field(default="neumann", metadata={"help": "'neumann' (CNP, k terms) or 'exact' Cayley"})
+    k: int = field(default=3, metadata={"help": "Neumann terms: R = (I+Q)(I+Q+…+Q^k)"})
+    memory_mode: bool = field(default=False, metadata={"help": "POET-X_mem: save only input + rotations"})
+    quantize: int | None = field(default=None, metadata={"help": "None, 8 or 4: group-quantized base (POET-XQ)"})
+    group_size: int = field(default=256, metadata={"help": "quantization group along in_features"})
+    init: str = field(default="normalized_gaussian", metadata={
+        "help": "W0: 'normalized_gaussian' (paper), 'normalize' (row-normalize the given weight, released code), "
+                "'keep'"})
+    targets: Rules = field(default=None, metadata={"help": "modules to adapt (peft rules); None: every nn.Linear"})
+    exclude: Rules = field(default=("lm_head", "unembed"), metadata={"help": "never adapted (default: the head)"})
+    skip_indivisible: bool = field(default=False, metadata={
+        "help": "leave layers the block does not fit as plain Linear (trained by AdamW), with a warning"})
+    seed: int = field(default=0, metadata={"help": "seed of W0 init, permutations and probe vectors"})
+    clip_ramp_steps: int = field(default=10, metadata={"help": "steps of the post-merge grad-clip ramp"})
+    clip_ramp_min_ratio: float = field(default=0.1, metadata={"help": "ramp start as a fraction of grad_clip"})
+    clip_ramp_until: int = field(default=2000, metadata={"help": "no ramp after this step (gd_warmup_steps)"})
+
+    def __post_init__(self):
+        if not isinstance(self.block, int) or self.block < 2:
+            raise ValueError(f"block must be an int ≥ 2 (a 1×1 rotation has no parameters), got {self.block!r}")
+        if not isinstance(self.merge_every, int) or self.merge_every <= 0:
+            raise ValueError(f"merge_every must be a positive int, got {self.merge_every!r}")
+        check_positive("lr", self.lr, allow_zero=True)
+        check_positive("poet_scale", self.poet_scale)
+        if self.base_lr is not None:
+            check_positive("base_lr", self.base_lr, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas!r}")
+        for name, value, allowed in (("variant", self.variant, VARIANTS), ("cayley", self.cayley, CAYLEY_CHOICES),
+                                     ("init", self.init, INITS), ("quantize", self.quantize, (None, 8, 4))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not 0.0 < self.fs_fraction <= 1.0:
+            raise ValueError(f"fs_fraction must lie in (0, 1], got {self.fs_fraction!r}")
+        if not isinstance(self.k, int) or self.k < 0:
+            raise ValueError(f"k (Neumann terms) must be an int ≥ 0, got {self.k!r}")
+        if self.grad_clip is not None:
+            check_positive("grad_clip", self.grad_clip)
+        self.skipped: list[str] = []
+        self._attached: tuple[list, torch.Generator] | None = None
+
+    def attach(self, model: nn.Module) -> nn.Module:
+        """Replace the selected ``nn.Linear`` layers by ``POETLinear`` in place (every layer is built before any
+        is swapped, so an error leaves the model unchanged). Non-POET parameters keep ``requires_grad``."""
+        generator = torch.Generator().manual_seed(self.seed)
+        paths = matched_modules(model, self.targets, self.exclude)
+        if not paths:
+            raise ValueError(f"POET: targets={self.targets!r} (exclude={self.exclude!r}) matched no nn.Linear in "
+                             f"{type(model).__name__}")
+        problems = {}
+        for p in paths:
+            m = model.get_submodule(p)
+            why = check_layer(p, m.in_features, m.out_features, self.variant, self.block, self.fs_fraction)
+            if why:
+                problems[p] = why
+        if problems and not self.skip_indivisible:
+            raise ValueError(f"POET cannot adapt {len(problems)} layer(s): " + "; ".join(problems.values()) +
+                             ". Exclude them, pick another block size, or pass skip_indivisible=True to train them "
+                             "as plain layers with AdamW")
+        if problems:
+            warnings.warn(f"POET leaves {len(problems)} layer(s) as plain nn.Linear (skip_indivisible=True): "
+                          f"{sorted(problems)}", stacklevel=2)
+        self.skipped = sorted(problems)
+        paths = [p for p in paths if p not in problems]
+        if not paths:
+            raise ValueError("POET: every matched layer was skipped; nothing to train with POET")
+        built = {p: self.make_layer(p, model.get_submodule(p), generator) for p in paths}
+        exact = "|".join(re.escape(p) for p in paths)
+        apply_adapter(model, lambda path, module: built[path], targets=exact, prefix=POETLinear.prefix,
+                      freeze_others=False)
+        self._attached = ([(p, built[p]) for p in paths], generator)
+        return model
+
+    def make_layer(self, path: str, module: nn.Linear, generator: torch.Generator) -> POETLinear:
+        return POETLinear(module, path, variant=self.variant, block=self.block, fs_fraction=self.fs_fraction,
+                          cayley=self.cayley, k=self.k, memory_mode=self.memory_mode, quantize=self.quantize,
+                          group_size=self.group_size, init=self.init, generator=generator)
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        poet = [p for n, p in named if n.rsplit(".", 1)[-1].startswith(POETLinear.prefix)]
+        base = [p for n, p in named if not n.rsplit(".", 1)[-1].startswith(POETLinear.prefix)]
+        if not poet:
+            raise ValueError("POET.make_optimizer: the model has no POET parameters (call attach(model) first)")
+        groups = [{"params": poet, "lr": self.lr * self.poet_scale, "weight_decay": 0.0, "name": "poet"}]
+        if base:
+            groups.append({"params": base, "lr": self.lr if self.base_lr is None else self.base_lr,
+                           "weight_decay": self.weight_decay, "name": "base"})
+        return torch.optim.AdamW(groups, betas=tuple(self.betas), eps=self.eps)
+
+    def interventions(self) -> list[Intervention]:
+        if self._attached is None:
+            raise RuntimeError("POET.interventions() needs attach(model) first (Run does this for you)")
+        layers, generator = self._attached
+        out: list[Intervention] = []
+        if self.grad_clip:
+            out.append(POETGradClip(self.grad_clip, self.merge_every, self.clip_ramp_steps,
+                                    self.clip_ramp_min_ratio, self.clip_ramp_until))
+        return out + [POETMerge(self.merge_every, layers, generator)]
+
+    def label(self) -> str:
+        size = f"b={self.block}" if self.variant == "bs" else f"b={self.fs_fraction}"
+        extra = (", mem" if self.memory_mode else "") + (f", int{self.quantize}" if self.quantize else "")
+        return f"POET-{self.variant.upper()}({size}, T_m={self.merge_every}, lr={self.lr:g}{extra})"
+
+
+def poet_layers(model: nn.Module) -> list[tuple[str, POETLinear]]:
+    return [(p, m) for p, m in model.named_modules() if isinstance(m, POETLinear)]
+
+
+def count_poet_parameters(model: nn.Module) -> int:
+    """Trainable POET numbers in ``model`` (the paper's count: embeddings and other parameters excluded)."""
+    return sum(layer.num_poet_parameters() for _, layer in poet_layers(model))
