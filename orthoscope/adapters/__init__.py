@@ -7,9 +7,12 @@ from .sora import SoRA, SoRAConfig
 from .oft import OFT, OFTConfig
 from .boft import BOFT, BOFTConfig
 from .qoft import QOFT, QOFTConfig
+from .poet import POET, POETLinear, count_poet_parameters, poet_layers
 
 __all__ = ["AdapterLayer", "apply_adapter", "matched_modules", "adapter_layers", "mark_only_adapters_trainable",
            "merge_all", "unmerge_all", "remove_adapters",
            # finetuning adapters (docs/adapters.md)
            "ADAPTERS", "AdaptedLayer", "AdapterConfig", "AdapterMethod", "attach", "list_targets", "register_adapter",
-           "LoRA", "LoRAConfig", "SoRA", "SoRAConfig", "OFT", "OFTConfig", "BOFT", "BOFTConfig", "QOFT", "QOFTConfig"]
+           "LoRA", "LoRAConfig", "SoRA", "SoRAConfig", "OFT", "OFTConfig", "BOFT", "BOFTConfig", "QOFT", "QOFTConfig",
+           # POET pretraining (docs/ortho.md)
+           "POET", "POETLinear", "count_poet_parameters", "poet_layers"]
