@@ -9,7 +9,7 @@ import torch
 from orthoscope import AdamW, Run
 from orthoscope.models import TinyTransformer
 from orthoscope.probes import Evaluate
-from orthoscope.tasks.tinylang import NOUN, VERB_INTR, VERB_TRANS, VOCAB, TinyLang, generate_corpus, main
+from orthoscope.tasks.tinylang import NOUN, VERB_INTR, VERB_TRANS, VOCAB, TinyLang, generate_corpus, main, tiny_lm
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tinylang.txt"
 
@@ -79,9 +79,8 @@ def test_text_file_source(tmp_path):
 
 def test_tiny_transformer_learns_beyond_unigram():
     task = TinyLang(n_ctx=16, batch_size=16, n_sentences=1500)
-    torch.manual_seed(0)
-    model = TinyTransformer(vocab_size=task.vocab_size, n_ctx=16, readout="all", causal=True, d_model=32,
-                            n_heads=2, n_layers=1, d_mlp=64)
+    model = tiny_lm(task, d_model=32, n_heads=2, n_layers=1, d_mlp=64, seed=0)
+    assert isinstance(model, TinyTransformer) and model.cfg.readout == "all" and model.cfg.causal
     run = Run(model, task, AdamW(lr=1e-2), probes=[Evaluate(150)], seed=0).train(150, progress=False)
     assert run.history["loss/val"].values[-1] < task.ngram_baselines()["unigram"] - 0.3
     assert run.history["acc/val"].values[-1] > 0.1
