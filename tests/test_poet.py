@@ -99,6 +99,9 @@ def test_effective_weight_is_R_W0_P_with_dense_rotations():
     expected = (R @ w0.T @ P_).T                                               # paper: W = R W0 P
     q = make_layer("bs", "exact")                                              # same seed: same Q, perms, W0
     torch.testing.assert_close(q.effective_weight(), expected, atol=1e-6, rtol=1e-6)
+    with torch.no_grad():                                                      # the dense-rotation helpers agree
+        torch.testing.assert_close(q.input_rotation(torch.eye(16)), R, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(q.output_rotation(torch.eye(24)), P_, atol=1e-6, rtol=1e-6)
 
 
 def test_init_modes():

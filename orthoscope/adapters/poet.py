@@ -247,6 +247,13 @@ class POETLinear(nn.Module):
         return rotate(x, g_in.transpose(-1, -2) if transpose else g_in, self.perm_in)[
             ..., invert_permutation(self.perm_in)]
 
+    def output_rotation(self, y: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``y P`` (or ``y Pᵀ``) for row vectors y[..., n], with P the current output-side rotation (n×n),
+        ``P = Π_outᵀ blockdiag(G_out) Π_out``."""
+        g_out = self.rotation_blocks()[1].to(y.dtype)
+        inv = invert_permutation(self.perm_out)
+        return rotate(y, g_out.transpose(-1, -2) if transpose else g_out, inv)[..., self.perm_out]
+
     @torch.no_grad()
     def merge(self) -> None:
         """Adapter protocol: put ``W_eff`` (ordinary coordinates) into ``base_layer.weight``; forward uses it alone."""
