@@ -247,6 +247,10 @@ def test_block_larger_than_layer_and_indivisible_layers_are_named():
         method.attach(model)
     assert method.skipped == ["1"] and type(model[1]) is nn.Linear and isinstance(model[0], POETLinear)
     assert model[1].weight.requires_grad                                    # trained by AdamW instead
+    with pytest.raises(ValueError, match="group_size=32 does not divide layer '0' \\(in_features=16\\)"):
+        POET(block=4, quantize=8, group_size=32, exclude=None).attach(nn.Sequential(nn.Linear(16, 16)))
+    with pytest.raises(ValueError, match="variant must be one of"):
+        POETLinear(nn.Linear(8, 8), "x", variant="nope")
 
 
 def test_default_excludes_the_head():

@@ -69,8 +69,11 @@ def side_blocks(n: int, variant: str, block: int, fs_fraction: float) -> tuple[i
 
 
 def check_layer(path: str, in_features: int, out_features: int, variant: str, block: int,
-                fs_fraction: float) -> str | None:
-    """Why POET cannot adapt this layer (a message naming it), or ``None`` when it can."""
+                fs_fraction: float, group_size: int | None = None) -> str | None:
+    """Why POET cannot adapt this layer (a message naming it), or ``None`` when it can. ``group_size``: the
+    quantization group, which must divide in_features."""
+    if group_size is not None and in_features % group_size:
+        return f"group_size={group_size} does not divide layer {path!r} (in_features={in_features})"
     if variant == "bs":
         for what, n in (("in_features", in_features), ("out_features", out_features)):
             if block > n:
@@ -126,7 +129,14 @@ class POETLinear(nn.Module):
         super().__init__()
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"POET adapts nn.Linear layers; {path!r} is a {type(base_layer).__name__}")
-        problem = check_layer(path, base_layer.in_features, base_layer.out_features, variant, block, fs_fraction)
+        for name, value, allowed in (("variant", variant, VARIANTS), ("cayley", cayley, CAYLEY_CHOICES),
+                                     ("init", init, INITS), ("quantize", quantize, (None, 8, 4))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not isinstance(block, int) or block < 2:
+            raise ValueError(f"block must be an int ≥ 2 (a 1×1 rotation has no parameters), got {block!r}")
+        problem = check_layer(path, base_layer.in_features, base_layer.out_features, variant, block, fs_fraction,
+                              group_size if quantize else None)
         if problem:
             raise ValueError(problem)
         self.base_layer, self.path, self.merged = base_layer, path, False
@@ -441,7 +451,8 @@ class POET(Method):
         problems = {}
         for p in paths:
             m = model.get_submodule(p)
-            why = check_layer(p, m.in_features, m.out_features, self.variant, self.block, self.fs_fraction)
+            why = check_layer(p, m.in_features, m.out_features, self.variant, self.block, self.fs_fraction,
+                              self.group_size if self.quantize else None)
             if why:
                 problems[p] = why
         if problems and not self.skip_indivisible:
