@@ -202,6 +202,19 @@ def test_memory_mode_gradient_parity_and_saved_tensors(variant, quantize):
     assert bytes_mem < 0.6 * bytes_plain, (bytes_mem, bytes_plain)    # plain keeps x̃ and ỹ, memory mode x
 
 
+@pytest.mark.parametrize("variant", ["bs", "fs"])
+def test_memory_mode_function_gradcheck(variant):
+    from orthoscope.adapters.poet import poet_forward
+    from orthoscope.adapters.poet_x import poet_x_apply
+
+    layer = make_layer(variant, "exact").double()
+    g_in, g_out = (g.detach().clone().requires_grad_() for g in layer.rotation_blocks())
+    x = torch.randn(3, 16, dtype=torch.float64, generator=gen(4), requires_grad=True)
+    fwd = lambda x_, a, c, w: poet_forward(x_, a, c, w, layer.perm_in, layer.perm_out)  # noqa: E731
+    assert torch.autograd.gradcheck(lambda x_, a, c: poet_x_apply(x_, a, c, layer.stored_weight, fwd),
+                                    (x, g_in, g_out))
+
+
 # ---- parameter count ----------------------------------------------------------------------------------------------
 
 def test_parameter_count_formula():
