@@ -71,6 +71,9 @@ def test_product_and_additive_differ_by_the_cross_term():
         t_in, t_out = exp(a_in) - torch.eye(4, dtype=D), exp(a_out) - torch.eye(6, dtype=D)
         diff = rotate(x, a_in, a_out, degree, "product") - rotate(x, a_in, a_out, degree, "additive")
         assert torch.allclose(diff, t_out @ x @ t_in, atol=1e-13)
+    # the series application equals multiplying by the materialized truncated exponential
+    assert torch.allclose(rotate(x, a_in, None, 3), x @ expm_truncated(a_in, 3), atol=1e-14)
+    assert torch.allclose(rotate(x, None, a_out, 2), expm_truncated(a_out, 2) @ x, atol=1e-14)
     # one-sided, the forms coincide
     assert torch.allclose(rotate(x, a_in, None, 2, "product"), rotate(x, a_in, None, 2, "additive"), atol=1e-15)
 
