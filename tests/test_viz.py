@@ -320,9 +320,12 @@ def test_dashboard_uses_ipympl_canvas_when_active(make_run, dashboard_module):
 
         assert dash.interactive and isinstance(dash.canvas, Canvas) and dash.canvas.figure is dash.fig
         assert dash.canvas in dash.widget.children
+        assert dash.canvas._data_url is None          # nothing pushed before a browser view initialized the canvas
+        dash.canvas._handle_message(dash.canvas, {"type": "initialized"}, [])   # what the browser view sends
         dash.step_button.click()
         rgba = np.asarray(dash.canvas.get_renderer().buffer_rgba())
-        assert run.step_count == 2 and (rgba[..., :3] < 250).any()          # drawn, not blank
+        assert run.step_count == 2 and (rgba[..., 3] == 255).all()          # rendered (a fresh buffer is clear)
+        assert (rgba[..., :3] < 128).any()                                  # with ink on it
         np.testing.assert_array_equal(dash.axes["loss"].lines[0].get_xdata(), [0, 2])
         import matplotlib.pyplot as plt
 

@@ -316,7 +316,13 @@ class Dashboard:
             self._last_layout = now
         self._last_draw = now
         if self.interactive:
-            self.canvas.draw()   # renders now and sends the image over the widget's comm (works mid-cell too)
+            if self.canvas.syncing_data_url:
+                # No browser view has initialized this canvas yet (it is initialized once the creating cell ends;
+                # with no front end, never). Drawing now would make ipympl 0.10 push an image the view cannot
+                # decode ("broken" image, 0×0 canvas); instead ask for a draw, which the view requests on start.
+                self.canvas.draw_idle()
+            else:
+                self.canvas.draw()   # renders now and sends the image over the comm (works mid-cell too)
         else:
             buf = io.BytesIO()
             self.fig.savefig(buf, format="png")

@@ -1,0 +1,181 @@
+"""Real browser: JupyterLab on 127.0.0.1 + headless Debian Chromium driven by Playwright.
+
+Opens notebooks/00_tour.ipynb (a copy, in a temporary root), runs it cell by cell waiting for the kernel to be idle
+after each (an ipympl canvas drawn while later cells still run can stay blank), then checks the first Dashboard:
+its controls exist, its ipympl canvas has drawn pixels (read back with getImageData), and pressing *step* trains the
+run and changes those pixels. Needs /usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+TOUR = Path(__file__).resolve().parents[1] / "notebooks" / "00_tour.ipynb"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CELL_TIMEOUT_MS = 120_000
+
+KERNEL_IDLE = """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    return !!k && k.status === 'idle'; }"""
+
+RUN_CELL = """async (i) => {
+    const app = window.jupyterapp, panel = app.shell.currentWidget, cell = panel.content.widgets[i];
+    panel.content.activeCellIndex = i;
+    await app.commands.execute('notebook:run-cell');       // resolves when the cell's execution has finished
+    if (cell.model.type !== 'code') return [];
+    return cell.model.outputs.toJSON().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue);
+}"""
+
+# Pixels of an ipympl canvas: how many are not (near-)white, and a hash of all of them.
+CANVAS_PIXELS = """(c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let ink = 0, hash = 0;
+    for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] > 0 && d[i] + d[i + 1] + d[i + 2] < 720) ink++;
+        hash = (Math.imul(hash, 31) + d[i] * 65536 + d[i + 1] * 256 + d[i + 2]) | 0;
+    }
+    return {width: c.width, height: c.height, ink: ink, hash: hash};
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_lab_settings(settings: Path) -> None:
+    """User settings of this throwaway JupyterLab: no news/update toasts (no network here), and every notebook cell
+    kept in the DOM (the default windowing detaches off-screen cells, and with them the widgets under test)."""
+    for plugin, values in {"apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+                           "notebook-extension/tracker": {"windowingMode": "none"}}.items():
+        path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+@contextmanager
+def jupyter_lab(root: Path, work: Path):
+    """Start JupyterLab serving ``root``; yield its URL; stop it and the kernels it started, by PID."""
+    port = _free_port()
+    env = dict(os.environ, ORTHOSCOPE_SMOKE="1", JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
+               JUPYTER_CONFIG_DIR=str(work / "config"), IPYTHONDIR=str(work / "ipython"))
+    env.pop("MPLBACKEND", None)
+    _write_lab_settings(work / "settings")
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", f"--port={port}",
+           "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+           "--LabApp.expose_app_in_browser=True"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(work / "jupyter.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start; log:\n{(work / 'jupyter.log').read_text()[-3000:]}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        kernels = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)             # the server shuts its kernels down on SIGTERM
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        for pid in kernels:                          # anything it left behind, by PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+def test_tour_dashboard_renders_and_step_redraws(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    root, work = tmp_path / "root", tmp_path / "work"
+    root.mkdir()
+    work.mkdir()
+    shutil.copy(TOUR, root / TOUR.name)
+    t0 = time.monotonic()
+    with jupyter_lab(root, work) as url, sync_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM, headless=True,
+                                                    args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        try:
+            _drive_tour(page, url)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'failure.png'}; server log: {work / 'jupyter.log'}")
+            raise
+        finally:
+            ctx.close()
+    print(f"browser test wall time: {time.monotonic() - t0:.1f} s")
+
+
+def _drive_tour(page, url):
+    page.goto(f"{url}/lab/tree/{TOUR.name}")
+    page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+    n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
+    for i in range(n_cells):
+        errors = page.evaluate(RUN_CELL, i)
+        assert not errors, f"cell {i} raised: {errors}"
+        page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+
+    dashboards = page.locator(".orthoscope-dashboard")
+    assert dashboards.count() == 2                               # the single run, then the weight-decay overlay
+    dash = dashboards.first
+    for control in (".orthoscope-play button", "button.orthoscope-step", ".orthoscope-slider", ".orthoscope-layer"):
+        assert dash.locator(control).first.is_visible(), f"dashboard control {control!r} not rendered"
+    options = dash.locator(".orthoscope-layer select option").all_inner_texts()
+    assert "layers.0" in options, options
+    canvas = dash.locator(".jupyter-matplotlib-canvas-div canvas").first
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_function(f"(c) => ({CANVAS_PIXELS})(c).ink > 0.02 * c.width * c.height", arg=canvas.element_handle(),
+                           timeout=30_000)
+    before = canvas.evaluate(CANVAS_PIXELS)
+    assert before["width"] > 200 and before["height"] > 200, before
+    status = dash.locator(".widget-html-content").first
+    status_before = status.inner_text()
+    assert "step 60" in status_before, status_before                # SMOKE trains 60 steps
+
+    dash.locator("button.orthoscope-step").click()
+    page.wait_for_function("([el, text]) => el.innerText !== text", arg=[status.element_handle(), status_before],
+                           timeout=60_000)
+    assert "step 70" in status.inner_text()                         # every=10 more steps
+    page.wait_for_function(f"([c, h]) => ({CANVAS_PIXELS})(c).hash !== h",
+                           arg=[canvas.element_handle(), before["hash"]], timeout=30_000)
+    after = canvas.evaluate(CANVAS_PIXELS)
+    assert after["ink"] > 0.02 * after["width"] * after["height"], after
