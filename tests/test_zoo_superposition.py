@@ -9,6 +9,15 @@ from orthoscope.zoo import superposition as S
 from orthoscope.zoo.common import BatchedAdamW, WarmupCosine, zipf_frequencies
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Toy models are tiny: one intra-op thread is faster and immune to a busy machine's thread contention.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def test_zipf_frequencies_are_normalized_power_laws():
     p = zipf_frequencies(1000, 1.2)
     assert p.dtype == torch.float64 and p.sum().item() == pytest.approx(1.0, abs=1e-12)
@@ -136,7 +145,6 @@ def test_probe_records_feature_norms():
 def test_strong_superposition_loss_scales_as_one_over_m():
     # Settings chosen from measurements on a 2-core machine (machine-notes): n = 500, p_i ∝ i^(−1.2), wd = −1,
     # 2,000 steps of batch 256 at lr 0.03 gave slope −0.96 [−1.07, −0.85]; the paper's full schedule is far longer.
-    torch.set_num_threads(1)
     result = S.loss_vs_m([8, 16, 32], n_features=500, exponent=1.2, weight_decay=-1.0, steps=2000, batch_size=256,
                          lr=0.03, progress=False)
     fit = result.fit("loss")
