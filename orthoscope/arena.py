@@ -401,7 +401,8 @@ def plot_frontier(ax, results: Sequence[ArenaResult], paths: Mapping[str, dict] 
         if trajectories:
             artists += ax.plot(*trajectory(r), "-", color=f"C{i}", lw=0.8, alpha=0.5)
         artists.append(ax.scatter([f], [p], s=60, color=f"C{i}", zorder=3, label=f"{r.name} ({r.trainable:,} params)"))
-        artists.append(ax.annotate(r.name, (f, p), textcoords="offset points", xytext=(5, 5), fontsize=8))
+        artists.append(ax.annotate(r.name, (f, p), textcoords="offset points", fontsize=8,
+                                   xytext=(5, 5 - 14 * (i % 2))))      # alternate above/below: fewer overlaps
     front = pareto_front(points)
     artists += ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, alpha=0.5,
                        label="Pareto front")
