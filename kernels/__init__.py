@@ -112,3 +112,14 @@ def cayley_neumann(q_packed, b: int, k: int = 3):
 def block_rotate(x, R, perm=None):
     """``y = x[..., perm] · blockdiag(R)`` for ``x[..., r·b]``, ``R[r, b, b]`` (see ``reference.block_rotate``)."""
     return dispatch("block_rotate", x, R)(x, R, perm)
+
+
+def kan_spline(x, grid, coef, k: int):
+    """``y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i])`` for ``x[B, in]``, ``grid[in, G+2k+1]``, ``coef[in, out, G+k]``
+    (the spline branch of a KAN layer; see ``reference.kan_spline``)."""
+    return dispatch("kan_spline", x, grid, coef)(x, grid, coef, k)
+
+
+def harmonic_nll(h, centers, target, n: float):
+    """Mean NLL of HarMax over distance logits ``−n·log‖h − w_v‖`` (see ``reference.harmonic_nll``)."""
+    return dispatch("harmonic_nll", h, centers)(h, centers, target, n)

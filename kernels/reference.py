@@ -66,3 +66,27 @@ def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = N
     from orthoscope.ortho.blockdiag import block_rotate as _rotate
 
     return _rotate(x, R, perm)
+
+
+def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
+    """KAN spline contraction ``y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i])`` — the spline branch of a KAN layer.
+
+    ``x[B, in]``, ``grid[in, G+2k+1]`` (pykan's extended knots), ``coef[in, out, G+k]``, order ``k``; B-splines
+    are pykan's (Cox–de Boor, zero outside the knots). Differentiable in ``x`` and ``coef`` (analytic backward).
+    The twin computes the k+1 non-zero B-splines per input and does one matmul (see
+    ``orthoscope/models/kan_spline.py``)."""
+    from orthoscope.models.kan_spline import kan_spline_torch
+
+    return kan_spline_torch(x, grid, coef, k)
+
+
+def harmonic_nll(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, n: float) -> torch.Tensor:
+    """Mean harmonic loss: ``mean_b [logsumexp_v ℓ_bv − ℓ_b,target]`` with ``ℓ_bv = −(n/2)·log(‖h_b − w_v‖² + ε)``,
+    ``h[N, D]``, ``centers[V, D]``, ``target[N]``, ε = ``orthoscope.losses.HARMONIC_EPS`` (see ``losses.py``)."""
+    import torch.nn.functional as F
+
+    from orthoscope.losses import harmonic_logits
+
+    if h.dim() != 2 or target.shape != h.shape[:1]:
+        raise ValueError(f"harmonic_nll needs h[N, D] and target[N]; got {tuple(h.shape)}, {tuple(target.shape)}")
+    return F.cross_entropy(harmonic_logits(h, centers, n), target)

@@ -51,3 +51,79 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> float:
     if target.dtype.is_floating_point:
         raise ValueError("accuracy needs integer class targets")
     return (output.argmax(-1) == target).float().mean().item()
+
+
+# ---- harmonic loss (Baek, Liu, Tyagi, Tegmark 2025, arXiv 2502.01628) ---------------------------------------------
+#
+# Harmonic logit: the Euclidean distance d_i = ‖w_i − x‖₂ from the representation x to class centre w_i.
+# HarMax: p_i = d_i^(−n) / Σ_j d_j^(−n) = softmax_i(−n·log d_i); harmonic loss = −log p_y.
+# Convention: the exponent n applies to d (not d²). The official code (grow-crystals, DistLayer) raises the
+# SQUARED distance to −n_code, i.e. p ∝ d^(−2·n_code): n here = 2·n_code there (its MNIST n_code = 28 = √784 is
+# n = 56 here). Default n = √D for a D-dimensional representation (the code's recommended range is 1 … D).
+# Numerics: log-space throughout, logits = −(n/2)·log(d² + ε) with d² = ‖x‖² + ‖w‖² − 2x·w clamped at 0, i.e.
+# d = sqrt(d² + ε), ε = HARMONIC_EPS: as d → 0 the logit stays finite and the gradient is bounded by
+# n/(2√ε) per unit of x; the ratio test d_i/d_j is unaffected while d² ≫ ε.
+
+import math as _math
+
+HARMONIC_EPS = 1e-6
+
+
+def check_harmonic_exponent(n) -> float:
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not _math.isfinite(n) or n <= 0:
+        raise ValueError(f"harmonic exponent n must be a finite number > 0, got {n!r}")
+    return float(n)
+
+
+def default_harmonic_exponent(dim: int) -> float:
+    """n = √D, the default for a D-dimensional representation."""
+    if not isinstance(dim, int) or dim <= 0:
+        raise ValueError(f"representation dimension must be a positive int, got {dim!r}")
+    return _math.sqrt(dim)
+
+
+def squared_distances(h: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """``‖h_b − w_v‖²`` for ``h[..., D]``, ``centers[V, D]`` → ``[..., V]`` (matmul expansion, clamped at 0)."""
+    if centers.dim() != 2 or h.shape[-1] != centers.shape[1]:
+        raise ValueError(f"centers must be [V, D] with D = h.shape[-1]; got h {tuple(h.shape)}, "
+                         f"centers {tuple(centers.shape)}")
+    cross = h @ centers.T
+    return ((h * h).sum(-1, keepdim=True) + (centers * centers).sum(-1) - 2.0 * cross).clamp_min(0.0)
+
+
+def harmonic_logits(h: torch.Tensor, centers: torch.Tensor, n: float, eps: float = HARMONIC_EPS) -> torch.Tensor:
+    """``−n·log d`` with ``d = sqrt(‖h − w‖² + eps)``: logits whose softmax is HarMax, so cross-entropy on them is
+    the harmonic loss and their argmax is the nearest centre."""
+    n = check_harmonic_exponent(n)
+    return (-0.5 * n) * torch.log(squared_distances(h, centers) + eps)
+
+
+def harmax(d: torch.Tensor, n: float) -> torch.Tensor:
+    """HarMax over the last dim of distances ``d ≥ 0``: ``d_i^(−n)/Σ_j d_j^(−n)`` = ``softmax(−n·log d)``.
+
+    Scale invariant: ``harmax(λ·d) = harmax(d)`` for every λ > 0. Where a row has zero distances the limit is used:
+    the mass is shared equally among them."""
+    n = check_harmonic_exponent(n)
+    if bool((d < 0).any()):
+        raise ValueError("harmax needs distances d ≥ 0")
+    zero = d == 0
+    p = torch.softmax(-n * torch.log(d.masked_fill(zero, 1.0)), dim=-1)
+    if bool(zero.any()):
+        rows = zero.any(-1, keepdim=True)
+        p = torch.where(rows, zero.to(p.dtype) / zero.sum(-1, keepdim=True).clamp_min(1), p)
+    return p
+
+
+def harmonic_loss(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, n: float | None = None) -> torch.Tensor:
+    """Mean harmonic loss ``−log HarMax(d)_y`` from representations ``h[..., D]``, centres ``[V, D]`` and integer
+    targets ``[...]``, through the kernel seam (``orthoscope.kernels.harmonic_nll``: fused on GPU, so the
+    ``[N, V]`` logits of a large vocabulary need not be kept). ``n`` defaults to √D."""
+    from orthoscope import kernels
+
+    n = default_harmonic_exponent(h.shape[-1]) if n is None else check_harmonic_exponent(n)
+    return kernels.harmonic_nll(h.reshape(-1, h.shape[-1]), centers, target.reshape(-1), n)
+
+
+# A model whose head is ``orthoscope.models.heads.HarmonicHead`` already outputs −n·log d, so cross-entropy on its
+# output is the harmonic loss; the name "harmonic" says so in a Run (``Run(..., loss="harmonic")``).
+register_loss("harmonic", cross_entropy)
