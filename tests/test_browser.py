@@ -2,11 +2,12 @@
 
 Opens notebooks/00_tour.ipynb (a copy, in a temporary root), runs it cell by cell waiting for the kernel to be idle
 after each (an ipympl canvas drawn while later cells still run can stay blank), then checks the first Dashboard:
-its controls exist, its ipympl canvas has drawn pixels (read back with getImageData), and pressing *step* trains the
-run and changes those pixels. Needs /usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
+its controls exist, its ipympl canvas has drawn pixels (read back with getImageData), pressing *step* trains the
+run and changes those pixels, and *play* trains on its own until *pause* stops it. Needs /usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -179,3 +180,19 @@ def _drive_tour(page, url):
                            arg=[canvas.element_handle(), before["hash"]], timeout=30_000)
     after = canvas.evaluate(CANVAS_PIXELS)
     assert after["ink"] > 0.02 * after["width"] * after["height"], after
+
+    # play trains on its own; pause stops it (at most the chunk in flight finishes) while the kernel stays free
+    play = dash.locator(".orthoscope-play button").first
+    play.click()
+    page.wait_for_function("([el, n]) => +(/step (\\d+)/.exec(el.innerText) || [0, 0])[1] >= n",
+                           arg=[status.element_handle(), 90], timeout=60_000)
+    play.click()
+    page.wait_for_timeout(1000)
+    page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+    paused_at = _step(status.inner_text())
+    page.wait_for_timeout(2500)
+    assert _step(status.inner_text()) == paused_at >= 90
+
+
+def _step(status_text: str) -> int:
+    return int(re.search(r"step (\d+)", status_text).group(1))
