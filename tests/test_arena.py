@@ -155,3 +155,24 @@ def test_retarget_shares_the_base(arena_results):
 def test_bad_arena_arguments():
     with pytest.raises(ValueError, match="finetune_steps must be a positive integer"):
         Arena.digits(finetune_steps=0)
+
+
+def test_arena_on_a_tiny_transformer_with_attention_targets():
+    """The arena is generic: a TinyTransformer (sequence activations are flattened to tokens by the probes),
+    modular addition → subtraction, LoRA and OFT on the attention projections."""
+    from orthoscope.models.transformer import TinyTransformer, TransformerConfig
+    from orthoscope.tasks import ModularArithmetic
+
+    def make():
+        torch.manual_seed(0)
+        return TinyTransformer(TransformerConfig(vocab_size=7, n_ctx=2, d_model=16, n_heads=2, d_mlp=32))
+
+    arena = Arena(ModularArithmetic(p=7, op="+", train_frac=0.8), ModularArithmetic(p=7, op="-", train_frac=0.8),
+                  make, pretrain_steps=20, finetune_steps=4, eval_every=2, batch_size=None)
+    lora, oft = arena.compare({"lora": LoRA(rank=2, targets=["q_proj", "v_proj"], lr=1e-2),
+                               "oft": OFT(block=8, targets=["q_proj", "v_proj"], lr=1e-2)})
+    assert lora.trainable == 2 * 2 * (16 + 16) and oft.trainable == 2 * 2 * 8 * 7 // 2
+    keys = oft.run.history.keys("cka_A")
+    assert any(k.endswith("attn.q_proj") for k in keys) and all(0 <= oft.run.history[k].last() <= 1 + 1e-6 for k in keys)
+    path = arena.interpolate(oft, [0.0, 1.0], mode="generator")
+    assert path["A"][0] == pytest.approx(arena.base_scores()["A"]) and path["B"][1] == pytest.approx(oft.scores["B"])

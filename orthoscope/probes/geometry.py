@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..targets import Rules, select_modules
+from ..targets import Rules
 from .base import Probe, weight_matrices
 
 EPS = 1e-12
