@@ -72,10 +72,13 @@ def _span_geometry(x: torch.Tensor, grid: torch.Tensor, k: int):
     n_knots = grid.shape[1]
     h = _uniform_spacing(grid)
     if h is not None:
-        u = (x - grid[:, 0]) / h                                         # position in units of h, t_0 at 0
+        # Position in units of h with t_0 at 0, in float64 at least: the fraction f = u − floor(u) would otherwise
+        # lose log2(G+2k) bits of a float32 input (measured: 1e-6 error in B vs 1e-7 through the knots).
+        wide = torch.promote_types(x.dtype, torch.float64)
+        u = (x.to(wide) - grid[:, 0].to(wide)) / h.to(wide)
         inside = (u >= 0) & (u < n_knots - 1)
         span = u.detach().floor().clamp(0, n_knots - 2)
-        f = u - span
+        f = (u - span).to(x.dtype)
         left = [None] + [f + (r - 1) for r in range(1, k + 1)]
         right = [None] + [r - f for r in range(1, k + 1)]
         return span.long(), inside, left, right, (1.0 / h)[:, None]      # ∂u/∂x per input
