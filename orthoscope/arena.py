@@ -98,6 +98,7 @@ class ArenaResult:
     scores: dict
     geometry: dict = field(default_factory=dict)
     seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
 
     @property
     def plasticity(self) -> float:
@@ -114,7 +115,8 @@ class ArenaResult:
     def row(self) -> dict:
         return {"method": self.name, "trainable": self.trainable, "acc_A": self.scores["A"],
                 "acc_B": self.scores["B"], "plasticity": self.plasticity, "forgetting": self.forgetting,
-                **self.geometry, "seconds": self.seconds}
+                **self.geometry, **{k: v for k, v in self.extra.items() if not isinstance(v, dict)},
+                "seconds": self.seconds}
 
     def __repr__(self) -> str:
         return (f"ArenaResult({self.name!r}, trainable={self.trainable}, plasticity={self.plasticity:+.3f}, "
@@ -239,7 +241,7 @@ class Arena:
         run.train(steps or self.finetune_steps, progress=self.progress)
         seconds = time.perf_counter() - t0
         return ArenaResult(run.name, run, trainable, self.base_scores(), evaluate(run.model, self.evals),
-                           summarize_geometry(run.history), seconds)
+                           summarize_geometry(run.history), seconds, sora_summary(run.model))
 
     def compare(self, methods: Mapping[str, Method] | Sequence[Method]) -> list[ArenaResult]:
         """``finetune`` every method (a ``{name: method}`` dict, or a list labelled by ``method.label()``)."""
@@ -259,6 +261,19 @@ class Arena:
         import pandas as pd
 
         return pd.DataFrame([r.row() for r in results]).set_index("method")
+
+
+def sora_summary(model: nn.Module) -> dict:
+    """For SoRA finetunes: the rank each gate kept and the trainable parameters of the LoRA that ``sora.prune`` would
+    leave (``{}`` for other models). The run's model itself is not pruned, so it can keep training."""
+    from .adapters.sora import gate_ranks
+
+    ranks = gate_ranks(model)
+    if not ranks:
+        return {}
+    layers = {p: model.get_submodule(p) for p in ranks}
+    per_rank = {p: (layer.A.numel() + layer.B.numel()) // layer.rank for p, layer in layers.items()}
+    return {"sora_ranks": ranks, "trainable_pruned": sum(ranks[p] * per_rank[p] for p in ranks)}
 
 
 def score_table(models: Mapping[str, nn.Module], sets: Mapping[str, tuple]):

@@ -152,6 +152,28 @@ def test_retarget_shares_the_base(arena_results):
     assert torch.equal(other.evals["B"][0], digits_task("mirror").x_test) and arena.task_b is not other.task_b
 
 
+def test_sora_reports_the_ranks_it_would_prune_to(arena_results):
+    import copy
+
+    from orthoscope.adapters import SoRA
+    from orthoscope.adapters.sora import prune
+    from orthoscope.arena import sora_summary
+
+    arena, _, _ = arena_results
+    r = arena.finetune(SoRA(rank=4, alpha=8, lr=1e-2, sparse_lambda=0.0), steps=2)
+    assert r.extra == {"sora_ranks": {"layers.0": 4, "layers.1": 4}, "trainable_pruned": 4 * (64 + 32) + 4 * (32 + 10)}
+    assert Arena.table([r]).loc[r.name, "trainable_pruned"] == r.extra["trainable_pruned"]
+    model = copy.deepcopy(r.model)
+    with torch.no_grad():
+        model.layers[0].gate[:3] = 0
+        model.layers[1].gate[1] = 0
+    summary = sora_summary(model)
+    assert summary == {"sora_ranks": {"layers.0": 1, "layers.1": 3}, "trainable_pruned": 1 * (64 + 32) + 3 * (32 + 10)}
+    prune(model)
+    assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) == summary["trainable_pruned"]
+    assert sora_summary(arena.base()) == {}
+
+
 def test_bad_arena_arguments():
     with pytest.raises(ValueError, match="finetune_steps must be a positive integer"):
         Arena.digits(finetune_steps=0)
