@@ -292,6 +292,12 @@ def test_dashboard_shows_training_errors_and_rejects_bad_arguments(make_run, das
     dash._last_tick = 0.0
     dash.play.value = 5                                                     # play does nothing after an error
     assert run.step_count == 0
+    from orthoscope import NonFiniteError
+
+    with pytest.raises(NonFiniteError):                                    # called from code, errors propagate
+        dash.advance(1)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        dash.advance(0)
     with pytest.raises(ValueError, match="every must be a positive integer"):
         dashboard_module.Dashboard(run, every=0)
     with pytest.raises(ValueError, match="empty list"):

@@ -173,7 +173,7 @@ class Dashboard:
         self._wanted_layer, self._quiet = layer, False
         self._refresh_controls()   # raises here, not later, for a layer= that the runs do not record
         self.play.observe(self._on_tick, names="value")
-        self.step_button.on_click(lambda _: self.advance())
+        self.step_button.on_click(lambda _: self._advance_from_widget())
         self.slider.observe(self._on_control, names="value")
         self.layer.observe(self._on_control, names="value")
         rows = [W.HBox([self.play, self.step_button, self.slider, self.layer]), self.status, self.canvas]
@@ -185,22 +185,30 @@ class Dashboard:
 
     # ---- driving the runs --------------------------------------------------------------------------------------
     def advance(self, steps: int | None = None) -> None:
-        """Train every run by ``steps`` (default ``every``) steps, then redraw once. A training error stops play,
-        is shown in the status line and kept in ``self.error``."""
+        """Train every run by ``steps`` (default ``every``) steps, then redraw once. Errors propagate; redraws happen
+        even so, showing the state the runs kept."""
         n = self.every if steps is None else steps
-        if not isinstance(n, int) or n <= 0:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"steps must be a positive integer, got {n!r}")
         self._advancing = True
         try:
             for run in self.runs:
                 for _ in range(n):
                     run.step()
-        except Exception as exc:   # shown in the widget: an exception in a widget callback is otherwise invisible
-            self.error = exc
-            self.play.playing = False
         finally:
             self._advancing = False
-        self.redraw()
+            self.redraw()
+
+    def _advance_from_widget(self) -> None:
+        """*step* button and *play* ticks: an exception raised in a widget callback only reaches the browser's log
+        console, so it stops play and is shown in the status line instead (and kept in ``self.error``)."""
+        self.error = None
+        try:
+            self.advance()
+        except Exception as exc:
+            self.error = exc
+            self.play.playing = False
+            self.status.value = self._status_html()
 
     def _on_tick(self, change) -> None:
         now = time.perf_counter()
@@ -208,8 +216,8 @@ class Dashboard:
         self._last_tick = now
         # The Play widget's stop button rewinds its value: only increases are ticks. See the module docstring.
         if change["new"] <= change["old"] or backlog or self.error is not None:
-            return
-        self.advance()
+            return   # after an error, play stays stopped until *step* succeeds again
+        self._advance_from_widget()
         self._last_tick = time.perf_counter()
 
     def _on_run_step(self, run, record) -> None:
