@@ -161,12 +161,13 @@ class Arena:
         geometry_every: steps between geometry probes (default: once at the start and once at the end).
         geometry_tokens: rows of A's and B's test inputs used for activation geometry and CSD.
         seed: seeds the model, the data order and the finetunes.
+        progress: a progress bar for the pretraining and for each finetune.
     """
 
     def __init__(self, task_a, task_b, make_model: Callable[[], nn.Module], *, pretrain: Method | None = None,
                  pretrain_steps: int = 400, finetune_steps: int = 200, batch_size: int | None = 128,
                  eval_every: int = 20, geometry_every: int | None = None, geometry_tokens: int = 512,
-                 seed: int = 0, progress: bool = False):
+                 seed: int = 0, progress: bool = True):
         for name, value in (("pretrain_steps", pretrain_steps), ("finetune_steps", finetune_steps),
                             ("eval_every", eval_every), ("geometry_tokens", geometry_tokens)):
             if not isinstance(value, int) or value <= 0:
@@ -479,13 +480,14 @@ def plot_profile(ax, results: Sequence[ArenaResult], module: str, profile: str =
 
 def standard_methods() -> dict[str, Method]:
     """The arena's default line-up for ``Arena.digits`` (MLP 64→128→128→10), adapters on every linear layer at
-    comparable budgets — LoRA r=4: 2,344; SoRA r=8: 4,712 before its gates prune it; OFT b=16: 2,400;
+    comparable budgets — LoRA r=4: 2,344; SoRA r=8: 4,712 before its gates prune it (λ = 1: the soft threshold
+    lr·λ = 0.01 per step zeroes gate entries within a few hundred steps); OFT b=16: 2,400;
     BOFT b=8 × 2 butterfly factors: 2,506 (incl. 266 output scales); QOFT b=16 over a 4-bit base: 2,400 trainable
     parameters — plus full finetuning (26,122). Learning rates were picked so that each reaches a similar gain on
     the permuted digits in 200 steps (docs/arena.md)."""
     from .adapters import BOFT, OFT, QOFT, LoRA, SoRA
 
     return {"full": AdamW(lr=1e-3), "LoRA r4": LoRA(rank=4, alpha=8, lr=1e-2),
-            "SoRA r8": SoRA(rank=8, alpha=16, lr=1e-2, sparse_lambda=1e-2), "OFT b16": OFT(block=16, lr=3e-3),
+            "SoRA r8": SoRA(rank=8, alpha=16, lr=1e-2, sparse_lambda=1.0), "OFT b16": OFT(block=16, lr=3e-3),
             "BOFT b8×2": BOFT(block=8, factors=2, lr=3e-3), "QOFT b16 4-bit": QOFT(block=16, bits=4, group_size=32,
                                                                                    lr=3e-3)}
