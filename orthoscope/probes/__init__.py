@@ -6,8 +6,12 @@ from .spectrum import Energy, Spectrum, WeightNorm
 from .training import Evaluate, GradNorm
 
 
-def default_probes(every: int = 10) -> list[Probe]:
-    """Evaluation loss/accuracy, spectra of every weight matrix, weight norms, HE (s = 1) and gradient norm."""
+def default_probes(every: int = 20) -> list[Probe]:
+    """Evaluation loss/accuracy, spectra of every weight matrix, weight norms, HE (s = 1) and gradient norm.
+
+    ``every = 20`` keeps them under 10% of a run's time: evaluating a full-batch task forwards the whole table (for
+    the demo, twice the training set) and costs ~0.7 of a training step, so every 10 steps cost +11% of CPU time on
+    the demo run and every 20 about half that (benchmarks/spine.py; BENCHMARKS.md, "Spine")."""
     return [Evaluate(every), Spectrum(every), WeightNorm(every), Energy(every, s=(1,)), GradNorm(every)]
 
 
