@@ -22,6 +22,6 @@ def __getattr__(name):
     import importlib
 
     if name in {"tasks", "models", "probes", "viz", "ortho", "optim", "adapters", "losses", "kernels", "scaling",
-                "targets", "checkpoint"}:
+                "targets", "checkpoint", "arena", "zoo", "report", "demo"}:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'orthoscope' has no attribute {name!r}")
