@@ -1,0 +1,80 @@
+"""A Neural Scaling Law from Lottery Ticket Ensembling (Liu & Tegmark 2023; arXiv 2310.02258) — the y = x² toy.
+
+**Claim.** Approximation theory (Sharma & Kaplan) predicts MSE ∝ N^(−4/d) = N^(−4) for a 1-D target, but a
+two-layer network fitted to ``y = x²`` scales as **N^(−1)** in its width N. The proposed mechanism: with a smooth
+activation σ (σ''(0) ≠ 0), a symmetric pair of neurons ``σ(ax) + σ(−ax) = 2σ(0) + σ''(0)a²x² + O(a⁴x⁴)`` is a
+"lottery ticket" for x²; a wide network holds ~N such tickets with random residual errors, and their ensemble
+averages the error down like 1/N (a central-limit effect).
+
+**Caveat.** The authors' own note on the arXiv abstract reads: *"the theory in this paper is questionable; we are
+trying our best to fix it. Empirical results still stand."* We reproduce the empirical scaling only. No official code
+was found; the setting here (SiLU, x on a uniform grid in [−1, 1], full-batch Adam) is our reconstruction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..methods import AdamW, check_positive
+from ..tasks.base import Task
+
+
+@dataclass
+class Square1D(Task):
+    """``y = x²`` on ``n_train`` evenly spaced points of ``[lo, hi]`` (float64); test on a 4× finer grid offset
+    by half a step (so no test point is a training point)."""
+
+    n_train: int = field(default=1000, metadata={"help": "training grid size"})
+    lo: float = field(default=-1.0, metadata={"help": "left end of the interval"})
+    hi: float = field(default=1.0, metadata={"help": "right end of the interval"})
+
+    default_loss = "mse"
+    has_accuracy = False
+
+    def __post_init__(self):
+        self._check_batch_size()
+        if not isinstance(self.n_train, int) or self.n_train < 2:
+            raise ValueError(f"n_train must be an int ≥ 2, got {self.n_train!r}")
+        if not self.lo < self.hi:
+            raise ValueError(f"need lo < hi, got lo={self.lo!r}, hi={self.hi!r}")
+        self.x_train = torch.linspace(self.lo, self.hi, self.n_train, dtype=torch.float64)[:, None]
+        n_test = 4 * self.n_train
+        step = (self.hi - self.lo) / n_test
+        self.x_test = torch.linspace(self.lo + step / 2, self.hi - step / 2, n_test, dtype=torch.float64)[:, None]
+        self.y_train, self.y_test = self.x_train ** 2, self.x_test ** 2
+
+
+def make_model(width: int, activation: str = "silu", seed: int = 0):
+    """``1 → width → 1`` MLP in float64."""
+    from ..models import MLP
+
+    if not isinstance(width, int) or width <= 0:
+        raise ValueError(f"width must be a positive int, got {width!r}")
+    torch.manual_seed(seed)
+    return MLP(1, (width,), 1, activation=activation).double()
+
+
+def train(width: int, *, steps: int = 5000, lr: float = 1e-2, activation: str = "silu", n_train: int = 1000,
+          seed: int = 0, progress: bool = False):
+    """Full-batch Adam on the square; returns the ``Run`` (``test_mse(run)`` evaluates it)."""
+    from ..run import Run
+
+    check_positive("steps", steps)
+    task = Square1D(n_train=n_train)
+    model = make_model(width, activation, seed)
+    run = Run(model, task, AdamW(lr=lr, betas=(0.9, 0.999)), probes=[], seed=seed, name=f"width {width}")
+    return run.train(steps, progress=progress)
+
+
+@torch.no_grad()
+def test_mse(run) -> float:
+    return torch.mean((run.model(run.task.x_test) - run.task.y_test) ** 2).item()
+
+
+def mse_vs_width(widths, *, seeds=(0,), progress: bool = True, **kwargs):
+    """``orthoscope.scaling.sweep`` over widths; metric ``mse`` (held-out)."""
+    from ..scaling import sweep
+
+    return sweep(lambda w, s: {"mse": test_mse(train(int(w), seed=s, **kwargs))}, widths, seeds, progress=progress,
+                 desc="y = x² width")

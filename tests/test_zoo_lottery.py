@@ -1,0 +1,50 @@
+"""y = x² width-scaling toy: exact data, the lottery-ticket identity, and a short width sweep."""
+import pytest
+import torch
+
+from orthoscope.zoo import lottery as LT
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_square_data_is_exact_and_test_grid_is_disjoint():
+    task = LT.Square1D(n_train=11)
+    torch.testing.assert_close(task.x_train[:, 0], torch.linspace(-1, 1, 11, dtype=torch.float64))
+    torch.testing.assert_close(task.y_train, task.x_train ** 2)
+    torch.testing.assert_close(task.y_test, task.x_test ** 2)
+    assert task.x_test.shape == (44, 1)
+    assert not set(task.x_test[:, 0].tolist()) & set(task.x_train[:, 0].tolist())
+    assert task.x_test.min() > -1 and task.x_test.max() < 1
+    with pytest.raises(ValueError, match="n_train"):
+        LT.Square1D(n_train=1)
+    with pytest.raises(ValueError, match="lo < hi"):
+        LT.Square1D(lo=1.0, hi=0.0)
+
+
+def test_a_symmetric_silu_pair_is_a_ticket_for_x_squared():
+    # σ(ax) + σ(−ax) − 2σ(0) = σ''(0)·a²x² + O(a⁴x⁴), with σ''(0) = 1/2 for SiLU: the neuron pair the theory counts.
+    x = torch.linspace(-1, 1, 101, dtype=torch.float64)
+    a = 0.05
+    pair = torch.nn.functional.silu(a * x) + torch.nn.functional.silu(-a * x)
+    torch.testing.assert_close(pair / (0.5 * a * a), x ** 2, rtol=0, atol=1e-3)
+
+
+def test_model_and_bad_width():
+    m = LT.make_model(8)
+    assert next(m.parameters()).dtype == torch.float64
+    assert m(torch.zeros(3, 1, dtype=torch.float64)).shape == (3, 1)
+    with pytest.raises(ValueError, match="width"):
+        LT.make_model(0)
+
+
+def test_training_reduces_the_error_and_sweep_collects_it():
+    run = LT.train(8, steps=300, n_train=200)
+    assert LT.test_mse(run) < 1e-3
+    res = LT.mse_vs_width([2, 8], steps=50, n_train=50, progress=False)
+    assert res.sizes == [2, 8] and all(r["mse"] > 0 for r in res.records)
