@@ -47,10 +47,14 @@ class History:
     def log(self, step: int, values: dict) -> None:
         # Check the whole record first, so a refused record leaves nothing behind.
         normalized = {key: _normalize(key, value) for key, value in values.items()}
-        for key in normalized:
+        for key, value in normalized.items():
             steps = self._steps.get(key)
             if steps and step < steps[-1]:
                 raise ValueError(f"History is append-only: key {key!r} has step {steps[-1]}, got {step}")
+            if steps and isinstance(value, torch.Tensor) != isinstance(self._values[key][0], torch.Tensor):
+                held, got = ("arrays", "a number") if isinstance(value, float) else ("numbers", "an array")
+                raise TypeError(f"History key {key!r} holds {held}; step {step} gave {got} "
+                                "(use another key for another kind of value)")
         for key, value in normalized.items():
             self._steps.setdefault(key, []).append(int(step))
             self._values.setdefault(key, []).append(value)

@@ -12,6 +12,9 @@ Probes also run once at step 0, before the first update, so every curve starts a
 """
 from __future__ import annotations
 
+import json
+import numbers
+import re
 import time
 from typing import Callable, Sequence
 
@@ -74,8 +77,9 @@ class Run:
     def train(self, steps: int, *, progress: bool = True, checkpoint_every: int | None = None,
               checkpoint_path=None, until: Callable[["Run"], bool] | None = None) -> "Run":
         """Train ``steps`` more steps (stopping early when ``until(run)`` is true). Returns ``self``."""
-        if not isinstance(steps, int) or steps <= 0:
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps <= 0:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = int(steps)
         if checkpoint_every is not None and (checkpoint_every <= 0 or checkpoint_path is None):
             raise ValueError("checkpoint_every needs a positive interval and a checkpoint_path")
         from tqdm.auto import tqdm
@@ -232,6 +236,13 @@ class Run:
         mismatch = _signature_mismatch(self._signature(), meta["signature"])
         if mismatch:
             raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another shape: {mismatch}")
+        # The optimizer's hyperparameters come from the checkpoint; a run built with other ones would silently
+        # train with the saved ones, so a checkpoint resumes only the run (method and settings) that wrote it.
+        mine, theirs = _comparable(self.method.config()), _comparable(meta["method"])
+        if mine != theirs:
+            diff = [f"{k}: run has {mine.get(k)!r}, checkpoint has {theirs.get(k)!r}"
+                    for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+            raise CheckpointError(f"checkpoint {str(path)!r} was saved by another method: {'; '.join(diff)}")
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(unflatten_optimizer_state(meta["optimizer"], tensors))
@@ -246,6 +257,11 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"
+
+
+def _comparable(config: dict) -> dict:
+    # config() stores repr() of non-JSON values; a default repr carries a memory address that differs per process.
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", " at 0x?", json.dumps(config)))
 
 
 def _signature_mismatch(mine: dict, theirs: dict) -> str:

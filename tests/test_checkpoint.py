@@ -206,3 +206,17 @@ def test_loading_never_unpickles(module):
             assert ast.unparse(node.value) not in {"torch", "np", "numpy", "pickle"}, ast.unparse(node)
         if isinstance(node, ast.keyword) and node.arg in ("allow_pickle", "weights_only"):
             raise AssertionError(f"{module}: {ast.unparse(node)}")
+
+
+def test_checkpoint_from_another_method_is_refused(tmp_path):
+    make_run().train(2, progress=False).save(tmp_path / "c.safetensors")
+    torch.manual_seed(0)
+    model = MLP(vocab_size=7, n_tokens=2, d_embed=8, hidden=(16,), d_out=7)
+    other_lr = Run(model, ModularArithmetic(p=7, train_frac=0.5, batch_size=8), AdamW(lr=5e-2), probes=[])
+    with pytest.raises(CheckpointError, match=r"another method: lr: run has 0.05, checkpoint has 0.01"):
+        other_lr.load(tmp_path / "c.safetensors")
+    from orthoscope import SGD
+
+    sgd = Run(model, ModularArithmetic(p=7, train_frac=0.5, batch_size=8), SGD(lr=1e-2), probes=[])
+    with pytest.raises(CheckpointError, match=r"method: run has 'SGD', checkpoint has 'AdamW'"):
+        sgd.load(tmp_path / "c.safetensors")

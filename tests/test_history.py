@@ -48,6 +48,11 @@ def test_append_only_and_bad_values():
     assert "new/key" not in h
     with pytest.raises(TypeError, match="must be a number or a tensor"):
         h.log(40, {"loss/train": "low"})
+    with pytest.raises(TypeError, match=r"'loss/train' holds numbers; step 40 gave an array"):
+        h.log(40, {"loss/train": torch.ones(3)})
+    with pytest.raises(TypeError, match=r"'sv/layers.0' holds arrays; step 40 gave a number"):
+        h.log(40, {"sv/layers.0": 1.0})
+    assert h["loss/train"].steps == [0, 10, 20] and h["sv/layers.0"].steps == [0, 10, 20]
 
 
 def test_logged_tensor_is_a_copy():

@@ -82,7 +82,14 @@ def test_step_returns_record_and_callbacks_unsubscribe():
     unsubscribe()                                            # a second call is harmless
 
 
-@pytest.mark.parametrize("steps", [0, -3, 2.5, "10"])
+def test_steps_accepts_integer_types():
+    import numpy as np
+
+    assert small_run().train(np.int64(3), progress=False).step_count == 3
+    assert Evaluate(every=np.int32(4)).every == 4
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5, "10", True])
 def test_steps_must_be_a_positive_int(steps):
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         small_run().train(steps, progress=False)

@@ -6,6 +6,7 @@ layers (``module.effective_weight()``), never the frozen base inside them.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Iterator
 
 import torch
@@ -18,9 +19,9 @@ class Probe:
     name = "probe"
 
     def __init__(self, every: int = 1):
-        if not isinstance(every, int) or every <= 0:
+        if not isinstance(every, numbers.Integral) or isinstance(every, bool) or every <= 0:
             raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.every = every
+        self.every = int(every)
 
     def __call__(self, run) -> dict:
         raise NotImplementedError
