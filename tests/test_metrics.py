@@ -150,3 +150,10 @@ def test_energy_duplicate_rows_finite_and_bad_s():
     assert math.isfinite(metrics.hyperspherical_energy(w, s=1).item())
     with pytest.raises(ValueError, match="s must be ≥ 0"):
         metrics.hyperspherical_energy(torch.randn(3, 3), s=-1)
+
+
+def test_zero_matrix_conventions():
+    sv = metrics.singular_values(torch.zeros(3, 4))
+    assert math.isnan(metrics.sv_entropy(sv).item())
+    assert metrics.stable_rank(sv).item() == 0.0
+    assert math.isinf(metrics.condition_number(sv).item())

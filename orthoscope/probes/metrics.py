@@ -7,6 +7,8 @@ Conventions (DESIGN §5; names follow WeightWatcher with its one fix: ``spectral
 * ``stable_rank``: ``‖W‖_F² / ‖W‖₂² = Σσᵢ² / σ₁²`` (n for an n×n orthogonal matrix, 1 for rank one).
 * ``condition_number``: ``σ_max / σ_min`` (inf when σ_min = 0).
 * ``orthogonality_error``: ``‖RᵀR − I‖_F / √b`` for b×b (or batched) R.
+* An all-zero matrix (a zero-initialized layer) has no spectral shape: ``sv_entropy`` is NaN there (History keeps
+  NaN, plots leave a gap), ``stable_rank`` 0 and ``condition_number`` inf.
 * ``hyperspherical_energy``: see ``orthoscope.kernels.pairwise_energy`` (mean over ordered pairs, rows normalized).
 """
 from __future__ import annotations
