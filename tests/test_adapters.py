@@ -300,7 +300,11 @@ def test_methods_train_only_their_adapter_in_a_run(method):
     assert torch.equal(run.model.embed.weight, embed)                       # not a target: untouched
     assert all(n.rsplit(".", 1)[-1].startswith(method.prefix)
                for n, p in run.model.named_parameters() if p.requires_grad)
-    assert "sv/layers.0" in run.history.keys() or any(k.endswith("layers.0") for k in run.history.keys())
+    # weight probes see the adapted layer's effective weight (not its frozen base): last record is at step 30
+    with torch.no_grad():
+        sv = torch.linalg.svdvals(run.model.get_submodule("layers.0").effective_weight().float())
+    torch.testing.assert_close(run.history["sv/layers.0"].last(), sv, atol=1e-5, rtol=1e-5)
+    assert "sv/layers.0.base_layer" not in run.history.keys()
 
 
 def test_sora_proximal_step_sparsifies_and_prune_gives_an_equal_lora():
