@@ -8,7 +8,6 @@ Nothing here touches the disk unless ``save`` is called; ``load`` reads safetens
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Iterator
