@@ -114,10 +114,16 @@ class SymbolicResult:
 
 
 def round_floats(expr, digits: int):
-    """``expr`` with every float rounded to ``digits`` decimals (pykan's ``ex_round``)."""
+    """``expr`` with every float rounded to ``digits`` decimals (pykan's ``ex_round``). Repeated until stable:
+    replacing floats can let sympy multiply two of them into a new unrounded one."""
     import sympy
 
-    return expr.xreplace({a: sympy.Float(round(float(a), digits)) for a in expr.atoms(sympy.Float)})
+    for _ in range(8):
+        rounded = expr.xreplace({a: sympy.Float(round(float(a), digits)) for a in expr.atoms(sympy.Float)})
+        if rounded == expr:
+            break
+        expr = rounded
+    return expr
 
 
 class PyKAN(nn.Module):
@@ -278,12 +284,16 @@ class PyKAN(nn.Module):
 
     def formula(self, digits: int | None = 4):
         """``(formulas, variables)``: one sympy expression per output (all edges must be symbolic)."""
+        numeric = [(l, i, j) for l, layer in enumerate(self.kan.act_fun) for i, j in (layer.mask != 0).nonzero().tolist()]
+        if numeric:
+            raise RuntimeError(f"every edge must be symbolic before reading the formula; spline edges (layer, i, j) "
+                               f"remain: {numeric[:6]} — run auto_symbolic first")
         with self.scope(), warnings.catch_warnings():
             # pykan turns trainable affine parameters into sympy floats; torch warns about each such float().
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
             out = self.kan.symbolic_formula()
-        if out is None:
-            raise RuntimeError("every edge must be symbolic before reading the formula (run auto_symbolic first)")
+        if out is None:                                   # pykan printed why (see self.messages)
+            raise RuntimeError(f"pykan could not build the formula: {self.messages[-1:]}")
         formulas, variables = out
         if digits is not None:
             formulas = [round_floats(f, digits) for f in formulas]
