@@ -60,7 +60,8 @@ def read_checked(path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"checkpoint {str(path)!r} " + ("is a directory, not a file" if path.is_dir()
+                                                             else "does not exist"))
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

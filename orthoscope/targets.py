@@ -26,7 +26,14 @@ def path_matches(path: str, rules: Rules) -> bool:
 
 
 def _check_rules(rules: Rules, name: str) -> None:
-    if rules is None or isinstance(rules, str):
+    if rules is None:
+        return
+    if isinstance(rules, str):
+        try:
+            re.compile(rules)
+        except re.error as e:
+            raise ValueError(f"{name}={rules!r} is not a valid regular expression ({e}); a string is matched as a "
+                             "regex against the whole module path, a list as names or dotted suffixes") from None
         return
     if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) for r in rules):
         raise TypeError(f"{name} must be a regex string or a list of module names, got {rules!r}")

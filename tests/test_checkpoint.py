@@ -163,6 +163,8 @@ def test_truncated_and_corrupted_files_are_refused(tmp_path):
 
     with pytest.raises(CheckpointError, match="does not exist"):
         make_run().load(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="is a directory, not a file"):
+        make_run().load(tmp_path)
     (tmp_path / "empty.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="corrupted or truncated"):
         make_run().load(tmp_path / "empty.safetensors")

@@ -46,6 +46,12 @@ def test_mlp_bad_configs(kwargs, message):
         MLP(**kwargs)
 
 
+def test_mlp_hidden_must_be_a_sequence():
+    with pytest.raises(TypeError, match=r"hidden must be a tuple of layer widths, e.g. \(128,\).*got 128"):
+        MLP(d_in=3, hidden=128)
+    assert MLP(d_in=3, hidden=[4, 5], d_out=2)(torch.zeros(1, 3)).shape == (1, 2)
+
+
 def test_transformer_shapes_and_llama_style_names():
     model = tiny(n_layers=2)
     x = torch.randint(0, 11, (5, 4))

@@ -52,6 +52,8 @@ def test_unknown_target_lists_valid_paths():
         select_modules(model, ["layers.0", "layer0"])                        # one typo in a list is an error
     with pytest.raises(ValueError, match=r"unknown module target\(s\) \['fc\\\\d'\]"):
         select_modules(model, r"fc\d")
+    with pytest.raises(ValueError, match=r"^targets='layers.*\(0' is not a valid regular expression \(missing \)"):
+        select_modules(model, r"layers\.(0")
     with pytest.raises(TypeError, match="targets must be a regex string or a list"):
         select_modules(model, 3)
     with pytest.raises(TypeError, match="exclude must be"):

@@ -21,6 +21,8 @@ class MLP(nn.Module):
                  vocab_size: int | None = None, n_tokens: int | None = None, d_embed: int = 64,
                  activation: str = "relu", init_scale: float = 1.0, bias: bool = True):
         super().__init__()
+        if not isinstance(hidden, (tuple, list)):
+            raise TypeError(f"hidden must be a tuple of layer widths, e.g. (128,) or (256, 256); got {hidden!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if vocab_size is not None:
