@@ -108,13 +108,19 @@ def spectrum_figure(history, layer: str):
     return fig
 
 
+def geometry_panels(history) -> tuple[list[str], bool]:
+    """The per-layer metrics shown in section 3 (entropy, one HE variant, preferring s = 1) and whether the total
+    weight norm was recorded."""
+    he_metrics = sorted((m for m in history.metrics() if m.startswith("he_")), key=lambda m: m != "he_s1")
+    panels = [m for m in ["sv_entropy", *he_metrics[:1]] if m in history.metrics()]
+    return panels, "weight_norm/total" in history
+
+
 def geometry_figure(history):
     """Singular-value entropy and hyperspherical energy of every recorded layer, and the total weight norm."""
     from .viz.plots import plot_curves, plot_metric
 
-    he_metrics = sorted((m for m in history.metrics() if m.startswith("he_")), key=lambda m: m != "he_s1")
-    panels = [m for m in ["sv_entropy", *he_metrics[:1]] if m in history.metrics()]
-    norm = "weight_norm/total" in history
+    panels, norm = geometry_panels(history)
     fig, axes = new_figure(figsize=(4.0 * (len(panels) + norm), 3.3), ncols=len(panels) + norm)
     for ax, metric in zip(axes, panels):
         plot_metric(ax, history, metric)
@@ -142,19 +148,21 @@ def build_report(run, *, title: str, intro: str = "", summary: list[str] = (), c
         layer = layers[0]
     if layer is not None and layer not in layers:
         raise ValueError(f"no singular values recorded for layer {layer!r}; recorded layers: {layers}")
+    sections = [("Loss and accuracy",
+                 figure_html(curves_figure(history, marks), _CURVES_CAPTION, "loss and accuracy curves"))]
+    if layer is not None:
+        sections.append((f"The spectrum of <code>{html.escape(layer)}</code> over training",
+                         f"<p>{_ANIMATION_TEXT}</p>" + animation_html(history, layer, max_frames)
+                         + figure_html(spectrum_figure(history, layer), _SPECTRUM_CAPTION, f"spectrum of {layer}")))
+    if any(geometry_panels(history)):
+        sections.append(("Singular-value entropy and hyperspherical energy",
+                         figure_html(geometry_figure(history), _GEOMETRY_CAPTION, "entropy, energy and weight norm")))
+    if config:
+        sections.append(("Configuration", config_table(config)))
     parts = [f"<h1>{html.escape(title)}</h1>", intro]
     if summary:
         parts.append('<ul class="summary">' + "".join(f"<li>{s}</li>" for s in summary) + "</ul>")
-    parts += ["<h2>1. Loss and accuracy</h2>",
-              figure_html(curves_figure(history, marks), _CURVES_CAPTION, "loss and accuracy curves")]
-    if layer is not None:
-        parts += [f"<h2>2. The spectrum of <code>{html.escape(layer)}</code> over training</h2>",
-                  f"<p>{_ANIMATION_TEXT}</p>", animation_html(history, layer, max_frames),
-                  figure_html(spectrum_figure(history, layer), _SPECTRUM_CAPTION, f"spectrum of {layer}")]
-    parts += ["<h2>3. Singular-value entropy and hyperspherical energy</h2>",
-              figure_html(geometry_figure(history), _GEOMETRY_CAPTION, "entropy, energy and weight norm")]
-    if config:
-        parts += ["<h2>4. Configuration</h2>", config_table(config)]
+    parts += [f"<h2>{i}. {heading}</h2>\n{content}" for i, (heading, content) in enumerate(sections, 1)]
     from . import __version__
 
     parts.append(f"<footer>Written by orthoscope {__version__}. Keys follow <code>&lt;metric&gt;/&lt;module "

@@ -96,3 +96,16 @@ def test_report_refuses_an_unrecorded_layer_and_strips_external_links():
         build_report(run, title="t", layer="layers.9")
     html = '<link rel="stylesheet"\nhref="https://cdn.example/x.css">\n<div class="animation"></div>'
     assert "https://" not in offline_player(html) and '<div class="animation">' in offline_player(html)
+
+
+def test_report_of_a_run_with_only_evaluation(tmp_path):
+    from orthoscope.probes import Evaluate
+    from orthoscope.report import write_report
+
+    run = demo.build_run(demo.DemoConfig(**{**demo.SMOKE, "max_steps": 3}))
+    run.probes = [Evaluate(every=1)]
+    run.train(3, progress=False)
+    text = write_report(tmp_path / "r.html", run, title="only <curves>", config={"lr": 0.01}).read_text()
+    assert "<title>only &lt;curves&gt;</title>" in text and "1. Loss and accuracy" in text
+    assert "The spectrum" not in text and "Singular-value entropy" not in text
+    assert "<h2>2. Configuration</h2>" in text and "<th>lr</th><td>0.01</td>" in text
