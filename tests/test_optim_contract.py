@@ -191,3 +191,20 @@ def test_matrix_param_groups_split():
     assert [n for n, _ in matrix["params"]] == ["layers.0.weight", "layers.1.weight", "layers.2.weight"]
     with pytest.raises(ValueError, match="no hidden nn.Linear weight"):
         matrix_param_groups(nn.Sequential(nn.Embedding(3, 2)))
+
+
+def test_methods_validate_at_construction_and_label_briefly():
+    from orthoscope.optim import methods
+
+    assert methods.Muon().label() == "Muon(lr=0.02)"
+    assert methods.Pion(side="alternate").label() == "Pion(lr=0.001, side='alternate')"
+    assert methods.Hyperball(base="muon").name == "MuonH"
+    with pytest.raises(ValueError, match="lr must be a finite number ≥ 0, got -1"):
+        methods.Pion(lr=-1)
+    with pytest.raises(ValueError, match="base must be 'adam'"):
+        methods.Hyperball(base="sgd")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        methods.Muon(backend="qr")
+    model = MLP(vocab_size=7, n_tokens=2, d_embed=4, hidden=(8,), d_out=7)
+    assert methods.Pion().matrix_names(model) == ["layers.0.weight"]
+    assert methods.Muon(exclude=[]).matrix_names(model) == ["layers.0.weight", "layers.1.weight"]

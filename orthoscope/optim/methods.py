@@ -11,7 +11,7 @@ weight except the output head); ``exclude=`` overrides the head detection with p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 import warnings
 
@@ -23,6 +23,16 @@ from .focus import FOCUS as FOCUSOptimizer
 from .hyperball import AdamH, MuonH
 from .muon import Muon as MuonOptimizer
 from .pion import Pion as PionOptimizer
+
+
+def _short_label(method: Method) -> str:
+    """``Name(lr=…, <fields that differ from their defaults>)`` — short enough for a legend."""
+    parts = []
+    for f in fields(method):
+        value, default = getattr(method, f.name), f.default
+        if f.name == "lr" or (default is MISSING or value != default):
+            parts.append(f"{f.name}={value!r}" if isinstance(value, str) else f"{f.name}={value}")
+    return f"{method.name}({', '.join(parts)})"
 
 
 @dataclass
@@ -41,6 +51,9 @@ class _MatrixMethod(Method):
 
     def make_optimizer(self, model):
         return self.build(self.groups(model))
+
+    def label(self) -> str:
+        return _short_label(self)
 
     def build(self, groups: list[dict]):
         raise NotImplementedError
@@ -131,6 +144,9 @@ class FOCUS(Method):
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "(momentum β1, parameter-EMA β2)"})
     gamma: float = field(default=0.1, metadata={"help": "attraction to the parameter EMA (0: Signum)"})
     weight_decay: float = field(default=0.0, metadata={"help": "decay applied through the parameter EMA"})
+
+    def label(self) -> str:
+        return _short_label(self)
 
     def make_optimizer(self, model):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
