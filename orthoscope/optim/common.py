@@ -80,7 +80,11 @@ def normalize_groups(params) -> list[dict]:
 
 
 def check_finite_grads(optimizer: torch.optim.Optimizer) -> None:
-    """Raise ``NonFiniteGradError`` naming the first parameter whose gradient is not finite (nothing is modified)."""
+    """Raise ``NonFiniteGradError`` naming the first parameter whose gradient is not finite (nothing is modified).
+    One device→host sync for the whole check (a GPU would otherwise stall once per parameter)."""
+    flags = [torch.isfinite(p.grad).all() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+        return
     for gi, group in enumerate(optimizer.param_groups):
         for i, p in enumerate(group["params"]):
             if p.grad is not None and not torch.isfinite(p.grad).all():
