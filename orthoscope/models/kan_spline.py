@@ -62,12 +62,14 @@ def _uniform_spacing(grid: torch.Tensor):
 
 
 def _span_geometry(x: torch.Tensor, grid: torch.Tensor, k: int):
-    """Knot span ``j`` of every x (``t_j ≤ x < t_{j+1}``) and the distances ``x − t_{j+1−r}``, ``t_{j+r} − x``
-    (r = 1..k) that de Boor's triangle needs, plus the factor turning their derivative into ``∂/∂x``.
+    """Knot span ``j`` of every x (``t_j ≤ x < t_{j+1}``, clamped into the knots), whether x lies inside the knots,
+    the distances ``x − t_{j+1−r}`` and ``t_{j+r} − x`` (r = 1..k) that de Boor's triangle needs, whether those are
+    in units of an even spacing h (then every triangle denominator t_{m+d} − t_m is the integer d), the factor
+    turning derivatives into ``∂/∂x``, and the raw span range ``(lo, hi)``.
 
-    On an evenly spaced grid (pykan's default, and any grid built from a range) distances are measured in units
-    of h, so they are ``f + r − 1`` and ``r − f`` with ``f`` the position inside the span: no search, no gathers.
-    Otherwise the span comes from ``searchsorted`` and the knots from one gather of a k-wide window per input.
+    On an evenly spaced grid (pykan's default, and any grid built from a range) the distances are ``f + r − 1`` and
+    ``r − f`` with ``f`` the position inside the span: no search, no gathers. Otherwise the span comes from
+    ``searchsorted`` and the knots from one gather of a 2k-wide window per input.
     """
     n_knots = grid.shape[1]
     h = _uniform_spacing(grid)
@@ -75,16 +77,19 @@ def _span_geometry(x: torch.Tensor, grid: torch.Tensor, k: int):
         # Position in units of h with t_0 at 0, in float64 at least: the fraction f = u − floor(u) would otherwise
         # lose log2(G+2k) bits of a float32 input (measured: 1e-6 error in B vs 1e-7 through the knots).
         wide = torch.promote_types(x.dtype, torch.float64)
-        u = (x.to(wide) - grid[:, 0].to(wide)) / h.to(wide)
-        inside = (u >= 0) & (u < n_knots - 1)
-        span = u.detach().floor().clamp(0, n_knots - 2)
+        u = (x.to(wide) - grid[:, 0].to(wide)) / h.to(wide)               # differentiable in x
+        raw = u.detach().floor()
+        lo, hi = (float(v) for v in raw.aminmax())
+        inside = (raw >= 0) & (raw <= n_knots - 2) if lo < 0 or hi > n_knots - 2 else None
+        span = raw.clamp_(0, n_knots - 2)
         f = (u - span).to(x.dtype)
-        left = [None] + [f + (r - 1) for r in range(1, k + 1)]
+        left = [None, f] + [f + (r - 1) for r in range(2, k + 1)]
         right = [None] + [r - f for r in range(1, k + 1)]
-        return span.long(), inside, left, right, (1.0 / h)[:, None]      # ∂u/∂x per input
-    span = torch.searchsorted(grid.contiguous(), x.detach().T.contiguous(), right=True).T - 1
-    inside = (span >= 0) & (span <= n_knots - 2)
-    span = span.clamp(0, n_knots - 2)
+        return span.long(), inside, left, right, True, (1.0 / h)[:, None], (lo, hi)
+    raw = torch.searchsorted(grid.contiguous(), x.detach().T.contiguous(), right=True).T - 1
+    lo, hi = (int(v) for v in raw.aminmax())
+    inside = (raw >= 0) & (raw <= n_knots - 2) if lo < 0 or hi > n_knots - 2 else None
+    span = raw.clamp(0, n_knots - 2)
     # Pad k knots per side (any positive spacing) so that every window is in range; padded knots only ever feed
     # B-splines with index < 0 or ≥ G+k, which are dropped. Window j holds t_{j+1−k}, …, t_{j+k}.
     spacing = ((grid[:, -1:] - grid[:, :1]) / (n_knots - 1)).clamp_min(torch.finfo(grid.dtype).tiny)
@@ -95,41 +100,99 @@ def _span_geometry(x: torch.Tensor, grid: torch.Tensor, k: int):
     knots = windows.reshape(-1, 2 * k).index_select(0, rows.reshape(-1)).view(*x.shape, 2 * k)
     left = [None] + [x - knots[..., k - r] for r in range(1, k + 1)]
     right = [None] + [knots[..., k - 1 + r] - x for r in range(1, k + 1)]
-    return span, inside, left, right, 1.0
+    return span, inside, left, right, False, 1.0, (lo, hi)
 
 
-def bspline_local(x: torch.Tensor, grid: torch.Tensor, k: int):
-    """The k+1 non-zero order-k B-splines at every ``x[B, in]`` and their x-derivatives.
+_PIECES: dict = {}
 
-    Returns ``(values[B, in, k+1], derivs[B, in, k+1], index[B, in, k+1])``: ``values[..., s]`` is
+
+def _cardinal_pieces(k: int, dtype, device):
+    """``P[k+1, k+1]`` with ``B_{j−k+s}(x) = Σ_p f^p·P[p, s]`` on an evenly spaced grid, f = (x − t_j)/h ∈ [0, 1):
+    the k+1 polynomial pieces of the cardinal B-spline, found once per k by evaluating de Boor's triangle at k+1
+    points and solving the Vandermonde system in float64 (exact up to rounding: the pieces have degree k)."""
+    key = (k, dtype, device)
+    if key not in _PIECES:
+        f = (torch.arange(k + 1, dtype=torch.float64) + 0.5) / (k + 1)
+        values = [torch.ones_like(f)]
+        for d in range(1, k + 1):
+            saved, nxt = None, []
+            for r in range(d):
+                q = values[r] / d
+                nxt.append((r + 1 - f) * q if saved is None else saved + (r + 1 - f) * q)
+                saved = (f + d - r - 1) * q
+            nxt.append(saved)
+            values = nxt
+        vandermonde = f[:, None] ** torch.arange(k + 1, dtype=torch.float64)
+        _PIECES[key] = torch.linalg.solve(vandermonde, torch.stack(values, 1)).to(dtype=dtype, device=device)
+    return _PIECES[key]
+
+
+def bspline_local(x: torch.Tensor, grid: torch.Tensor, k: int, derivatives: bool = True):
+    """The k+1 non-zero order-k B-splines at every ``x[B, in]`` and (optionally) their x-derivatives.
+
+    Returns ``(values[B, in, k+1], derivs[B, in, k+1] or None, index[B, in, k+1])``: ``values[..., s]`` is
     ``B_{j−k+s}(x)`` with ``index = j−k+s`` clamped into ``[0, G+k)``; entries for B-splines that do not exist (near
     the ends, or x outside the knots) are 0 in both values and derivatives, so scattering with ``index`` is exact.
+    When every x lies in the grid range ``[t_k, t_{G+k})`` (the usual case) no masking is needed and none is done.
     """
     n_basis = grid.shape[1] - k - 1
-    span, inside, left, right, scale = _span_geometry(x, grid, k)
-    values, quotients = [inside.to(x.dtype)], []
+    span, inside, left, right, unit, scale, (lo, hi) = _span_geometry(x, grid, k)
+    if unit:
+        # Evenly spaced knots: the k+1 values are fixed polynomials of f (= left[1]) — evaluate them as one small
+        # matmul of the powers of f, instead of the O(k²) elementwise triangle.
+        pieces = _cardinal_pieces(k, x.dtype, x.device)
+        f = left[1]
+        powers = [torch.ones_like(f), f]
+        for _ in range(2, k + 1):
+            powers.append(powers[-1] * f)
+        # Powers on a leading dim so both contractions are plain 2-D matmuls ([k+1, k+1] @ [k+1, B·in]).
+        power = torch.stack(powers, 0).view(k + 1, -1)
+        vals = (pieces.T @ power).view(k + 1, *x.shape)
+        derivs = None
+        if derivatives:
+            slopes = pieces[1:] * torch.arange(1, k + 1, dtype=x.dtype, device=x.device)[:, None]
+            derivs = (slopes.T @ power[:k]).view(k + 1, *x.shape) * scale.view(-1)     # scale: 1/h per input
+        if inside is not None:
+            vals, derivs = vals * inside, (None if derivs is None else derivs * inside)
+        vals, derivs = vals.permute(1, 2, 0), (None if derivs is None else derivs.permute(1, 2, 0))
+        return _finish(vals, derivs, span, k, n_basis, lo, hi)
+    if inside is not None:
+        first = inside.to(x.dtype)
+    else:                                   # all inside: B_{j,0} = 1 (a tensor only where k = 1 needs one)
+        first = torch.ones_like(right[1]) if k == 1 else 1.0
+    values, quotients = [first], []
     for d in range(1, k + 1):                                            # The NURBS Book, algorithm A2.2
         saved, nxt, quotients = None, [], []
         for r in range(d):
-            q = values[r] / (right[r + 1] + left[d - r])                 # B_{m,d−1}/(t_{m+d} − t_m), span > 0
+            # B_{m,d−1}/(t_{m+d} − t_m): the span is > 0 (it contains [t_j, t_{j+1})) and equals d on a unit grid
+            q = values[r] * (1.0 / d) if unit else values[r] / (right[r + 1] + left[d - r])
             quotients.append(q)
             nxt.append(right[r + 1] * q if saved is None else saved + right[r + 1] * q)
             saved = left[d - r] * q
         nxt.append(saved)
         values = nxt
-    zero = torch.zeros_like(values[0])
-    qs = [zero, *quotients, zero]                                        # B'_{j−k+s} = k·(q_{s−1} − q_s)
     # Stack on a leading dim (a plain copy) and view as [..., k+1]: stacking on the last dim is a slow strided copy.
     vals = torch.stack(values, 0).permute(1, 2, 0)
-    derivs = (k * scale) * (torch.stack(qs[:-1], 0) - torch.stack(qs[1:], 0)).permute(1, 2, 0)
-    index = (span - k).unsqueeze(-1) + torch.arange(k + 1, device=x.device)
+    derivs = None
+    if derivatives:                                                      # B'_{j−k+s} = k·(q_{s−1} − q_s)
+        zero = torch.zeros_like(quotients[0])
+        qs = [zero, *quotients, zero]
+        derivs = (torch.stack(qs[:-1], 0) - torch.stack(qs[1:], 0)).permute(1, 2, 0) * (k * scale)
+    return _finish(vals, derivs, span, k, n_basis, lo, hi)
+
+
+def _finish(vals, derivs, span, k: int, n_basis: int, lo, hi):
+    """Indices ``j−k+s`` of the local values; drop B-splines that do not exist (only needed near the ends)."""
+    index = (span - k).unsqueeze(-1) + torch.arange(k + 1, device=span.device)
+    if lo >= k and hi <= n_basis - 1:                                    # all B_{j−k}, …, B_j exist
+        return vals, derivs, index
     keep = (index >= 0) & (index < n_basis)
-    return vals * keep, derivs * keep, index.clamp(0, n_basis - 1)
+    return vals * keep, (None if derivs is None else derivs * keep), index.clamp_(0, n_basis - 1)
 
 
 def bspline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     """Dense basis ``[B, in, G+k]`` (pykan's ``B_batch(x, grid, k)``), built from ``bspline_local``."""
-    vals, _, index = bspline_local(x, grid, k)
+    vals, _, index = bspline_local(x, grid, k, derivatives=False)
     dense = x.new_zeros(x.shape[0], x.shape[1], grid.shape[1] - k - 1)
     return dense.scatter_add_(2, index, vals)
 
@@ -139,22 +202,26 @@ class _KanSpline(torch.autograd.Function):
     def forward(ctx, x, grid, coef, k):
         B, n_in = x.shape
         n_out, n_basis = coef.shape[1], coef.shape[2]
-        vals, derivs, index = bspline_local(x, grid, k)
-        basis = x.new_zeros(B, n_in, n_basis).scatter_add_(2, index, vals).view(B, n_in * n_basis)
+        need_dx = ctx.needs_input_grad[0]
+        vals, derivs, index = bspline_local(x, grid, k, derivatives=need_dx)
+        basis = x.new_zeros(B, n_in, n_basis).scatter_add_(2, index, vals)
+        # The derivatives are scattered too: a dense multiply-and-sum in backward beats gathering k+1 entries.
+        dbasis = x.new_zeros(B, n_in, n_basis).scatter_add_(2, index, derivs) if need_dx else None
         weight = coef.permute(0, 2, 1).reshape(n_in * n_basis, n_out)   # [(i, m), o]
-        ctx.save_for_backward(basis, derivs, index, weight)
+        basis = basis.view(B, n_in * n_basis)
+        ctx.save_for_backward(basis, dbasis, weight)
         ctx.shape = (n_in, n_out, n_basis)
         return basis @ weight
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        basis, derivs, index, weight = ctx.saved_tensors
+        basis, dbasis, weight = ctx.saved_tensors
         n_in, n_out, n_basis = ctx.shape
         grad_x = grad_coef = None
         if ctx.needs_input_grad[0]:
-            g = (grad_out @ weight.T).view(-1, n_in, n_basis)           # ∂y/∂B_m(x_i) contracted with grad_out
-            grad_x = (g.gather(2, index) * derivs).sum(-1)
+            g = (grad_out @ weight.T).view(-1, n_in, n_basis)           # ∂L/∂B_m(x_i)
+            grad_x = (g * dbasis).sum(-1)
         if ctx.needs_input_grad[2]:
             grad_coef = (basis.T @ grad_out).view(n_in, n_basis, n_out).permute(0, 2, 1)
         if ctx.needs_input_grad[1]:
