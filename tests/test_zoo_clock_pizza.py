@@ -107,5 +107,10 @@ def test_short_run_records_metrics_and_warmup():
     assert h["grad_sym/embed"].steps == [0, 10, 20]
     assert 0.0 <= h["dist_irr/embed"].last() <= 1.5
     assert run.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
-    warm = CP.WarmupAdamW(lr=1e-3).interventions()[0]
+    from orthoscope.zoo.common import ScheduledAdamW
+
+    warm = ScheduledAdamW(lr=1e-3, warmup=10).interventions()[0]
     assert warm.value(0) == pytest.approx(1e-4) and warm.value(50) == pytest.approx(1e-3)
+    assert warm.value(10 ** 6) == pytest.approx(1e-3)
+    cosine = ScheduledAdamW(lr=1e-3, total=100, min_ratio=0.1).interventions()[0]
+    assert cosine.value(99) == pytest.approx(1e-4)

@@ -1,6 +1,4 @@
 """Superposition toy: exact data generator, the paper's weight-decay rule, geometry probes, and the 1/m law."""
-import math
-
 import pytest
 import torch
 

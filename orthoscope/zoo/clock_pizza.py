@@ -20,15 +20,13 @@ Reference trend (the authors' committed run table, 1-layer, d_model 128, 2,381 r
 """
 from __future__ import annotations
 
-import itertools
 import random
-from dataclasses import dataclass
 
 import torch
 
-from ..methods import AdamW, check_positive
+from ..methods import check_positive
 from ..probes.base import Probe
-from .common import WarmupCosine
+from .common import ScheduledAdamW
 
 REFERENCE = {  # α bin → (mean gradient symmetricity, mean distance irrelevance), from result/1l_fixedwidth.csv
     (0.0, 0.1): (0.993, 0.419), (0.1, 0.3): (0.992, 0.424), (0.3, 0.5): (0.992, 0.420),
@@ -129,16 +127,6 @@ def make_model(p: int = 59, attn_rate: float = 1.0, d_model: int = 128, n_heads:
                            layer_norm=False, causal=False, attn_rate=attn_rate, readout="last")
 
 
-@dataclass
-class WarmupAdamW(AdamW):
-    """AdamW with the paper's 10-step linear warmup (then constant lr)."""
-
-    warmup: int = 10
-
-    def interventions(self):
-        return [WarmupCosine(self.lr, total=10 ** 9, warmup=self.warmup, min_ratio=1.0), *super().interventions()]
-
-
 def train(*, attn_rate: float = 1.0, p: int = 59, train_frac: float = 0.8, d_model: int = 128, lr: float = 1e-3,
           weight_decay: float = 2.0, steps: int = 20_000, seed: int = 0, eval_every: int = 100,
           probe_every: int | None = None, progress: bool = False):
@@ -153,7 +141,7 @@ def train(*, attn_rate: float = 1.0, p: int = 59, train_frac: float = 0.8, d_mod
     task = ModularArithmetic(p=p, train_frac=train_frac, seed=seed)
     model = make_model(p, attn_rate, d_model, seed=seed)
     probes = [Evaluate(eval_every), ClockPizzaProbe(p, every=probe_every or steps)]
-    method = WarmupAdamW(lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    method = ScheduledAdamW(lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay, warmup=10)   # 10-step warmup
     run = Run(model, task, method, probes=probes, seed=seed, name=f"α={attn_rate:g}")
     return run.train(steps, progress=progress)
 

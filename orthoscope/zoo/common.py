@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..methods import Intervention, check_positive
+from ..methods import AdamW, Intervention, check_positive
 
 
 def zipf_frequencies(n: int, exponent: float, *, offset: int = 0) -> torch.Tensor:
@@ -54,6 +54,23 @@ class WarmupCosine(Intervention):
         lr = self.value(run.step_count)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
+
+
+@dataclass
+class ScheduledAdamW(AdamW):
+    """``AdamW`` under ``WarmupCosine``: linear warmup over ``warmup`` steps, then cosine decay from ``lr`` to
+    ``min_ratio · lr`` at step ``total`` — or, with ``total=None``, a constant ``lr`` after the warmup."""
+
+    warmup: int = 0
+    total: int | None = None
+    min_ratio: float = 0.05
+
+    def interventions(self):
+        if self.total is None:
+            sched = WarmupCosine(self.lr, total=10 ** 12, warmup=self.warmup, min_ratio=1.0)
+        else:
+            sched = WarmupCosine(self.lr, total=self.total, warmup=self.warmup, min_ratio=self.min_ratio)
+        return [sched, *super().interventions()]
 
 
 class BatchedAdamW(torch.optim.Optimizer):

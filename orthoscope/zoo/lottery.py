@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..methods import AdamW, check_positive
+from ..methods import check_positive
 from ..tasks.base import Task
 
 
@@ -55,15 +55,18 @@ def make_model(width: int, activation: str = "silu", seed: int = 0):
     return MLP(1, (width,), 1, activation=activation).double()
 
 
-def train(width: int, *, steps: int = 5000, lr: float = 1e-2, activation: str = "silu", n_train: int = 1000,
-          seed: int = 0, progress: bool = False):
-    """Full-batch Adam on the square; returns the ``Run`` (``test_mse(run)`` evaluates it)."""
+def train(width: int, *, steps: int = 5000, lr: float = 1e-2, min_ratio: float = 1e-3, activation: str = "silu",
+          n_train: int = 1000, seed: int = 0, progress: bool = False):
+    """Full-batch Adam with a cosine decay from ``lr`` to ``min_ratio·lr`` (a constant lr leaves an Adam noise
+    floor that hides the width dependence); returns the ``Run`` (``test_mse(run)`` evaluates it)."""
     from ..run import Run
+    from .common import ScheduledAdamW
 
     check_positive("steps", steps)
     task = Square1D(n_train=n_train)
     model = make_model(width, activation, seed)
-    run = Run(model, task, AdamW(lr=lr, betas=(0.9, 0.999)), probes=[], seed=seed, name=f"width {width}")
+    method = ScheduledAdamW(lr=lr, betas=(0.9, 0.999), total=steps, min_ratio=min_ratio)
+    run = Run(model, task, method, probes=[], seed=seed, name=f"width {width}")
     return run.train(steps, progress=progress)
 
 

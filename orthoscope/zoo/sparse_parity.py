@@ -182,3 +182,10 @@ def plot_emergence(ax, run, n_show: int = 12):
     ax.set_title("emergence: subtasks learned in order of frequency")
     ax.legend(fontsize=7)
     return ax
+
+
+def fit_loss_vs_params(result, method: str = "ols"):
+    """Power-law fit of the sweep's best test loss against parameter count."""
+    from ..scaling import fit_power_law
+
+    return fit_power_law(result.points("params")[1], result.points("loss")[1], method=method)
