@@ -84,14 +84,34 @@ def bench_size(size, rounds, with_inkan):
     return rows
 
 
+def reproduce_hellokan():
+    """pykan's hellokan (float64) with orthoscope's PyKAN wrapper and a Run; pykan's published numbers beside."""
+    from orthoscope.models.kan_train import hellokan
+
+    published = {"fit": (1.85e-2, 1.77e-2), "prune+fit": (1.79e-2, 1.72e-2), "refine(10)+fit": (4.67e-4, 4.73e-4),
+                 "auto_symbolic+fit": (3.33e-10, 7.20e-11)}
+    t0 = time.perf_counter()
+    out = hellokan()
+    print(f"{'phase':<20} {'train RMSE':>11} {'test RMSE':>11}   {'pykan train':>11} {'pykan test':>11}")
+    for phase, (tr, te) in published.items():
+        ours = out[phase]
+        print(f"{phase:<20} {ours[0]:>11.3g} {ours[1]:>11.3g}   {tr:>11.3g} {te:>11.3g}")
+    print("width after prune:", out["width_after_prune"], "| symbolic edges:", out["edges"])
+    print(f"hellokan reproduced in {time.perf_counter() - t0:.0f} s: test RMSE after refine(10) "
+          f"{out['refine(10)+fit'][1]:.3g} (pykan 4.73e-4); formula {out['formula']}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per size")
     parser.add_argument("--no-inkan", action="store_true", help="leave inkan out even if installed")
     parser.add_argument("--quick", action="store_true", help="headline size only")
+    parser.add_argument("--hellokan", action="store_true", help="reproduce pykan's hellokan numbers instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.hellokan:
+        return reproduce_hellokan()
     try:
         import inkan  # noqa: F401
         with_inkan = not args.no_inkan

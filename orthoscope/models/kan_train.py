@@ -248,3 +248,44 @@ class Prune(Intervention):
     def after_step(self, run) -> None:
         if self.at_step is not None and run.step_count == self.at_step:
             self.apply(run)
+
+
+HELLOKAN_LIB = ["x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs"]
+
+
+def hellokan(steps: int = 50, train_num: int = 1000, seed: int = 42, progress: bool = False) -> dict:
+    """pykan's ``hellokan.ipynb`` through a Run: ``KAN([2,5,1], grid=3, k=3, seed=42)`` on exp(sin(πx)+y²); fit
+    (LBFGS, λ = 1e-3) → prune → fit → refine(10) → fit → auto_symbolic → fit, ``steps`` LBFGS steps per fit.
+    Returns the train/test RMSE after each fit, the symbolic fits and the formula (4 digits)."""
+    import torch
+
+    from ..run import Run
+    from ..probes.kan import FitError
+    from .pykan_bridge import PyKAN
+
+    task = FunctionTask(lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2), n_var=2,
+                        train_num=train_num, test_num=train_num)
+    model = PyKAN([2, 5, 1], grid=3, k=3, seed=seed)
+    run = Run(model, task, LBFGS(interventions_=[GridUpdate()]), loss=KANLoss(model, lamb=1e-3),
+              probes=[FitError(steps)], seed=0, name="hellokan")
+    out = {}
+
+    def fit(name):
+        run.train(steps, progress=progress)
+        out[name] = (run.history["rmse/train"].last(), run.history["rmse/test"].last())
+
+    begin_fit(run)
+    fit("fit")
+    run.loss_fn = KANLoss(model)                    # hellokan's later fits use lamb = 0
+    Prune().apply(run)
+    out["width_after_prune"] = model.width
+    fit("prune+fit")
+    Refine(10).apply(run)
+    fit("refine(10)+fit")
+    symbolic = model.auto_symbolic(lib=HELLOKAN_LIB)
+    begin_fit(run)
+    fit("auto_symbolic+fit")
+    out["edges"] = [(e.layer, e.i, e.j, e.function, e.r2) for e in symbolic.edges]
+    out["formula"] = str(model.formula(4)[0][0])
+    out["run"], out["model"] = run, model
+    return out
