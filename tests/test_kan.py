@@ -239,3 +239,15 @@ def test_edge_importance_equals_pykan_attribution():
     ours, _ = kan_attribution(edge_std, node_std)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_update_grid_keeps_the_grid_of_a_constant_input():
+    torch.manual_seed(5)
+    layer = KANLinear(2, 2, grid=4, k=3)
+    before = layer.grid.clone()
+    x = torch.stack([torch.linspace(-0.5, 0.5, 50), torch.zeros(50)], 1)   # input 1 is constant (a dead node)
+    layer.update_grid(x)
+    assert torch.equal(layer.grid[1], before[1]) and not torch.equal(layer.grid[0], before[0])
+    xr = x.clone().requires_grad_()
+    layer(xr).sum().backward()
+    assert torch.isfinite(xr.grad).all() and torch.isfinite(layer.coef.grad).all()

@@ -159,3 +159,15 @@ def test_torch_lbfgs_trains_fast_kan():
     run = Run(KAN([2, 2, 1], grid=3), task, LBFGS(impl="torch", max_iter=5), probes=[FitError(5)], seed=0)
     run.train(10, progress=False)
     assert run.history["rmse/train"].last() < 0.5 * run.history["rmse/train"].values[0]
+
+
+def test_update_grid_guard_for_a_constant_input():
+    model = PyKAN([2, 2], grid=3, k=3, seed=0)
+    before = model.kan.act_fun[0].grid.detach().clone()
+    x = torch.stack([torch.linspace(-0.5, 0.5, 40), torch.full((40,), 0.3)], 1).double()
+    model.update_grid(x)
+    grid = model.kan.act_fun[0].grid
+    assert torch.equal(grid[1], before[1]) and not torch.equal(grid[0], before[0])
+    xr = x.clone().requires_grad_()
+    model(xr).sum().backward()
+    assert torch.isfinite(xr.grad).all() and torch.isfinite(model.kan.act_fun[0].coef.grad).all()

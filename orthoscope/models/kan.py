@@ -120,8 +120,13 @@ class KANLinear(nn.Module):
         grid by ``grid_eps``); coefficients refit by least squares so the spline is unchanged on the samples."""
         x = torch.sort(x.reshape(-1, self.in_features).to(self.grid.dtype), dim=0)[0]
         y = self._curves(x)
-        self.grid = grid_from_samples(x, self.grid_size, self.k, self.grid_eps)
+        old_coef = self.coef.detach().clone()
+        grid = grid_from_samples(x, self.grid_size, self.k, self.grid_eps)
+        flat = x[-1] <= x[0]                 # a constant input (dead node) keeps its grid: zero width is degenerate
+        grid[flat] = self.grid[flat]
+        self.grid = grid
         self.coef.data = curve_to_coef(x, y, self.grid, self.k)
+        self.coef.data[flat] = old_coef[flat]
         self._warned = False
 
     def _curves(self, x: torch.Tensor) -> torch.Tensor:

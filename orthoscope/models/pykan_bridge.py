@@ -209,9 +209,19 @@ class PyKAN(nn.Module):
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor) -> None:
-        """pykan's adaptive grid update from samples (layer by layer); the function is refit by least squares."""
+        """pykan's adaptive grid update from samples (layer by layer); the function is refit by least squares.
+
+        One guard: an input that is constant on the samples (a dead hidden node) keeps its previous grid and
+        coefficients. pykan would collapse that grid to zero width, which makes its gradients NaN."""
+        old = [(layer.grid.detach().clone(), layer.coef.detach().clone()) for layer in self.kan.act_fun]
         with self.scope():
             self.kan.update_grid(x.to(self.dtype))
+        for layer, (grid, coef) in zip(self.kan.act_fun, old):
+            k = layer.k
+            flat = (layer.grid[:, -k - 1] - layer.grid[:, k]) <= 0
+            if bool(flat.any()):
+                layer.grid.data[flat] = grid[flat]
+                layer.coef.data[flat] = coef[flat]
 
     def refine(self, new_grid: int, x: torch.Tensor | None = None) -> "PyKAN":
         """Grid extension to ``new_grid`` intervals, fitted to the current function on ``x`` (pykan's ``refine``)."""

@@ -18,6 +18,7 @@ from ..methods import AdamW
 from ..models.heads import use_harmonic_head
 from ..models.mlp import MLP
 from ..probes.harmonic import CenterGeometry, DistanceMargin
+from ..probes.spectrum import Spectrum
 from ..probes.training import Evaluate
 from ..run import Run
 from ..tasks.digits import Digits
@@ -43,7 +44,7 @@ def modular_addition_run(loss: str = "harmonic", *, p: int = 31, train_frac: flo
     torch.manual_seed(seed)
     task = ModularArithmetic(p=p, train_frac=train_frac, seed=seed)
     model = MLP(vocab_size=p, n_tokens=2, d_embed=d_embed, hidden=(hidden, d_embed), d_out=p)
-    probes = [Evaluate(every), CenterGeometry(every, modules=["embed"])]
+    probes = [Evaluate(every), Spectrum(every), CenterGeometry(every, modules=["embed"])]
     if loss == "harmonic":
         use_harmonic_head(model, tie=True, n=n)
         probes.append(DistanceMargin(every))
@@ -93,6 +94,8 @@ def digits_run(loss: str = "harmonic", *, n_train: int = 1000, lr: float = 1e-2,
     probes = [Evaluate(every)]
     if loss == "harmonic":
         use_harmonic_head(model, n=n)
+    probes.append(Spectrum(every))
+    if loss == "harmonic":
         probes += [CenterGeometry(every), DistanceMargin(every)]
     return Run(model, task, AdamW(lr=lr), loss=loss, probes=probes, seed=seed, name=loss)
 
@@ -102,3 +105,11 @@ def prototypes(run: Run) -> torch.Tensor:
     layer = run.model.layers[0]
     w = layer.centers if hasattr(layer, "centers") else layer.weight
     return w.detach().reshape(10, 8, 8).clone()
+
+
+def embedding_plane(run: Run) -> torch.Tensor:
+    """The token embeddings projected on their top two principal components, ``[p, 2]`` (the circle, if any)."""
+    w = run.model.embed.weight.detach().double()
+    w = w - w.mean(0)
+    _, _, vh = torch.linalg.svd(w, full_matrices=False)
+    return (w @ vh[:2].T).float()
