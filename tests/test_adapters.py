@@ -415,3 +415,22 @@ def test_list_targets_changes_nothing():
     assert list_targets(model, OFTConfig(block=8, targets=r".*\.mlp\.(up|down)_proj")) == [
         f"model.layers.{i}.mlp.{p}" for i in range(2) for p in ("up_proj", "down_proj")]
     assert [n for n, _ in model.named_modules()] == names
+
+
+@pytest.mark.parametrize("config", [LoRAConfig(rank=2), SoRAConfig(rank=2), OFTConfig(block=8),
+                                    OFTConfig(block=8, cayley="neumann"), BOFTConfig(block=4, factors=2),
+                                    QOFTConfig(block=8, bits=8, group_size=16)],
+                         ids=["lora", "sora", "oft", "oft-cnp", "boft", "qoft"])
+def test_half_precision_base_keeps_float32_adapters(config):
+    model = build("llama").to(torch.bfloat16)
+    config.targets = ["q_proj", "down_proj"]
+    attach(model, config)
+    x = make_input("llama")
+    y = output(model, x)
+    assert y.dtype == torch.bfloat16
+    y.float().pow(2).mean().backward()
+    adapter = [p for p in model.parameters() if p.requires_grad]
+    assert adapter and all(p.dtype == torch.float32 and p.grad is not None for p in adapter)
+    with torch.no_grad():
+        merge_all(model)
+        torch.testing.assert_close(output(model, x).float(), y.float(), atol=0.1, rtol=0.05)   # bf16 rounding

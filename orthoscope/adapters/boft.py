@@ -29,7 +29,7 @@ from torch import nn
 
 from .. import kernels
 from ..ortho import butterfly_permutation, cayley, invert_permutation, n_packed, skew_from_packed
-from .oft import check_rotation_config, divisors
+from .oft import adapter_dtype, check_rotation_config, divisors
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
 __all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "valid_boft_blocks"]
@@ -63,9 +63,9 @@ class BOFTLinear(AdaptedLayer):
         self.register_buffer("invs", torch.stack([invert_permutation(p) for p in perms]), persistent=False)
         w = base_layer.weight
         self.register_parameter(self.prefix + "q", nn.Parameter(
-            torch.zeros(m, self.n_blocks, n_packed(self.block), dtype=w.dtype, device=w.device)))
+            torch.zeros(m, self.n_blocks, n_packed(self.block), dtype=adapter_dtype(w), device=w.device)))
         self.register_parameter(self.prefix + "s", nn.Parameter(
-            torch.ones(base_layer.out_features, dtype=w.dtype, device=w.device)))
+            torch.ones(base_layer.out_features, dtype=adapter_dtype(w), device=w.device)))
 
     @staticmethod
     def _resolve(d: int, config, path: str) -> tuple[int, int]:
@@ -89,12 +89,13 @@ class BOFTLinear(AdaptedLayer):
 
     def rotations(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``R[m, r, b, b]``, one block-diagonal rotation per butterfly factor."""
-        q = self.q if dtype is None else self.q.to(dtype)
+        q = self.q.double() if dtype == torch.float64 else self.q     # float32 at least (no half-precision solves)
         flat = q.reshape(-1, q.shape[-1])
         if self.cayley == "exact":
             r = cayley(skew_from_packed(flat, self.block))
         else:
             r = kernels.cayley_neumann(flat, self.block, self.neumann_terms)
+        r = r if dtype is None else r.to(dtype)
         return r.reshape(self.factors, self.n_blocks, self.block, self.block)
 
     def _apply(self, x: torch.Tensor, rs: torch.Tensor, order) -> torch.Tensor:
@@ -108,7 +109,7 @@ class BOFTLinear(AdaptedLayer):
 
     def rotate_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x · M`` (factors m−1, …, 0 in turn)."""
-        return self._apply(x, self.rotations().to(x.dtype), range(self.factors - 1, -1, -1))
+        return self._apply(x, self.rotations(x.dtype), range(self.factors - 1, -1, -1))
 
     def rotation_matrix(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense d×d M (``I · M``); O(m·d²·b)."""
@@ -125,7 +126,7 @@ class BOFTLinear(AdaptedLayer):
 
     def adapted_forward(self, x):
         n_rows = x.numel() // x.shape[-1]
-        xr = x @ self.rotation_matrix(x.dtype) if self.uses_dense(n_rows) else self.rotate_input(x)
+        xr = x @ self.rotation_matrix().to(x.dtype) if self.uses_dense(n_rows) else self.rotate_input(x)
         y = self.base_layer(xr)
         bias = self.base_layer.bias
         if bias is None:

@@ -2,7 +2,8 @@
 
     W' = W + s · B A,        A ∈ R^{r×in},  B ∈ R^{out×r},  s = α / r   (α / √r with ``rslora``)
 
-``A`` starts Kaiming-uniform and ``B`` at zero (peft's default), so W' = W at initialization. The forward never forms
+``A`` starts Kaiming-uniform and ``B`` at zero (peft's default), so W' = W at initialization. Adapter parameters are
+float32 on a half-precision base (activations are cast to them and the update back, as peft). The forward never forms
 W': ``y = base(x) + s · (dropout(x) Aᵀ) Bᵀ``. Embeddings (``A ∈ R^{r×vocab}`` looked up, ``B ∈ R^{dim×r}``; A zero and
 B normal at init, as peft) and Conv2d (``A`` a conv with the base kernel, ``B`` a 1×1 conv) are supported too.
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..methods import check_positive
+from .oft import adapter_dtype
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
 __all__ = ["LoRAConfig", "LoRA", "LoRALinear", "LoRAEmbedding", "LoRAConv2d", "check_rank"]
@@ -48,12 +50,11 @@ class _LowRank(AdaptedLayer):
         self.scaling = config.alpha / (math.sqrt(config.rank) if config.rslora else config.rank)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         a_shape, b_shape = self._shapes()
-        ref = base_layer.weight
-        self.register_parameter(self.prefix + "A", nn.Parameter(torch.empty(a_shape, dtype=ref.dtype, device=ref.device)))
-        self.register_parameter(self.prefix + "B", nn.Parameter(torch.empty(b_shape, dtype=ref.dtype, device=ref.device)))
+        kw = dict(dtype=adapter_dtype(base_layer.weight), device=base_layer.weight.device)
+        self.register_parameter(self.prefix + "A", nn.Parameter(torch.empty(a_shape, **kw)))
+        self.register_parameter(self.prefix + "B", nn.Parameter(torch.empty(b_shape, **kw)))
         if config.gated:
-            self.register_parameter(self.prefix + "gate",
-                                    nn.Parameter(torch.ones(self.rank, dtype=ref.dtype, device=ref.device)))
+            self.register_parameter(self.prefix + "gate", nn.Parameter(torch.ones(self.rank, **kw)))
         self.reset_parameters()
 
     @property
@@ -110,8 +111,9 @@ class LoRALinear(_LowRank):
         return (self.rank, self.base_layer.in_features), (self.base_layer.out_features, self.rank)
 
     def adapted_forward(self, x):
-        h = self._gated(F.linear(self.dropout(x), self.A))                  # [..., r]
-        return self.base_layer(x) + self.scaling * F.linear(h, self.B)
+        y = self.base_layer(x)
+        h = self._gated(F.linear(self.dropout(x).to(self.A.dtype), self.A))  # [..., r]
+        return y + (self.scaling * F.linear(h, self.B)).to(y.dtype)
 
 
 class LoRAEmbedding(_LowRank):
@@ -128,8 +130,9 @@ class LoRAEmbedding(_LowRank):
         return self._delta_matrix(dtype).T
 
     def adapted_forward(self, x):
+        y = self.base_layer(x)
         h = self._gated(F.embedding(x, self.A.T, padding_idx=self.base_layer.padding_idx))   # [..., r]
-        return self.base_layer(x) + self.scaling * F.linear(h, self.B)
+        return y + (self.scaling * F.linear(h, self.B)).to(y.dtype)
 
 
 class LoRAConv2d(_LowRank):
@@ -142,8 +145,9 @@ class LoRAConv2d(_LowRank):
         return (self.rank, conv.in_channels, *conv.kernel_size), (conv.out_channels, self.rank, 1, 1)
 
     def adapted_forward(self, x):
-        h = self._gated(self.base_layer._conv_forward(self.dropout(x), self.A, None), dim=1)   # [N, r, H', W']
-        return self.base_layer(x) + self.scaling * F.conv2d(h, self.B)
+        y = self.base_layer(x)
+        h = self._gated(self.base_layer._conv_forward(self.dropout(x).to(self.A.dtype), self.A, None), dim=1)
+        return y + (self.scaling * F.conv2d(h, self.B)).to(y.dtype)                # h: [N, r, H', W']
 
 
 @register_adapter

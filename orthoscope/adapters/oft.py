@@ -44,9 +44,15 @@ from ..ortho import cayley, n_packed, skew_from_packed
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
 __all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks", "divisors",
-           "check_rotation_config"]
+           "check_rotation_config", "adapter_dtype"]
 
 CAYLEY_CHOICES = ("exact", "neumann")
+
+
+def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
+    """Adapter parameters are float32 (or float64) even on a half-precision base, as peft's ``autocast_adapter_dtype``:
+    Cayley solves and small updates need the precision; activations are cast to it and back."""
+    return weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def divisors(d: int) -> list[int]:
@@ -71,9 +77,8 @@ class RotationMixin:
         self.coft, self.eps, self.block_share = config.coft, config.eps, config.block_share
         ref = self.base_weight()
         stored = 1 if self.block_share else self.n_blocks
-        dtype = ref.dtype if ref.is_floating_point() else torch.float32
-        self.register_parameter(self.prefix + "q", nn.Parameter(torch.zeros(stored, n_packed(self.block), dtype=dtype,
-                                                                            device=ref.device)))
+        self.register_parameter(self.prefix + "q", nn.Parameter(torch.zeros(stored, n_packed(self.block),
+                                                                            dtype=adapter_dtype(ref), device=ref.device)))
 
     @property
     def q(self) -> nn.Parameter:
@@ -89,14 +94,17 @@ class RotationMixin:
             q.copy_(torch.where(norm > limit, q * (limit / norm.clamp_min(1e-30)), q))
 
     def rotation(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """``R[r, b, b]``: exact Cayley or Cayley–Neumann of every block (shared blocks expanded, not copied)."""
+        """``R[r, b, b]``: exact Cayley or Cayley–Neumann of every block (shared blocks expanded, not copied).
+
+        Computed in the parameters' dtype (float32 for half-precision models), or float64 when asked, then cast."""
         if self.coft:
             self.project_coft()
-        q = self.q if dtype is None else self.q.to(dtype)
+        q = self.q.double() if dtype == torch.float64 else self.q
         if self.cayley == "exact":
             r = cayley(skew_from_packed(q, self.block))
         else:
             r = kernels.cayley_neumann(q, self.block, self.neumann_terms)
+        r = r if dtype is None else r.to(dtype)
         return r.expand(self.n_blocks, -1, -1) if self.block_share else r
 
     def _rotate_rows(self, w: torch.Tensor, transpose: bool, inverse: bool = False) -> torch.Tensor:
