@@ -34,14 +34,22 @@ def pairwise_energy(w: torch.Tensor, s: float = 1.0, angular: bool = False, half
     total = u.new_zeros(())
     for start in range(0, n, chunk):
         cos = (u[start:start + chunk] @ u.T).clamp(-1.0, 1.0)             # (c, n)
+        # Self pairs (i, i) are dropped and antipodal pairs (u_i, −u_i) are exactly opposite: their cosines are set
+        # to the exact constants +1 / −1, outside the graph. Computed, they are ±(1 − ulp), where arccos is off by
+        # √(2·ulp) ≈ 3e-4; and sqrt/arccos have infinite slope at ±1, so 0·∞ would make every gradient NaN.
+        own = torch.arange(start, min(start + chunk, n), device=u.device)
+        exact = torch.zeros_like(cos)
+        exact[own - start, own] = 1.0
+        if half_space:
+            exact[own - start, (own + n // 2) % n] = -1.0
+        cos = torch.where(exact != 0, exact, cos)
         if angular:
             d = torch.arccos(cos) / math.pi
         else:
             d = (2.0 - 2.0 * cos).clamp_min(0.0).sqrt()
         d = d.clamp_min(eps)
         f = -torch.log(d) if s == 0 else d.pow(-s)
-        rows = torch.arange(start, min(start + chunk, n), device=u.device)
-        f = f.index_put((rows - start, rows), f.new_zeros(len(rows)))    # drop i == j
+        f = f.index_put((own - start, own), f.new_zeros(len(own)))       # drop i == j
         total = total + f.sum()
     return total / (n * (n - 1))
 
