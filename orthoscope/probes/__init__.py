@@ -1,6 +1,8 @@
 """Read-only observers of a run (DESIGN §3). See ``base.Probe``; pure math lives in ``metrics``."""
 from .base import Probe, weight_matrices
 from .geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
+from .harmonic import CenterGeometry, DistanceMargin
+from .kan import EdgeCurves, EdgeImportance, FitError
 from .orthogonal import OrthogonalityError, RotationCosine, SpectrumDrift
 from .spectrum import Energy, Spectrum, WeightNorm
 from .training import Evaluate, GradNorm
@@ -17,4 +19,5 @@ def default_probes(every: int = 20) -> list[Probe]:
 
 __all__ = ["Probe", "Evaluate", "GradNorm", "Spectrum", "WeightNorm", "Energy", "default_probes", "weight_matrices",
            "WeightGeometry", "ActivationGeometry", "CapabilityDrift",
-           "OrthogonalityError", "RotationCosine", "SpectrumDrift"]
+           "OrthogonalityError", "RotationCosine", "SpectrumDrift",
+           "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError"]
