@@ -8,16 +8,18 @@ block 32 (138.0k vs 138.9k). peft OFT uses its default Cayley–Neumann with 5 t
 BOFT uses block 4 with one butterfly factor on both sides: on a CPU peft cannot build its CUDA extension and silently
 runs one factor whatever is asked (a row with our 2-factor BOFT is added for information).
 
-Method. Every (method, round) runs in a fresh process: warm-up steps, then timed steps (forward + backward + AdamW
-step); the reported time is the median over rounds of each round's median. Memory, per process:
-* peak RSS — ``ru_maxrss`` at the end (includes the ~0.5 GB of torch/transformers/peft code and the model);
+Method. Time: all methods live in one process (each its own copy of the same random model and its own AdamW) and
+take turns, one training step each (forward + backward + AdamW step), in a freshly shuffled order every cycle; after
+warm-up cycles the median step time per method is reported, and each ratio is the median over cycles of the ratio
+*within* a cycle. Interleaving at the step level makes a noisy machine's slow phases hit every method alike.
+Memory: first, every method runs a few steps in its own fresh process:
+* peak RSS — ``VmHWM`` at the end (includes the ~0.5 GB of torch/transformers/peft code and the model);
 * Δ RSS — peak RSS minus the RSS just before the first step (the training's own peak);
 * saved — bytes of activations autograd keeps for backward in one step (unique storages that are not parameters,
   via ``torch.autograd.graph.saved_tensors_hooks``): deterministic, unlike RSS.
-Rounds interleave the methods in a shuffled order, so slow phases of a noisy machine hit all methods alike.
 
-    .venv/bin/python benchmarks/adapters.py              # 3 rounds × 15 timed steps (~6 min on 2 cores)
-    .venv/bin/python benchmarks/adapters.py --quick      # 1 round × 4 steps (smoke)
+    .venv/bin/python benchmarks/adapters.py              # 20 timed cycles (~5 min on a quiet 2-core machine)
+    .venv/bin/python benchmarks/adapters.py --quick      # 3 cycles, 2 memory steps (smoke)
 
 The last line holds the headline ratios against the targets (OFT ≤ 1.15× LoRA and ≤ 1.0× peft OFT in time;
 BOFT ≤ 0.5× peft BOFT; OFT peak RSS ≤ LoRA + 5 %).
@@ -26,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -87,9 +87,14 @@ def adapt(model, kind: str):
     return attach(model, config)
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb(field: str = "VmRSS") -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MiB. VmHWM belongs to the address space, so unlike
+    ``ru_maxrss`` it is not inherited from the parent across ``exec``."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def saved_activation_bytes(model, tokens) -> int:
@@ -113,86 +118,111 @@ def saved_activation_bytes(model, tokens) -> int:
     return sum(seen.values())
 
 
-def worker(kind: str, warmup: int, steps: int) -> dict:
+def make_trainer(kind: str):
+    """``(step, n_trainable)`` for one method on its own copy of the model."""
     import torch
 
-    torch.set_num_threads(2)
     model = adapt(build_model(), kind).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     tokens = torch.randint(0, 2048, (8, 128), generator=torch.Generator().manual_seed(1))
-    saved = saved_activation_bytes(model, tokens)
-    rss_before = rss_mb()
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
+
+    def step():
         opt.zero_grad(set_to_none=True)
         model(input_ids=tokens, labels=tokens).loss.backward()
         opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"params": sum(p.numel() for p in params), "median_ms": 1e3 * statistics.median(times),
-            "rss_before_mb": rss_before, "peak_rss_mb": peak, "saved_mb": saved / 2**20}
+
+    return step, sum(p.numel() for p in params), model, tokens
 
 
-def run_rounds(rounds: int, warmup: int, steps: int) -> dict[str, list[dict]]:
-    results: dict[str, list[dict]] = {name: [] for name in METHODS}
+def time_interleaved(cycles: int, warmup: int) -> dict[str, list[float]]:
+    """Step times (s) per method over ``cycles`` shuffled cycles, after ``warmup`` cycles."""
+    import torch
+
+    torch.set_num_threads(2)
+    trainers = {name: make_trainer(kind) for name, kind in METHODS.items()}
+    times: dict[str, list[float]] = {name: [] for name in METHODS}
     order = list(METHODS)
-    for r in range(rounds):
-        random.Random(r).shuffle(order)
+    for c in range(warmup + cycles):
+        random.Random(c).shuffle(order)
         for name in order:
-            out = subprocess.run([sys.executable, __file__, "--worker", METHODS[name], "--warmup", str(warmup),
-                                  "--steps", str(steps)], capture_output=True, text=True, check=True)
-            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"  round {r + 1}/{rounds}  {name:<32} {results[name][-1]['median_ms']:7.1f} ms", file=sys.stderr)
-    return results
+            t0 = time.perf_counter()
+            trainers[name][0]()
+            if c >= warmup:
+                times[name].append(time.perf_counter() - t0)
+        if c >= warmup:
+            print(f"  cycle {c - warmup + 1}/{cycles}: " + " ".join(f"{times[n][-1] * 1e3:.0f}" for n in METHODS),
+                  file=sys.stderr)
+    return times, {name: t[1] for name, t in trainers.items()}
 
 
-def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
-    table = {}
-    for name, runs in results.items():
-        ms = [r["median_ms"] for r in runs]
-        table[name] = {"params": runs[0]["params"], "ms": statistics.median(ms), "ms_min": min(ms), "ms_max": max(ms),
-                       "peak": statistics.median(r["peak_rss_mb"] for r in runs),
-                       "delta": statistics.median(r["peak_rss_mb"] - r["rss_before_mb"] for r in runs),
-                       "saved": statistics.median(r["saved_mb"] for r in runs)}
-    return table
+def memory_worker(kind: str, steps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(2)
+    step, _, model, tokens = make_trainer(kind)
+    saved = saved_activation_bytes(model, tokens)
+    rss_before = rss_mb()
+    for _ in range(steps):
+        step()
+    peak = rss_mb("VmHWM")
+    return {"rss_before_mb": rss_before, "peak_rss_mb": peak, "saved_mb": saved / 2**20}
 
 
-def report(table: dict[str, dict], rounds: int, steps: int) -> None:
+def measure_memory(steps: int) -> dict[str, dict]:
+    out = {}
+    for name, kind in METHODS.items():
+        run = subprocess.run([sys.executable, __file__, "--memory-worker", kind, "--steps", str(steps)],
+                             capture_output=True, text=True, check=True)
+        out[name] = json.loads(run.stdout.strip().splitlines()[-1])
+    return out
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over cycles of the within-cycle ratio of step times."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def report(times, params, memory, cycles: int) -> None:
     print(f"Llama hidden 256 × 4 layers, inter 704, vocab 2048; batch 8×128; CPU, 2 threads; AdamW; "
-          f"{rounds} rounds × {steps} steps; medians (min–max over rounds)")
-    print(f"{'method':<32} {'trainable':>10} {'step ms':>9} {'(min–max)':>15} {'peak RSS MB':>12} {'Δ RSS MB':>9} "
+          f"{cycles} interleaved cycles; step time median (quartiles)")
+    print(f"{'method':<32} {'trainable':>10} {'step ms':>8} {'(q1–q3)':>13} {'peak RSS MB':>12} {'Δ RSS MB':>9} "
           f"{'saved MB':>9}")
-    for name, row in table.items():
-        print(f"{name:<32} {row['params']:>10,} {row['ms']:>9.1f} {row['ms_min']:>7.1f}–{row['ms_max']:<7.1f} "
-              f"{row['peak']:>12.0f} {row['delta']:>9.0f} {row['saved']:>9.1f}")
-    oft, lora, p_oft = table["OFT b=32 CNP k=3 (ours)"], table["LoRA r=7 (ours)"], table["OFT b=32 CNP 5 terms (peft)"]
-    boft, p_boft = table["BOFT b=4 m=1 (ours)"], table["BOFT b=4 m=1 (peft)"]
-    ratios = {"OFT/LoRA time": (oft["ms"] / lora["ms"], 1.15), "OFT/peft-OFT time": (oft["ms"] / p_oft["ms"], 1.0),
-              "BOFT/peft-BOFT time": (boft["ms"] / p_boft["ms"], 0.5),
-              "OFT/LoRA peak RSS": (oft["peak"] / lora["peak"], 1.05)}
-    print(f"saved activations OFT/LoRA: {oft['saved'] / lora['saved']:.3f}×;  Δ RSS OFT/LoRA: "
-          f"{oft['delta'] / max(lora['delta'], 1e-9):.3f}×")
+    for name in METHODS:
+        q1, q2, q3 = statistics.quantiles([1e3 * t for t in times[name]], n=4)
+        m = memory[name]
+        print(f"{name:<32} {params[name]:>10,} {q2:>8.1f} {q1:>6.1f}–{q3:<6.1f} {m['peak_rss_mb']:>12.0f} "
+              f"{m['peak_rss_mb'] - m['rss_before_mb']:>9.0f} {m['saved_mb']:>9.1f}")
+    oft, lora, p_oft = "OFT b=32 CNP k=3 (ours)", "LoRA r=7 (ours)", "OFT b=32 CNP 5 terms (peft)"
+    boft, p_boft = "BOFT b=4 m=1 (ours)", "BOFT b=4 m=1 (peft)"
+    ratios = {"OFT/LoRA time": (ratio(times, oft, lora), 1.15), "OFT/peft-OFT time": (ratio(times, oft, p_oft), 1.0),
+              "BOFT/peft-BOFT time": (ratio(times, boft, p_boft), 0.5),
+              "OFT/LoRA peak RSS": (memory[oft]["peak_rss_mb"] / memory[lora]["peak_rss_mb"], 1.05)}
+    print(f"also: OFT exact/LoRA time {ratio(times, 'OFT b=32 exact (ours)', lora):.2f}×, "
+          f"QOFT/OFT time {ratio(times, 'QOFT b=32 4-bit g64 k=3 (ours)', oft):.2f}×, "
+          f"LoRA ours/peft time {ratio(times, lora, 'LoRA r=7 (peft)'):.2f}×, "
+          f"saved activations OFT/LoRA {memory[oft]['saved_mb'] / memory[lora]['saved_mb']:.3f}×")
     print("headline: " + " · ".join(f"{k} {v:.2f}× ({'ok' if v <= t else 'MISSED'}, target ≤ {t})"
                                     for k, (v, t) in ratios.items()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="1 round × 4 steps (smoke)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--cycles", type=int, default=20, help="timed cycles (one step of every method each)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed cycles first")
+    parser.add_argument("--memory-steps", type=int, default=5, help="steps per fresh memory process")
+    parser.add_argument("--quick", action="store_true", help="3 cycles, 1 warm-up, 2 memory steps (smoke)")
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.warmup, args.steps)))
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker, args.steps)))
         return
     if args.quick:
-        args.rounds, args.steps, args.warmup = 1, 4, 1
-    report(summarize(run_rounds(args.rounds, args.warmup, args.steps)), args.rounds, args.steps)
+        args.cycles, args.warmup, args.memory_steps = 3, 1, 2
+    memory = measure_memory(args.memory_steps)          # first, while this process is still small
+    times, params = time_interleaved(args.cycles, args.warmup)
+    report(times, params, memory, args.cycles)
 
 
 if __name__ == "__main__":

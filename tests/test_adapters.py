@@ -99,7 +99,7 @@ CASES = [
     ("oft-cnn", "cnn", OFTConfig, dict(block=9, targets=["0", "2"]), ["0", "2"], {}),
     ("oft-llama-all-but-head", "llama", OFTConfig, dict(block=8, exclude=["lm_head"]), LLAMA_ALL, {}),
     ("boft-mlp", "mlp", BOFTConfig, dict(block=4, targets=["layers.0", "layers.1"]), ["layers.0", "layers.1"], {}),
-    ("boft-tf-3-factors", "tf", BOFTConfig, dict(block=4, factors=3, targets=["q_proj", "up", "down"]),
+    ("boft-tf-3-factors", "tf", BOFTConfig, dict(block=4, factors=3, dense=False, targets=["q_proj", "up", "down"]),
      ["blocks.0.attn.q_proj", "blocks.0.mlp.up", "blocks.0.mlp.down"], {}),
     ("boft-tf-dense-neumann", "tf", BOFTConfig, dict(block=2, factors=2, dense=True, cayley="neumann",
                                                     targets=["v_proj"]), ["blocks.0.attn.v_proj"], {}),

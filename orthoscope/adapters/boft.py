@@ -32,11 +32,15 @@ from ..ortho import butterfly_permutation, cayley, invert_permutation, n_packed,
 from .oft import adapter_dtype, check_rotation_config, divisors
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "valid_boft_blocks"]
+__all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "valid_boft_blocks", "pass_cost"]
 
-# Dense x @ M costs N·d² multiply-adds, the factored path m·N·d·b plus m passes over N·d numbers (gathers, layout
-# copies). On CPU the passes dominate for small b; DENSE_FACTOR weights them (measured in benchmarks/adapters.py).
-DENSE_FACTOR = 16
+
+def pass_cost(b: int) -> float:
+    """Time of one factored pass (``block_rotate`` forward + backward, per element of x) in units of one dense
+    multiply-add (forward + backward). Rough CPU measurements (2-core machine, MKL, 2026-11-23): batched b×b products
+    run ~5 ns per element for b ≥ 16 but ~40 ns for b ≤ 8 (small-n gemms do not vectorize), against ~0.25 ns per
+    dense multiply-add; so ≈ 20 and ≈ 160."""
+    return 160.0 if b <= 8 else 20.0
 
 
 def valid_boft_blocks(d: int, factors: int) -> list[int]:
@@ -118,11 +122,12 @@ class BOFTLinear(AdaptedLayer):
         return self._apply(torch.eye(d, dtype=rs.dtype, device=rs.device), rs, range(self.factors - 1, -1, -1))
 
     def uses_dense(self, n_rows: int) -> bool:
-        """Dense ``x @ M`` when N·d² + m·d²·b (building M) < DENSE_FACTOR · m·N·d (passes of the factored path)."""
+        """Dense ``x @ M`` when its cost N·d² + F·m·d² (the product, and building M by m passes over d rows) is below
+        the factored path's F·m·N·d, with F = ``pass_cost(b)``: roughly when d < F·m and N ≫ d."""
         if self.dense is not None:
             return self.dense
-        d, m, b = self.base_layer.in_features, self.factors, self.block
-        return n_rows * d * d + m * d * d * b < DENSE_FACTOR * m * n_rows * d
+        d, m, f = self.base_layer.in_features, self.factors, pass_cost(self.block)
+        return n_rows * d * d + f * m * d * d < f * m * n_rows * d
 
     def adapted_forward(self, x):
         n_rows = x.numel() // x.shape[-1]
