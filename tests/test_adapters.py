@@ -434,3 +434,24 @@ def test_half_precision_base_keeps_float32_adapters(config):
     with torch.no_grad():
         merge_all(model)
         torch.testing.assert_close(output(model, x).float(), y.float(), atol=0.1, rtol=0.05)   # bf16 rounding
+
+
+def test_quantized_base_keeps_no_float_weight_for_backward():
+    """QuantLinear saves codes, not a dequantized float weight, and its gradients equal a plain dequantized linear's."""
+    from orthoscope.ortho import cayley, skew_from_packed
+
+    torch.manual_seed(0)
+    layer = QOFTConfig(block=8, bits=4, group_size=16).make_layer("x", nn.Linear(32, 64))
+    perturb(layer)
+    x = torch.randn(5, 32, requires_grad=True)
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+        y = layer(x)
+    assert (64, 32) not in shapes and (32, 64) not in shapes
+    y.pow(2).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    q_ref = layer.qoft_q.detach().clone().requires_grad_()
+    rotated = torch.einsum("nrk,rkc->nrc", x_ref.view(5, 4, 8), cayley(skew_from_packed(q_ref, 8))).reshape(5, 32)
+    F.linear(rotated, layer.base_layer.dequantized_weight(), layer.base_layer.bias).pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer.qoft_q.grad, q_ref.grad, atol=1e-5, rtol=1e-5)

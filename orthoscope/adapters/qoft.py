@@ -6,8 +6,8 @@ wrapped by a ``QOFTLinear``:
 
     y = QuantLinear(x · blockdiag(R)) = (x · blockdiag(R)) · deq(W)ᵀ + bias
 
-The rotation acts on the input (as OFT), so the quantized base runs unchanged and is dequantized on the fly; the
-trainable part is the same packed skew blocks as OFT (``qoft_q``). ``effective_weight()`` is
+The rotation acts on the input (as OFT), so the quantized base runs unchanged and is dequantized on the fly (also
+in backward: only the codes are kept for it, never a float copy of the weight); the trainable part is the same packed skew blocks as OFT (``qoft_q``). ``effective_weight()`` is
 ``deq(W) · blockdiag(R)ᵀ``.
 
 Merging folds R into the weight *and re-quantizes it*, so the merged layer stays quantized; its output then differs
@@ -37,6 +37,25 @@ from .quant import SUPPORTED_BITS, QuantizedTensor, dequantize_groupwise, quanti
 from .registry import AdaptedLayer, AdapterMethod, register_adapter
 
 __all__ = ["QuantLinear", "QOFTLinear", "QOFTConfig", "QOFT"]
+
+
+class _QuantMatmul(torch.autograd.Function):
+    """``y = x · deq(W)ᵀ + bias`` that keeps only the codes for backward and dequantizes again there (as bitsandbytes'
+    4-bit matmul): a float copy of every quantized weight alive until backward would undo QOFT's memory saving.
+    The base is frozen, so only ``∂L/∂x = g · deq(W)`` is computed."""
+
+    @staticmethod
+    def forward(ctx, x, layer, bias):
+        ctx.layer, ctx.version = layer, layer.codes._version
+        return F.linear(x, layer.dequantized_weight(x.dtype), bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        layer = ctx.layer
+        if layer.codes._version != ctx.version:
+            raise RuntimeError("the quantized weight changed between forward and backward (merged in between?)")
+        return grad_y @ layer.dequantized_weight(grad_y.dtype), None, None
 
 
 class QuantLinear(nn.Module):
@@ -77,6 +96,8 @@ class QuantLinear(nn.Module):
                                                     (self.out_features, self.in_features)), dtype or self.dtype)
 
     def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _QuantMatmul.apply(x, self, self.bias)
         return F.linear(x, self.dequantized_weight(x.dtype), self.bias)
 
     def extra_repr(self) -> str:
