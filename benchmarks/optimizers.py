@@ -24,6 +24,7 @@ noisy machine hit every method alike. Memory, per process:
 
     .venv/bin/python benchmarks/optimizers.py            # 5 rounds × 30 timed steps
     .venv/bin/python benchmarks/optimizers.py --quick    # 1 round × 5 steps (smoke)
+    .venv/bin/python benchmarks/optimizers.py --width 256 --methods adamw,poet,pion   # a wider model, a subset
 
 The last line holds the headline ratio: POET step time / AdamW step time (target ≤ 1.5).
 """
@@ -115,7 +116,7 @@ def current_rss_kb() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def worker(key: str, steps: int, warmup: int, threads: int) -> dict:
+def worker(key: str, steps: int, warmup: int, threads: int, width: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -123,7 +124,7 @@ def worker(key: str, steps: int, warmup: int, threads: int) -> dict:
     from orthoscope.tasks.tinylang import TinyLang, tiny_lm
 
     task = TinyLang(n_ctx=64, batch_size=32)
-    model = tiny_lm(task, d_model=128, n_heads=4, n_layers=2, d_mlp=512, seed=0)
+    model = tiny_lm(task, d_model=width, n_heads=4, n_layers=2, d_mlp=4 * width, seed=0)
     run = Run(model, task, make_method(key), probes=[], seed=0)
     saved = saved_activation_bytes(run)
     rss0 = current_rss_kb()
@@ -137,18 +138,20 @@ def worker(key: str, steps: int, warmup: int, threads: int) -> dict:
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n_params = sum(p.numel() for p in run.model.parameters())
-    return {"times": cpu, "median": statistics.median(cpu), "wall": statistics.median(times), "delta_rss_kb": peak - rss0, "saved": saved,
-            **state_bytes(run), "loss": losses[-1], "params": n_params}
+    return {"times": cpu, "median": statistics.median(cpu), "wall": statistics.median(times),
+            "delta_rss_kb": peak - rss0, "saved": saved, **state_bytes(run), "loss": losses[-1], "params": n_params}
 
 
-def table(results: dict, threads: int) -> str:
+def table(results: dict, threads: int, width: int) -> str:
     base = statistics.median(results["adamw"]["medians"])
     head = (f"{'method':28s} {'cpu ms':>7s} {'×AdamW':>7s} {'mean':>7s} {'wall ms':>8s} {'saved MB':>9s} "
             f"{'state MB':>9s} {'optim MB':>9s} {'ΔRSS MB':>8s} {'loss':>6s}")
-    lines = [f"tiny LM, CPU, {threads} thread(s); step time = process CPU time per step, median over rounds of "
-             "per-round medians (mean: over all steps); wall: the same median of wall-clock time", head,
-             "-" * len(head)]
+    lines = [f"tiny LM (d_model {width}, d_mlp {4 * width}), CPU, {threads} thread(s); step time = process CPU time "
+             "per step, median over rounds of per-round medians (mean: over all steps); wall: the same median of "
+             "wall-clock time", head, "-" * len(head)]
     for label, key in METHODS.items():
+        if key not in results:
+            continue
         r = results[key]
         med = statistics.median(r["medians"])
         state = (r["weights"] + r["grads"] + r["optim"]) / 2**20
@@ -165,22 +168,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--width", type=int, default=128, help="d_model (d_mlp = 4·width; a multiple of 32)")
+    ap.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS.values()))
     ap.add_argument("--quick", action="store_true", help="1 round × 5 steps")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.threads)))
+        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.threads, args.width)))
         return
     if args.quick:
         args.rounds, args.steps, args.warmup = 1, 5, 2
-    results = {key: {"medians": [], "all": [], "rss": [], "wall": []} for key in METHODS.values()}
-    order = list(METHODS.values())
+    order = list(METHODS.values()) if args.methods is None else args.methods.split(",")
+    unknown = [k for k in order if k not in METHODS.values()] + [k for k in ("adamw",) if k not in order]
+    if unknown:
+        raise SystemExit(f"--methods must include adamw and name only {list(METHODS.values())}; got {args.methods}")
+    results = {key: {"medians": [], "all": [], "rss": [], "wall": []} for key in order}
     rng = random.Random(0)
     for rnd in range(args.rounds):
         rng.shuffle(order)
         for key in order:
             out = subprocess.run([sys.executable, __file__, "--worker", key, "--steps", str(args.steps), "--warmup",
-                                  str(args.warmup), "--threads", str(args.threads)],
+                                  str(args.warmup), "--threads", str(args.threads), "--width", str(args.width)],
                                  capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"worker {key!r} failed:\n{out.stderr}")
@@ -192,11 +200,12 @@ def main() -> None:
             res["wall"].append(r["wall"])
             res.update({k: r[k] for k in ("saved", "weights", "grads", "optim", "loss", "params")})
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
-    print(table(results, args.threads))
+    print(table(results, args.threads, args.width))
     med = {k: statistics.median(v["medians"]) for k, v in results.items()}
-    print(f"POET/AdamW step time: {med['poet'] / med['adamw']:.2f}× (target ≤ 1.5×); "
-          f"POET memory mode/AdamW: {med['poet-mem'] / med['adamw']:.2f}×; "
-          f"Pion/AdamW: {med['pion'] / med['adamw']:.2f}×; Muon/AdamW: {med['muon'] / med['adamw']:.2f}×")
+    ratios = {"POET": "poet", "POET memory mode": "poet-mem", "Pion": "pion", "Muon": "muon"}
+    parts = [f"{label}/AdamW step time: {med[key] / med['adamw']:.2f}×"
+             + (" (target ≤ 1.5×)" if key == "poet" else "") for label, key in ratios.items() if key in med]
+    print("; ".join(parts))
 
 
 if __name__ == "__main__":
