@@ -7,9 +7,9 @@
 (a) demo: ``python -m orthoscope demo``'s training (``orthoscope.demo.train_until_grok`` with the default config),
     each run in a fresh process; wall time from the first step until held-out accuracy first reached 99%.
 (b) probes: the demo's run for a fixed number of steps with ``probes=default_probes()`` and with ``probes=[]``,
-    alternated in one process after a warm-up; overhead = median(on) / median(off) − 1. The time spent inside the
-    probes is also added up directly: on a shared machine the end-to-end difference is at the mercy of the noise,
-    the direct sum is not.
+    the two runs advanced in alternating blocks of 20 steps in one process (so both see the same load on a shared
+    machine); overhead = on / off − 1, median over pairs. The time spent inside the probes is also added up
+    directly (it excludes any indirect cost, such as caches the probes evict).
 (c) import: ``import orthoscope`` and ``import torch`` alone, each timed inside a fresh interpreter.
 
 Wall and CPU (process) time are both printed: when other work shares the machine, CPU time shows what the run
@@ -75,17 +75,26 @@ class Timed:
         return out
 
 
-def timed_run(probes_on: bool, steps: int, seed: int) -> tuple[float, float, float, float]:
-    """(wall, cpu) of ``steps`` steps of the demo's run, and (wall, cpu) spent inside the probes."""
+def interleaved_pair(steps: int, seed: int, block: int = 20) -> dict:
+    """The demo's run twice — default probes on and off — advanced in alternating blocks of ``block`` steps, so
+    both see the same load on a shared machine. Returns wall and CPU seconds of each, and the time inside probes."""
     from orthoscope.demo import DemoConfig, build_run
     from orthoscope.probes import default_probes
 
-    run = build_run(DemoConfig(seed=seed))
     spent = [0.0, 0.0]
-    run.probes = [Timed(p, spent) for p in default_probes()] if probes_on else []   # the library's defaults
-    w0, c0 = time.perf_counter(), time.process_time()
-    run.train(steps, progress=False)
-    return time.perf_counter() - w0, time.process_time() - c0, spent[0], spent[1]
+    on, off = build_run(DemoConfig(seed=seed)), build_run(DemoConfig(seed=seed))
+    on.probes = [Timed(p, spent) for p in default_probes()]     # the library's defaults, whatever the demo uses
+    off.probes = []
+    totals = {"on": [0.0, 0.0], "off": [0.0, 0.0]}
+    for b in range(0, steps, block):
+        order = (("on", on), ("off", off)) if (b // block) % 2 == 0 else (("off", off), ("on", on))
+        for name, run in order:
+            w, c = time.perf_counter(), time.process_time()
+            run.train(min(block, steps - b), progress=False)
+            totals[name][0] += time.perf_counter() - w
+            totals[name][1] += time.process_time() - c
+    return {"on": totals["on"][0], "cpu_on": totals["on"][1], "off": totals["off"][0], "cpu_off": totals["off"][1],
+            "inside": spent[0], "inside_cpu": spent[1]}
 
 
 def bench_probes(pairs: int, steps: int, threads, seed: int) -> dict:
@@ -95,17 +104,18 @@ def bench_probes(pairs: int, steps: int, threads, seed: int) -> dict:
 
     if threads is not None:
         torch.set_num_threads(threads)
-    timed_run(True, 50, seed)                        # warm-up: lazy initialisation of LAPACK, allocator, imports
-    on, off = [], []
+    interleaved_pair(40, seed)                       # warm-up: lazy initialisation of LAPACK, allocator, imports
+    results = []
     for i in range(pairs):
-        for flag, bucket in ((True, on), (False, off)) if i % 2 == 0 else ((False, off), (True, on)):
-            bucket.append(timed_run(flag, steps, seed))
-        print(f"  pair {i + 1}: probes on {on[-1][0]:.2f} s (cpu {on[-1][1]:.2f}; inside probes {on[-1][2]:.2f} s, "
-              f"cpu {on[-1][3]:.2f}), off {off[-1][0]:.2f} s (cpu {off[-1][1]:.2f})", flush=True)
-    med = lambda xs, j: statistics.median(x[j] for x in xs)
-    return {"on": med(on, 0), "off": med(off, 0), "cpu_on": med(on, 1), "cpu_off": med(off, 1),
-            "overhead": med(on, 0) / med(off, 0) - 1, "cpu_overhead": med(on, 1) / med(off, 1) - 1,
-            "inside": med(on, 2) / med(off, 0), "inside_cpu": med(on, 3) / med(off, 1),
+        r = interleaved_pair(steps, seed)
+        results.append(r)
+        print(f"  pair {i + 1}: probes on {r['on']:.2f} s (cpu {r['cpu_on']:.2f}; inside probes {r['inside']:.2f} s, "
+              f"cpu {r['inside_cpu']:.2f}), off {r['off']:.2f} s (cpu {r['cpu_off']:.2f})", flush=True)
+    med = lambda key: statistics.median(r[key] for r in results)
+    ratio = lambda a, b: statistics.median(r[a] / r[b] for r in results)
+    return {"on": med("on"), "off": med("off"), "cpu_on": med("cpu_on"), "cpu_off": med("cpu_off"),
+            "overhead": ratio("on", "off") - 1, "cpu_overhead": ratio("cpu_on", "cpu_off") - 1,
+            "inside": ratio("inside", "off"), "inside_cpu": ratio("inside_cpu", "cpu_off"),
             "probes": ", ".join(map(repr, default_probes()))}
 
 
@@ -125,7 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("demo", "probes", "import"), default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--runs", type=int, default=3, help="demo runs (median)")
-    parser.add_argument("--pairs", type=int, default=3, help="probes on/off pairs (median)")
+    parser.add_argument("--pairs", type=int, default=5, help="probes on/off pairs (median)")
     parser.add_argument("--steps", type=int, default=560, help="steps per probes on/off run (the demo groks ~560)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
