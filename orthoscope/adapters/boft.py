@@ -32,15 +32,13 @@ from ..ortho import butterfly_permutation, cayley, invert_permutation, n_packed,
 from .oft import adapter_dtype, check_rotation_config, divisors
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "valid_boft_blocks", "pass_cost"]
+__all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "valid_boft_blocks", "PASS_COST"]
 
 
-def pass_cost(b: int) -> float:
-    """Time of one factored pass (``block_rotate`` forward + backward, per element of x) in units of one dense
-    multiply-add (forward + backward). Rough CPU measurements (2-core machine, MKL, 2026-11-23): batched b×b products
-    run ~5 ns per element for b ≥ 16 but ~40 ns for b ≤ 8 (small-n gemms do not vectorize), against ~0.25 ns per
-    dense multiply-add; so ≈ 20 and ≈ 160."""
-    return 160.0 if b <= 8 else 20.0
+# One factored pass (gather + ``block_rotate``, forward + backward) per element of x, in units of one dense
+# multiply-add (forward + backward). On the 2-core CPU (MKL, 2026-11-23) it measured between ~10 and ~190 depending
+# on b (2…64), the thread count and the machine's load; 32 is a rough middle, so the dense path wins for d ≲ 32·m.
+PASS_COST = 32.0
 
 
 def valid_boft_blocks(d: int, factors: int) -> list[int]:
@@ -123,10 +121,10 @@ class BOFTLinear(AdaptedLayer):
 
     def uses_dense(self, n_rows: int) -> bool:
         """Dense ``x @ M`` when its cost N·d² + F·m·d² (the product, and building M by m passes over d rows) is below
-        the factored path's F·m·N·d, with F = ``pass_cost(b)``: roughly when d < F·m and N ≫ d."""
+        the factored path's F·m·N·d, with F = ``PASS_COST``: roughly when d < F·m and N ≫ d."""
         if self.dense is not None:
             return self.dense
-        d, m, f = self.base_layer.in_features, self.factors, pass_cost(self.block)
+        d, m, f = self.base_layer.in_features, self.factors, PASS_COST
         return n_rows * d * d + f * m * d * d < f * m * n_rows * d
 
     def adapted_forward(self, x):
