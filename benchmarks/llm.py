@@ -147,8 +147,9 @@ def report(rows: list[dict], args) -> None:
         mem = f"{r['peak_mb']:.1f}" if cuda else f"{r['peak_mb']:.1f} = {r['state_mb']:.1f} + {r['saved_mb']:.1f}"
         rel_m = f"{r['peak_mb'] / base['peak_mb']:.2f}" if base else "—"
         rel_t = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "—"
-        print(f"| {LABELS[r['method']].format(b=args.block)} | {r['trainable']:,} | {r['loss']:.3f} | {r['step_ms']:.1f} | "
-              f"{r['tokens_per_s']:.0f} | {mem} | {rel_m} | {rel_t} | {r['probe_ms']:.1f} |")
+        label = LABELS[r["method"]].format(b=args.block)
+        print(f"| {label} | {r['trainable']:,} | {r['loss']:.3f} | {r['step_ms']:.1f} | {r['tokens_per_s']:.0f} | "
+              f"{mem} | {rel_m} | {rel_t} | {r['probe_ms']:.1f} |")
 
 
 def main(argv=None):

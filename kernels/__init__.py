@@ -4,7 +4,8 @@ Every heavy operation is called as ``orthoscope.kernels.<op>(...)``. Each op has
 ``reference.py`` (same signature, autograd-friendly) and, where written, a Triton kernel. The choice is made once
 per call from the tensors' device:
 
-* ``auto`` (default): Triton on CUDA tensors when Triton imports and the op has a kernel; the twin otherwise;
+* ``auto`` (default): Triton on CUDA tensors when Triton imports and the op has a kernel; the twin otherwise
+  (and for float64 inputs, which the fp32-accumulating kernels would round);
 * ``torch``: always the twin;  ``triton``: always the kernel (on CPU only under ``TRITON_INTERPRET=1``).
 
 Set it with the environment variable ``ORTHOSCOPE_KERNELS`` or, in tests, ``with use("torch"): ...``.
@@ -16,6 +17,8 @@ import contextlib
 import importlib
 import os
 import warnings
+
+import torch
 
 from . import reference
 
@@ -76,7 +79,7 @@ def dispatch(name: str, *tensors):
     global _warned
     choice = _choice()
     on_cuda = any(getattr(t, "is_cuda", False) for t in tensors)
-    if choice == "torch" or (choice == "auto" and not on_cuda):
+    if choice == "torch" or (choice == "auto" and (not on_cuda or _twin_dtype(tensors))):
         return getattr(reference, name)
     if not triton_available():
         if choice == "triton":
@@ -94,6 +97,12 @@ def dispatch(name: str, *tensors):
     if choice == "triton":
         raise NotImplementedError(f"no Triton kernel for {name!r} yet; use ORTHOSCOPE_KERNELS=auto or torch")
     return getattr(reference, name)
+
+
+def _twin_dtype(tensors) -> bool:
+    """float64 (or other non-kernel dtypes) stay on the twin under ``auto``: the kernels compute in fp32, and
+    float64 callers (POET's merges) want every bit. ``triton`` with such tensors raises in the launcher."""
+    return any(getattr(t, "dtype", None) in (torch.float64, torch.complex64, torch.complex128) for t in tensors)
 
 
 # ---- public ops (one line each: pick an implementation, call it) ---------------------------------------------------

@@ -1,4 +1,5 @@
-"""Cayley–Neumann rotations from packed skew blocks, forward and backward, in Triton (twin: ``reference.cayley_neumann``).
+"""Cayley–Neumann rotations from packed skew blocks, forward and backward, in Triton
+(twin: ``reference.cayley_neumann``).
 
 Math. ``Q`` is the b×b skew matrix whose strict upper triangle is the packed row ``q[p]``, ``p = i·b − i(i+1)/2 +
 j − i − 1`` for ``i < j`` (``torch.triu_indices`` order), ``Q[j, i] = −Q[i, j]``. The rotation is built by Horner's

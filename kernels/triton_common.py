@@ -108,6 +108,16 @@ def check_permutation(op: str, name: str, perm: torch.Tensor, n: int) -> None:
     _checked_perms[key] = (weakref.ref(perm, lambda _, k=key: _checked_perms.pop(k, None)), perm._version)
 
 
+def autocast_cast(*tensors):
+    """Under ``torch.autocast`` (on the tensors' device), cast floating tensors to the autocast dtype — what the
+    twins' matmuls/einsums get from autocast — so mixed fp32/bf16 inputs meet in one dtype, as in the twin."""
+    device = next((t.device.type for t in tensors if isinstance(t, torch.Tensor)), "cpu")
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
+
+
 def unit_stride_2d(t: torch.Tensor, last: int) -> torch.Tensor:
     """``t`` viewed as ``[-1, last]`` with unit inner stride (copies only when the layout needs it)."""
     t2 = t.reshape(-1, last)

@@ -30,8 +30,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import (check_device, check_float, check_same_dtype, check_unit_stride, dot_dtype, dot_precision,
-                            grad_dot_precision, interpreting, pow2, unit_stride_2d)
+from .triton_common import (autocast_cast, check_device, check_float, check_same_dtype, check_unit_stride, dot_dtype,
+                            dot_precision, grad_dot_precision, interpreting, pow2, unit_stride_2d)
 
 IGNORE_INDEX = -100
 
@@ -197,6 +197,7 @@ def harmonic_nll(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, n
     is not −100 (nan when there are none, as ``F.cross_entropy``)."""
     from orthoscope.losses import HARMONIC_EPS
 
+    h, centers = autocast_cast(h, centers)
     if isinstance(h, torch.Tensor) and h.dim() == 2:
         h = unit_stride_2d(h, h.shape[1])
     if isinstance(centers, torch.Tensor) and centers.dim() == 2:

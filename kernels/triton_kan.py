@@ -24,8 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import (check_device, check_float, check_same_dtype, check_unit_stride, interpreting, pow2,
-                            unit_stride_2d)
+from .triton_common import (autocast_cast, check_device, check_float, check_same_dtype, check_unit_stride,
+                            interpreting, pow2, unit_stride_2d)
 
 
 @triton.jit
@@ -226,6 +226,7 @@ class KanSpline(torch.autograd.Function):
 def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
     """Triton ``kan_spline`` (same signature and value as ``reference.kan_spline``). The grid is used in x's dtype,
     as the twin does."""
+    x, coef = autocast_cast(x, coef)
     tensors = [x, grid, coef]
     if all(isinstance(t, torch.Tensor) for t in tensors) and x.dim() == 2 and grid.dim() == 2 and coef.dim() == 3:
         if grid.dtype != x.dtype and grid.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):

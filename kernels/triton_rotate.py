@@ -25,8 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import (check_device, check_float, check_permutation, check_same_dtype, check_unit_stride, dot_dtype,
-                            dot_precision, interpreting, pow2, unit_stride_2d)
+from .triton_common import (autocast_cast, check_device, check_float, check_permutation, check_same_dtype,
+                            check_unit_stride, dot_dtype, dot_precision, interpreting, pow2, unit_stride_2d)
 
 
 @triton.jit
@@ -210,6 +210,7 @@ def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = N
     if x.shape[-1] != R.shape[0] * R.shape[1]:
         raise ValueError(f"block_rotate: x has last dimension {x.shape[-1]} but R has {R.shape[0]} blocks of size "
                          f"{R.shape[1]} (needs r*b = {R.shape[0] * R.shape[1]})")
+    x, R = autocast_cast(x, R)
     x2 = unit_stride_2d(x, x.shape[-1])
     y = BlockRotate.apply(x2, R, perm, recompute)
     return y.reshape(x.shape)

@@ -71,6 +71,13 @@ def test_dispatch_picks_kernels_and_twins(triton_ops):
     with kernels.use("torch"):
         assert kernels.dispatch("block_rotate", x) is kernels.reference.block_rotate
     assert kernels.dispatch("block_rotate", x) is kernels.reference.block_rotate      # auto on CPU: twin
+    from types import SimpleNamespace
+
+    on_gpu = SimpleNamespace(is_cuda=True, dtype=torch.float32)                       # stand-ins: no GPU here
+    on_gpu64 = SimpleNamespace(is_cuda=True, dtype=torch.float64)
+    with kernels.use("auto"):
+        assert kernels.dispatch("block_rotate", on_gpu) is triton_ops.OPS["block_rotate"]
+        assert kernels.dispatch("block_rotate", on_gpu64) is kernels.reference.block_rotate   # POET merges (fp64)
 
 
 def test_launch_on_cpu_without_interpreter_is_refused_before_launch(monkeypatch, triton_ops):
@@ -198,6 +205,19 @@ def test_block_rotate_half_precision(dtype):
     ref, got = both("block_rotate", [x, R], torch.randperm(32, generator=gen(2)))
     assert got[0].dtype == dtype and [g.dtype for g in got[1]] == [dtype, dtype]
     assert_match(ref, got, HALF_TOL[dtype])
+
+
+def test_block_rotate_under_autocast_meets_in_the_autocast_dtype():
+    """Under autocast the twin's einsum runs in bf16 whatever the input dtypes (POET passes fp32 rotations with bf16
+    activations); the kernel casts the same way instead of refusing mixed dtypes."""
+    x, R = rot_inputs((10,), 2, 16, seed=3)
+    xb = x.bfloat16()
+    outs = {}
+    for impl in ("torch", "triton"):
+        with kernels.use(impl), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs[impl] = kernels.block_rotate(xb, R)
+    assert outs["triton"].dtype == outs["torch"].dtype == torch.bfloat16
+    assert rel_err(outs["triton"], outs["torch"]) <= HALF_TOL[torch.bfloat16]
 
 
 @settings(max_examples=6, deadline=None)
