@@ -16,7 +16,8 @@ Without CUDA (this project's CI machine) the same script runs the twins at reduc
 columns say "no CUDA" — and measures memory as bytes autograd saves for backward; for the harmonic loss it also
 runs the fused kernel once in Triton's CPU interpreter to count its saved bytes (the interpreter's *speed* means
 nothing and is not reported). Times are medians over ``--reps`` repetitions after warm-up (CUDA events on a GPU;
-wall clock on CPU, one thread by default).
+on CPU the process CPU time with one thread by default — on a shared, loaded machine wall clock mostly measures the
+neighbours; with one thread CPU time is the work done).
 
     .venv/bin/python benchmarks/kernels.py                  # CPU: reduced shapes; GPU: target shapes
     .venv/bin/python benchmarks/kernels.py --quick --no-compile
@@ -37,7 +38,11 @@ CUDA = torch.cuda.is_available()
 if not CUDA:                                   # only for the saved-bytes count of the fused loss (never timed)
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import logging  # noqa: E402
+
 from torch import nn  # noqa: E402
+
+torch._logging.set_logs(dynamo=logging.ERROR, graph_breaks=False)   # torch.compile's graph-break notes: not results
 
 from orthoscope import kernels  # noqa: E402
 from orthoscope.kernels import reference  # noqa: E402
@@ -68,10 +73,10 @@ def timed(fn, reps: int, warmup: int) -> float:
             end.record()
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
+        else:                                  # CPU time of this process: steady on a shared, busy machine
+            t0 = time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
