@@ -12,6 +12,10 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 export ORTHOSCOPE_SMOKE=1 MPLBACKEND=Agg
+# One intra-op thread per process: the suite runs several processes at once (pytest, notebook kernels, JupyterLab and
+# Chromium in the browser test), and on 2 cores torch's OpenMP threads then spin-wait on each other — measured here:
+# 40 tiny-LM steps took 1.5 s with one thread and 14.5 s with two at load average 5.6.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -9,7 +9,7 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-NOTEBOOK_BUDGET_S = 180
+NOTEBOOK_BUDGET_S = 360
 PREFIX_MARK = "orthoscope-kernel-prefix:"
 
 
