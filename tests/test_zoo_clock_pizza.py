@@ -114,3 +114,17 @@ def test_short_run_records_metrics_and_warmup():
     assert warm.value(10 ** 6) == pytest.approx(1e-3)
     cosine = ScheduledAdamW(lr=1e-3, total=100, min_ratio=0.1).interventions()[0]
     assert cosine.value(99) == pytest.approx(1e-4)
+
+
+def test_the_p59_table_is_complete_and_split_without_overlap():
+    from orthoscope.tasks import ModularArithmetic
+
+    task = ModularArithmetic(p=59, train_frac=0.8, seed=0)
+    tr = {tuple(r) for r in task.x_train.tolist()}
+    te = {tuple(r) for r in task.x_test.tolist()}
+    assert len(tr) + len(te) == 59 * 59 and not tr & te
+    assert tr | te == {(a, b) for a in range(59) for b in range(59)}
+    assert len(tr) == round(0.8 * 59 * 59)
+    x = torch.cat([task.x_train, task.x_test])
+    y = torch.cat([task.y_train, task.y_test])
+    assert (y == (x[:, 0] + x[:, 1]) % 59).all()
