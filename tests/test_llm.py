@@ -1,9 +1,14 @@
 """The LLM recipe end to end on a tiny Llama (hidden 64, 2 layers, TinyLang's vocabulary): every method trains
-through the same ``Run``, probes observe a sample of layers, and the wrapper/task/config pieces behave."""
-import math
+through the same ``Run``, probes observe a sample of layers, the wrapper/task/config pieces behave, and the Triton
+kernels (in the CPU interpreter, set before they are imported) train the model exactly as the torch twins do."""
+import os
 
-import pytest
-import torch
+os.environ["TRITON_INTERPRET"] = "1"
+
+import math  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 pytest.importorskip("transformers")
 
@@ -60,6 +65,27 @@ def test_poet_memory_mode_equals_plain(task, config):
         run.train(3, progress=False)
         losses.append([v for v in run.history["loss/batch"].values])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["oft", "poet_mem"])
+def test_triton_kernels_train_the_llama_like_the_twins(name, config):
+    """OFT (CNP + rotation) and POET memory mode (CNP + permuted rotations + recompute) on the real Llama: a step
+    with every seam op on its Triton kernel gives the twins' loss and updated weights (2 windows of 8 tokens: the
+    interpreter is slow)."""
+    pytest.importorskip("triton")
+    from orthoscope import kernels
+
+    task = TokenTask(TinyLang(n_ctx=8, batch_size=2, n_sentences=200), n_eval=2)
+    runs = {}
+    for impl in ("torch", "triton"):
+        with kernels.use(impl):
+            runs[impl] = Run(build_llama(config, seed=0), task, llm_method(name, block=16), probes=[], seed=0)
+            runs[impl].train(1, progress=False)
+    assert runs["triton"].history["loss/batch"].values == pytest.approx(runs["torch"].history["loss/batch"].values,
+                                                                         rel=1e-5)
+    for (n, a), (_, b) in zip(runs["triton"].model.named_parameters(), runs["torch"].model.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
 
 
 def test_wrapper_returns_logits_and_checkpointing_keeps_gradients(config):
