@@ -89,6 +89,7 @@ CASES = [
     ("lora-llama", "llama", LoRAConfig, dict(rank=2, targets=["q_proj", "v_proj"]), LLAMA_QV, {}),
     ("sora-tf-regex", "tf", SoRAConfig, dict(rank=4, targets=r"blocks\.0\.mlp\..*"),
      ["blocks.0.mlp.up", "blocks.0.mlp.down"], {}),
+    ("sora-cnn", "cnn", SoRAConfig, dict(rank=2, targets=["0", "4"]), ["0", "4"], {}),
     ("sora-llama", "llama", SoRAConfig, dict(rank=3, targets=["o_proj", "down_proj"]),
      [f"model.layers.{i}.{p}" for i in range(2) for p in ("self_attn.o_proj", "mlp.down_proj")], {}),
     ("oft-mlp", "mlp", OFTConfig, dict(block=4, targets=["layers.0", "layers.1"]), ["layers.0", "layers.1"], {}),
