@@ -2,7 +2,7 @@
 
 Setup (issue 4 targets): a randomly initialized transformers ``LlamaForCausalLM`` (hidden 256, 4 layers, 4 heads,
 intermediate 704 = 22·32 so block 32 divides every layer; vocab 2048), batch 8 × seq 128 of random tokens, next-token
-loss, CPU, ``torch.set_num_threads(2)``, AdamW (lr 1e-4) over the trainable parameters. Adapters go on all seven
+loss, CPU, ``torch.set_num_threads(2)`` (``--threads``), AdamW (lr 1e-4) over the trainable parameters. Adapters go on all seven
 linear layers of every block (q, k, v, o, gate, up, down). LoRA rank 7 has the trainable-parameter count of OFT with
 block 32 (138.0k vs 138.9k). peft OFT uses its default Cayley–Neumann with 5 terms, ours k = 3 (the same formula).
 BOFT uses block 4 with one butterfly factor on both sides: on a CPU peft cannot build its CUDA extension and silently
@@ -135,11 +135,11 @@ def make_trainer(kind: str):
     return step, sum(p.numel() for p in params), model, tokens
 
 
-def time_interleaved(cycles: int, warmup: int) -> dict[str, list[float]]:
+def time_interleaved(cycles: int, warmup: int, threads: int) -> dict[str, list[float]]:
     """Step times (s) per method over ``cycles`` shuffled cycles, after ``warmup`` cycles."""
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     trainers = {name: make_trainer(kind) for name, kind in METHODS.items()}
     times: dict[str, list[float]] = {name: [] for name in METHODS}
     order = list(METHODS)
@@ -156,10 +156,10 @@ def time_interleaved(cycles: int, warmup: int) -> dict[str, list[float]]:
     return times, {name: t[1] for name, t in trainers.items()}
 
 
-def memory_worker(kind: str, steps: int) -> dict:
+def memory_worker(kind: str, steps: int, threads: int) -> dict:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     step, _, model, tokens = make_trainer(kind)
     saved = saved_activation_bytes(model, tokens)
     rss_before = rss_mb()
@@ -169,10 +169,11 @@ def memory_worker(kind: str, steps: int) -> dict:
     return {"rss_before_mb": rss_before, "peak_rss_mb": peak, "saved_mb": saved / 2**20}
 
 
-def measure_memory(steps: int) -> dict[str, dict]:
+def measure_memory(steps: int, threads: int) -> dict[str, dict]:
     out = {}
     for name, kind in METHODS.items():
-        run = subprocess.run([sys.executable, __file__, "--memory-worker", kind, "--steps", str(steps)],
+        run = subprocess.run([sys.executable, __file__, "--memory-worker", kind, "--steps", str(steps),
+                              "--threads", str(threads)],
                              capture_output=True, text=True, check=True)
         out[name] = json.loads(run.stdout.strip().splitlines()[-1])
     return out
@@ -183,8 +184,8 @@ def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
-def report(times, params, memory, cycles: int) -> None:
-    print(f"Llama hidden 256 × 4 layers, inter 704, vocab 2048; batch 8×128; CPU, 2 threads; AdamW; "
+def report(times, params, memory, cycles: int, threads: int) -> None:
+    print(f"Llama hidden 256 × 4 layers, inter 704, vocab 2048; batch 8×128; CPU, {threads} threads; AdamW; "
           f"{cycles} interleaved cycles; step time median (quartiles)")
     print(f"{'method':<32} {'trainable':>10} {'step ms':>8} {'(q1–q3)':>13} {'peak RSS MB':>12} {'Δ RSS MB':>9} "
           f"{'saved MB':>9}")
@@ -211,18 +212,19 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=20, help="timed cycles (one step of every method each)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed cycles first")
     parser.add_argument("--memory-steps", type=int, default=5, help="steps per fresh memory process")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the targets use 2)")
     parser.add_argument("--quick", action="store_true", help="3 cycles, 1 warm-up, 2 memory steps (smoke)")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
-        print(json.dumps(memory_worker(args.memory_worker, args.steps)))
+        print(json.dumps(memory_worker(args.memory_worker, args.steps, args.threads)))
         return
     if args.quick:
         args.cycles, args.warmup, args.memory_steps = 3, 1, 2
-    memory = measure_memory(args.memory_steps)          # first, while this process is still small
-    times, params = time_interleaved(args.cycles, args.warmup)
-    report(times, params, memory, args.cycles)
+    memory = measure_memory(args.memory_steps, args.threads)   # first, while this process is still small
+    times, params = time_interleaved(args.cycles, args.warmup, args.threads)
+    report(times, params, memory, args.cycles, args.threads)
 
 
 if __name__ == "__main__":
