@@ -8,7 +8,8 @@ that step and the wall time, trains a short tail so the plateau shows, and write
 Settings (measured on a 2-core CPU; see BENCHMARKS.md, "Spine"): an MLP on concatenated token embeddings
 (2×64 → 128 → 97, ReLU), full-batch AdamW with lr 1e-2 and weight decay 0.5. The coordinator's first setting
 (embed 128, hidden 256, lr 3e-3, wd 1) grokked at step ~900; this one reaches 99% at step ~550 with a third of the
-compute per step, and still shows a clear gap (train 100% by step ~100, test < 10% until step ~300).
+compute per step, and still shows a clear gap (train 100% by step ~100, test < 10% until step ~300). It runs on
+one torch thread by default: the model is small, and on a busy 2-core machine a second thread waits on the first.
 """
 from __future__ import annotations
 
@@ -43,12 +44,14 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--out", default="orthoscope-demo", help="folder for report.html (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="maximum training steps (default: 3000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, split and data order (default: 0)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default: 1; this model is small, and on a busy 2-core machine "
+                             "a second thread waits on the first: 21 s vs 44 s to grok, see BENCHMARKS.md)")
     parser.add_argument("--smoke", action="store_true", help="tiny, seconds-long run (for tests)")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps <= 0:
         parser.error(f"--steps must be a positive integer, got {args.steps}")
-    if args.threads is not None and args.threads <= 0:
+    if args.threads <= 0:
         parser.error(f"--threads must be a positive integer, got {args.threads}")
     return args
 
@@ -165,30 +168,39 @@ def report_config(cfg: DemoConfig, result: DemoResult, argv) -> dict:
 def main(argv=None) -> int:
     import sys
 
+    import torch
+
     argv = list(sys.argv[1:] if argv is None else argv)     # argparse's convention
     args = parse_args(argv)
     cfg = make_config(args)
-    if args.threads is not None:
-        import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        print(f"orthoscope demo: a + b mod {cfg.p}, MLP 2×{cfg.d_embed} → {cfg.hidden} → {cfg.p}, "
+              f"AdamW(lr={cfg.lr:g}, weight_decay={cfg.weight_decay:g}), trained on {cfg.train_frac:.0%} of the "
+              f"table, {args.threads} thread(s)", flush=True)
+        result = train_until_grok(cfg, progress=sys.stderr.isatty())
+        lines = summary_lines(cfg, result)
+        for line in lines:
+            print(line, flush=True)
+        write(args.out, cfg, result, lines, argv)
+    finally:
+        torch.set_num_threads(previous)
+    return 0
 
-        torch.set_num_threads(args.threads)
-    print(f"orthoscope demo: a + b mod {cfg.p}, MLP 2×{cfg.d_embed} → {cfg.hidden} → {cfg.p}, "
-          f"AdamW(lr={cfg.lr:g}, weight_decay={cfg.weight_decay:g}), trained on {cfg.train_frac:.0%} of the table",
-          flush=True)
-    result = train_until_grok(cfg, progress=sys.stderr.isatty())
-    lines = summary_lines(cfg, result)
-    for line in lines:
-        print(line, flush=True)
+
+def write(out, cfg: DemoConfig, result: DemoResult, lines: list[str], argv) -> Path:
+    """Write ``out/report.html`` and say where it is."""
     from .report import write_report
 
     t = time.perf_counter()
     pct = f"{100 * cfg.target:g}%"
     marks = {k: v for k, v in ((f"train ≥ {pct}", result.train_step), (f"test ≥ {pct}", result.grok_step))
              if v is not None}
-    path = write_report(Path(args.out) / "report.html", result.run,
+    path = write_report(Path(out) / "report.html", result.run,
                         title=f"Grokking a + b mod {cfg.p}", intro=INTRO.format(p=cfg.p, frac=100 * cfg.train_frac),
                         summary=lines, config=report_config(cfg, result, argv), layer=cfg.layer, marks=marks,
                         max_frames=cfg.max_frames)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s — open it in a "
           f"browser", flush=True)
-    return 0
+    return path

@@ -25,13 +25,13 @@ def smoke_report(tmp_path_factory):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = demo.main(["--smoke", "--out", str(out), "--seed", "1", "--steps", "30"])
+        code = demo.main(["--smoke", "--out", str(out), "--seed", "1", "--steps", "30", "--threads", "2"])
     return code, buf.getvalue(), (out / "report.html")
 
 
 def test_smoke_demo_writes_a_complete_self_contained_report(smoke_report):
     code, printed, path = smoke_report
-    assert code == 0
+    assert code == 0 and torch.get_num_threads() == 1          # main() restores the thread count it changed
     assert "a + b mod 31" in printed and "Trained 30 steps" in printed and f"wrote {path}" in printed
     text = path.read_text(encoding="utf-8")
     for heading in ("<h1>Grokking a + b mod 31</h1>", "1. Loss and accuracy", "2. The spectrum of <code>embed</code>",
@@ -42,6 +42,7 @@ def test_smoke_demo_writes_a_complete_self_contained_report(smoke_report):
     assert not re.search(r'(src|href)="(https?:)?//', text), "the report must not load anything from the network"
     assert "python -m orthoscope demo --smoke --out" in text and "--seed 1" in text         # how to reproduce
     assert "Held-out accuracy did not reach 99% within 30 steps" in text
+    assert "<th>threads</th><td>2</td>" in text and "2 thread(s)" in printed
 
 
 def test_demo_result_and_grokking_summary():
