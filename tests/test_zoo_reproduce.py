@@ -48,3 +48,10 @@ def test_full_verdict_sets_exit_status(monkeypatch, capsys):
     monkeypatch.setitem(R.REGISTRY, "fake", R.Reproduction("fake", "t", "p", "tol", "s",
                                                            lambda smoke: R.Outcome(1.0, "d", passed=True)))
     assert R.main(["fake"]) == 0
+
+
+def test_every_reproduction_runs_in_smoke_mode(capsys):
+    # The same code path as the full reproductions, at toy size (~10 s for all of them on one thread).
+    assert R.main(["all", "--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("smoke run, tolerance not checked") == len(R.REGISTRY)
