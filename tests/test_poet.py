@@ -202,6 +202,39 @@ def test_memory_mode_gradient_parity_and_saved_tensors(variant, quantize):
     assert bytes_mem < 0.6 * bytes_plain, (bytes_mem, bytes_plain)    # plain keeps x̃ and ỹ, memory mode x
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_memory_mode_under_bf16_autocast_matches_plain(bias):
+    """Backward re-enters the forward's autocast state (issue 7): without it the recompute ran in fp32 against a bf16
+    ``grad_y`` and failed ("expected scalar type Float but found BFloat16") in a bias-free stack."""
+    x = torch.randn(8, 16, generator=gen(7))
+    results = []
+    for mm in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 32, bias=bias), nn.Linear(32, 32, bias=bias), nn.Linear(32, 16, bias=bias))
+        POET(block=8, memory_mode=mm, exclude=None).attach(model)
+        for i, (_, layer) in enumerate(poet_layers(model)):
+            with torch.no_grad():
+                layer.poet_q_in.copy_(torch.randn(layer.poet_q_in.shape, generator=gen(i)) * 0.1)
+                layer.poet_q_out.copy_(torch.randn(layer.poet_q_out.shape, generator=gen(i + 10)) * 0.1)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = model(x)
+        assert y.dtype == torch.bfloat16 if not bias else y.dtype == torch.float32
+        (y.float() * torch.linspace(-1, 1, 16)).sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        opt.step()                                                            # trains a step
+        after = [p.detach() for p in model.parameters() if p.requires_grad]
+        assert all(torch.isfinite(g).all() for g in grads)
+        assert any(not torch.equal(a, b) for a, b in zip(after, before))
+        results.append((y.detach().float(), grads))
+    (y0, g0), (y1, g1) = results
+    torch.testing.assert_close(y1, y0, atol=2e-2, rtol=2e-2)                  # bf16: 8 bits of mantissa
+    for a, b in zip(g0, g1):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(b, a, atol=2e-2 * a.abs().max().item(), rtol=2e-2)
+
+
 @pytest.mark.parametrize("variant", ["bs", "fs"])
 def test_memory_mode_function_gradcheck(variant):
     from orthoscope.adapters.poet import poet_forward

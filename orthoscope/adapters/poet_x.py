@@ -22,6 +22,12 @@ from typing import Callable
 import torch
 
 
+def autocast_state(device_type: str) -> tuple[str, bool, torch.dtype]:
+    """``(device_type, enabled, dtype)`` of autocast now. Backward runs outside the forward's autocast region, so a
+    recompute must re-enter it: else it runs in fp32 while ``grad_y`` (and the saved graph's casts) are bf16."""
+    return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+
+
 class POETXFunction(torch.autograd.Function):
     """``y = forward_fn(x, R_in, R_out, weight_fn())`` saving only ``(x, R_in, R_out)``; recompute in backward."""
 
@@ -31,6 +37,7 @@ class POETXFunction(torch.autograd.Function):
             y = forward_fn(x, R_in, R_out, weight_fn())
         ctx.save_for_backward(x, R_in, R_out)
         ctx.weight_fn, ctx.forward_fn = weight_fn, forward_fn
+        ctx.amp = autocast_state(x.device.type)
         return y
 
     @staticmethod
@@ -39,7 +46,8 @@ class POETXFunction(torch.autograd.Function):
         x, R_in, R_out = ctx.saved_tensors
         wanted = ctx.needs_input_grad[:3]
         inputs = [t.detach().requires_grad_(need) for t, need in zip((x, R_in, R_out), wanted)]
-        with torch.enable_grad():
+        device_type, enabled, dtype = ctx.amp
+        with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
             y = ctx.forward_fn(*inputs, ctx.weight_fn())
             leaves = [t for t, need in zip(inputs, wanted) if need]
             grads = iter(torch.autograd.grad(y, leaves, grad_y)) if leaves else iter(())
