@@ -64,17 +64,21 @@ def inverse_cayley(r: torch.Tensor) -> torch.Tensor:
 def cayley_neumann(q: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Cayley–Neumann ``R_k = (I + Q)(I + Q + … + Q^k)`` (module docstring); k = 3 by default.
 
-    The sum is built by Horner's rule ``S = I + Q(I + Q(… (I + Q)))`` — k matrix products — then ``R = S + Q S``.
-    ``k = 0`` gives ``I + Q`` (first order, not recommended: the paper's k = 0 run did not converge).
+    The expanded polynomial ``I + 2Q + … + 2Q^k + Q^{k+1}`` is evaluated by Horner's rule,
+    ``P = Q + 2I;  P ← 2I + Q·P  (k − 1 times);  R = I + Q·P`` — k matrix products, the fewest for degree k + 1 by
+    this rule (the factored form ``(I+Q)·S`` needs k + 1). ``k = 0`` gives ``I + Q`` (first order, not recommended:
+    the paper's k = 0 run did not converge).
     """
     _check_square(q, "q")
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise ValueError(f"k (number of Neumann terms) must be an int ≥ 0, got {k!r}")
     eye = _eye_like(q)
-    s = eye
-    for _ in range(k):
-        s = eye + q @ s
-    return s + q @ s
+    if k == 0:
+        return eye + q
+    p = q + 2 * eye
+    for _ in range(k - 1):
+        p = torch.baddbmm(2 * eye, q, p) if q.dim() == 3 else 2 * eye + q @ p
+    return torch.baddbmm(eye, q, p) if q.dim() == 3 else eye + q @ p
 
 
 def random_skew(b: int, norm: float, generator: torch.Generator | None = None,
