@@ -152,6 +152,48 @@ def matrix_param_groups(model: nn.Module, exclude: Rules = None, named: bool = T
     return groups
 
 
+# ---- the optimizer skeleton -----------------------------------------------------------------------------------
+
+class GroupedOptimizer(torch.optim.Optimizer):
+    """What every optimizer here does around its own rule: the closure, the non-finite guard, and the loop over
+    parameter groups. A subclass gives ``update(p, state, group)`` — one parameter with a gradient, in place,
+    under ``no_grad`` — and, with ``aux_adamw = True`` (the default), groups flagged ``"matrix": False`` are
+    trained by the auxiliary AdamW instead, while every matrix group is checked to hold 2-D (up to
+    ``matrix_max_dim``-D) weights."""
+
+    name = "optimizer"
+    aux_adamw = True
+    matrix_max_dim = 2
+
+    def __init__(self, groups: list[dict], check_finite: bool = True):
+        super().__init__(groups, {})
+        if self.aux_adamw:
+            for gi, group in enumerate(self.param_groups):
+                if group["matrix"]:
+                    check_matrix_group(self.name, group, gi, max_dim=self.matrix_max_dim)
+        self.check_finite = check_finite
+
+    def update(self, p: torch.Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement update(p, state, group)")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.check_finite:
+            check_finite_grads(self)                    # refuses the whole step before anything moves
+        for group in self.param_groups:
+            if self.aux_adamw and not group["matrix"]:
+                adamw_group_step(self.state, group)
+                continue
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, self.state[p], group)
+        return loss
+
+
 # ---- the auxiliary AdamW ---------------------------------------------------------------------------------------
 
 def adamw_update(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: int,

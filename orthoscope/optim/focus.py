@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import check_betas, check_finite_grads, check_lr, check_nonneg, normalize_groups
+from .common import GroupedOptimizer, check_betas, check_lr, check_nonneg, normalize_groups
 
 
 def focus_update(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, pbar: torch.Tensor, step: int,
@@ -39,7 +39,7 @@ def focus_update(p: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, pba
         p.add_(pbar_hat, alpha=-lr * weight_decay)
 
 
-class FOCUS(torch.optim.Optimizer):
+class FOCUS(GroupedOptimizer):
     """FOCUS over every parameter (math in the module docstring). ``gamma=0`` gives Signum.
 
     Args:
@@ -48,6 +48,9 @@ class FOCUS(torch.optim.Optimizer):
         gamma: attraction to the parameter EMA (γ ≥ 0). weight_decay: decay toward 0 applied via the EMA.
         check_finite: refuse a step whose gradients hold NaN/inf (``NonFiniteGradError`` naming the parameter).
     """
+
+    name = "FOCUS"
+    aux_adamw = False                       # one rule for every parameter, vectors included
 
     def __init__(self, params, lr: float = 0.01, betas=(0.9, 0.999), gamma: float = 0.1,
                  weight_decay: float = 0.0, check_finite: bool = True):
@@ -59,27 +62,13 @@ class FOCUS(torch.optim.Optimizer):
             check_betas(group["betas"])
             check_nonneg(group["gamma"], "gamma")
             check_nonneg(group["weight_decay"], "weight_decay")
-        super().__init__(groups, {})
-        self.check_finite = check_finite
+        super().__init__(groups, check_finite)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if self.check_finite:
-            check_finite_grads(self)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["pbar"] = torch.zeros_like(p)
-                state["step"] += 1
-                focus_update(p, p.grad, state["exp_avg"], state["pbar"], state["step"], group["lr"],
-                             tuple(group["betas"]), group["gamma"], group["weight_decay"])
-        return loss
+    def update(self, p, state, group):
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["pbar"] = torch.zeros_like(p)
+        state["step"] += 1
+        focus_update(p, p.grad, state["exp_avg"], state["pbar"], state["step"], group["lr"], tuple(group["betas"]),
+                     group["gamma"], group["weight_decay"])

@@ -28,8 +28,8 @@ import warnings
 
 import torch
 
-from .common import (adamw_defaults, adamw_group_step, check_beta, check_betas, check_choice, check_finite_grads,
-                     check_matrix_group, check_nonneg, setup_groups)
+from .common import (GroupedOptimizer, adamw_defaults, check_beta, check_betas, check_choice, check_nonneg,
+                     setup_groups)
 from .muon import BACKENDS, muon_update
 
 GRANULARITIES = ("frobenius", "column")
@@ -48,7 +48,7 @@ def hyperball_update(w: torch.Tensor, direction: torch.Tensor, lr: float, radius
     return moved * (radius / _norm(moved, granularity).clamp_min(eps))
 
 
-class _Hyperball(torch.optim.Optimizer):
+class _Hyperball(GroupedOptimizer):
     """Shared machinery of AdamH/MuonH: groups, checks, the radius and the step. Subclasses give ``_direction``."""
 
     name = "Hyperball"
@@ -66,44 +66,24 @@ class _Hyperball(torch.optim.Optimizer):
                     warnings.warn(f"{self.name}: weight_decay={group['weight_decay']} on the matrix path has almost "
                                   "no effect — the hyperball projection holds ‖W‖ fixed and undoes radial decay; "
                                   "use weight_decay=0", stacklevel=3)
-        super().__init__(groups, {})
-        for gi, group in enumerate(self.param_groups):
-            if group["matrix"]:
-                check_matrix_group(self.name, group, gi)
-        self.check_finite = check_finite
+        super().__init__(groups, check_finite)
 
     def _direction(self, p: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if self.check_finite:
-            check_finite_grads(self)
-        for group in self.param_groups:
-            if not group["matrix"]:
-                adamw_group_step(self.state, group)
-                continue
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    if group["radius"] is None:
-                        state["radius"] = _norm(p, group["granularity"]).clone()
-                    else:                 # rescale to the chosen radius once, before the first move
-                        state["radius"] = torch.full_like(_norm(p, group["granularity"]), group["radius"])
-                        p.mul_(state["radius"] / _norm(p, group["granularity"]).clamp_min(1e-12))
-                state["step"] += 1
-                u = self._direction(p, state, group)
-                if group["weight_decay"] != 0:
-                    u = u + group["weight_decay"] * p
-                p.copy_(hyperball_update(p, u, group["lr"], state["radius"], group["granularity"]))
-        return loss
+    def update(self, p, state, group):
+        if not state:
+            state["step"] = 0
+            if group["radius"] is None:
+                state["radius"] = _norm(p, group["granularity"]).clone()
+            else:                                 # rescale to the chosen radius once, before the first move
+                state["radius"] = torch.full_like(_norm(p, group["granularity"]), group["radius"])
+                p.mul_(state["radius"] / _norm(p, group["granularity"]).clamp_min(1e-12))
+        state["step"] += 1
+        u = self._direction(p, state, group)
+        if group["weight_decay"] != 0:
+            u = u + group["weight_decay"] * p
+        p.copy_(hyperball_update(p, u, group["lr"], state["radius"], group["granularity"]))
 
 
 class AdamH(_Hyperball):

@@ -35,8 +35,7 @@ from typing import Callable
 
 import torch
 
-from .common import (adamw_defaults, adamw_group_step, check_beta, check_choice, check_finite_grads,
-                     check_matrix_group, check_nonneg, setup_groups)
+from .common import GroupedOptimizer, adamw_defaults, check_beta, check_choice, check_nonneg, setup_groups
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -90,7 +89,7 @@ def muon_update(grad: torch.Tensor, momentum: torch.Tensor, beta: float = 0.95, 
     return o.view_as(grad)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(GroupedOptimizer):
     """Muon on ``"matrix"`` groups, AdamW on the others (see the module docstring for the math).
 
     Args:
@@ -102,6 +101,9 @@ class Muon(torch.optim.Optimizer):
         adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW groups (reference aux Adam defaults).
         check_finite: refuse a step whose gradients hold NaN/inf (``NonFiniteGradError`` naming the parameter).
     """
+
+    name = "Muon"
+    matrix_max_dim = 4                      # conv filters [out, in, kh, kw] are flattened to 2-D
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  weight_decay: float = 0.0, ns_steps: int = 5, backend: str = "newton_schulz",
@@ -119,32 +121,12 @@ class Muon(torch.optim.Optimizer):
                     raise ValueError(f"ns_steps must be a positive integer, got {group['ns_steps']!r}")
                 if group["rms_match"] is not None:
                     check_nonneg(group["rms_match"], "rms_match")
-        super().__init__(groups, {})
-        for gi, group in enumerate(self.param_groups):
-            if group["matrix"]:
-                check_matrix_group("Muon", group, gi, max_dim=4)
-        self.check_finite = check_finite
+        super().__init__(groups, check_finite)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if self.check_finite:
-            check_finite_grads(self)
-        for group in self.param_groups:
-            if not group["matrix"]:
-                adamw_group_step(self.state, group)
-                continue
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                o = muon_update(p.grad, state["momentum_buffer"], group["momentum"], group["nesterov"],
-                                group["ns_steps"], group["backend"])
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(o, alpha=-group["lr"] * muon_scale(p.shape, group["rms_match"]))
-        return loss
+    def update(self, p, state, group):
+        if not state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        o = muon_update(p.grad, state["momentum_buffer"], group["momentum"], group["nesterov"], group["ns_steps"],
+                        group["backend"])
+        p.mul_(1 - group["lr"] * group["weight_decay"])
+        p.add_(o, alpha=-group["lr"] * muon_scale(p.shape, group["rms_match"]))

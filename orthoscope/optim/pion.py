@@ -50,8 +50,7 @@ import math
 import torch
 
 from ..ortho import expm
-from .common import (adamw_defaults, adamw_group_step, check_betas, check_choice, check_finite_grads,
-                     check_matrix_group, check_nonneg, setup_groups)
+from .common import GroupedOptimizer, adamw_defaults, check_betas, check_choice, check_nonneg, setup_groups
 
 SIDES = ("both", "alternate", "in", "out")
 MOMENTA = ("lie", "transported_ambient")
@@ -172,7 +171,7 @@ def _check_degree(degree) -> None:
         raise ValueError(f"degree must be an int ≥ 1 (truncated exponential) or 'exact', got {degree!r}")
 
 
-class Pion(torch.optim.Optimizer):
+class Pion(GroupedOptimizer):
     """Pion on ``"matrix"`` groups (2-D weights), AdamW on the others (math in the module docstring).
 
     Args:
@@ -186,6 +185,8 @@ class Pion(torch.optim.Optimizer):
         adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW groups.
         check_finite: refuse a step whose gradients hold NaN/inf (``NonFiniteGradError`` naming the parameter).
     """
+
+    name = "Pion"
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.95), side: str = "both", momentum: str = "lie",
                  second_moment: bool = False, eps: float = 1e-8, rms: float = 0.2, degree=2, form: str = "product",
@@ -208,36 +209,16 @@ class Pion(torch.optim.Optimizer):
                 check_nonneg(group["eps"], "eps")
                 check_nonneg(group["rms"], "rms")
                 _check_degree(group["degree"])
-        super().__init__(groups, {})
-        for gi, group in enumerate(self.param_groups):
-            if group["matrix"]:
-                check_matrix_group("Pion", group, gi)
-        self.check_finite = check_finite
+        super().__init__(groups, check_finite)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if self.check_finite:
-            check_finite_grads(self)
-        for group in self.param_groups:
-            if not group["matrix"]:
-                adamw_group_step(self.state, group)
-                continue
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                compute = torch.float64 if p.dtype == torch.float64 else torch.float32
-                if not state:
-                    state["step"] = 0
-                state["step"] += 1
-                buffers = {k: v for k, v in state.items() if k != "step"}
-                new = pion_update(p.to(compute), p.grad.to(compute), buffers, state["step"], group["lr"],
-                                  group["side"], group["momentum"], tuple(group["betas"]), group["second_moment"],
-                                  group["eps"], group["rms"], group["degree"], group["form"])
-                state.update(buffers)                 # buffers created on the first step join the state
-                p.copy_(new)
-        return loss
+    def update(self, p, state, group):
+        compute = torch.float64 if p.dtype == torch.float64 else torch.float32
+        if not state:
+            state["step"] = 0
+        state["step"] += 1
+        buffers = {k: v for k, v in state.items() if k != "step"}
+        new = pion_update(p.to(compute), p.grad.to(compute), buffers, state["step"], group["lr"], group["side"],
+                          group["momentum"], tuple(group["betas"]), group["second_moment"], group["eps"], group["rms"],
+                          group["degree"], group["form"])
+        state.update(buffers)                         # buffers created on the first step join the state
+        p.copy_(new)
