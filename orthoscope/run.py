@@ -8,6 +8,8 @@
 
 The order inside one step is: zero_grad → forward → loss → backward → interventions.before_step (clipping) →
 optimizer.step → step_count += 1 → interventions.after_step (merges) → probes due at this step → callbacks.
+Optimizers that re-evaluate the loss (LBFGS: ``method.needs_closure``) get a closure that runs forward → loss →
+backward → interventions.before_step, so clipping applies to every gradient they see.
 Probes also run once at step 0, before the first update, so every curve starts at initialization.
 """
 from __future__ import annotations
@@ -137,6 +139,8 @@ class Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss_fn(self.model(x), y)
             loss.backward()
+            for iv in self.interventions:               # every evaluation's gradient, as in the plain path
+                iv.before_step(self)
             return loss
 
         snapshot = self._snapshot()

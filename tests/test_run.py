@@ -181,3 +181,21 @@ def test_non_finite_gradient_names_the_first_bad_parameter():
     assert info.value.parameter == "layers.1.weight" and info.value.step == 0
     assert all(torch.equal(v, before[k]) for k, v in run.model.state_dict().items())
     assert all(p.grad is None for p in run.model.parameters())
+
+
+def test_closure_path_runs_before_step_interventions_on_every_gradient():
+    """LBFGS-style methods re-evaluate the loss in a closure; gradient clipping must still apply to each gradient."""
+    from orthoscope.methods import Intervention
+    from orthoscope.models.kan_train import LBFGS
+
+    seen = []
+
+    class RecordGradNorm(Intervention):
+        def before_step(self, run):
+            seen.append(torch.cat([p.grad.flatten() for p in run.trainable_parameters()]).norm().item())
+
+    run = small_run(method=LBFGS(impl="torch", max_iter=4, grad_clip=1e-3, interventions_=[RecordGradNorm()]),
+                    probes=[])
+    run.train(2)
+    assert len(seen) >= 2                                   # at least one evaluation per step
+    assert max(seen) <= 1e-3 * (1 + 1e-5)                   # ClipGradNorm ran before the recorder each time
