@@ -74,9 +74,11 @@ def make_layer(variant="bs", cayley="neumann", quantize=None, m=16, n=24, block=
     return layer
 
 
+@pytest.mark.parametrize("centric", ["input", "weight"])
 @pytest.mark.parametrize("variant,cayley,quantize", LAYER_CASES)
-def test_forward_equals_linear_with_effective_weight(variant, cayley, quantize):
-    layer = make_layer(variant, cayley, quantize)
+def test_forward_equals_linear_with_effective_weight(variant, cayley, quantize, centric):
+    layer = make_layer(variant, cayley, quantize, centric=centric)
+    assert layer.centric_for(torch.zeros(3, 5, 16)) == centric
     x = torch.randn(3, 5, 16, generator=gen(9))
     torch.testing.assert_close(layer(x), F.linear(x, layer.effective_weight(), layer.base_layer.bias),
                                atol=1e-5, rtol=1e-5)
@@ -116,9 +118,10 @@ def test_init_modes():
     torch.testing.assert_close(POETLinear(lin, "l", block=4, init="keep").effective_weight(), w)
 
 
+@pytest.mark.parametrize("centric", ["input", "weight"])
 @pytest.mark.parametrize("variant,cayley,quantize", LAYER_CASES[:4])
-def test_merge_then_reinitialize_keeps_output(variant, cayley, quantize):
-    layer = make_layer(variant, cayley, quantize)
+def test_merge_then_reinitialize_keeps_output(variant, cayley, quantize, centric):
+    layer = make_layer(variant, cayley, quantize, centric=centric)
     x = torch.randn(7, 16, generator=gen(3))
     before, perms = layer(x), (layer.perm_in.clone(), layer.perm_out.clone())
     layer.merge_then_reinitialize(gen(5))
@@ -127,11 +130,12 @@ def test_merge_then_reinitialize_keeps_output(variant, cayley, quantize):
     assert (layer(x) - before).abs().max() <= 1e-5
 
 
-def test_quantized_merge_is_dequantize_merge_requantize():
+@pytest.mark.parametrize("centric", ["input", "weight"])
+def test_quantized_merge_is_dequantize_merge_requantize(centric):
     from orthoscope.adapters.quant import quantize_groupwise
     from orthoscope.ortho import invert_permutation
 
-    layer = make_layer("bs", "exact", 8)
+    layer = make_layer("bs", "exact", 8, centric=centric)
     assert layer.base_layer.weight is None and layer.qcodes.dtype == torch.uint8   # no dense copy is kept
     w_eff = layer.effective_weight().detach().double()
     layer.merge_then_reinitialize(gen(5))
@@ -142,9 +146,10 @@ def test_quantized_merge_is_dequantize_merge_requantize():
     torch.testing.assert_close(layer(x), F.linear(x, layer.effective_weight(), layer.base_layer.bias))
 
 
+@pytest.mark.parametrize("centric", ["input", "weight"])
 @pytest.mark.parametrize("quantize", [None, 8])
-def test_merge_unmerge_round_trip_and_remove(quantize):
-    layer = make_layer("bs", "neumann", quantize, scale=0.2)
+def test_merge_unmerge_round_trip_and_remove(quantize, centric):
+    layer = make_layer("bs", "neumann", quantize, scale=0.2, centric=centric)
     x = torch.randn(6, 16, generator=gen(2))
     y = layer(x)
     layer.merge()
@@ -162,11 +167,11 @@ def test_merge_unmerge_round_trip_and_remove(quantize):
 
 # ---- POET-X memory mode -------------------------------------------------------------------------------------------
 
-def stack(memory_mode, variant="bs", quantize=None):
+def stack(memory_mode, variant="bs", quantize=None, centric="input"):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, 16))     # a POET layer stack
     POET(block=8, variant=variant, memory_mode=memory_mode, quantize=quantize, group_size=8,
-         exclude=None).attach(model)
+         exclude=None, centric=centric).attach(model)
     for i, (_, layer) in enumerate(poet_layers(model)):
         with torch.no_grad():
             layer.poet_q_in.copy_(torch.randn(layer.poet_q_in.shape, generator=gen(i)) * 0.1)
@@ -174,26 +179,30 @@ def stack(memory_mode, variant="bs", quantize=None):
     return model
 
 
+def run_stack(model, x):
+    """Output, gradients (input + trainable parameters) and saved-activation bytes of one forward + backward."""
+    xi = x.clone().requires_grad_()
+    saved = {}
+    state = {t.data_ptr() for t in [*model.parameters(), *model.buffers()] if t is not None}
+
+    def pack(t):                      # activation bytes: unique storages that are not parameters or buffers
+        if t.data_ptr() not in state:
+            saved[t.data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = model(xi)
+    (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    return y.detach(), [xi.grad] + [p.grad for p in model.parameters() if p.requires_grad], sum(saved.values())
+
+
 @pytest.mark.parametrize("variant,quantize", [("bs", None), ("fs", None), ("bs", 8)])
 def test_memory_mode_gradient_parity_and_saved_tensors(variant, quantize):
+    """POET-X memory mode is the input-centric algorithm with recompute: compared with input-centric plain mode."""
     x = torch.randn(8, 32, 16, generator=gen(7))
     results = []
     for mm in (False, True):
-        model = stack(mm, variant, quantize)
-        xi = x.clone().requires_grad_()
-        saved = {}
-        state = {t.data_ptr() for t in [*model.parameters(), *model.buffers()] if t is not None}
-
-        def pack(t):                  # activation bytes: unique storages that are not parameters or buffers
-            if t.data_ptr() not in state:
-                saved[t.data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = model(xi)
-        (y * torch.linspace(-1, 1, 16)).sum().backward()
-        grads = [xi.grad] + [p.grad for p in model.parameters() if p.requires_grad]
-        results.append((y.detach(), grads, sum(saved.values())))
+        results.append(run_stack(stack(mm, variant, quantize, centric="input"), x))
     (y0, g0, bytes_plain), (y1, g1, bytes_mem) = results
     torch.testing.assert_close(y1, y0, atol=1e-6, rtol=1e-6)
     assert len(g0) == len(g1)
@@ -202,8 +211,44 @@ def test_memory_mode_gradient_parity_and_saved_tensors(variant, quantize):
     assert bytes_mem < 0.6 * bytes_plain, (bytes_mem, bytes_plain)    # plain keeps x̃ and ỹ, memory mode x
 
 
+@pytest.mark.parametrize("variant,quantize", [("bs", None), ("fs", None), ("bs", 8), ("fs", 4)])
+def test_weight_centric_equals_input_centric_plain_and_memory_mode(variant, quantize):
+    """y = x·W_effᵀ with W_eff = R W₀ P built once (weight-centric) gives the input-centric outputs and gradients,
+    in plain and memory mode; weight-centric memory mode saves only the layer inputs (+ rotation-build tensors)."""
+    x = torch.randn(8, 32, 16, generator=gen(7))
+    y0, g0, bytes_input = run_stack(stack(False, variant, quantize, centric="input"), x)
+    saved = {}
+    for mm in (False, True):
+        y, g, saved[mm] = run_stack(stack(mm, variant, quantize, centric="weight"), x)
+        torch.testing.assert_close(y, y0, atol=1e-5, rtol=1e-5)
+        assert len(g) == len(g0)
+        for a, b in zip(g0, g):                  # fp32 reassociation: 1e-5 of each gradient's largest entry
+            torch.testing.assert_close(b, a, atol=1e-5 * a.abs().max().item(), rtol=1e-5)
+    inputs = 4 * 8 * 32 * (16 + 32 + 32)                               # the three layers' inputs, fp32
+    assert saved[True] < saved[False] < bytes_input, (saved, bytes_input)
+    assert inputs <= saved[True] < 1.5 * inputs, (saved[True], inputs)
+
+
+def test_auto_centric_follows_the_cost_rule():
+    """BS: weight-centric when tokens N > 2mn/(m+n) (here m=16, n=24: 19.2), input-centric otherwise."""
+    from orthoscope.adapters.poet_ops import choose_centric, rotation_costs
+
+    layer = make_layer("bs", "neumann")                                         # m=16, n=24, b=4
+    assert layer.centric == "auto"
+    assert [layer.centric_for(torch.zeros(n, 16)) for n in (1, 19, 20, 200)] == ["input", "input", "weight", "weight"]
+    assert layer.centric_for(torch.zeros(4, 5, 16)) == "weight"                # N counts every token: 20
+    assert rotation_costs(20, 16, 24, (4, 4), (6, 4)) == (20 * (16 + 24) * 4, 2 * 16 * 24 * 4)
+    assert choose_centric("input", 10**6, 16, 24, (4, 4), (6, 4)) == "input"
+    assert choose_centric("weight", 1, 16, 24, (4, 4), (6, 4)) == "weight"
+    with pytest.raises(ValueError, match="centric must be one of"):
+        POET(centric="tokens")
+    with pytest.raises(ValueError, match="centric must be one of"):
+        POETLinear(nn.Linear(16, 24), "l", block=4, centric="both")
+
+
+@pytest.mark.parametrize("centric", ["input", "weight"])
 @pytest.mark.parametrize("bias", [False, True])
-def test_memory_mode_under_bf16_autocast_matches_plain(bias):
+def test_memory_mode_under_bf16_autocast_matches_plain(bias, centric):
     """Backward re-enters the forward's autocast state (issue 7): without it the recompute ran in fp32 against a bf16
     ``grad_y`` and failed ("expected scalar type Float but found BFloat16") in a bias-free stack."""
     x = torch.randn(8, 16, generator=gen(7))
@@ -211,7 +256,7 @@ def test_memory_mode_under_bf16_autocast_matches_plain(bias):
     for mm in (False, True):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(16, 32, bias=bias), nn.Linear(32, 32, bias=bias), nn.Linear(32, 16, bias=bias))
-        POET(block=8, memory_mode=mm, exclude=None).attach(model)
+        POET(block=8, memory_mode=mm, exclude=None, centric=centric).attach(model)
         for i, (_, layer) in enumerate(poet_layers(model)):
             with torch.no_grad():
                 layer.poet_q_in.copy_(torch.randn(layer.poet_q_in.shape, generator=gen(i)) * 0.1)
@@ -220,15 +265,17 @@ def test_memory_mode_under_bf16_autocast_matches_plain(bias):
         before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = model(x)
-        assert y.dtype == torch.bfloat16 if not bias else y.dtype == torch.float32
+        assert y.dtype == torch.bfloat16 or bias          # weight-centric adds the bias inside F.linear (bf16)
         (y.float() * torch.linspace(-1, 1, 16)).sum().backward()
         grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
         opt.step()                                                            # trains a step
         after = [p.detach() for p in model.parameters() if p.requires_grad]
         assert all(torch.isfinite(g).all() for g in grads)
         assert any(not torch.equal(a, b) for a, b in zip(after, before))
-        results.append((y.detach().float(), grads))
+        results.append((y.detach(), grads))
     (y0, g0), (y1, g1) = results
+    assert y0.dtype == y1.dtype
+    y0, y1 = y0.float(), y1.float()
     torch.testing.assert_close(y1, y0, atol=2e-2, rtol=2e-2)                  # bf16: 8 bits of mantissa
     for a, b in zip(g0, g1):
         assert a.abs().max() > 0
@@ -246,6 +293,22 @@ def test_memory_mode_function_gradcheck(variant):
     fwd = lambda x_, a, c, w: poet_forward(x_, a, c, w, layer.perm_in, layer.perm_out)  # noqa: E731
     assert torch.autograd.gradcheck(lambda x_, a, c: poet_x_apply(x_, a, c, layer.stored_weight, fwd),
                                     (x, g_in, g_out))
+
+
+@pytest.mark.parametrize("variant", ["bs", "fs"])
+def test_weight_centric_memory_function_gradcheck(variant):
+    from orthoscope.adapters.poet_ops import effective_weight_from
+    from orthoscope.adapters.poet_x import poet_x_weight_apply
+
+    layer = make_layer(variant, "exact").double()
+    g_in, g_out = (g.detach().clone().requires_grad_() for g in layer.rotation_blocks())
+    x = torch.randn(2, 3, 16, dtype=torch.float64, generator=gen(4), requires_grad=True)
+    bias = torch.randn(24, dtype=torch.float64, generator=gen(5), requires_grad=True)
+    build = lambda w, a, c: effective_weight_from(w, a, c, layer.perm_in, layer.perm_out)  # noqa: E731
+    assert torch.autograd.gradcheck(lambda x_, a, c, b: poet_x_weight_apply(x_, a, c, b, layer.stored_weight, build),
+                                    (x, g_in, g_out, bias))
+    assert torch.autograd.gradcheck(lambda a: poet_x_weight_apply(x.detach(), a, g_out.detach(), None,
+                                                                  layer.stored_weight, build), (g_in,))
 
 
 # ---- parameter count ----------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import kernels
@@ -52,7 +51,9 @@ from ..methods import Intervention, Method, check_positive
 from ..targets import Rules
 from .core import apply_adapter, matched_modules
 from ..ortho import cayley, invert_permutation, n_packed, random_block_permutation, skew_from_packed
-from .poet_x import poet_x_apply
+from .poet_ops import (CENTRICS, choose_centric, effective_weight_from, poet_forward, poet_forward_weight,  # noqa: F401
+                       rotate)
+from .poet_x import poet_x_apply, poet_x_weight_apply
 from .quant import QuantizedTensor, dequantize_groupwise, quantize_groupwise
 
 VARIANTS = ("bs", "fs")
@@ -98,23 +99,6 @@ def poet_parameter_count(in_features: int, out_features: int, variant: str = "bs
     return total
 
 
-def rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None) -> torch.Tensor:
-    """``x[..., perm]`` with its first ``r·b`` coordinates times ``blockdiag(R)`` (all of them for BS)."""
-    covered = R.shape[0] * R.shape[1]
-    if covered == x.shape[-1]:
-        return kernels.block_rotate(x, R, perm)
-    if perm is not None:
-        x = x[..., perm]
-    return torch.cat([kernels.block_rotate(x[..., :covered], R), x[..., covered:]], dim=-1)
-
-
-def poet_forward(x: torch.Tensor, R_in: torch.Tensor, R_out: torch.Tensor, weight: torch.Tensor,
-                 perm_in: torch.Tensor, perm_out: torch.Tensor) -> torch.Tensor:
-    """The linear part of a POET layer with pre-permuted weight ``weight = W_s`` (module docstring), no bias."""
-    y = F.linear(rotate(x, R_in, perm_in), weight)
-    return rotate(y, R_out, None)[..., perm_out]
-
-
 class POETLinear(nn.Module):
     """An ``nn.Linear`` trained by POET (module docstring). Trainable: ``poet_q_in``, ``poet_q_out`` (packed skew
     blocks of G_in, G_out) and the base layer's bias. Buffers: ``perm_in``, ``perm_out``, the probe vectors
@@ -125,12 +109,13 @@ class POETLinear(nn.Module):
     def __init__(self, base_layer: nn.Linear, path: str = "", *, variant: str = "bs", block: int = 32,
                  fs_fraction: float = 0.5, cayley: str = "neumann", k: int = 3, memory_mode: bool = False,
                  quantize: int | None = None, group_size: int = 256, init: str = "normalized_gaussian",
-                 generator: torch.Generator | None = None):
+                 centric: str = "auto", generator: torch.Generator | None = None):
         super().__init__()
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"POET adapts nn.Linear layers; {path!r} is a {type(base_layer).__name__}")
         for name, value, allowed in (("variant", variant, VARIANTS), ("cayley", cayley, CAYLEY_CHOICES),
-                                     ("init", init, INITS), ("quantize", quantize, (None, 8, 4))):
+                                     ("init", init, INITS), ("quantize", quantize, (None, 8, 4)),
+                                     ("centric", centric, CENTRICS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not isinstance(block, int) or block < 2:
@@ -141,6 +126,7 @@ class POETLinear(nn.Module):
             raise ValueError(problem)
         self.base_layer, self.path, self.merged = base_layer, path, False
         self.variant, self.cayley, self.k, self.memory_mode = variant, cayley, k, memory_mode
+        self.centric = centric
         self.quantize, self.group_size = quantize, group_size
         m, n = base_layer.in_features, base_layer.out_features
         self.b_in, r_in = side_blocks(m, variant, block, fs_fraction)
@@ -206,25 +192,43 @@ class POETLinear(nn.Module):
         q_in, q_out = self.poet_q_in, self.poet_q_out
         if dtype is not None:
             q_in, q_out = q_in.to(dtype), q_out.to(dtype)
+        if self.b_in == self.b_out:     # BS: both sides in one batched call (half the small matmuls and launches)
+            g = self._blocks(torch.cat([q_in, q_out]), self.b_in)
+            return g[:q_in.shape[0]], g[q_in.shape[0]:]
+        return self._blocks(q_in, self.b_in), self._blocks(q_out, self.b_out)
+
+    def _blocks(self, q: torch.Tensor, b: int) -> torch.Tensor:
         if self.cayley == "exact":
-            return cayley(skew_from_packed(q_in, self.b_in)), cayley(skew_from_packed(q_out, self.b_out))
-        return kernels.cayley_neumann(q_in, self.b_in, self.k), kernels.cayley_neumann(q_out, self.b_out, self.k)
+            return cayley(skew_from_packed(q, b))
+        return kernels.cayley_neumann(q, b, self.k)
 
     def rotations(self) -> dict[str, torch.Tensor]:
         """The orthogonal blocks for probes: ``{"R": G_in, "P": G_out}`` (input and output side)."""
         g_in, g_out = self.rotation_blocks()
         return {"R": g_in, "P": g_out}
 
+    def centric_for(self, x: torch.Tensor) -> str:
+        """``"input"`` or ``"weight"``: the algorithm ``forward(x)`` uses (``centric``; ``"auto"`` compares the
+        rotation costs for this many tokens, ``poet_ops.choose_centric``)."""
+        n_tokens = x.numel() // max(x.shape[-1], 1)
+        return choose_centric(self.centric, n_tokens, self.perm_in.numel(), self.perm_out.numel(),
+                              self.poet_q_in.shape[:1] + (self.b_in,), self.poet_q_out.shape[:1] + (self.b_out,))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
         g_in, g_out = self.rotation_blocks()
+        bias = self.base_layer.bias
+        if self.centric_for(x) == "weight":
+            if not self.memory_mode:
+                return poet_forward_weight(x, g_in, g_out, self.stored_weight(), self.perm_in, self.perm_out, bias)
+            build = lambda w, a, c: effective_weight_from(w, a, c, self.perm_in, self.perm_out)  # noqa: E731
+            return poet_x_weight_apply(x, g_in, g_out, bias, self.stored_weight, build)
         fwd = lambda x_, a, c, w: poet_forward(x_, a, c, w, self.perm_in, self.perm_out)  # noqa: E731
         if self.memory_mode:
             y = poet_x_apply(x, g_in, g_out, self.stored_weight, fwd)
         else:
             y = fwd(x, g_in, g_out, self.stored_weight())
-        bias = self.base_layer.bias
         return y if bias is None else y + bias
 
     def effective_weight(self) -> torch.Tensor:
@@ -302,17 +306,8 @@ class POETLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"path={self.path!r}, variant={self.variant!r}, b_in={self.b_in}, b_out={self.b_out}, "
-                f"cayley={self.cayley!r}, k={self.k}, memory_mode={self.memory_mode}, quantize={self.quantize}, "
-                f"merged={self.merged}")
-
-
-def effective_weight_from(ws: torch.Tensor, g_in: torch.Tensor, g_out: torch.Tensor, perm_in: torch.Tensor,
-                          perm_out: torch.Tensor) -> torch.Tensor:
-    """``W_eff = Π_outᵀ B_outᵀ W_s B_inᵀ Π_inᵀ`` (``= Pᵀ W₀ Rᵀ``) for stored weight ``ws`` in O(m·n·b)."""
-    g_in, g_out = g_in.to(ws.dtype), g_out.to(ws.dtype)
-    m = rotate(ws.T, g_out, None)[..., perm_out]                  # W_sᵀ B_out Π_out            [in, out]
-    w = rotate(m.T, g_in.transpose(-1, -2), None)                 # Π_outᵀ B_outᵀ W_s B_inᵀ      [out, in]
-    return w[..., invert_permutation(perm_in)]                    # … Π_inᵀ
+                f"cayley={self.cayley!r}, k={self.k}, centric={self.centric!r}, memory_mode={self.memory_mode}, "
+                f"quantize={self.quantize}, merged={self.merged}")
 
 
 # ---- the method ---------------------------------------------------------------------------------------------------
@@ -401,6 +396,9 @@ class POET(Method):
     cayley: str = field(default="neumann", metadata={"help": "'neumann' (CNP, k terms) or 'exact' Cayley"})
     k: int = field(default=3, metadata={"help": "Neumann terms: R = (I+Q)(I+Q+…+Q^k)"})
     memory_mode: bool = field(default=False, metadata={"help": "POET-X_mem: save only input + rotations"})
+    centric: str = field(default="auto", metadata={
+        "help": "'input' (rotate the tokens, POET-X), 'weight' (build R·W0·P once per call, one matmul) or 'auto' "
+                "(the cheaper rotation cost per call: weight when tokens > 2mn/(m+n) for BS)"})
     quantize: int | None = field(default=None, metadata={"help": "None, 8 or 4: group-quantized base (POET-XQ)"})
     group_size: int = field(default=256, metadata={"help": "quantization group along in_features"})
     init: str = field(default="normalized_gaussian", metadata={
@@ -428,7 +426,8 @@ class POET(Method):
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must lie in [0, 1), got {self.betas!r}")
         for name, value, allowed in (("variant", self.variant, VARIANTS), ("cayley", self.cayley, CAYLEY_CHOICES),
-                                     ("init", self.init, INITS), ("quantize", self.quantize, (None, 8, 4))):
+                                     ("init", self.init, INITS), ("quantize", self.quantize, (None, 8, 4)),
+                                     ("centric", self.centric, CENTRICS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not 0.0 < self.fs_fraction <= 1.0:
@@ -476,7 +475,7 @@ class POET(Method):
     def make_layer(self, path: str, module: nn.Linear, generator: torch.Generator) -> POETLinear:
         return POETLinear(module, path, variant=self.variant, block=self.block, fs_fraction=self.fs_fraction,
                           cayley=self.cayley, k=self.k, memory_mode=self.memory_mode, quantize=self.quantize,
-                          group_size=self.group_size, init=self.init, generator=generator)
+                          group_size=self.group_size, init=self.init, centric=self.centric, generator=generator)
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
