@@ -4,7 +4,9 @@ Setup: ``TinyLang(n_ctx=64, batch_size=32)`` (a generated grammar, vocabulary 60
 n_heads=4, n_layers=2, d_mlp=512)``: a causal pre-LN transformer with 12 hidden matrices (q, k, v, o 128×128; up
 128×512; down 512×128), ~0.42 M parameters. Every method trains the same model from the same init and batches:
 AdamW; Muon (NS5); Pion (bilateral, and alternating); AdamH and MuonH (Hyperball); FOCUS; POET-BS with block 32 on
-every hidden matrix (the head and embeddings stay AdamW), plain and in POET-X memory mode.
+every hidden matrix (the head and embeddings stay AdamW), plain and in memory mode, with the default
+``centric="auto"`` (here weight-centric: 2,048 tokens per call ≫ 2mn/(m+n)) and forced input-centric (POET-X's
+algorithm, which rotates every token).
 
 One step = ``zero_grad`` → forward → cross-entropy → backward → interventions (POET's merge every 400 steps) →
 ``optimizer.step`` — ``Run.step`` without its non-finite guard, probes and callbacks, so the table compares the
@@ -50,6 +52,8 @@ METHODS = {
     "FOCUS": "focus",
     "POET-BS b=32": "poet",
     "POET-BS b=32 memory mode": "poet-mem",
+    "POET-BS b=32 input-centric": "poet-input",
+    "POET-BS b=32 input-c., mem": "poet-input-mem",
 }
 
 
@@ -60,7 +64,8 @@ def make_method(key: str):
     if key.startswith("poet"):
         from orthoscope.adapters.poet import POET
 
-        return POET(block=32, merge_every=400, lr=3e-3, memory_mode=key == "poet-mem")
+        return POET(block=32, merge_every=400, lr=3e-3, memory_mode=key.endswith("-mem"),
+                    centric="input" if key.startswith("poet-input") else "auto")
     return {"adamw": lambda: AdamW(lr=3e-3), "muon": lambda: Muon(lr=0.02), "pion": lambda: Pion(lr=3e-3),
             "pion-alt": lambda: Pion(lr=3e-3, side="alternate"), "adamh": lambda: Hyperball(base="adam"),
             "muonh": lambda: Hyperball(base="muon"), "focus": lambda: FOCUS(lr=1e-3)}[key]()
@@ -202,7 +207,8 @@ def main() -> None:
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
     print(table(results, args.threads, args.width))
     med = {k: statistics.median(v["medians"]) for k, v in results.items()}
-    ratios = {"POET": "poet", "POET memory mode": "poet-mem", "Pion": "pion", "Muon": "muon"}
+    ratios = {"POET": "poet", "POET memory mode": "poet-mem", "POET input-centric": "poet-input", "Pion": "pion",
+              "Muon": "muon"}
     parts = [f"{label}/AdamW step time: {med[key] / med['adamw']:.2f}×"
              + (" (target ≤ 1.5×)" if key == "poet" else "") for label, key in ratios.items() if key in med]
     print("; ".join(parts))

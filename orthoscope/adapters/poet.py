@@ -236,7 +236,8 @@ class POETLinear(nn.Module):
         forwarding the identity. Differentiable in the POET parameters."""
         if self.merged:
             return self.base_layer.weight
-        return effective_weight_from(self.stored_weight(), *self.rotation_blocks(), self.perm_in, self.perm_out)
+        return effective_weight_from(self.stored_weight(), *self.rotation_blocks(), self.perm_in,
+                                     self.perm_out).contiguous()
 
     # ---- merges -------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -253,7 +254,7 @@ class POETLinear(nn.Module):
 
     def _effective_weight_f64(self) -> torch.Tensor:
         return effective_weight_from(self.stored_weight().double(), *self.rotation_blocks(torch.float64),
-                                     self.perm_in, self.perm_out)
+                                     self.perm_in, self.perm_out).contiguous()
 
     def input_rotation(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """``x R`` (or ``x Rᵀ``) for row vectors x[..., m], with R the current input-side rotation (m×m)."""

@@ -81,8 +81,9 @@ def poet_forward(x: torch.Tensor, R_in: torch.Tensor, R_out: torch.Tensor, weigh
 
 
 def _rotate_rows(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``blockdiag(g)ᵀ · w`` on the first ``r·b`` rows of ``w[n, m]``: one batched matmul on a view of ``w`` (row
-    blocks of a row-major matrix are contiguous), ``r·b²·m`` multiply-adds."""
+    """``blockdiag(g)ᵀ · w`` on the first ``r·b`` rows of ``w[rows, cols]``: one batched matmul over
+    ``w[:r·b]`` viewed as ``[r, b, cols]`` (a view, no copy, for a row-major ``w`` and for a transposed one),
+    ``r·b²·cols`` multiply-adds. The result is row-major."""
     r, b = g.shape[0], g.shape[1]
     head = torch.matmul(g.transpose(-1, -2), w[:r * b].reshape(r, b, w.shape[1])).reshape(r * b, w.shape[1])
     return head if r * b == w.shape[0] else torch.cat([head, w[r * b:]], dim=0)
@@ -91,12 +92,17 @@ def _rotate_rows(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def effective_weight_from(ws: torch.Tensor, g_in: torch.Tensor, g_out: torch.Tensor, perm_in: torch.Tensor,
                           perm_out: torch.Tensor) -> torch.Tensor:
     """``W_eff = Π_outᵀ B_outᵀ W_s B_inᵀ Π_inᵀ`` (``= Pᵀ W₀ Rᵀ``) from stored weight ``ws[n, m]`` in
-    ``O(m·n·b)``, differentiable in ``g_in``, ``g_out`` (and ``ws``). The permutations act on the small matrix:
-    ``(Π_outᵀ C)[o] = C[perm_out[o]]`` and ``(C Π_inᵀ)[:, c] = C[:, inv(perm_in)[c]]``."""
+    ``O(m·n·b)``, differentiable in ``g_in``, ``g_out`` (and ``ws``). Returned as the transpose of a row-major
+    ``W_effᵀ[m, n]`` (``F.linear`` takes it as is). Both permutations are row gathers of a row-major matrix:
+
+        A = Π_outᵀ B_outᵀ W_s          A[o] = (B_outᵀ W_s)[perm_out[o]]
+        W_effᵀ = Π_in B_in Aᵀ           (Π_in M)[c] = M[inv(perm_in)[c]]
+
+    and both rotations are batched matmuls over row blocks (of W_s, and of Aᵀ as a strided view)."""
     g_in, g_out = g_in.to(ws.dtype), g_out.to(ws.dtype)
-    c = rotate(_rotate_rows(ws, g_out), g_in.transpose(-1, -2), None)        # B_outᵀ W_s B_inᵀ     [n, m]
-    c = permute(c, perm_out, inverse_permutation(perm_out), 0)                # Π_outᵀ ·
-    return permute(c, inverse_permutation(perm_in), perm_in, 1)               # · Π_inᵀ
+    a = permute(_rotate_rows(ws, g_out), perm_out, inverse_permutation(perm_out), 0)      # [n, m]
+    wt = _rotate_rows(a.t(), g_in.transpose(-1, -2))                                        # B_in Aᵀ   [m, n]
+    return permute(wt, inverse_permutation(perm_in), perm_in, 0).t()
 
 
 def poet_forward_weight(x: torch.Tensor, R_in: torch.Tensor, R_out: torch.Tensor, weight: torch.Tensor,
