@@ -123,10 +123,11 @@ def block_rotate(x, R, perm=None):
     return dispatch("block_rotate", x, R)(x, R, perm)
 
 
-def kan_spline(x, grid, coef, k: int):
+def kan_spline(x, grid, coef, k: int, base_weight=None, base_fun: str = "silu"):
     """``y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i])`` for ``x[B, in]``, ``grid[in, G+2k+1]``, ``coef[in, out, G+k]``
-    (the spline branch of a KAN layer; see ``reference.kan_spline``)."""
-    return dispatch("kan_spline", x, grid, coef)(x, grid, coef, k)
+    (the spline branch of a KAN layer), plus ``base_fun(x) @ base_weight[in, out]`` when given (the base branch;
+    see ``reference.kan_spline``)."""
+    return dispatch("kan_spline", x, grid, coef)(x, grid, coef, k, base_weight, base_fun)
 
 
 def harmonic_nll(h, centers, target, n: float):

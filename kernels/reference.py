@@ -76,16 +76,18 @@ def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = N
     return _rotate(x, R, perm)
 
 
-def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
-    """KAN spline contraction ``y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i])`` — the spline branch of a KAN layer.
+def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int,
+               base_weight: torch.Tensor | None = None, base_fun: str = "silu") -> torch.Tensor:
+    """KAN layer contraction ``y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i]) (+ Σ_i b(x[b, i])·base_weight[i, o])``.
 
     ``x[B, in]``, ``grid[in, G+2k+1]`` (pykan's extended knots), ``coef[in, out, G+k]``, order ``k``; B-splines
-    are pykan's (Cox–de Boor, zero outside the knots). Differentiable in ``x`` and ``coef`` (analytic backward).
-    The twin computes the k+1 non-zero B-splines per input and does one matmul (see
-    ``orthoscope/models/kan_spline.py``)."""
+    are pykan's (Cox–de Boor, zero outside the knots). The optional base branch (``base_weight[in, out]``, b =
+    ``base_fun``: "silu" or "identity") is folded into the same contraction as one more basis function.
+    Differentiable in ``x``, ``coef`` and ``base_weight`` (analytic backward). The twin computes the k+1 non-zero
+    B-splines per input and does one matmul forward, two backward (see ``orthoscope/models/kan_spline.py``)."""
     from orthoscope.models.kan_spline import kan_spline_torch
 
-    return kan_spline_torch(x, grid, coef, k)
+    return kan_spline_torch(x, grid, coef, k, base_weight, base_fun)
 
 
 def harmonic_nll(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, n: float) -> torch.Tensor:

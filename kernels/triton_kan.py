@@ -223,9 +223,21 @@ class KanSpline(torch.autograd.Function):
         return dx, None, dcoef, None
 
 
-def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
+def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int,
+               base_weight: torch.Tensor | None = None, base_fun: str = "silu") -> torch.Tensor:
     """Triton ``kan_spline`` (same signature and value as ``reference.kan_spline``). The grid is used in x's dtype,
-    as the twin does."""
+    as the twin does. The optional base branch ``base_fun(x) @ base_weight`` is a plain torch matmul added to the
+    kernel's spline output (cuBLAS does it well; fusing it would not save a pass over the basis, which the kernel
+    never writes)."""
+    if base_weight is not None:
+        import torch.nn.functional as F
+
+        if base_fun not in ("silu", "identity"):
+            raise ValueError(f"kan_spline: base_fun must be one of ('silu', 'identity'), got {base_fun!r}")
+        if tuple(base_weight.shape) != (x.shape[-1], coef.shape[1] if coef.dim() == 3 else -1):
+            raise ValueError(f"kan_spline: base_weight must have shape [in, out], got {tuple(base_weight.shape)}")
+        base = F.silu(x) if base_fun == "silu" else x
+        return kan_spline(x, grid, coef, k) + base @ base_weight.to(base.dtype)
     x, coef = autocast_cast(x, coef)
     tensors = [x, grid, coef]
     if all(isinstance(t, torch.Tensor) for t in tensors) and x.dim() == 2 and grid.dim() == 2 and coef.dim() == 3:

@@ -129,6 +129,62 @@ def test_kernel_seam_gradcheck_and_errors():
         kernels.kan_spline(x, grid.clone().requires_grad_(), coef, 3).sum().backward()
 
 
+@pytest.mark.parametrize("base_fun", ["silu", "identity"])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_kernel_seam_base_branch_folded_into_the_matmul(base_fun, uniform):
+    """kan_spline(..., base_weight) = spline + b(x) @ base_weight, in value and in every gradient (gradcheck), with
+    x partly outside the grid (masked B-splines) and partly inside."""
+    g = torch.Generator().manual_seed(11)
+    grid = (uniform_grid(3, 5, 3, dtype=torch.float64) if uniform else
+            grid_from_samples(torch.randn(100, 3, generator=g, dtype=torch.float64), 5, 3))
+    x = (torch.rand(9, 3, generator=g, dtype=torch.float64) * 3.6 - 1.8).requires_grad_()
+    coef = torch.randn(3, 4, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    base = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    fun = torch.nn.functional.silu if base_fun == "silu" else (lambda t: t)
+    with kernels.use("torch"):
+        y = kernels.kan_spline(x, grid, coef, 3, base, base_fun)
+    torch.testing.assert_close(y, kan_spline_torch(x, grid, coef, 3) + fun(x) @ base, rtol=0, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda a, c, w: kan_spline_torch(a, grid, c, 3, w, base_fun), (x, coef, base))
+    # only some inputs need a gradient: the others get none, and the ones asked for are unchanged
+    full = torch.autograd.grad(kan_spline_torch(x, grid, coef, 3, base, base_fun).sum(), (x, coef, base))
+    for i, needs in enumerate([(True, False, False), (False, True, False), (False, False, True)]):
+        leaves = [t.detach().requires_grad_(n) for t, n in zip((x, coef, base), needs)]
+        (got,) = torch.autograd.grad(kan_spline_torch(leaves[0], grid, leaves[1], 3, leaves[2], base_fun).sum(),
+                                     [leaves[i]])
+        torch.testing.assert_close(got, full[i], rtol=0, atol=1e-13)
+
+
+def test_kernel_seam_empty_batch_and_bad_base():
+    grid, coef = uniform_grid(2, 4, 3), torch.randn(2, 3, 7, requires_grad=True)
+    base = torch.randn(2, 3, requires_grad=True)
+    x = torch.zeros(0, 2, requires_grad=True)
+    y = kan_spline_torch(x, grid, coef, 3, base)
+    assert y.shape == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 2) and coef.grad.abs().max() == 0 and base.grad.abs().max() == 0
+    assert bspline_basis(x.detach(), grid, 3).shape == (0, 2, 7)
+    with pytest.raises(ValueError, match=r"base_weight must have shape \[in, out\] = \[2, 3\], got \(3, 2\)"):
+        kan_spline_torch(torch.zeros(4, 2), grid, coef, 3, base.T)
+    with pytest.raises(ValueError, match="base_fun must be one of"):
+        kan_spline_torch(torch.zeros(4, 2), grid, coef, 3, base, "relu")
+
+
+def test_layer_base_fun_zero_and_identity_equal_pykan():
+    for fun, name in ((torch.nn.Identity(), "identity"), (None, "zero")):
+        torch.manual_seed(6)
+        theirs = KANLayer(3, 2, num=4, k=2, base_fun=fun or torch.nn.SiLU())
+        ours = KANLinear.from_pykan(theirs)
+        if fun is None:                                         # pykan has no zero base: drop its base branch
+            with torch.no_grad():
+                theirs.scale_base.zero_()
+            ours = KANLinear(3, 2, grid=4, k=2, base_fun="zero")
+            ours.load_state_dict(KANLinear.from_pykan(theirs).state_dict())
+        assert ours.base_fun == name
+        x = _inputs(40, 3, 1.0, seed=4)
+        _compare_layers(theirs, ours, x, tol=1e-5) if name == "identity" else \
+            torch.testing.assert_close(ours(x), theirs(x)[0], rtol=0, atol=1e-5)
+
+
 def test_outside_grid_warns_once_zero_and_clamp():
     torch.manual_seed(2)
     zero = KANLinear(1, 1, grid=5, k=3)

@@ -294,6 +294,20 @@ def test_kan_spline_matches_twin(B, n_in, n_out, G, k, uniform):
     assert_match(*kan_both(*kan_inputs(B, n_in, n_out, G, k, uniform, seed=B), k))
 
 
+@pytest.mark.parametrize("base_fun", ["silu", "identity"])
+def test_kan_spline_base_branch_matches_twin(base_fun):
+    """The optional base branch (``base_fun(x) @ base_weight``): value and ∂x, ∂coef, ∂base_weight."""
+    x, grid, coef = kan_inputs(29, 3, 5, 5, 3)
+    base = torch.randn(3, 5, generator=gen(4))
+    results = {}
+    for impl in ("torch", "triton"):
+        leaves = [t.clone().requires_grad_() for t in (x, coef, base)]
+        with kernels.use(impl):
+            y = kernels.kan_spline(leaves[0], grid, leaves[1], 3, leaves[2], base_fun)
+        results[impl] = (y, torch.autograd.grad(y, leaves, torch.randn(y.shape, generator=gen(5))))
+    assert_match(results["torch"], results["triton"])
+
+
 def test_kan_spline_outside_grid_is_zero_and_frozen_grid():
     x, grid, coef = kan_inputs(4, 2, 3, 5, 3)
     far = torch.tensor([[-9.0, 9.0], [grid[0, -1].item(), grid[1, 0].item() - 1e-3]] * 2)

@@ -4,10 +4,11 @@ Every edge i → j carries a learnable univariate function (pykan 0.2.8, ``kan/K
 
     φ_ij(x) = scale_base_ij·b(x) + scale_sp_ij·Σ_m coef_ijm·B_m(x),      y_j = Σ_i mask_ij·φ_ij(x_i),
 
-with b = SiLU and B_m the G+k B-splines of order k on the extended grid (see ``kan_spline``). Here the spline
-branch is one call to ``orthoscope.kernels.kan_spline`` with the per-edge scales folded into the coefficients
-(``coef·scale_sp·mask``), and the base branch is one matmul ``SiLU(x) @ (scale_base·mask)`` — no
-``[batch, out, in]`` tensor is ever built (efficient-kan's layout; pykan builds several).
+with b = SiLU and B_m the G+k B-splines of order k on the extended grid (see ``kan_spline``). Here the whole layer
+is one call to ``orthoscope.kernels.kan_spline``: the per-edge scales are folded into the coefficients
+(``coef·scale_sp·mask``) and the base branch rides along as one more basis function ``b(x)`` with coefficients
+``scale_base·mask`` — one matmul forward, two backward, and no ``[batch, out, in]`` tensor is ever built
+(efficient-kan's layout; pykan builds several).
 
 Inputs outside the grid range ``[t_k, t_{G+k}]`` (where the B-splines stop summing to one): ``outside="zero"``
 (default) is pykan's function — the spline fades out over the k extension intervals and is 0 beyond them, only
@@ -28,6 +29,17 @@ from .kan_spline import check_spline_args, curve_to_coef, extend_grid, grid_from
 
 BASE_FUNCTIONS = {"silu": F.silu, "identity": lambda x: x, "zero": torch.zeros_like}
 OUTSIDE = ("zero", "clamp")
+
+
+def _outside(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> bool:
+    """Whether any ``x[B, in]`` lies outside its column's ``[lo, hi]``: the global min/max of x settle the usual
+    case in one fast pass (a per-column reduction over the batch dim is 10× slower); per column only if needed."""
+    x = x.detach()
+    low, high = x.aminmax()
+    if bool((low >= lo).all() & (high <= hi).all()):
+        return False
+    low, high = x.aminmax(dim=0)
+    return bool(((low < lo) | (high > hi)).any())
 
 
 class KANLinear(nn.Module):
@@ -79,7 +91,7 @@ class KANLinear(nn.Module):
         if self._warned and self.outside == "zero":
             return x
         lo, hi = self.grid[:, self.k], self.grid[:, -self.k - 1]
-        if not self._warned and bool(((x < lo) | (x > hi)).any()):
+        if not self._warned and x.shape[0] and _outside(x, lo, hi):
             self._warned = True
             what = ("the spline fades to 0 beyond the grid (pykan's behaviour)" if self.outside == "zero"
                     else "the spline is held at its value at the nearest grid end")
@@ -99,8 +111,15 @@ class KANLinear(nn.Module):
             raise ValueError(f"KANLinear expects inputs [..., {self.in_features}], got {tuple(x.shape)}")
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
-        base = BASE_FUNCTIONS[self.base_fun](x) @ (self.scale_base * self.mask)
-        y = base + kernels.kan_spline(self._spline_input(x), self.grid, self.spline_coef(), self.k)
+        spline_x = self._spline_input(x)
+        if self.base_fun == "zero":
+            y = kernels.kan_spline(spline_x, self.grid, self.spline_coef(), self.k)
+        elif spline_x is x:        # the base branch rides in the spline's matmul as one more basis function
+            y = kernels.kan_spline(x, self.grid, self.spline_coef(), self.k, self.scale_base * self.mask,
+                                   self.base_fun)
+        else:                      # outside="clamp": the spline sees the clamped input, the base branch the raw one
+            base = BASE_FUNCTIONS[self.base_fun](x) @ (self.scale_base * self.mask)
+            y = base + kernels.kan_spline(spline_x, self.grid, self.spline_coef(), self.k)
         return y.reshape(*lead, self.out_features)
 
     def edge_activations(self, x: torch.Tensor) -> torch.Tensor:
