@@ -5,8 +5,12 @@
 
 Every implementation computes the same function (pykan's B-splines of order k on G intervals + a SiLU branch;
 inkan: uniform cubic only). Each round times one forward+backward of every implementation in turn (so machine
-load hits all of them alike); the table shows the median over rounds of the wall-clock time and of the process
-CPU time (``time.process_time``: with 1 thread it is the least sensitive to other processes on a busy machine). "saved" is the activation memory autograd
+load hits all of them alike), each right after an untimed call of the same implementation: the steady state of a
+training loop. (``--cold`` drops that call; then every implementation starts with the memory the previous one freed
+and returned to the OS, and pays page faults for its own again — in this VM ~1 µs per 4 KiB page, i.e. ~3 ms for
+our layer's ~8 MiB of temporaries.) The table shows the median over rounds of the wall-clock time and of the
+process CPU time (``time.process_time``: with 1 thread it is the least sensitive to other processes on a busy
+machine). "saved" is the activation memory autograd
 keeps between forward and backward (bytes of the tensors saved for backward, counted once each), measured with
 ``torch.autograd.graph.saved_tensors_hooks``. The last line is the headline ratio at in = out = 64, batch 1024,
 G = 5, k = 3.
@@ -64,7 +68,7 @@ def saved_bytes(fn, x) -> int:
     return total[0]
 
 
-def bench_size(size, rounds, with_inkan):
+def bench_size(size, rounds, with_inkan, warm=True):
     n_in, n_out, batch, G, k = size
     impls = implementations(n_in, n_out, G, k, with_inkan)
     x = (torch.rand(batch, n_in, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_()
@@ -76,6 +80,8 @@ def bench_size(size, rounds, with_inkan):
         for name, fn in impls.items():
             if name == "pykan" and r >= slow:
                 continue
+            if warm:                                       # steady state: the same implementation just ran
+                fwd_bwd(fn, x)
             t0, c0 = time.perf_counter(), time.process_time()
             fwd_bwd(fn, x)
             wall[name].append(time.perf_counter() - t0)
@@ -110,6 +116,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per size")
     parser.add_argument("--no-inkan", action="store_true", help="leave inkan out even if installed")
     parser.add_argument("--quick", action="store_true", help="headline size only")
+    parser.add_argument("--cold", action="store_true",
+                        help="time each call right after the previous implementation's (no same-implementation "
+                             "warm-up call in each round)")
     parser.add_argument("--hellokan", action="store_true", help="reproduce pykan's hellokan numbers instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -121,12 +130,13 @@ def main(argv=None):
     except ImportError:
         with_inkan = False
     sizes = SIZES[:1] if args.quick else SIZES
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, fp32, CPU")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, fp32, CPU, "
+          f"{'cold' if args.cold else 'steady state'}")
     print(f"{'in':>4} {'out':>4} {'batch':>6} {'G':>3} {'k':>2}  {'implementation':<15} {'wall ms':>9} "
           f"{'× pykan':>8} {'CPU ms':>9} {'× pykan':>8} {'saved MiB':>10}")
     headline = None
     for size in sizes:
-        rows = bench_size(size, args.rounds, with_inkan)
+        rows = bench_size(size, args.rounds, with_inkan, warm=not args.cold)
         base_wall, base_cpu = rows[0][1], rows[0][2]
         for name, ms, cpu_ms, mib in rows:
             print(f"{size[0]:>4} {size[1]:>4} {size[2]:>6} {size[3]:>3} {size[4]:>2}  {name:<15} {ms:>9.2f} "
