@@ -19,12 +19,19 @@ so the layer computes
     y = ((x R) W₀ᵀ) P + bias,      R acts on the INPUT row vector (x ↦ x R),  P on the OUTPUT (y ↦ y P).
 
 The bias sits in the output coordinates and is a plain trainable parameter (not rotated). The weight is stored
-**pre-permuted**, as in POET-X (reference §2.8): ``W_s = W₀[inv(perm_out)][:, perm_in]``. So one forward needs only
-two gathers and two block rotations, and no permutation ever touches the weight:
+**pre-permuted**, as in POET-X (reference §2.8): ``W_s = W₀[inv(perm_out)][:, perm_in]``. Two algorithms compute
+the same map (``poet_ops``; option ``centric``):
 
-    x̃ = x[..., perm_in] · blockdiag(G_in)    (kernels.block_rotate; FS rotates the first b coordinates only)
-    y = ((x̃ W_sᵀ) · blockdiag(G_out))[..., perm_out] + bias
+* input-centric (POET-X): two gathers and two block rotations of the tokens, one matmul with W_s:
 
+      x̃ = x[..., perm_in] · blockdiag(G_in)    (kernels.block_rotate; FS rotates the first b coordinates only)
+      y = ((x̃ W_sᵀ) · blockdiag(G_out))[..., perm_out] + bias
+
+* weight-centric: build ``W_eff`` from W_s once per call (O(m·n·b), permutations as row gathers of small
+  matrices) and run ``F.linear(x, W_eff, bias)``, like ``nn.Linear``.
+
+``centric="auto"`` (default) picks the cheaper rotation cost per call: weight-centric when the call has more than
+``2mn/(m+n)`` tokens (BS), i.e. in training; input-centric for a few tokens (decoding).
 Here ``perm_in`` plays Π with ``x Π = x[..., perm_in]``, so ``R = Π blockdiag(G_in) Πᵀ``.
 
 **Merge-then-reinitialize** (``merge_then_reinitialize``) folds R and P into W₀ (``W₀ ← W_eff``), draws new
@@ -34,7 +41,8 @@ in ordinary coordinates. Unmerged, ``base_layer.weight`` holds the pre-permuted 
 is quantized). Read the weight through ``effective_weight()``.
 
 **Memory mode** (POET-X_mem): the whole map runs as one autograd node that saves only x, G_in and G_out
-(``poet_x.POETXFunction``). **Quantized base** (POET-XQ): W_s is kept as 8- or 4-bit group codes
+(``poet_x.POETXFunction``, input-centric: recomputes the rotated activations; ``POETXWeightFunction``,
+weight-centric: recomputes only W_eff). **Quantized base** (POET-XQ): W_s is kept as 8- or 4-bit group codes
 (``quant.quantize_groupwise``) and dequantized on the fly. A merge is dequantize → merge → requantize.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ Two ways to evaluate it (same math, same result up to float reassociation):
   rotate every token by the small blocks, one matmul with W_s, rotate, gather back. The rotations cost
   ``N·(m·b_in + n·b_out)`` multiply-adds for N tokens, and the gathers move ``N·(m + n)`` numbers.
 * **weight-centric** (``poet_forward_weight``): build ``W_eff`` once per call (``effective_weight_from``:
-  ``n·m·b_in + m·n·b_out`` multiply-adds; the permutations are row and column gathers of the m×n matrix) and run
+  ``n·m·b_in + m·n·b_out`` multiply-adds; the permutations are row gathers of m×n matrices) and run
   one ``F.linear``, exactly like ``nn.Linear``. No activation is gathered or rotated, and autograd keeps the input
   and two m×n matrices instead of two rotated copies of the activations.
 
