@@ -6,9 +6,8 @@
 Every implementation computes the same function (pykan's B-splines of order k on G intervals + a SiLU branch;
 inkan: uniform cubic only). Each round times one forward+backward of every implementation in turn (so machine
 load hits all of them alike), each right after an untimed call of the same implementation: the steady state of a
-training loop. (``--cold`` drops that call; then every implementation starts with the memory the previous one freed
-and returned to the OS, and pays page faults for its own again — in this VM ~1 µs per 4 KiB page, i.e. ~3 ms for
-our layer's ~8 MiB of temporaries.) The table shows the median over rounds of the wall-clock time and of the
+training loop (``--cold`` drops that call: each implementation then runs right after another one, with caches and
+allocator left as that one left them). The table shows the median over rounds of the wall-clock time and of the
 process CPU time (``time.process_time``: with 1 thread it is the least sensitive to other processes on a busy
 machine). "saved" is the activation memory autograd
 keeps between forward and backward (bytes of the tensors saved for backward, counted once each), measured with
