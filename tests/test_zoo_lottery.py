@@ -48,3 +48,19 @@ def test_training_reduces_the_error_and_sweep_collects_it():
     assert LT.test_mse(run) < 1e-3
     res = LT.mse_vs_width([2, 8], steps=50, n_train=50, progress=False)
     assert res.sizes == [2, 8] and all(r["mse"] > 0 for r in res.records)
+
+
+def test_slopes_by_seed_fits_each_seed_and_takes_the_median():
+    from orthoscope.scaling import SweepResult
+
+    widths = [4, 8, 16, 32]
+    planted = {0: -1.0, 1: -2.0, 2: -0.5}                                  # exact power laws, one per seed
+    res = SweepResult([{"size": w, "seed": s, "mse": 3.0 * w ** b} for s, b in planted.items() for w in widths])
+    fit = LT.slopes_by_seed(res)
+    assert fit.seeds == [0, 1, 2]
+    assert fit.slopes == pytest.approx([-1.0, -2.0, -0.5], abs=1e-9)
+    assert fit.median == pytest.approx(-1.0, abs=1e-9) and fit.spread == pytest.approx((-2.0, -0.5))
+    assert "median slope -1.00 over 3 seeds" in str(fit)
+    short = SweepResult([{"size": w, "seed": 0, "mse": 1.0 / w} for w in (4, 8)])
+    with pytest.raises(ValueError, match="at least three"):
+        LT.slopes_by_seed(short)

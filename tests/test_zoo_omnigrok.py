@@ -96,3 +96,33 @@ def test_modular_runs_with_and_without_the_constraint():
     norms = fixed.history["weight_norm/total"].values
     assert max(norms) == pytest.approx(min(norms), rel=1e-5)
     assert "acc/test" in free.history and free.name == "α=1, wd=1"
+
+
+def test_log_spaced_evaluation_runs_only_at_its_steps():
+    run = OG.train_digits(alpha=8.0, weight_decay=0.01, steps=100, width=16, per_decade=4)
+    from orthoscope.zoo.time_scaling import log_steps
+
+    expected = [0, *log_steps(100, 4)]
+    assert run.history["acc/test"].steps == expected
+    assert run.history["weight_norm/total"].steps == expected
+    assert expected[-1] == 100 and len(expected) < 12                     # 2 decades × 4 per decade (+ ends)
+
+
+def test_at_steps_wraps_any_probe():
+    from orthoscope.probes import Probe
+
+    calls = []
+
+    class Count(Probe):
+        name = "count"
+
+        def __call__(self, run):
+            calls.append(run.step_count)
+            return {"n": float(run.step_count)}
+
+    probe = OG.AtSteps(Count(), [3, 5])
+    assert probe.every == 1 and probe.name == "count@steps"
+    for step in range(7):
+        out = probe(SimpleNamespace(step_count=step))
+        assert out == ({"n": float(step)} if step in (0, 3, 5) else {})
+    assert calls == [0, 3, 5]

@@ -81,3 +81,42 @@ def mse_vs_width(widths, *, seeds=(0,), progress: bool = True, **kwargs):
 
     return sweep(lambda w, s: {"mse": test_mse(train(int(w), seed=s, **kwargs))}, widths, seeds, progress=progress,
                  desc="y = x² width")
+
+
+@dataclass
+class SeedSlopes:
+    """One power-law slope of held-out MSE vs width per seed, and their median and spread. The pooled fit over
+    all seeds hides how much a single seed's line can swing (one badly fitted width moves it by ±1)."""
+
+    seeds: list[int]
+    slopes: list[float]
+
+    @property
+    def median(self) -> float:
+        import statistics
+
+        return statistics.median(self.slopes)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """(min, max) over seeds."""
+        return min(self.slopes), max(self.slopes)
+
+    def __str__(self) -> str:
+        lo, hi = self.spread
+        return (f"median slope {self.median:.2f} over {len(self.slopes)} seeds (range {lo:.2f} … {hi:.2f}; "
+                f"per seed {', '.join(f'{s:.2f}' for s in self.slopes)})")
+
+
+def slopes_by_seed(res, metric: str = "mse") -> SeedSlopes:
+    """Fit ``metric ∝ width^slope`` separately for every seed of a ``sweep`` result (log-log least squares)."""
+    from ..scaling import fit_power_law
+
+    seeds = sorted({r["seed"] for r in res.records})
+    slopes = []
+    for seed in seeds:
+        rows = sorted((r["size"], r[metric]) for r in res.records if r["seed"] == seed)
+        if len(rows) < 3:
+            raise ValueError(f"seed {seed} has {len(rows)} width(s); a per-seed fit needs at least three")
+        slopes.append(fit_power_law([w for w, _ in rows], [v for _, v in rows]).slope)
+    return SeedSlopes(seeds, slopes)

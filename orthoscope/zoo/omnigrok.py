@@ -24,6 +24,7 @@ import torch
 
 from ..methods import AdamW, Intervention, check_positive
 from ..models import MLP
+from ..probes import Probe
 from .common import first_crossing
 
 
@@ -77,19 +78,39 @@ def digits_mlp(alpha: float = 1.0, width: int = 200, depth: int = 3, seed: int =
     return MLP(64, (width,) * (depth - 1), 10, init_scale=alpha)
 
 
-def _run(model, task, method, *, loss, steps, eval_every, seed, name, progress):
+class AtSteps(Probe):
+    """Run ``probe`` only at the given steps (and at step 0): log-spaced evaluation makes a 1e5-step run cheap to
+    watch and resolves the early memorization as finely as the late rise."""
+
+    def __init__(self, probe: Probe, when):
+        super().__init__(every=1)
+        self.probe, self.when = probe, {0, *(int(s) for s in when)}
+        self.name = f"{probe.name}@steps"
+
+    def __call__(self, run) -> dict:
+        return self.probe(run) if run.step_count in self.when else {}
+
+
+def _run(model, task, method, *, loss, steps, eval_every, seed, name, progress, per_decade=None):
     from ..probes import Evaluate, WeightNorm
     from ..run import Run
 
-    probes = [Evaluate(eval_every), WeightNorm(eval_every)]
+    if per_decade is None:
+        probes = [Evaluate(eval_every), WeightNorm(eval_every)]
+    else:
+        from .time_scaling import log_steps
+
+        when = log_steps(steps, per_decade)
+        probes = [AtSteps(Evaluate(1), when), AtSteps(WeightNorm(1), when)]
     run = Run(model, task, method, loss=loss, probes=probes, seed=seed, name=name)
     return run.train(steps, progress=progress)
 
 
 def train_digits(*, alpha: float = 8.0, weight_decay: float = 0.1, lr: float = 1e-3, steps: int = 20_000,
                  batch_size: int = 200, n_train: int = 1000, width: int = 200, constrained_norm: float | None = None,
-                 seed: int = 0, eval_every: int = 50, progress: bool = False):
-    """Omnigrok on digits. ``constrained_norm``: hold ‖θ‖ at that value (weight decay is then ignored: set 0)."""
+                 seed: int = 0, eval_every: int = 50, per_decade: int | None = None, progress: bool = False):
+    """Omnigrok on digits. ``constrained_norm``: hold ‖θ‖ at that value (weight decay is then ignored: set 0).
+    Evaluates every ``eval_every`` steps, or — with ``per_decade`` — at that many log-spaced steps per decade."""
     from ..tasks import Digits
 
     task = Digits(n_train=n_train, batch_size=batch_size, seed=seed)
@@ -101,7 +122,7 @@ def train_digits(*, alpha: float = 8.0, weight_decay: float = 0.1, lr: float = 1
         scale_to_norm_(model, constrained_norm)
     name = f"α={alpha:g}, wd={weight_decay:g}" if constrained_norm is None else f"‖θ‖={constrained_norm:.3g}"
     return _run(model, task, method, loss="mse_onehot", steps=steps, eval_every=eval_every, seed=seed, name=name,
-                progress=progress)
+                progress=progress, per_decade=per_decade)
 
 
 def train_modular(*, p: int = 113, train_frac: float = 0.3, alpha: float = 1.0, weight_decay: float = 1.0,
