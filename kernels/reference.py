@@ -60,12 +60,11 @@ def cayley_neumann(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.Tensor:
     ``Q`` = skew-symmetric matrix whose strict upper triangle (``triu_indices(b, b, 1)`` order) is the packed row;
     ``R = (I + Q)(I + Q + … + Q^k) = I + 2Q + … + 2Q^k + Q^{k+1}`` (k = 3: the POET Triton kernel's formula).
     """
-    from orthoscope.ortho.cayley import cayley_neumann as _cnp
-    from orthoscope.ortho.skew import skew_from_packed
+    from orthoscope.ortho.cayley import cayley_neumann_packed
 
     if q_packed.dim() != 2:
         raise ValueError(f"q_packed must have shape [r, b(b-1)/2], got {tuple(q_packed.shape)}")
-    return _cnp(skew_from_packed(q_packed, b), k)
+    return cayley_neumann_packed(q_packed, b, k)          # saves only q_packed for backward, like the kernel
 
 
 def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = None) -> torch.Tensor:

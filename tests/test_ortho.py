@@ -332,3 +332,36 @@ def test_random_skew_helper_has_requested_norm():
     q = random_skew(16, 0.25, gen())
     assert torch.isclose(torch.linalg.matrix_norm(q, ord=2), torch.tensor(0.25, dtype=torch.float64))
     torch.testing.assert_close(q, -q.T)
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 4])
+@pytest.mark.parametrize("b", [2, 5])
+def test_cayley_neumann_packed_matches_plain_and_saves_only_the_packed_blocks(k, b):
+    """The recompute-in-backward CNP: same values and gradients as autograd through the plain formula (gradcheck in
+    float64), and the only tensor autograd keeps is the packed parameter itself."""
+    from orthoscope.ortho.cayley import cayley_neumann_packed
+
+    g = torch.Generator().manual_seed(10 * k + b)
+    q = (0.3 * torch.randn(3, n_packed(b), generator=g, dtype=torch.float64)).requires_grad_()
+    plain = cayley_neumann(skew_from_packed(q, b), k)
+    assert torch.allclose(cayley_neumann_packed(q, b, k), plain, rtol=0, atol=1e-14)
+    upstream = torch.randn(plain.shape, generator=g, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(plain, q, upstream)
+    (got,) = torch.autograd.grad(cayley_neumann_packed(q, b, k), q, upstream)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda v: cayley_neumann_packed(v, b, k), (q,))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        cayley_neumann_packed(q, b, k)
+    assert len(saved) == 1 and saved[0].data_ptr() == q.data_ptr()
+
+
+def test_cayley_neumann_packed_bad_input():
+    from orthoscope.ortho.cayley import cayley_neumann_packed
+
+    with pytest.raises(ValueError, match="last dimension"):
+        cayley_neumann_packed(torch.zeros(2, 5), 4)
+    with pytest.raises(ValueError, match="positive int"):
+        cayley_neumann_packed(torch.zeros(2, 6), 0)
+    with pytest.raises(ValueError, match="k"):
+        cayley_neumann_packed(torch.zeros(2, 6), 4, -1)

@@ -112,3 +112,69 @@ def cnp_table_markdown(norms=(0.01, 0.1, 0.5), ks=(1, 2, 3, 4, 5), b: int = 32, 
         lines.append(f"| {'exact' if k is None else k} | {cells} |")
     return "\n".join(lines)
 
+
+
+class _CayleyNeumannPacked(torch.autograd.Function):
+    """``cayley_neumann(skew_from_packed(q, b), k)`` that saves only the packed ``q`` for backward.
+
+    Autograd on the plain function keeps Q and every Horner iterate ``P_j`` (k + 1 matrices of b×b per block); here
+    they are rebuilt in backward (k − 1 small products). Reverse Horner, with ``G = ∂L/∂R``::
+
+        R = I + Q P_k:            ∂Q  = G P_kᵀ,      D = Qᵀ G          (D = ∂L/∂P_k)
+        P_{j+1} = 2I + Q P_j:     ∂Q += D P_jᵀ,      D ← Qᵀ D          (j = k−1 … 1)
+        P_1 = Q + 2I:             ∂Q += D
+
+    and the packed gradient is ``∂Q[rows, cols] − ∂Q[cols, rows]`` (``skew_from_packed``'s adjoint)."""
+
+    @staticmethod
+    def forward(ctx, q_packed, b, k):
+        from .skew import skew_from_packed
+
+        ctx.b, ctx.k = b, k
+        ctx.save_for_backward(q_packed)
+        # In q's own precision even under autocast: the blocks are small and R feeds every token (matmuls that
+        # consume R autocast it themselves).
+        with torch.no_grad(), torch.autocast(q_packed.device.type, enabled=False):
+            return cayley_neumann(skew_from_packed(q_packed, b), k)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_r):
+        from .skew import _triu, skew_from_packed
+
+        (q_packed,) = ctx.saved_tensors
+        b, k = ctx.b, ctx.k
+        grad_r = grad_r.to(q_packed.dtype)                               # bf16 when R was consumed under autocast
+        q = skew_from_packed(q_packed, b)
+        if k == 0:
+            grad_q = grad_r
+        else:
+            eye = _eye_like(q)
+            iterates = [q + 2 * eye]                                     # P_1 … P_k
+            for _ in range(k - 1):
+                iterates.append(2 * eye + q @ iterates[-1])
+            qt = q.transpose(-1, -2)
+            grad_q = grad_r @ iterates[-1].transpose(-1, -2)
+            d = qt @ grad_r
+            for p in reversed(iterates[:-1]):
+                grad_q = grad_q + d @ p.transpose(-1, -2)
+                d = qt @ d
+            grad_q = grad_q + d
+        rows, cols = _triu(b, q_packed.device)
+        return grad_q[..., rows, cols] - grad_q[..., cols, rows], None, None
+
+
+def cayley_neumann_packed(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.Tensor:
+    """``R[..., b, b] = cayley_neumann(skew_from_packed(q_packed, b), k)`` from packed skew blocks
+    ``q_packed[..., b(b−1)/2]``; equal values, and autograd keeps only ``q_packed`` (the iterates are recomputed in
+    backward — see ``_CayleyNeumannPacked``). The kernel seam's torch twin."""
+    from .skew import n_packed
+
+    if not isinstance(b, int) or isinstance(b, bool) or b <= 0:
+        raise ValueError(f"b must be a positive int, got {b!r}")
+    if q_packed.shape[-1:] != (n_packed(b),):
+        raise ValueError(f"q_packed must have last dimension b(b-1)/2 = {n_packed(b)} for b={b}, got shape "
+                         f"{tuple(q_packed.shape)}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"k (number of Neumann terms) must be an int ≥ 0, got {k!r}")
+    return _CayleyNeumannPacked.apply(q_packed, b, k)
