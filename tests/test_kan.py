@@ -8,7 +8,7 @@ import torch
 from orthoscope import kernels
 from orthoscope.models import MLP, TinyTransformer
 from orthoscope.models.kan import KAN, KANFeedForward, KANLinear, use_kan_layers
-from orthoscope.models.kan_spline import bspline_basis, grid_from_samples, kan_spline_torch, uniform_grid
+from orthoscope.models.kan_spline import bspline_basis, grid_from_samples, kan_spline_torch, matmul_nt, uniform_grid
 
 kan_spline_mod = pytest.importorskip("kan.spline")
 KANLayer = pytest.importorskip("kan.KANLayer").KANLayer
@@ -167,6 +167,22 @@ def test_kernel_seam_empty_batch_and_bad_base():
         kan_spline_torch(torch.zeros(4, 2), grid, coef, 3, base.T)
     with pytest.raises(ValueError, match="base_fun must be one of"):
         kan_spline_torch(torch.zeros(4, 2), grid, coef, 3, base, "relu")
+
+
+def test_matmul_nt_equals_a_times_w_transposed_for_any_strides():
+    """The layer's products (oneDNN in fp32 on the CPU): a @ w.T for contiguous, transposed, sliced and expanded
+    (stride-0, as ∂(y.sum())/∂y) operands, to fp32 rounding against float64; other dtypes and empty shapes too."""
+    g = torch.Generator().manual_seed(5)
+    a, w = torch.randn(50, 30, generator=g), torch.randn(20, 30, generator=g)
+    cases = [(a, w), (a.T.contiguous().T, w.T.contiguous().T), (a[:, ::2], w[:, ::2]),
+             (torch.ones(1, 30).expand(50, 30), w), (a, torch.randn(1, 30, generator=g).expand(20, 30))]
+    for left, right in cases:
+        got = matmul_nt(left, right)
+        assert got.shape == (left.shape[0], right.shape[0]) and got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), left.double() @ right.double().T, rtol=0, atol=2e-5)
+    torch.testing.assert_close(matmul_nt(a.double(), w.double()), a.double() @ w.double().T, rtol=0, atol=1e-13)
+    assert matmul_nt(torch.zeros(0, 30), w).shape == (0, 20)
+    assert matmul_nt(a, torch.zeros(0, 30)).shape == (50, 0)
 
 
 def test_layer_base_fun_zero_and_identity_equal_pykan():

@@ -21,7 +21,8 @@ s-th local value of every input is one row-wise ``scatter_`` into the basis shif
 branch ``b(x)·scale_base`` rides along as one more basis block, so the whole layer is one matmul forward and two
 backward (``∂weight = basisᵀ∂y``; ``∂basis = ∂y·weightᵀ``, of which ``∂x`` reads only the k+1 non-zero columns per
 input, by gathers, times the saved local derivatives). At in = out = 64, batch 1024, G = 5 the three matmuls take
-2.2 ms of the 4–5 ms of a forward+backward on one CPU thread (BENCHMARKS.md, "KAN layer").
+2.2 ms of the 4–5 ms of a forward+backward on one CPU thread with MKL's sgemm; in fp32 on the CPU they go to oneDNN
+instead (``matmul_nt``), which takes 0.3 ms each there (BENCHMARKS.md, "KAN layer").
 
 Every denominator in the triangle is a knot span that contains ``[t_j, t_{j+1})``, so it is positive: no 0/0 guards
 are needed even with repeated knots. (pykan instead applies ``nan_to_num`` to the whole recursion step, which for
@@ -34,6 +35,38 @@ from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+
+def _onednn_ready(*tensors: torch.Tensor) -> bool:
+    """Whether ``matmul_nt`` can hand these fp32 CPU matrices to oneDNN (non-empty, 2-D, op present)."""
+    return (_ONEDNN_LINEAR is not None and all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 2
+                                                and t.numel() for t in tensors))
+
+
+def matmul_nt(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``a @ w.T`` for ``a[M, K]``, ``w[N, K]`` (any strides), no autograd.
+
+    fp32 on the CPU goes to oneDNN's linear primitive (``torch.ops.mkldnn._linear_pointwise``, the op inductor's
+    mkldnn fusions emit): on this project's AVX-512 AMD machine it runs the layer's ``[1024, 576] × [576, 64]``
+    products in 0.30–0.34 ms where ``torch.mm`` (MKL's sgemm, whose fast kernels are for Intel CPUs) takes 0.70–0.74
+    ms, also for transposed operands. It computes in fp32 (errors against a float64 product are of the same size as
+    MKL's) unless the user lowered ``torch.backends.mkldnn.matmul.fp32_precision``. Other dtypes and devices, empty
+    matrices, and torch builds without the op use ``torch.mm``."""
+    if _onednn_ready(a, w):
+        return _ONEDNN_LINEAR(a, w, None, "none", [None], "")
+    return a @ w.T
+
+
+def _find_onednn_linear():
+    try:
+        if torch.backends.mkldnn.is_available():
+            return torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        pass
+    return None
+
+
+_ONEDNN_LINEAR = _find_onednn_linear()
 
 
 def check_spline_args(grid_size, k) -> None:
@@ -290,7 +323,7 @@ class _KanSpline(torch.autograd.Function):
         ctx.save_for_backward(basis if need_w else None, weight if need_x else None, derivs,
                               cols if need_x else None, slope)
         ctx.shape = (n_in, n_out, n_basis, exact)
-        return basis @ weight
+        return matmul_nt(basis, weight.T)
 
     @staticmethod
     @once_differentiable
@@ -302,7 +335,7 @@ class _KanSpline(torch.autograd.Function):
             raise RuntimeError("kan_spline: the grid is not trainable (no gradient with respect to knots)")
         grad_x = grad_coef = grad_base = None
         if ctx.needs_input_grad[0]:
-            g = grad_out @ weight.T                                      # ∂L/∂basis, [B, (m, i)]
+            g = matmul_nt(grad_out, weight)                              # ∂L/∂basis, [B, (m, i)]
             if B:
                 grad_x = _gather_dot(g, cols, derivs, exact)
             else:
@@ -310,7 +343,8 @@ class _KanSpline(torch.autograd.Function):
             if slope is not None:
                 grad_x += g.view(B, n_basis + 1, n_in)[:, n_basis] * slope
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[4]:
-            gw = (basis.T @ grad_out).view(-1, n_in, n_out)                # [(m, i), o] → [m, i, o]
+            # ∂weight = basisᵀ∂y, computed as (∂yᵀ·basis)ᵀ: [(m, i), o] → [m, i, o] (a strided view)
+            gw = matmul_nt(grad_out.T, basis.T).T.view(-1, n_in, n_out)
             # contiguous in coef's layout: autograd's elementwise backward (e.g. of coef·scale_sp) on a permuted
             # view reduces over a strided dim and costs 10× this copy (measured: 146 µs vs 12 µs per layer)
             grad_coef = gw[:n_basis].permute(1, 2, 0).contiguous() if ctx.needs_input_grad[2] else None
