@@ -64,3 +64,25 @@ def test_slopes_by_seed_fits_each_seed_and_takes_the_median():
     short = SweepResult([{"size": w, "seed": 0, "mse": 1.0 / w} for w in (4, 8)])
     with pytest.raises(ValueError, match="at least three"):
         LT.slopes_by_seed(short)
+
+
+def test_reproduce_entry_smoke_reports_silu_slopes_and_the_relu_control():
+    from orthoscope.zoo import reproduce as R
+
+    out = R.REGISTRY["lottery"].run(True)
+    assert "SiLU, held-out MSE vs width [2, 4, 8]" in out.detail and "over 2 seeds" in out.detail
+    assert "ReLU control, same protocol: median slope" in out.detail
+    assert out.ours == out.ours and out.passed == (abs(out.ours + 1.0) <= 0.3)       # a number, judged as stated
+
+
+def test_relu_control_shares_the_init_and_changes_only_the_activation():
+    silu, relu = LT.make_model(8, "silu", seed=3), LT.make_model(8, "relu", seed=3)
+    for a, b in zip(silu.parameters(), relu.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)                      # same seed → same weights
+    x = torch.linspace(-1, 1, 7, dtype=torch.float64)[:, None]
+    first, second = relu.layers
+    pre = x @ first.weight.T + first.bias
+    torch.testing.assert_close(relu(x), torch.relu(pre) @ second.weight.T + second.bias)
+    torch.testing.assert_close(silu(x), torch.nn.functional.silu(pre) @ second.weight.T + second.bias)
+    with pytest.raises(ValueError, match="activation"):
+        LT.make_model(4, "nope")

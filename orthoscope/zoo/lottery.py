@@ -7,8 +7,15 @@ activation σ (σ''(0) ≠ 0), a symmetric pair of neurons ``σ(ax) + σ(−ax) 
 averages the error down like 1/N (a central-limit effect).
 
 **Caveat.** The authors' own note on the arXiv abstract reads: *"the theory in this paper is questionable; we are
-trying our best to fix it. Empirical results still stand."* We reproduce the empirical scaling only. No official code
-was found; the setting here (SiLU, x on a uniform grid in [−1, 1], full-batch Adam) is our reconstruction.
+trying our best to fix it. Empirical results still stand."* We reproduce the empirical scaling only.
+
+**Setting.** No official code was found, and the stored copies of the paper's text that we could search (the
+hf-mirror markdown and ar5iv HTML of arXiv 2310.02258, searched 2026-11-23) reach only the abstract and the opening
+of the introduction: activation, input range and sampling, optimizer, steps, seeds and how the exponent is fitted
+were *not* recovered. The setting here (SiLU, x on a uniform grid in [−1, 1], full-batch Adam with cosine decay) is
+our reconstruction. What the abstract does fix: N is the parameter count of Sharma & Kaplan's law (a ``1 → N → 1``
+net has 3N + 1 parameters, so the exponent in width and in parameters agree up to that offset), and ReLU networks
+are said to follow approximation theory (N^(−4) in 1-D) — ``train(..., activation="relu")`` is that control.
 """
 from __future__ import annotations
 
