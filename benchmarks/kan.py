@@ -2,6 +2,7 @@
 
     python benchmarks/kan.py                 # default sizes, 2 threads, 15 interleaved rounds
     python benchmarks/kan.py --threads 1 --rounds 25
+    python benchmarks/kan.py --quick --fresh-compile-cache     # headline size; compile time without inductor's cache
 
 Every implementation computes the same function (pykan's B-splines of order k on G intervals + a SiLU branch;
 inkan: uniform cubic only). Each round times one forward+backward of every implementation in turn (so machine
@@ -13,6 +14,11 @@ machine). "saved" is the activation memory autograd
 keeps between forward and backward (bytes of the tensors saved for backward, counted once each), measured with
 ``torch.autograd.graph.saved_tensors_hooks``. The last line is the headline ratio at in = out = 64, batch 1024,
 G = 5, k = 3.
+
+"orthoscope, torch.compile" is ``KANLinear(..., compile=True)`` (``orthoscope/models/kan_compiled.py``), compiled
+afresh for every size (``torch._dynamo.reset()``, static shapes); its one-off compile time is the wall time of its
+first forward+backward, printed per size (inductor caches generated code on disk: ``--fresh-compile-cache`` points
+the cache at an empty folder to time a first run on a machine).
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ def implementations(n_in, n_out, G, k, with_inkan):
 
     torch.manual_seed(0)
     theirs = KANLayer(n_in, n_out, num=G, k=k)
-    impls = {"pykan": lambda x: theirs(x)[0], "orthoscope": KANLinear.from_pykan(theirs)}
+    impls = {"pykan": lambda x: theirs(x)[0], "orthoscope": KANLinear.from_pykan(theirs),
+             "orthoscope, torch.compile": KANLinear.from_pykan(theirs, compile=True)}
     if with_inkan and k == 3:
         import inkan
 
@@ -68,12 +75,18 @@ def saved_bytes(fn, x) -> int:
 
 
 def bench_size(size, rounds, with_inkan, warm=True):
+    """Rows ``(name, wall ms, CPU ms, saved MiB)`` and the compiled layer's first-call (compile) seconds."""
     n_in, n_out, batch, G, k = size
+    torch._dynamo.reset()                                  # compile for this size's static shapes
     impls = implementations(n_in, n_out, G, k, with_inkan)
     x = (torch.rand(batch, n_in, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_()
     wall, cpu = {name: [] for name in impls}, {name: [] for name in impls}
-    for fn in impls.values():                              # warm-up
+    first_call = {}
+    for name, fn in impls.items():                         # warm-up; the compiled layer compiles here
+        t0 = time.perf_counter()
         fwd_bwd(fn, x)
+        first_call[name] = time.perf_counter() - t0
+    check_compiled(impls, x)
     slow = rounds if batch * n_in * n_out <= 64 * 64 * 1024 * 2 else max(3, rounds // 3)
     for r in range(rounds):
         for name, fn in impls.items():
@@ -89,7 +102,23 @@ def bench_size(size, rounds, with_inkan, warm=True):
     for name, fn in impls.items():
         rows.append((name, statistics.median(wall[name]) * 1e3, statistics.median(cpu[name]) * 1e3,
                      saved_bytes(fn, x) / 2**20))
-    return rows
+    return rows, first_call["orthoscope, torch.compile"]
+
+
+def check_compiled(impls, x):
+    """The compiled layer computes what the eager one does (output and every gradient, ≤ 1e-5 relative to the
+    largest entry) — else the benchmark stops."""
+    results = []
+    for layer in (impls["orthoscope"], impls["orthoscope, torch.compile"]):
+        xx = x.detach().clone().requires_grad_()
+        y = layer(xx)
+        params = [layer.coef, layer.scale_sp, layer.scale_base]
+        grads = torch.autograd.grad(y, [xx] + params, torch.randn(y.shape, generator=torch.Generator().manual_seed(2)))
+        results.append([y.detach(), *grads])
+    for name, a, b in zip(["y", "dx", "dcoef", "dscale_sp", "dscale_base"], *results):
+        err = float((a - b).abs().max() / a.abs().max())
+        if not err <= 1e-5:
+            raise SystemExit(f"compiled layer differs from the eager one in {name}: max error {err:.2e} (relative)")
 
 
 def reproduce_hellokan():
@@ -119,7 +148,13 @@ def main(argv=None):
                         help="time each call right after the previous implementation's (no same-implementation "
                              "warm-up call in each round)")
     parser.add_argument("--hellokan", action="store_true", help="reproduce pykan's hellokan numbers instead")
+    parser.add_argument("--fresh-compile-cache", action="store_true",
+                        help="point inductor's on-disk cache at an empty folder (times a cold compile)")
     args = parser.parse_args(argv)
+    if args.fresh_compile_cache:
+        import tempfile
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="kan-bench-inductor-")
     torch.set_num_threads(args.threads)
     if args.hellokan:
         return reproduce_hellokan()
@@ -131,22 +166,29 @@ def main(argv=None):
     sizes = SIZES[:1] if args.quick else SIZES
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, fp32, CPU, "
           f"{'cold' if args.cold else 'steady state'}")
-    print(f"{'in':>4} {'out':>4} {'batch':>6} {'G':>3} {'k':>2}  {'implementation':<15} {'wall ms':>9} "
+    print(f"{'in':>4} {'out':>4} {'batch':>6} {'G':>3} {'k':>2}  {'implementation':<26} {'wall ms':>9} "
           f"{'× pykan':>8} {'CPU ms':>9} {'× pykan':>8} {'saved MiB':>10}")
-    headline = None
+    headline, compile_s = None, []
     for size in sizes:
-        rows = bench_size(size, args.rounds, with_inkan, warm=not args.cold)
+        rows, first_call = bench_size(size, args.rounds, with_inkan, warm=not args.cold)
+        compile_s.append(first_call)
         base_wall, base_cpu = rows[0][1], rows[0][2]
         for name, ms, cpu_ms, mib in rows:
-            print(f"{size[0]:>4} {size[1]:>4} {size[2]:>6} {size[3]:>3} {size[4]:>2}  {name:<15} {ms:>9.2f} "
+            print(f"{size[0]:>4} {size[1]:>4} {size[2]:>6} {size[3]:>3} {size[4]:>2}  {name:<26} {ms:>9.2f} "
                   f"{base_wall / ms:>7.1f}× {cpu_ms:>9.2f} {base_cpu / cpu_ms:>7.1f}× {mib:>10.2f}")
         if size == SIZES[0]:
-            ours = {n: (ms, cpu_ms, mib) for n, ms, cpu_ms, mib in rows}["orthoscope"]
-            headline = (base_wall / ours[0], ours[0], base_wall, base_cpu / ours[1], ours[2] / rows[0][3])
-    speedup, ms, base, cpu_speedup, mem = headline
-    print(f"KAN layer fwd+bwd at in=out=64, batch 1024, G=5, k=3: orthoscope {ms:.2f} ms vs pykan {base:.2f} ms "
-          f"(wall, median) = {speedup:.1f}x faster ({cpu_speedup:.1f}x in process CPU time); saved activation "
-          f"memory {mem:.2f}x of pykan's")
+            by_name = {n: (ms, cpu_ms, mib) for n, ms, cpu_ms, mib in rows}
+            headline = {name: (base_wall / by_name[name][0], by_name[name][0], base_cpu / by_name[name][1],
+                               by_name[name][2] / rows[0][3]) for name in ("orthoscope", "orthoscope, torch.compile")}
+            base = base_wall
+    print("first forward+backward of the compiled layer (compile time), s: "
+          + ", ".join(f"{s:.1f}" for s in compile_s)
+          + (" (fresh inductor cache)" if args.fresh_compile_cache else " (inductor's on-disk cache as found)"))
+    (eager_x, eager_ms, eager_cpu_x, eager_mem), (comp_x, comp_ms, comp_cpu_x, comp_mem) = headline.values()
+    print(f"KAN layer fwd+bwd at in=out=64, batch 1024, G=5, k=3 vs pykan {base:.2f} ms (wall, median): "
+          f"orthoscope eager {eager_ms:.2f} ms = {eager_x:.1f}x faster ({eager_cpu_x:.1f}x in process CPU time), "
+          f"torch.compile {comp_ms:.2f} ms = {comp_x:.1f}x ({comp_cpu_x:.1f}x CPU); saved activation memory "
+          f"{eager_mem:.2f}x / {comp_mem:.2f}x of pykan's")
 
 
 if __name__ == "__main__":
