@@ -16,10 +16,11 @@ the pieces are then evaluated by Horner's rule instead of the eager path's power
 ulps; the test checks outputs and all gradients against the eager layer). One convention differs on a set of
 measure zero: exactly on a knot where ``N'_1`` jumps (k = 1 only) the slope may be the other one-sided value.
 
-Cost: the first call of each configuration (k, base function, outside policy, shapes) compiles two graphs, a few
-seconds with a C++ compiler (inductor caches the generated code on disk, so later processes mostly reload it); a new
-batch size recompiles once, after which the batch dim is dynamic. Non-uniform grids (after ``update_grid``) and
-inputs that need double backward use the eager path.
+Cost: the first call of each configuration (k, base function, outside policy, shapes) compiles two graphs: 8.4 s
+with gcc 12 on the 2-core machine and an empty inductor cache, ~2 s when inductor's on-disk cache holds the code; a
+new batch size recompiles once, after which the batch dim is dynamic. Gain there at in = out = 64, batch 1024,
+G = 5: forward+backward 1.62 ms vs the eager layer's 2.68 ms on 1 thread (BENCHMARKS.md, "KAN layer").
+Non-uniform grids (after ``update_grid``) use the eager path; double backward is not supported (as eager).
 """
 from __future__ import annotations
 
