@@ -114,8 +114,29 @@ def cnp_table_markdown(norms=(0.01, 0.1, 0.5), ks=(1, 2, 3, 4, 5), b: int = 32, 
 
 
 
+_SKEW_INDEX: dict = {}
+
+
+def _skew_index(b: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat positions ``(rows·b + cols, cols·b + rows)`` of the strict upper triangle and its mirror (cached)."""
+    key = (b, str(device))
+    if key not in _SKEW_INDEX:
+        rows, cols = torch.triu_indices(b, b, 1, device=device)
+        _SKEW_INDEX[key] = (rows * b + cols, cols * b + rows)
+    return _SKEW_INDEX[key]
+
+
+def _horner_iterates(q: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """``[P_1, …, P_k]`` with ``P_1 = Q + 2I``, ``P_{j+1} = 2I + Q P_j`` for ``q[r, b, b]`` (``R = I + Q P_k``)."""
+    two_eye = 2 * torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)
+    iterates = [q + two_eye]
+    for _ in range(k - 1):
+        iterates.append(torch.baddbmm(two_eye, q, iterates[-1]))
+    return iterates
+
+
 class _CayleyNeumannPacked(torch.autograd.Function):
-    """``cayley_neumann(skew_from_packed(q, b), k)`` that saves only the packed ``q`` for backward.
+    """``cayley_neumann(skew_from_packed(q, b), k)`` for ``q[r, b(b−1)/2]`` that saves only ``q`` for backward.
 
     Autograd on the plain function keeps Q and every Horner iterate ``P_j`` (k + 1 matrices of b×b per block); here
     they are rebuilt in backward (k − 1 small products). Reverse Horner, with ``G = ∂L/∂R``::
@@ -124,51 +145,55 @@ class _CayleyNeumannPacked(torch.autograd.Function):
         P_{j+1} = 2I + Q P_j:     ∂Q += D P_jᵀ,      D ← Qᵀ D          (j = k−1 … 1)
         P_1 = Q + 2I:             ∂Q += D
 
-    and the packed gradient is ``∂Q[rows, cols] − ∂Q[cols, rows]`` (``skew_from_packed``'s adjoint)."""
+    and the packed gradient is ``∂Q[rows, cols] − ∂Q[cols, rows]`` (``skew_from_packed``'s adjoint). Lean on
+    purpose — no argument checks (``cayley_neumann_packed`` does them), cached indices, flat gathers — because it
+    runs once per adapted layer per step on tiny blocks, where Python overhead is most of the cost."""
+
+    @staticmethod
+    def _skew(q_packed: torch.Tensor, b: int) -> torch.Tensor:
+        upper, lower = _skew_index(b, q_packed.device)
+        flat = q_packed.new_zeros(q_packed.shape[0], b * b)
+        flat.index_copy_(1, upper, q_packed)
+        flat.index_copy_(1, lower, -q_packed)
+        return flat.view(-1, b, b)
 
     @staticmethod
     def forward(ctx, q_packed, b, k):
-        from .skew import skew_from_packed
-
         ctx.b, ctx.k = b, k
         ctx.save_for_backward(q_packed)
-        # In q's own precision even under autocast: the blocks are small and R feeds every token (matmuls that
-        # consume R autocast it themselves).
-        with torch.no_grad(), torch.autocast(q_packed.device.type, enabled=False):
-            return cayley_neumann(skew_from_packed(q_packed, b), k)
+        q = _CayleyNeumannPacked._skew(q_packed.detach(), b)
+        if k == 0:
+            return q + torch.eye(b, dtype=q.dtype, device=q.device)
+        return torch.baddbmm(torch.eye(b, dtype=q.dtype, device=q.device), q, _horner_iterates(q, k)[-1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_r):
-        from .skew import _triu, skew_from_packed
-
         (q_packed,) = ctx.saved_tensors
         b, k = ctx.b, ctx.k
         grad_r = grad_r.to(q_packed.dtype)                               # bf16 when R was consumed under autocast
-        q = skew_from_packed(q_packed, b)
+        q = _CayleyNeumannPacked._skew(q_packed, b)
         if k == 0:
             grad_q = grad_r
         else:
-            eye = _eye_like(q)
-            iterates = [q + 2 * eye]                                     # P_1 … P_k
-            for _ in range(k - 1):
-                iterates.append(2 * eye + q @ iterates[-1])
+            iterates = _horner_iterates(q, k)
             qt = q.transpose(-1, -2)
-            grad_q = grad_r @ iterates[-1].transpose(-1, -2)
-            d = qt @ grad_r
+            grad_q = torch.bmm(grad_r, iterates[-1].transpose(-1, -2))
+            d = torch.bmm(qt, grad_r)
             for p in reversed(iterates[:-1]):
-                grad_q = grad_q + d @ p.transpose(-1, -2)
-                d = qt @ d
+                grad_q = torch.baddbmm(grad_q, d, p.transpose(-1, -2))
+                d = torch.bmm(qt, d)
             grad_q = grad_q + d
-        rows, cols = _triu(b, q_packed.device)
-        return grad_q[..., rows, cols] - grad_q[..., cols, rows], None, None
+        upper, lower = _skew_index(b, q_packed.device)
+        flat = grad_q.reshape(-1, b * b)
+        return flat.index_select(1, upper) - flat.index_select(1, lower), None, None
 
 
 def cayley_neumann_packed(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.Tensor:
     """``R[..., b, b] = cayley_neumann(skew_from_packed(q_packed, b), k)`` from packed skew blocks
     ``q_packed[..., b(b−1)/2]``; equal values, and autograd keeps only ``q_packed`` (the iterates are recomputed in
     backward — see ``_CayleyNeumannPacked``). The kernel seam's torch twin."""
-    from .skew import n_packed
+    from .skew import n_packed, skew_from_packed
 
     if not isinstance(b, int) or isinstance(b, bool) or b <= 0:
         raise ValueError(f"b must be a positive int, got {b!r}")
@@ -177,4 +202,10 @@ def cayley_neumann_packed(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.T
                          f"{tuple(q_packed.shape)}")
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise ValueError(f"k (number of Neumann terms) must be an int ≥ 0, got {k!r}")
+    if q_packed.dim() != 2:
+        return cayley_neumann(skew_from_packed(q_packed, b), k)          # other batch shapes: plain autograd
+    if torch.is_autocast_enabled(q_packed.device.type):
+        # in q's own precision: the blocks are small and R feeds every token (its consumers autocast it)
+        with torch.autocast(q_packed.device.type, enabled=False):
+            return _CayleyNeumannPacked.apply(q_packed, b, k)
     return _CayleyNeumannPacked.apply(q_packed, b, k)
