@@ -152,9 +152,12 @@ def main(argv=None):
                         help="point inductor's on-disk cache at an empty folder (times a cold compile)")
     args = parser.parse_args(argv)
     if args.fresh_compile_cache:
+        import atexit
+        import shutil
         import tempfile
 
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="kan-bench-inductor-")
+        atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
     torch.set_num_threads(args.threads)
     if args.hellokan:
         return reproduce_hellokan()
