@@ -2,8 +2,24 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The Triton kernels run in Triton's CPU interpreter here. Triton reads this when it is first imported, and
+# torch._inductor (test_kan_compiled's torch.compile) imports it too — so it must be set before any test module loads.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Every test runs with one torch intra-op thread. The models here are tiny: a second thread only adds
+    synchronization, and on a loaded 2-core machine OpenMP's spinning makes small ops up to ~100× slower. One thread
+    is also what ``scripts/test.sh`` (OMP_NUM_THREADS=1) and the subprocesses the tests start use."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -33,15 +33,6 @@ def test_pareto_front():
     assert pareto_front(pts) == [3, 0, 2]           # (0.2, 0.4) is beaten by (0.1, 0.5); (0.3, 0.8) by (0.3, 0.9)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and thrash on a busy 2-core CI machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def arena_results():
     arena = Arena.digits(hidden=(32,), pretrain_steps=60, finetune_steps=12, eval_every=4, geometry_tokens=200)

@@ -19,15 +19,6 @@ from orthoscope.tasks import ModularArithmetic
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: a second intra-op thread only adds synchronization, and under a loaded 2-core machine OpenMP's
-    # spinning makes each small op ~100x slower. One thread is also what the subprocesses below use.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 # A run whose every source of randomness matters: minibatches (the run's generator), dropout (torch's global RNG),
 # AdamW state, a clipping intervention and probes that record arrays.
 SCRIPT = textwrap.dedent("""

@@ -13,15 +13,6 @@ from orthoscope.models.heads import HarmonicHead, use_harmonic_head
 from orthoscope.probes.harmonic import distance_margins, pca_explained_variance
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_harmax_is_softmax_of_minus_n_log_d_and_the_power_law():
     g = torch.Generator().manual_seed(0)
     d = torch.rand(7, 5, generator=g, dtype=torch.float64) * 3 + 0.01

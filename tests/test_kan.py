@@ -16,14 +16,6 @@ KANLayer = pytest.importorskip("kan.KANLayer").KANLayer
 SHAPES = [(5, 3, 3, 4), (1, 1, 2, 3), (10, 2, 4, 1), (7, 5, 2, 2), (3, 3, 6, 5)]     # (G, k, in, out)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(n, d, scale, seed, dtype=torch.float32):
     return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 2 - 1) * scale
 

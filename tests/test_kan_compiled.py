@@ -11,14 +11,6 @@ from orthoscope.models.kan import KAN, KANLinear
 pytest.importorskip("torch._inductor")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair(seed, **kwargs):
     """An eager layer with non-trivial scales and mask, and a compile=True copy of it."""
     torch.manual_seed(seed)

@@ -18,14 +18,6 @@ from orthoscope.llm import (METHODS, CausalLM, SyntheticTokens, TokenTask, build
 from orthoscope.tasks.tinylang import TinyLang  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def task():
     return TokenTask(TinyLang(n_ctx=16, batch_size=4, n_sentences=300), n_eval=8)

@@ -20,14 +20,6 @@ def target(x):
     return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _rng_states():
     return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
 

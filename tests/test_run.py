@@ -11,16 +11,6 @@ from orthoscope.tasks import ModularArithmetic
 P = 11
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: a second intra-op thread only adds synchronization, and under a loaded 2-core machine OpenMP's
-    # spinning makes each small op ~100x slower. One thread is also what the subprocesses below use.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_run(seed=0, batch_size=32, method=None, probes=None, loss=None, model_seed=0) -> Run:
     torch.manual_seed(model_seed)
     task = ModularArithmetic(p=P, train_frac=0.5, batch_size=batch_size)
