@@ -365,3 +365,22 @@ def test_cayley_neumann_packed_bad_input():
         cayley_neumann_packed(torch.zeros(2, 6), 0)
     with pytest.raises(ValueError, match="k"):
         cayley_neumann_packed(torch.zeros(2, 6), 4, -1)
+
+
+def test_permute_gathers_both_ways_and_matches_plain_indexing():
+    """``permute`` (gather forward, gather-with-inverse backward) equals ``x[..., perm]`` in value and gradient."""
+    from orthoscope.ortho.permutations import fast_inverse_permutation, permute
+
+    g = gen(3)
+    perm = torch.randperm(12, generator=g)
+    assert torch.equal(fast_inverse_permutation(perm), invert_permutation(perm))
+    x = torch.randn(2, 5, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 5, 12, generator=g, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(x[..., perm], x, upstream)
+    y = permute(x, perm)
+    assert torch.equal(y, x[..., perm])
+    (got,) = torch.autograd.grad(y, x, upstream)
+    assert torch.equal(got, expected)
+    perm5 = torch.randperm(5, generator=g)
+    assert torch.equal(permute(x, perm5, dim=1), x[:, perm5])
+    assert torch.autograd.gradcheck(lambda v: permute(v, perm5, dim=1), (x,))

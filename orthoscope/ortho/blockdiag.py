@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from .permutations import _select, fast_inverse_permutation, permute
+
 
 def _check(x: torch.Tensor, r_blocks: torch.Tensor, perm: torch.Tensor | None) -> tuple[int, int]:
     if r_blocks.dim() != 3 or r_blocks.shape[1] != r_blocks.shape[2]:
@@ -39,9 +41,9 @@ def _check(x: torch.Tensor, r_blocks: torch.Tensor, perm: torch.Tensor | None) -
 def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = None) -> torch.Tensor:
     """``y = x[..., perm] · blockdiag(R)`` for ``x[..., r·b]`` and ``R[r, b, b]`` (module docstring). Pure torch,
     autograd saves the gathered input (plain mode)."""
-    r, b = _check(x, R, perm)
+    _check(x, R, perm)
     if perm is not None:
-        x = x[..., perm]
+        x = permute(x, perm)                       # gather forward and backward (no scatter-add)
     return _rotate_rows(x, R)
 
 
@@ -68,7 +70,7 @@ class _BlockRotate(torch.autograd.Function):
     def forward(ctx, x, R, perm):
         r, b = R.shape[0], R.shape[1]
         with torch.no_grad():
-            y = _rotate_rows(x[..., perm] if perm is not None else x, R)
+            y = _rotate_rows(_select(x, x.dim() - 1, perm) if perm is not None else x, R)
         ctx.save_for_backward(x, R, perm)
         ctx.has_perm = perm is not None
         return y
@@ -81,16 +83,13 @@ class _BlockRotate(torch.autograd.Function):
         g = grad_y.reshape(*grad_y.shape[:-1], r, b)
         grad_x = grad_R = None
         if ctx.needs_input_grad[1]:
-            xp = x[..., perm] if ctx.has_perm else x                     # recomputed, not saved
+            xp = _select(x, x.dim() - 1, perm) if ctx.has_perm else x    # recomputed, not saved
             xr = xp.reshape(-1, r, b)
             grad_R = torch.einsum("nrk,nrc->rkc", xr, g.reshape(-1, r, b))
         if ctx.needs_input_grad[0]:
             gx = torch.einsum("...rc,rkc->...rk", g, R).reshape(grad_y.shape)
-            if ctx.has_perm:
-                grad_x = torch.empty_like(gx)
-                grad_x[..., perm] = gx                                   # scatter back through the gather
-            else:
-                grad_x = gx
+            # back through the gather: a gather with the inverse permutation
+            grad_x = _select(gx, gx.dim() - 1, fast_inverse_permutation(perm)) if ctx.has_perm else gx
         return grad_x, grad_R, None
 
 

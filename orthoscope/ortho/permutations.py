@@ -58,3 +58,42 @@ def butterfly_permutation(n: int, b: int, level: int) -> torch.Tensor:
     order = torch.cat([chunks[0::2], chunks[1::2]])                       # evens, then odds
     within = (order[:, None] * half + torch.arange(half)).reshape(-1)     # sub-block order → element order
     return (torch.arange(0, n, group)[:, None] + within).reshape(-1)
+
+
+def fast_inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
+    """``inv`` with ``inv[perm[j]] = j``, without validation or host sync (for permutations a layer drew itself;
+    ``invert_permutation`` is the checked version)."""
+    return torch.empty_like(perm).scatter_(0, perm, torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype))
+
+
+def _select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(dim, index)``; a last-dim select of a ≥3-D tensor runs on its 2-D view, which torch's CPU
+    kernel does ~20× faster (measured: [32, 64, 1024] 14.5 ms → 0.8 ms; ``x[..., index]`` takes 3.7 ms)."""
+    if dim == x.dim() - 1 and x.dim() > 2:
+        return x.reshape(-1, x.shape[-1]).index_select(1, index).view(x.shape)
+    return x.index_select(dim, index)
+
+
+class _Permute(torch.autograd.Function):
+    """``x.index_select(dim, index)`` whose backward is ``grad.index_select(dim, inverse)``: a permutation's
+    transpose is its inverse, so the gradient is a gather, not a scatter-add (plain ``x[..., perm]`` backpropagates
+    with ``index_put_(accumulate=True)``, several times slower on CPU and a sort on GPU)."""
+
+    @staticmethod
+    def forward(ctx, x, index, inverse, dim):
+        ctx.save_for_backward(inverse)
+        ctx.dim = dim
+        return _select(x, dim, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return _select(grad, ctx.dim, inverse), None, None, None
+
+
+def permute(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
+    """``x.index_select(dim, index)`` for a permutation ``index`` (gather forward and backward); ``inverse`` is
+    computed when not given."""
+    if inverse is None:
+        inverse = fast_inverse_permutation(index)
+    return _Permute.apply(x, index, inverse, dim % x.dim())
