@@ -6,59 +6,15 @@ is early enough. Tolerances: fp32 ≤ 1e-5 relative to the twin (max abs differe
 inputs are compared with the twin run in fp32 on the same (rounded) values: the kernels accumulate in fp32 and round
 once on store, so the error is one output rounding — ≤ 1e-2 for bf16 (8-bit mantissa), ≤ 2e-3 for fp16.
 """
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 pytest.importorskip("triton")
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from orthoscope import kernels  # noqa: E402
-
-FP32_TOL = 1e-5
-HALF_TOL = {torch.bfloat16: 1e-2, torch.float16: 2e-3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def triton_ops():
-    from orthoscope.kernels import triton_ops
-    return triton_ops
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def rel_err(a, b) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-
-
-def both(op, tensors, *args, grad_seed=1, **kwargs):
-    """Run ``kernels.<op>`` with the twin (in fp32 on the same values) and the kernel: (out, grads) for each.
-    ``tensors``: inputs; floating ones are differentiated."""
-    results = {}
-    for impl in ("torch", "triton"):
-        leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
-        inputs = [t.float() if impl == "torch" and t.is_floating_point() else t for t in leaves]
-        with kernels.use(impl):
-            out = getattr(kernels, op)(*inputs, *args, **kwargs)
-        upstream = torch.randn(out.shape, generator=gen(grad_seed)).to(out.dtype)
-        grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], upstream)
-        results[impl] = (out, grads)
-    return results["torch"], results["triton"]
-
-
-def assert_match(ref, got, tol=FP32_TOL):
-    (out_r, grads_r), (out_t, grads_t) = ref, got
-    assert out_t.shape == out_r.shape
-    assert rel_err(out_t, out_r) <= tol, f"forward: {rel_err(out_t, out_r):.2e}"
-    for i, (a, b) in enumerate(zip(grads_t, grads_r)):
-        assert rel_err(a, b) <= tol, f"gradient {i}: {rel_err(a, b):.2e}"
+from triton_checks import FP32_TOL, HALF_TOL, assert_match, both, gen, rel_err, triton_ops  # noqa: E402,F401
 
 
 # ---- the seam -----------------------------------------------------------------------------------------------------

@@ -2,14 +2,10 @@
 spline; plus the twin fix they exposed (the energy's gradient). Tolerances as in test_kernels.py: fp32 ≤ 1e-5
 relative; half-precision inputs vs the fp32 twin on the same values ≤ 1e-2 (bf16) / 2e-3 (fp16).
 """
-import os
+import math
 
-os.environ["TRITON_INTERPRET"] = "1"
-
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 pytest.importorskip("triton")
 
@@ -17,48 +13,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from orthoscope import kernels  # noqa: E402
 from orthoscope.models.kan_spline import grid_from_samples, uniform_grid  # noqa: E402
-
-FP32_TOL = 1e-5
-HALF_TOL = {torch.bfloat16: 1e-2, torch.float16: 2e-3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def triton_ops():
-    from orthoscope.kernels import triton_ops
-    return triton_ops
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def rel_err(a, b, floor: float = 1e-30) -> float:
-    """max |a − b| / max(max |b|, floor)."""
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).abs().max() / b.abs().max().clamp_min(floor)).item()
-
-
-def both(op, tensors, *args, grad_seed=1, **kwargs):
-    """(out, grads) from the twin (in fp32 on the same values) and from the kernel; floats are differentiated."""
-    results = {}
-    for impl in ("torch", "triton"):
-        leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
-        inputs = [t.float() if impl == "torch" and t.is_floating_point() else t for t in leaves]
-        with kernels.use(impl):
-            out = getattr(kernels, op)(*inputs, *args, **kwargs)
-        upstream = torch.randn(out.shape, generator=gen(grad_seed)).to(out.dtype)
-        grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], upstream)
-        results[impl] = (out, grads)
-    return results["torch"], results["triton"]
-
-
-def assert_match(ref, got, tol=FP32_TOL, floor=1e-30):
-    """Forward (relative to max(|twin|, floor)) and every gradient within ``tol`` of the twin's."""
-    (out_r, grads_r), (out_t, grads_t) = ref, got
-    assert out_t.shape == out_r.shape
-    assert rel_err(out_t, out_r, floor) <= tol, f"forward: {rel_err(out_t, out_r, floor):.2e}"
-    for i, (a, b) in enumerate(zip(grads_t, grads_r)):
-        assert rel_err(a, b) <= tol, f"gradient {i}: {rel_err(a, b):.2e}"
+from triton_checks import FP32_TOL, HALF_TOL, assert_match, both, gen, rel_err, triton_ops  # noqa: E402,F401
 
 
 def outputs_and_grads(fn, tensors, dtype, seed=1):
@@ -191,6 +146,15 @@ def energy64(w, s, angular, half_space):
 def test_energy_property(n, d, s, angular, half, seed):
     assert_as_accurate("pairwise_energy", [torch.randn(n, d, generator=gen(seed))],
                        lambda fn, w: fn(w, s, angular, half), truth=energy64)
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: both kernel and twin take distances from the Gram matrix, "
+                   "d² = 2 − 2cos, which loses digits for near-coincident directions; for the log energy (s = 0) of "
+                   "31 random 2-D directions (62 with antipodes) the kernel's error is 1.5e-4 of the float64 truth, "
+                   "the twin's 1.8e-6 by rounding luck — an example random property testing once drew")
+def test_energy_log_of_near_coincident_directions_is_rounding_limited():
+    assert_as_accurate("pairwise_energy", [torch.randn(31, 2, generator=gen(19))],
+                       lambda fn, w: fn(w, 0, False, True), truth=energy64)
 
 
 # ---- fused harmonic loss ----------------------------------------------------------------------------------------
