@@ -99,23 +99,12 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def saved_activation_bytes(model, tokens) -> int:
     """Bytes of the distinct non-parameter storages autograd saves for backward in one forward."""
-    import torch
+    from orthoscope.memory import model_state, saved_tensor_bytes
 
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    params |= {b.untyped_storage().data_ptr() for b in model.buffers()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(input_ids=tokens, labels=tokens).loss
+    nbytes, loss = saved_tensor_bytes(lambda: model(input_ids=tokens, labels=tokens).loss, exclude=model_state(model))
     loss.backward()
     model.zero_grad(set_to_none=True)
-    return sum(seen.values())
+    return nbytes
 
 
 def make_trainer(kind: str):

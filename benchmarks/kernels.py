@@ -46,6 +46,7 @@ torch._logging.set_logs(dynamo=logging.ERROR, graph_breaks=False)   # torch.comp
 
 from orthoscope import kernels  # noqa: E402
 from orthoscope.kernels import reference  # noqa: E402
+from orthoscope.memory import saved_tensor_bytes  # noqa: E402
 
 PEAK_HBM = {"H100 SXM": 3.35e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
 
@@ -92,15 +93,7 @@ def fwd_bwd(op, inputs: list[torch.Tensor], *args):
 
 def saved_bytes(fn) -> int:
     """Bytes of unique storages autograd saves during ``fn()`` (activations held between forward and backward)."""
-    seen = {}
-
-    def pack(t):
-        seen.setdefault(t.untyped_storage().data_ptr(), t)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(t.untyped_storage().nbytes() for t in seen.values())
+    return saved_tensor_bytes(fn)[0]
 
 
 def peak_memory(fn) -> int | None:

@@ -33,6 +33,8 @@ import time
 
 import torch
 
+from orthoscope.memory import model_state, saved_tensor_bytes
+
 DEFAULTS = {"cpu": dict(size="tiny", batch=8, seq=64, steps=10, warmup=2, block=32),
             "cuda": dict(size="1b", batch=8, seq=1024, steps=10, warmup=3, block=256)}
 ORDER = ("adamw", "lora", "oft", "poet", "poet_mem", "pion", "muon")
@@ -53,21 +55,11 @@ def state_bytes(run) -> int:
 
 def saved_bytes(run) -> int:
     """Bytes autograd saves for backward in one training forward (excluding parameters and buffers)."""
-    own = {t.untyped_storage().data_ptr() for t in list(run.model.parameters()) + list(run.model.buffers())}
-    seen = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in own:
-            seen.setdefault(ptr, t.untyped_storage().nbytes())
-        return t
-
     x, y = run.task.batch(torch.Generator().manual_seed(123))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = run.loss_fn(run.model(x), y)
+    nbytes, loss = saved_tensor_bytes(lambda: run.loss_fn(run.model(x), y), exclude=model_state(run.model))
     loss.backward()
     run.optimizer.zero_grad(set_to_none=True)
-    return sum(seen.values())
+    return nbytes
 
 
 def sync():

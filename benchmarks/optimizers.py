@@ -89,21 +89,13 @@ def train_step(run) -> float:
 def saved_activation_bytes(run) -> int:
     import torch
 
-    own = {t.untyped_storage().data_ptr() for t in list(run.model.parameters()) + list(run.model.buffers())}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in own:
-            seen[ptr] = max(seen.get(ptr, 0), t.untyped_storage().nbytes())
-        return t
+    from orthoscope.memory import model_state, saved_tensor_bytes
 
     x, y = run.task.batch(torch.Generator().manual_seed(123))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = run.loss_fn(run.model(x), y)
+    nbytes, loss = saved_tensor_bytes(lambda: run.loss_fn(run.model(x), y), exclude=model_state(run.model))
     loss.backward()
     run.optimizer.zero_grad(set_to_none=True)
-    return sum(seen.values())
+    return nbytes
 
 
 def state_bytes(run) -> dict:

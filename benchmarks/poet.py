@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from orthoscope.adapters.poet import POET, poet_layers
+from orthoscope.memory import model_state, saved_tensor_bytes
 from orthoscope.probes.metrics import orthogonality_error
 
 
@@ -70,20 +71,11 @@ def poet_stack(kind: str, memory_mode: bool, centric: str) -> tuple[nn.Module, t
 
 
 def saved_activation_bytes(model: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor, list[torch.Tensor]]:
-    state = {t.data_ptr() for t in [*model.parameters(), *model.buffers()] if t is not None}
-    saved: dict[int, int] = {}
-
-    def pack(t):
-        if t.data_ptr() not in state:
-            saved[t.data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
     xi = x.clone().requires_grad_() if x.is_floating_point() else x
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = model(xi)
+    nbytes, y = saved_tensor_bytes(lambda: model(xi), exclude=model_state(model))
     y.square().mean().backward()
     grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-    return sum(saved.values()), y.detach(), grads
+    return nbytes, y.detach(), grads
 
 
 def step_time(model: nn.Module, x: torch.Tensor, repeats: int = 7) -> float:
