@@ -30,15 +30,6 @@ OPTIMIZERS = {
 NAMES = sorted(OPTIMIZERS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(name, model_or_groups, **kw):
     factory, has_matrix = OPTIMIZERS[name]
     groups = model_or_groups

@@ -9,15 +9,6 @@ from torch import nn
 from orthoscope.optim import FOCUS, focus_update
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference_focus(theta, grads, lr, betas, gamma, wd):
     """liuyz0/FOCUS focus.py, transcribed: m, p̄ EMAs; p̂ = p̄/(1−β2ᵗ); θ −= lr(sign m + γ sign(θ − p̂)); θ −= lr·wd·p̂."""
     m, pbar = torch.zeros_like(theta), torch.zeros_like(theta)

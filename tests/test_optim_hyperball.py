@@ -9,15 +9,6 @@ from torch import nn
 from orthoscope.optim import AdamH, MuonH, hyperball_update
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def angle(a, b):
     return math.acos(max(-1.0, min(1.0, ((a * b).sum() / (a.norm() * b.norm())).item())))
 

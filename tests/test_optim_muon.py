@@ -7,15 +7,6 @@ from torch import nn
 from orthoscope.optim import Muon, matrix_param_groups, muon_update, newton_schulz, register_backend, svd_orthogonalize
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def with_spectrum(rows, cols, sv, seed=0):
     g = torch.Generator().manual_seed(seed)
     u, _ = torch.linalg.qr(torch.randn(rows, len(sv), generator=g, dtype=torch.float64))

@@ -14,15 +14,6 @@ from orthoscope.optim.pion import pion_generators, rms_alpha, rotate
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rand(*shape, seed=0, dtype=D):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 

@@ -14,15 +14,6 @@ from orthoscope.tasks.tinylang import NOUN, VERB_INTR, VERB_TRANS, VOCAB, TinyLa
 DATA = Path(__file__).resolve().parents[1] / "data" / "tinylang.txt"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_committed_corpus_is_the_generator_output():
     assert DATA.read_text() == generate_corpus()
     assert DATA.stat().st_size < 300_000

@@ -6,15 +6,6 @@ from torch import nn
 from orthoscope.zoo import clock_pizza as CP
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Toy models are tiny: one intra-op thread is faster and immune to a busy machine's thread contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class Combine(nn.Module):
     """logits = head(f(E_a, E_b)) with ``f`` the sum (symmetric) or the difference (antisymmetric)."""
 

@@ -8,15 +8,6 @@ from orthoscope import Run
 from orthoscope.zoo import effective_theory as ET
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Toy models are tiny: one intra-op thread is faster and immune to a busy machine's thread contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_addition_pairs_complete_and_split_without_overlap():
     pairs = ET.addition_pairs(10)
     assert pairs.shape == (55, 2)

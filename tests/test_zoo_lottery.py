@@ -5,14 +5,6 @@ import torch
 from orthoscope.zoo import lottery as LT
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_square_data_is_exact_and_test_grid_is_disjoint():
     task = LT.Square1D(n_train=11)
     torch.testing.assert_close(task.x_train[:, 0], torch.linspace(-1, 1, 11, dtype=torch.float64))

@@ -9,14 +9,6 @@ from orthoscope import History
 from orthoscope.zoo import omnigrok as OG
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_init_scale_multiplies_the_global_norm():
     n1 = OG.global_norm(OG.digits_mlp(1.0, width=32, seed=3))
     n8 = OG.global_norm(OG.digits_mlp(8.0, width=32, seed=3))

@@ -7,15 +7,6 @@ import torch
 from orthoscope.zoo import sparse_parity as SP
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Toy models are tiny: one intra-op thread is faster and immune to a busy machine's thread contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_labels_are_the_parity_of_the_task_bits():
     task = SP.MultitaskSparseParity(n_tasks=10, n_bits=8, k=3, batch_size=500, seed=1)
     x, y = task.batch(torch.Generator().manual_seed(0))

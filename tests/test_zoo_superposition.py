@@ -7,15 +7,6 @@ from orthoscope.zoo import superposition as S
 from orthoscope.zoo.common import BatchedAdamW, WarmupCosine, zipf_frequencies
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Toy models are tiny: one intra-op thread is faster and immune to a busy machine's thread contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_zipf_frequencies_are_normalized_power_laws():
     p = zipf_frequencies(1000, 1.2)
     assert p.dtype == torch.float64 and p.sum().item() == pytest.approx(1.0, abs=1e-12)

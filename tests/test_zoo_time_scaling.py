@@ -8,15 +8,6 @@ import torch.nn.functional as F
 from orthoscope.zoo import time_scaling as TS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Toy models are tiny: one intra-op thread is faster and immune to a busy machine's thread contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_teacher_is_peaked_normalized_and_seeded():
     task = TS.PeakedTeacher(temperature=0.01, batch_size=64, seed=3)
     x, y = task.batch(torch.Generator().manual_seed(0))
