@@ -7,7 +7,7 @@ module closes that gap: it runs each public op forward and backward on small CPU
 kernel launch, and compiles the intercepted launch (the same constexprs, dtypes and ``num_warps`` the launcher chose
 for a GPU) with ``triton.compile`` for the target. Nothing is executed, so results are garbage and discarded.
 
-    python -m orthoscope.kernels.triton_aot            # compile everything for sm_90; prints one line per kernel
+    python -m orthoscope.kernels.triton.triton_aot            # compile everything for sm_90; prints one line per kernel
 
 Run it in a process WITHOUT ``TRITON_INTERPRET`` (under the interpreter the kernels are not compilable objects).
 """

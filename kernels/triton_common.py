@@ -63,7 +63,7 @@ def check_device(op: str, **tensors: torch.Tensor) -> None:
     device = next(iter(devices.values()))
     if device.type == "cpu" and not interpreting():
         raise RuntimeError(f"{op}: the Triton kernel got CPU tensors; on CPU it runs only under TRITON_INTERPRET=1 "
-                           "(set before orthoscope.kernels.triton_ops is imported) — or use the torch twin")
+                           "(set before orthoscope.kernels.triton.triton_ops is imported) — or use the torch twin")
     if device.type == "cuda" and interpreting():
         raise RuntimeError(f"{op}: TRITON_INTERPRET=1 is set, so the Triton kernels were built for the CPU "
                            "interpreter and cannot take CUDA tensors; unset it and restart Python")

@@ -1,5 +1,5 @@
-"""Registers the Triton kernels with the seam (``kernels.dispatch``). Imported lazily, on the first call that needs
-Triton — never by ``import orthoscope`` — so a missing or broken Triton cannot break import.
+"""The Triton launchers, by op name (``OPS``), read by the seam (``orthoscope.kernels.dispatch``). Imported lazily, on
+the first call that needs Triton — never by ``import orthoscope`` — so a missing or broken Triton cannot break import.
 
 Each op lives in its own module, with its ``@triton.jit`` kernels, launchers that check inputs before launch, and an
 ``autograd.Function`` whose backward is also a kernel:
@@ -19,7 +19,6 @@ Set ``TRITON_INTERPRET=1`` before this module is imported to run the kernels on 
 """
 from __future__ import annotations
 
-from . import register_triton
 from .triton_cayley import cayley_neumann
 from .triton_energy import pairwise_energy
 from .triton_harmonic import harmonic_nll
@@ -28,6 +27,3 @@ from .triton_rotate import block_rotate
 
 OPS = {"cayley_neumann": cayley_neumann, "block_rotate": block_rotate, "pairwise_energy": pairwise_energy,
        "harmonic_nll": harmonic_nll, "kan_spline": kan_spline}
-
-for _name, _launcher in OPS.items():
-    register_triton(_name, _launcher)

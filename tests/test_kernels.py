@@ -56,7 +56,7 @@ def test_cayley_neumann_fused_matches_twin(b, k):
 @pytest.mark.parametrize("k", [0, 2])
 def test_cayley_neumann_tiled_path_matches_twin(k):
     """b = 40 in 32-wide tiles: ragged tiles, several per block (the b > 32 path, used for POET-X's b = 256)."""
-    from orthoscope.kernels.triton_cayley import cnp_backward, cnp_forward
+    from orthoscope.kernels.triton.triton_cayley import cnp_backward, cnp_forward
 
     b = 40
     q = packed(2, b, scale=0.1).requires_grad_()
@@ -119,7 +119,7 @@ def test_block_rotate_matches_twin(lead, r, b, with_perm):
 def test_block_rotate_memory_modes(recompute):
     """Both modes give the twin's values; the recompute mode saves only x, R and perm (no gathered copy), the other
     keeps exactly one extra activation (x̃)."""
-    from orthoscope.kernels.triton_rotate import block_rotate
+    from orthoscope.kernels.triton.triton_rotate import block_rotate
 
     x, R = rot_inputs((12,), 3, 8, seed=4)
     x.requires_grad_()
@@ -196,7 +196,7 @@ def test_bad_input_cayley_neumann(triton_ops):
         triton_ops.cayley_neumann(torch.zeros(2, 6), 5)
     with pytest.raises(ValueError, match="k \\(number of Neumann terms\\) must be an int ≥ 0, got -1"):
         triton_ops.cayley_neumann(torch.zeros(2, 6), 4, -1)
-    from orthoscope.kernels.triton_cayley import cnp_forward
+    from orthoscope.kernels.triton.triton_cayley import cnp_forward
 
     with pytest.raises(ValueError, match="q_packed must have unit stride.*contiguous"):
         cnp_forward(torch.zeros(6, 2).T, 4, 3)                    # the launcher itself takes no strided rows
@@ -216,7 +216,7 @@ def test_bad_input_block_rotate(triton_ops):
         triton_ops.block_rotate(x, R, torch.tensor([0, 1, 2, 3, 4, 5, 6, 8]))
     with pytest.raises(ValueError, match="perm must be contiguous"):
         triton_ops.block_rotate(x, R, torch.arange(16)[::2])
-    from orthoscope.kernels.triton_rotate import rotate_launch
+    from orthoscope.kernels.triton.triton_rotate import rotate_launch
 
     with pytest.raises(ValueError, match="x must have unit stride along its last dimension"):
         rotate_launch(torch.zeros(8, 3).T, R)

@@ -1,6 +1,6 @@
 """The Triton kernels compile for a real GPU (sm_90, H100) — checked on this GPU-less machine by compiling every
 launch the launchers make (GPU block sizes, half-precision tensor-core operands) ahead of time to a cubin
-(``orthoscope.kernels.triton_aot``). The interpreter tests prove the arithmetic; this proves the GPU compiler accepts
+(``orthoscope.kernels.triton.triton_aot``). The interpreter tests prove the arithmetic; this proves the GPU compiler accepts
 the same kernels. Runs in a subprocess without ``TRITON_INTERPRET`` (other test modules set it in this process)."""
 import os
 import subprocess
@@ -12,7 +12,7 @@ pytest.importorskip("triton")
 
 SCRIPT = """
 import torch
-from orthoscope.kernels.triton_aot import compile_all
+from orthoscope.kernels.triton.triton_aot import compile_all
 compiled = compile_all(90, dtypes=(torch.bfloat16,), cnp_blocks=(8, 40))
 names = sorted({c[0] for c in compiled})
 print(len(compiled), " ".join(names))

@@ -303,7 +303,7 @@ def test_bad_input_kan(triton_ops):
         triton_ops.kan_spline(x.double(), grid.double(), coef.double(), 3)
     with pytest.raises(ValueError, match="k must be an integer ≥ 1"):
         triton_ops.kan_spline(x, grid, coef, 0)
-    from orthoscope.kernels.triton_kan import check_kan
+    from orthoscope.kernels.triton.triton_kan import check_kan
 
     with pytest.raises(ValueError, match="x must have unit stride"):                # the launcher-level rule
         check_kan(torch.zeros(2, 4).T, grid, coef, 3)

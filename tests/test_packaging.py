@@ -18,10 +18,7 @@ def declared_packages() -> set[str]:
 def found_packages() -> set[str]:
     found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "orthoscope").rglob("__init__.py")
              if "__pycache__" not in init.parts}
-    if (ROOT / "kernels" / "__init__.py").exists():
-        found.add("orthoscope.kernels")      # kernels/ is mapped onto orthoscope.kernels (package-dir)
-    found |= {"orthoscope.kernels." + ".".join(i.parent.relative_to(ROOT / "kernels").parts)
-              for i in (ROOT / "kernels").rglob("*/__init__.py")}
+    found.add("orthoscope.kernels.triton")   # the top-level kernels/ folder, linked in without an __init__.py
     return found
 
 
@@ -32,9 +29,13 @@ def test_every_package_directory_is_listed_in_pyproject():
     assert not stale, f"pyproject.toml lists packages that do not exist: {sorted(stale)}"
 
 
-def test_kernels_folder_is_mapped():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert config["tool"]["setuptools"]["package-dir"]["orthoscope.kernels"] == "kernels"
+def test_kernels_folder_is_linked_in_and_not_a_package():
+    # kernels/ must never be a regular top-level package: from the repository root (sys.path[0] under python -m,
+    # pytest and notebooks) it would shadow the installed Hugging Face `kernels` distribution (issue 11).
+    assert not (ROOT / "kernels" / "__init__.py").exists()
+    link = ROOT / "orthoscope" / "kernels" / "triton"
+    assert link.is_symlink() and link.resolve() == (ROOT / "kernels").resolve()
+    assert "package-dir" not in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
 PROBE = """
@@ -81,3 +82,35 @@ def test_command_line_help_and_unknown_command(tmp_path):
     assert ok.returncode == 0 and "demo" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "orthoscope", "dmeo"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command 'dmeo'" in bad.stderr
+
+
+SHADOW_PROBE = """
+import sys
+import kernels, peft, transformers.modeling_utils
+assert hasattr(kernels, "get_kernel"), f"`kernels` resolved to {getattr(kernels, '__path__', kernels)}"
+print("ok", sys.path[0])
+"""
+
+
+def test_nothing_in_the_repository_shadows_installed_distributions():
+    # transformers 5 imports the Hugging Face `kernels` distribution; a folder of ours named kernels/ with an
+    # __init__.py, first on sys.path, used to win over it (issue 11). Check from the two places Python puts first on
+    # sys.path: the repository root (python -m, pytest, notebooks) and benchmarks/ (scripts run directly).
+    import importlib.util
+
+    if importlib.util.find_spec("kernels") is None:
+        import pytest
+        pytest.skip("the Hugging Face `kernels` distribution is not installed")
+    for folder in (ROOT, ROOT / "benchmarks"):
+        proc = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(folder)!r})\n" + SHADOW_PROBE],
+                              cwd=folder, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.startswith("ok"), f"from {folder}:\n{proc.stderr[-2000:]}"
+
+
+def test_no_top_level_folder_is_a_regular_package_and_benchmarks_are_prefixed():
+    # A folder with __init__.py at the root, or a module in a folder whose scripts run directly, takes the import name
+    # of any distribution of the same name; only orthoscope/ may be a package, and benchmark scripts are bench_*.py.
+    packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())
+    assert packages == ["orthoscope"], packages
+    scripts = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    assert scripts and all(name.startswith("bench_") for name in scripts), scripts

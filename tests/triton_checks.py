@@ -16,7 +16,7 @@ HALF_TOL = {torch.bfloat16: 1e-2, torch.float16: 2e-3}
 
 @pytest.fixture(scope="module", autouse=True)
 def triton_ops():
-    from orthoscope.kernels import triton_ops
+    from orthoscope.kernels.triton import triton_ops
     return triton_ops
 
 

@@ -13,7 +13,7 @@ def default_probes(every: int = 20) -> list[Probe]:
 
     ``every = 20`` keeps them under 10% of a run's time: evaluating a full-batch task forwards the whole table (for
     the demo, twice the training set) and costs ~0.7 of a training step, so every 10 steps cost +11% of CPU time on
-    the demo run and every 20 about half that (benchmarks/spine.py; BENCHMARKS.md, "Spine")."""
+    the demo run and every 20 about half that (benchmarks/bench_spine.py; BENCHMARKS.md, "Spine")."""
     return [Evaluate(every), Spectrum(every), WeightNorm(every), Energy(every, s=(1,)), GradNorm(every)]
 
 

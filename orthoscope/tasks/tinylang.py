@@ -198,7 +198,7 @@ class TinyLang(Task):
 def tiny_lm(task: TinyLang, d_model: int = 64, n_heads: int = 4, n_layers: int = 2, d_mlp: int = 256,
             seed: int = 0):
     """The causal ``TinyTransformer`` sized for ``task`` (``readout="all"``), initialized from ``seed`` — the model
-    the optimizer comparison notebook and ``benchmarks/optimizers.py`` train."""
+    the optimizer comparison notebook and ``benchmarks/bench_optimizers.py`` train."""
     from ..models import TinyTransformer
 
     torch.manual_seed(seed)

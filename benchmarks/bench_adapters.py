@@ -18,8 +18,8 @@ Memory: first, every method runs a few steps in its own fresh process:
 * saved — bytes of activations autograd keeps for backward in one step (unique storages that are not parameters,
   via ``torch.autograd.graph.saved_tensors_hooks``): deterministic, unlike RSS.
 
-    .venv/bin/python benchmarks/adapters.py              # 20 timed cycles (~5 min on a quiet 2-core machine)
-    .venv/bin/python benchmarks/adapters.py --quick      # 3 cycles, 2 memory steps (smoke)
+    .venv/bin/python benchmarks/bench_adapters.py              # 20 timed cycles (~5 min on a quiet 2-core machine)
+    .venv/bin/python benchmarks/bench_adapters.py --quick      # 3 cycles, 2 memory steps (smoke)
 
 The last line holds the headline ratios against the targets (OFT ≤ 1.15× LoRA and ≤ 1.0× peft OFT in time;
 BOFT ≤ 0.5× peft BOFT; OFT peak RSS ≤ LoRA + 5 %).

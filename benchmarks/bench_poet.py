@@ -23,9 +23,9 @@ An MLP 64 → 128 → 128 → 10 on Digits (batch 64). POET-BS b = 16 on the two
 * the spectrum drift ``max_i |σ_i(W_t)/σ_i(W_0) − 1|``;
 * the largest block orthogonality error seen during the run.
 
-    .venv/bin/python benchmarks/poet.py                 # both parts (~10 min on 2 busy cores)
-    .venv/bin/python benchmarks/poet.py --steps 2000    # shorter run
-    .venv/bin/python benchmarks/poet.py --steps 0       # part 1 only
+    .venv/bin/python benchmarks/bench_poet.py                 # both parts (~10 min on 2 busy cores)
+    .venv/bin/python benchmarks/bench_poet.py --steps 2000    # shorter run
+    .venv/bin/python benchmarks/bench_poet.py --steps 0       # part 1 only
 
 The last line holds the headline: memory-mode / plain saved-activation ratio of the POET stack, and the worst
 post-merge orthogonality error with exact Cayley.

@@ -1,8 +1,8 @@
 """Spine benchmarks: the demo's time to grok, the cost of the default probes, and `import orthoscope`.
 
-    .venv/bin/python benchmarks/spine.py                 # all three, torch's default thread count
-    .venv/bin/python benchmarks/spine.py --threads 1     # pin torch to one thread (helps on a loaded machine)
-    .venv/bin/python benchmarks/spine.py --only import   # one part: demo | probes | import
+    .venv/bin/python benchmarks/bench_spine.py                 # all three, torch's default thread count
+    .venv/bin/python benchmarks/bench_spine.py --threads 1     # pin torch to one thread (helps on a loaded machine)
+    .venv/bin/python benchmarks/bench_spine.py --only import   # one part: demo | probes | import
 
 (a) demo: ``python -m orthoscope demo``'s training (``orthoscope.demo.train_until_grok`` with the default config),
     each run in a fresh process; wall time from the first step until held-out accuracy first reached 99%.

@@ -17,8 +17,8 @@ batches with gradient checkpointing on every decoder layer and, on CUDA, bf16 au
 Also reported: the time of one pass of ``llm_probes`` (spectra, norms and energy of 3 sampled layers + evaluation
 on ≤ 16 windows), to show that observation stays cheap relative to a training step.
 
-    .venv/bin/python benchmarks/llm.py                       # CPU: tiny config; GPU: 1b config
-    .venv/bin/python benchmarks/llm.py --size small --steps 10 --methods adamw poet_mem
+    .venv/bin/python benchmarks/bench_llm.py                       # CPU: tiny config; GPU: 1b config
+    .venv/bin/python benchmarks/bench_llm.py --size small --steps 10 --methods adamw poet_mem
 
 The last line holds the headline ratios of POET memory mode to AdamW (memory, tokens/s).
 """

@@ -24,9 +24,9 @@ noisy machine hit every method alike. Memory, per process:
   buffers, via ``torch.autograd.graph.saved_tensors_hooks``): deterministic;
 * state — bytes of parameters + buffers, gradients and optimizer state after the timed steps: deterministic.
 
-    .venv/bin/python benchmarks/optimizers.py            # 5 rounds × 30 timed steps
-    .venv/bin/python benchmarks/optimizers.py --quick    # 1 round × 5 steps (smoke)
-    .venv/bin/python benchmarks/optimizers.py --width 256 --methods adamw,poet,pion   # a wider model, a subset
+    .venv/bin/python benchmarks/bench_optimizers.py            # 5 rounds × 30 timed steps
+    .venv/bin/python benchmarks/bench_optimizers.py --quick    # 1 round × 5 steps (smoke)
+    .venv/bin/python benchmarks/bench_optimizers.py --width 256 --methods adamw,poet,pion   # a wider model, a subset
 
 The last line holds the headline ratio: POET step time / AdamW step time (target ≤ 1.5).
 """

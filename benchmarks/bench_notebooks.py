@@ -1,8 +1,8 @@
 """How long every notebook takes, top to bottom, in smoke mode (limit 60 s) and full mode (limit 5 min).
 
-    .venv/bin/python benchmarks/notebooks.py                       # smoke mode, every notebook
-    .venv/bin/python benchmarks/notebooks.py --mode full           # full mode (tens of minutes in all)
-    .venv/bin/python benchmarks/notebooks.py --only 06 07          # notebooks whose name starts with these
+    .venv/bin/python benchmarks/bench_notebooks.py                       # smoke mode, every notebook
+    .venv/bin/python benchmarks/bench_notebooks.py --mode full           # full mode (tens of minutes in all)
+    .venv/bin/python benchmarks/bench_notebooks.py --only 06 07          # notebooks whose name starts with these
 
 Each notebook runs in a fresh ``python3`` kernel (nbclient, cwd = notebooks/), as a user's "Restart & Run All",
 with ``MPLBACKEND=Agg`` and ``OMP_NUM_THREADS`` from ``--threads`` (default 1: these are small models, and on a

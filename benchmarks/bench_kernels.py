@@ -19,8 +19,8 @@ nothing and is not reported). Times are medians over ``--reps`` repetitions afte
 on CPU the process CPU time with one thread by default — on a shared, loaded machine wall clock mostly measures the
 neighbours; with one thread CPU time is the work done).
 
-    .venv/bin/python benchmarks/kernels.py                  # CPU: reduced shapes; GPU: target shapes
-    .venv/bin/python benchmarks/kernels.py --quick --no-compile
+    .venv/bin/python benchmarks/bench_kernels.py                  # CPU: reduced shapes; GPU: target shapes
+    .venv/bin/python benchmarks/bench_kernels.py --quick --no-compile
 
 The last line holds the headline ratios (or says which are unmeasured).
 """

@@ -1,8 +1,8 @@
 """KAN layer forward+backward: orthoscope's KANLinear vs pykan's KANLayer (and inkan, when installed), side by side.
 
-    python benchmarks/kan.py                 # default sizes, 2 threads, 15 interleaved rounds
-    python benchmarks/kan.py --threads 1 --rounds 25
-    python benchmarks/kan.py --quick --fresh-compile-cache     # headline size; compile time without inductor's cache
+    python benchmarks/bench_kan.py                 # default sizes, 2 threads, 15 interleaved rounds
+    python benchmarks/bench_kan.py --threads 1 --rounds 25
+    python benchmarks/bench_kan.py --quick --fresh-compile-cache     # headline size; compile time without inductor's cache
 
 Every implementation computes the same function (pykan's B-splines of order k on G intervals + a SiLU branch;
 inkan: uniform cubic only). Each round times one forward+backward of every implementation in turn (so machine
@@ -25,13 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
-# This file is named kan.py: drop its folder from the import path so that `import kan` finds pykan, not itself.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import torch  # noqa: E402
+import torch
 
 SIZES = [(64, 64, 1024, 5, 3), (16, 16, 1024, 5, 3), (128, 128, 1024, 5, 3), (64, 64, 1024, 20, 3),
          (64, 64, 4096, 5, 3)]

@@ -24,7 +24,7 @@ from . import reference
 
 CHOICES = ("auto", "torch", "triton")
 _override: str | None = None
-_triton_ops: dict[str, object] = {}     # op name -> Triton launcher, filled by register_triton
+_triton_ops: dict[str, object] = {}     # op name -> Triton launcher, read from triton.triton_ops.OPS on first need
 _triton_error: str | None = None
 _warned = False
 
@@ -60,18 +60,15 @@ def triton_available() -> bool:
     return _triton_error == ""
 
 
-def register_triton(name: str, launcher) -> None:
-    _triton_ops[name] = launcher
-
-
 def _load_triton_ops() -> None:
-    # Triton kernel modules register themselves on import; they are imported lazily, on first need.
-    for module in ("triton_ops",):
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{module}":
-                raise
+    # The Triton sources live in the top-level kernels/ folder, installed as orthoscope.kernels.triton (docs/design.md,
+    # "Layout"). They are imported lazily, on first need, so a missing or broken Triton never breaks import.
+    module = f"{__name__}.triton.triton_ops"
+    try:
+        _triton_ops.update(importlib.import_module(module).OPS)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
 
 
 def dispatch(name: str, *tensors):
