@@ -129,7 +129,7 @@ def impls(name: str, compile_: bool) -> dict:
     if compile_:
         out["compile"] = torch.compile(twin, dynamic=False)
     if CUDA:
-        from orthoscope.kernels import triton_ops
+        from orthoscope.kernels.triton import triton_ops
 
         out["triton"] = triton_ops.OPS[name]
     return out
@@ -243,7 +243,7 @@ def _liger_row(h, c, t, args):
 
 def _interpreter_saved_bytes() -> tuple[int, int]:
     """(fused, unfused) bytes saved for backward at a small shape; the fused one runs in the CPU interpreter."""
-    from orthoscope.kernels import triton_ops
+    from orthoscope.kernels.triton import triton_ops
 
     g = torch.Generator().manual_seed(0)
     h = torch.randn(256, 64, generator=g, requires_grad=True)

@@ -159,8 +159,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
     parser.add_argument("--methods", nargs="*", default=list(ORDER), choices=ORDER)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each method; report the median round")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: tiny Llama, 1 warm-up + 1 timed step, AdamW and POET memory mode only")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.batch, args.seq, args.steps, args.warmup = "tiny", 2, 32, 1, 1
+        args.methods = ["adamw", "poet_mem"]
     if args.worker:
         print(json.dumps(worker(args)))
         return

@@ -49,7 +49,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=sorted(LIMIT_S), default="smoke")
     parser.add_argument("--only", nargs="*", default=None, help="name prefixes, e.g. 04 06")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the kernels")
+    parser.add_argument("--quick", action="store_true", help="smoke run: the first notebook only, in smoke mode")
     args = parser.parse_args()
+    if args.quick:
+        args.mode, args.only = "smoke", ["00"]
     paths = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
     if args.only:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in args.only)]

@@ -177,7 +177,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a busy machine)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 steps instead of 10,000")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = 100
     torch.set_num_threads(args.threads)
     ratio = memory_table()
     orth = spectrum_table(args.steps) if args.steps > 0 else math.nan

@@ -138,7 +138,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=5, help="probes on/off pairs (median)")
     parser.add_argument("--steps", type=int, default=560, help="steps per probes on/off run (the demo groks ~560)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 demo run, 1 probes pair of 60 steps")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.pairs, args.steps = 1, 1, 60
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"threads: {args.threads or 'torch default'}", flush=True)
     rows, headline = [], []

@@ -35,7 +35,7 @@ fi
 
 # Nothing to do when the lock, pyproject and this script are unchanged since the last install and nothing drifted.
 want=$(cat "$LOCK" pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" scripts/check_lock.py "${skip[@]}"; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" scripts/check_lock.py "${skip[@]}" 2>/dev/null; then
     exit 0
 fi
 
