@@ -21,16 +21,17 @@ def rel_err(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-30) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(floor)).item()
 
 
-def run_both(op: str, tensors, *args, grad_seed: int = 1, **kwargs):
+def run_both(op: str, tensors, *args, grad_seed: int = 1, frozen: tuple[int, ...] = (), **kwargs):
     """Run ``orthoscope.kernels.<op>`` with the twin (in fp32 on the same values) and with the Triton kernel.
 
-    ``tensors``: the inputs; floating ones are differentiated against one seeded upstream gradient.
-    Returns ``(twin, kernel)``, each ``(output, gradients)``."""
+    ``tensors``: the inputs; floating ones (except the positions in ``frozen``, e.g. a KAN grid) are differentiated
+    against one seeded upstream gradient. Returns ``(twin, kernel)``, each ``(output, gradients)``."""
     from orthoscope import kernels
 
     results = {}
     for impl in ("torch", "triton"):
-        leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in tensors]
+        leaves = [t.detach().clone().requires_grad_(t.is_floating_point() and i not in frozen)
+                  for i, t in enumerate(tensors)]
         inputs = [t.float() if impl == "torch" and t.is_floating_point() else t for t in leaves]
         with use(impl):
             out = getattr(kernels, op)(*inputs, *args, **kwargs)
