@@ -1,28 +1,42 @@
 """Checkpoint files: one safetensors file whose header metadata carries a JSON document.
 
-* Writes are atomic: the file is written to a temporary name in the same folder, fsync'ed, then ``os.replace``d.
+* Writes are atomic: the file is written to a temporary name in the same folder (``NAME.<pid>.<random>.tmp``),
+  fsync'ed, then ``os.replace``d. A writer killed mid-write leaves its temp file behind; the next save or load in that
+  folder removes the temp files of writers that are no longer running (never another live process's).
 * Loading never unpickles: tensors come from safetensors, everything else from JSON.
-* A SHA-256 over all tensor bytes is stored in the metadata, so a corrupted (not only a truncated) file is refused.
+* Integrity (format 2): one SHA-256 over the canonical JSON of the metadata *and* all tensor bytes is stored in the
+  header, so a flipped byte anywhere — tensor data, the JSON header, its length prefix — is refused.
+* The JSON is parsed defensively (bounded size, number length and nesting depth; the top level must be an object) and
+  every field a reader uses is checked against a schema (``require``) before anything is applied. Every problem is a
+  ``CheckpointError`` naming the file and the field.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MAX_HEADER_BYTES = 64 * 2 ** 20       # the JSON document; a 1B-model run's header is a few hundred kB
+MAX_NUMBER_CHARS = 40                 # digits of one JSON number (a float64's repr needs at most 24)
+MAX_DEPTH = 64                        # nesting of the JSON document (ours is at most 6 deep)
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupted, truncated, of another kind, or does not fit the run."""
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def _digest(tensors: dict[str, torch.Tensor], meta: dict | None = None) -> str:
+    """SHA-256 over the canonical JSON of ``meta`` (sorted keys) and every tensor's name, dtype, shape and bytes."""
     h = hashlib.sha256()
+    if meta is not None:
+        h.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update(name.encode())
@@ -38,9 +52,11 @@ def write_atomic(path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path.parent)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    header = {"orthoscope": json.dumps({**meta, "format": FORMAT_VERSION, "sha256": _digest(tensors)})}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    meta = {**meta, "format": FORMAT_VERSION}
+    header = {"orthoscope": json.dumps({**meta, "sha256": _digest(tensors, meta)})}
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
@@ -54,14 +70,79 @@ def write_atomic(path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     return path
 
 
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Remove ``*.<pid>.*.tmp`` files of our writer whose process is no longer running; returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob("*.tmp"):
+        match = _TEMP_NAME.fullmatch(tmp.name)
+        if match and not _process_alive(int(match[1])):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except FileNotFoundError:        # another process cleaned it first
+                pass
+    return removed
+
+
+_TEMP_NAME = re.compile(r".+\.(\d+)\.[A-Za-z0-9_]+\.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:              # alive, someone else's
+        return True
+    return True
+
+
+def _parse_json(text: str, path: Path) -> dict:
+    """``json.loads`` with bounds: size, digits per number, nesting depth; the top level must be an object."""
+    def bounded(kind, convert):
+        def parse(token):
+            if len(token) > MAX_NUMBER_CHARS:
+                raise CheckpointError(f"checkpoint {str(path)!r}: header holds a {len(token)}-character {kind}")
+            return convert(token)
+        return parse
+
+    if len(text) > MAX_HEADER_BYTES:
+        raise CheckpointError(f"checkpoint {str(path)!r}: header of {len(text)} bytes exceeds {MAX_HEADER_BYTES}")
+    depth = max_depth = 0
+    in_string = escaped = False
+    for ch in text:                      # nesting depth before json.loads recurses into it
+        if in_string:
+            escaped, in_string = (not escaped and ch == "\\"), in_string and (escaped or ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            max_depth = max(max_depth, depth)
+        elif ch in "]}":
+            depth -= 1
+    if max_depth > MAX_DEPTH:
+        raise CheckpointError(f"checkpoint {str(path)!r}: header nests {max_depth} levels deep (limit {MAX_DEPTH})")
+    try:
+        value = json.loads(text, parse_int=bounded("integer", int), parse_float=bounded("number", float))
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} has a corrupted JSON header: {e}") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: header is a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def read_checked(path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a file written by ``write_atomic``; verify its kind and checksum. Raises ``CheckpointError``."""
+    """Read a file written by ``write_atomic``; verify its kind, format and checksum (metadata and tensors).
+    Raises ``CheckpointError`` naming the file and what is wrong."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} " + ("is a directory, not a file" if path.is_dir()
                                                              else "does not exist"))
+    remove_stale_temp_files(path.parent)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -70,15 +151,43 @@ def read_checked(path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or truncated: {e}") from e
     if "orthoscope" not in header:
         raise CheckpointError(f"{str(path)!r} is a safetensors file but not an orthoscope checkpoint")
-    try:
-        meta = json.loads(header["orthoscope"])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} has a corrupted JSON header: {e}") from e
+    meta = _parse_json(header["orthoscope"], path)
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r}: field 'format' is {meta.get('format')!r}; this orthoscope "
+                              f"reads format {FORMAT_VERSION} only (format 1, from orthoscope before 2026-12, did not checksum its "
+                              "header; load it with that version and train on, or start the run again)")
+    signature = meta.pop("sha256", None)
+    if not isinstance(signature, str):
+        raise CheckpointError(f"checkpoint {str(path)!r}: field 'sha256' (the integrity signature) is missing")
+    if signature != _digest(tensors, meta):
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: its checksum does not match (the SHA-256 "
+                              "over header and tensors, field 'sha256')")
     if meta.get("kind") != kind:
-        raise CheckpointError(f"{str(path)!r} holds a {meta.get('kind')!r}, expected a {kind!r}")
-    if meta.get("sha256") != _digest(tensors):
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted: its tensor checksum does not match")
+        raise CheckpointError(f"{str(path)!r} holds a {meta.get('kind')!r}, expected a {kind!r} (field 'kind')")
     return tensors, meta
+
+
+# ---- schema checks: every field a reader uses, before anything is applied ------------------------------------------
+
+def require(path, meta: dict, field: str, kind, *, low=None, high=None, optional: bool = False):
+    """``meta[field]`` checked for type (``int``, ``float``, ``str``, ``dict``, ``list``) and range; returns it.
+    ``bool`` is not an ``int`` here, and a ``float`` must be finite."""
+    if field not in meta:
+        if optional:
+            return None
+        raise CheckpointError(f"checkpoint {str(path)!r}: field {field!r} is missing")
+    value = meta[field]
+    if value is None and optional:
+        return None
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        raise CheckpointError(f"checkpoint {str(path)!r}: field {field!r} must be a "
+                              f"{'finite number' if kind is float else kind.__name__}, got {value!r:.80}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise CheckpointError(f"checkpoint {str(path)!r}: field {field!r} = {value!r} is outside [{low}, {high}]")
+    return value
 
 
 # ---- optimizer state as tensors + JSON (torch's own state_dict would need pickle) --------------------------------

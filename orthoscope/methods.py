@@ -18,9 +18,10 @@ from torch import nn
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        raise ValueError(f"{name} must be {'≥ 0' if allow_zero else '> 0'}, got {value!r}")
+    """``value`` must be a finite number > 0 (≥ 0 with ``allow_zero``); a string or bool is refused by type."""
+    from .validate import check_number
+
+    check_number(name, value, low=0, low_open=not allow_zero)
 
 
 class Intervention:

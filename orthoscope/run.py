@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, rng_state, set_rng_state,
+from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, require, rng_state, set_rng_state,
                          unflatten_optimizer_state, write_atomic)
 from .history import History
 from .losses import resolve_loss
@@ -57,7 +57,9 @@ class Run:
     def __init__(self, model: nn.Module, task, method: Method | None = None, *, loss=None,
                  probes: Sequence | None = None, seed: int = 0, name: str | None = None):
         from .probes import default_probes
+        from .validate import check_run_arguments
 
+        check_run_arguments(model, task, method, probes, seed, name)
         self.method = method if method is not None else AdamW()
         self.task = task
         self.model = self.method.attach(model)
@@ -73,6 +75,7 @@ class Run:
         self.step_count = 0
         self.last_loss: float | None = None
         self.wall_time = 0.0
+        self.overrides: dict = {}             # hyperparameters changed deliberately (``override``), as saved
         self._callbacks: list[Callable] = []
 
     # ---- the loop ----------------------------------------------------------------------------------------------
@@ -110,8 +113,12 @@ class Run:
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(x), y)
+        loss = self.loss_fn(self._forward(x, y), y)
         if not torch.isfinite(loss):
+            if x.is_floating_point() and not torch.isfinite(x).all():
+                raise NonFiniteError(f"training stopped: the input batch of step {self.step_count + 1} holds "
+                                     f"{int((~torch.isfinite(x)).sum())} non-finite value(s) (NaN/inf) — the data, "
+                                     "not the learning rate; nothing was updated", self.step_count, None)
             raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
         loss.backward()
         for iv in self.interventions:
@@ -132,6 +139,15 @@ class Run:
         self.last_loss = loss.item()
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
+
+    def _forward(self, x, y):
+        """The model's output; on the first step, also check that model and task fit (sizes named, not an
+        IndexError from deep inside torch)."""
+        if self.step_count > 0:
+            return self.model(x)
+        from .validate import check_model_fits_task
+
+        return check_model_fits_task(self.model, self.task, x, y)
 
     def _closure_step(self, x, y, t0) -> dict:
         """For optimizers that re-evaluate the loss (LBFGS): ``optimizer.step(closure)``; the loss is re-checked."""
@@ -169,6 +185,9 @@ class Run:
 
     def on_step(self, callback: Callable[["Run", dict], None]) -> Callable[[], None]:
         """Call ``callback(run, record)`` after every step; returns a function that unsubscribes it."""
+        if not callable(callback):
+            raise TypeError(f"on_step(callback): callback must be callable as callback(run, record), got "
+                            f"{callback!r:.60}")
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
@@ -211,8 +230,10 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         where = f"; first non-finite {'gradient' if grads else 'parameter'}: {param!r}" if param else \
             "; all parameters are finite (the loss itself overflowed — try a smaller learning rate)"
-        kept = (f"The model and optimizer keep their state from step {self.step_count} (the last good one)."
-                if restored else f"The model is too large for the undo copy; reload your last checkpoint.")
+        kept = (f"The model and optimizer keep their state from step {self.step_count} (the last good one); to go on "
+                "deliberately with other settings, run.override(lr=...) (recorded in the History) and train again."
+                if restored else f"The model is too large for the undo copy; reload your last checkpoint "
+                "(run.load(path, override={'lr': ...}) to resume with other settings).")
         return NonFiniteError(f"training stopped: {what}{where}. {kept}", self.step_count, param)
 
     # ---- checkpoints -------------------------------------------------------------------------------------------
@@ -231,22 +252,56 @@ class Run:
         tensors.update({f"history.{k}": v for k, v in hist_tensors.items()})
         meta = {"kind": CHECKPOINT_KIND, "step": self.step_count, "seed": self.seed, "last_loss": self.last_loss,
                 "wall_time": self.wall_time, "method": self.method.config(), "signature": self._signature(),
-                "optimizer": optim_meta, "history": hist_meta}
+                "optimizer": optim_meta, "history": hist_meta, "overrides": self.overrides}
         write_atomic(path, tensors, meta)
 
-    def load(self, path) -> "Run":
-        """Restore a checkpoint written by ``save`` into this (identically constructed) run."""
+    def override(self, **hyperparameters) -> "Run":
+        """Change optimizer hyperparameters deliberately (e.g. ``run.override(lr=1e-4)`` after a non-finite halt):
+        set in every parameter group, kept in checkpoints, and recorded in the History as ``override/<name>``."""
+        from .validate import check_override
+
+        check_override(self.optimizer, hyperparameters)
+        for group in self.optimizer.param_groups:
+            group.update(hyperparameters)
+        self.overrides.update(hyperparameters)
+        self.history.log(self.step_count, {f"override/{k}": float(v) for k, v in hyperparameters.items()})
+        return self
+
+    def load(self, path, override: dict | None = None) -> "Run":
+        """Restore a checkpoint written by ``save`` into this (identically constructed) run; with ``override``
+        (e.g. ``{"lr": 1e-4}``), then change those hyperparameters as ``override`` does.
+
+        All or nothing: every field is checked first (``orthoscope.run_state``), and if applying still fails the run
+        is left exactly as it was. A bad file raises ``CheckpointError`` naming the file and the field."""
+        from . import run_state
+        from .validate import check_override
+
+        override = dict(override or {})
+        check_override(self.optimizer, override)
         tensors, meta = read_checked(path, kind=CHECKPOINT_KIND)
-        mismatch = _signature_mismatch(self._signature(), meta["signature"])
+        mismatch = _signature_mismatch(self._signature(), require(path, meta, "signature", dict))
         if mismatch:
             raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another shape: {mismatch}")
         # The optimizer's hyperparameters come from the checkpoint; a run built with other ones would silently
         # train with the saved ones, so a checkpoint resumes only the run (method and settings) that wrote it.
-        mine, theirs = _comparable(self.method.config()), _comparable(meta["method"])
+        mine, theirs = _comparable(self.method.config()), _comparable(require(path, meta, "method", dict))
         if mine != theirs:
             diff = [f"{k}: run has {mine.get(k)!r}, checkpoint has {theirs.get(k)!r}"
                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
             raise CheckpointError(f"checkpoint {str(path)!r} was saved by another method: {'; '.join(diff)}")
+        run_state.check_run_checkpoint(path, meta, tensors, self, override)
+        saved = run_state.snapshot(self)
+        try:
+            self._apply_checkpoint(tensors, meta)
+        except Exception as e:
+            run_state.restore(self, saved)
+            raise CheckpointError(f"checkpoint {str(path)!r} could not be applied ({type(e).__name__}: {e}); the run "
+                                  "is unchanged") from e
+        if override:
+            self.override(**override)
+        return self
+
+    def _apply_checkpoint(self, tensors: dict, meta: dict) -> None:
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(unflatten_optimizer_state(meta["optimizer"], tensors))
@@ -257,7 +312,7 @@ class Run:
         self.history = History.from_state(
             meta["history"], {k[len("history."):]: v for k, v in tensors.items() if k.startswith("history.")})
         self.step_count, self.last_loss, self.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
-        return self
+        self.overrides = dict(meta.get("overrides") or {})
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"
