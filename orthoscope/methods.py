@@ -24,6 +24,23 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
     check_number(name, value, low=0, low_open=not allow_zero)
 
 
+def check_grad_clip(grad_clip) -> None:
+    if grad_clip is not None:
+        check_positive("grad_clip", grad_clip)
+
+
+def check_betas(betas) -> None:
+    """Adam's (β1, β2): two numbers in [0, 1)."""
+    from .validate import check_number
+
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(f"betas must be two numbers (β1, β2) in [0, 1), got {betas!r:.60}")
+    for i, b in enumerate(betas):
+        check_number(f"betas[{i}]", b, low=0)
+        if b >= 1:
+            raise ValueError(f"betas must lie in [0, 1), got {tuple(betas)!r}")
+
+
 class Intervention:
     """Runs between steps and may mutate the run. Subclasses override one or both hooks.
 
@@ -100,10 +117,11 @@ class AdamW(Method):
     eps: float = field(default=1e-8, metadata={"help": "Adam ε"})
 
     def __post_init__(self):
+        check_grad_clip(self.grad_clip)
         check_positive("lr", self.lr, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must lie in [0, 1), got {self.betas!r}")
+        check_positive("eps", self.eps)
+        check_betas(self.betas)
 
     def make_optimizer(self, model):
         return torch.optim.AdamW(trainable(model), lr=self.lr, betas=tuple(self.betas),
@@ -120,8 +138,11 @@ class SGD(Method):
     nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
 
     def __post_init__(self):
+        from .validate import check_number
+
+        check_grad_clip(self.grad_clip)
         check_positive("lr", self.lr, allow_zero=True)
-        check_positive("momentum", self.momentum, allow_zero=True)
+        check_number("momentum", self.momentum, low=0, high=1)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
 
     def make_optimizer(self, model):

@@ -228,8 +228,10 @@ class Run:
     def _non_finite(self, what: str, grads: bool, param: str | None = None, restored: bool = True):
         param = param or self._first_non_finite(grads=grads)
         self.optimizer.zero_grad(set_to_none=True)
+        largest = max((p.detach().abs().max().item() for p in self.model.parameters() if p.numel()), default=0.0)
         where = f"; first non-finite {'gradient' if grads else 'parameter'}: {param!r}" if param else \
-            "; all parameters are finite (the loss itself overflowed — try a smaller learning rate)"
+            (f"; all parameters are finite but reach |w| = {largest:.1e} (the loss itself overflowed: the updates "
+             "diverged — resume from an earlier checkpoint with run.load(path, override={'lr': smaller}))")
         kept = (f"The model and optimizer keep their state from step {self.step_count} (the last good one); to go on "
                 "deliberately with other settings, run.override(lr=...) (recorded in the History) and train again."
                 if restored else f"The model is too large for the undo copy; reload your last checkpoint "

@@ -81,8 +81,8 @@ def test_batches_full_and_seeded():
     (dict(p=7, train_frac=0.0), r"train_frac must lie in \(0, 1\), got 0.0"),
     (dict(p=7, train_frac=1.0), r"train_frac must lie in \(0, 1\), got 1.0"),
     (dict(p=7, train_frac=-0.2), r"train_frac must lie in \(0, 1\), got -0.2"),
-    (dict(p=7, train_frac=math.nan), r"train_frac must lie in \(0, 1\), got nan"),
-    (dict(p=7, batch_size=0), r"batch_size must be a positive int or None, got 0"),
+    (dict(p=7, train_frac=math.nan), r"train_frac must be finite, got nan"),
+    (dict(p=7, batch_size=0), r"batch_size must be ≥ 1, got 0"),
 ])
 def test_bad_modular_input(kwargs, message):
     with pytest.raises(ValueError, match=message):

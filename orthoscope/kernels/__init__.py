@@ -102,21 +102,47 @@ def _twin_dtype(tensors) -> bool:
     return any(getattr(t, "dtype", None) in (torch.float64, torch.complex64, torch.complex128) for t in tensors)
 
 
-# ---- public ops (one line each: pick an implementation, call it) ---------------------------------------------------
+def check_inputs(op: str, **named) -> None:
+    """Before any implementation runs: every named input is a tensor (``None`` allowed for optional ones), all on
+    one device, and the floating ones of one dtype (unless autocast is on, where the implementations cast)."""
+    tensors = {}
+    for name, t in named.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        tensors[name] = t
+    devices = {str(t.device) for t in tensors.values()}
+    if len(devices) > 1:
+        raise ValueError(f"{op}: inputs on different devices: " +
+                         ", ".join(f"{n} on {t.device}" for n, t in tensors.items()) + " — move them to one device")
+    floats = {n: t for n, t in tensors.items() if t.is_floating_point()}
+    dtypes = {t.dtype for t in floats.values()}
+    autocast = any(torch.is_autocast_enabled(t.device.type) for t in floats.values()
+                   if t.device.type in ("cpu", "cuda"))
+    if len(dtypes) > 1 and not autocast:
+        raise TypeError(f"{op}: floating inputs of different dtypes: " +
+                        ", ".join(f"{n} {t.dtype}" for n, t in floats.items()) + " — cast them to one dtype")
+
+
+# ---- public ops (one line each: check, pick an implementation, call it) ----------------------------------------
 
 def pairwise_energy(w, s: float = 1.0, angular: bool = False, half_space: bool = False, eps: float = 1e-6):
     """Hyperspherical energy of the rows of ``w`` (see ``reference.pairwise_energy``)."""
+    check_inputs("pairwise_energy", w=w)
     return dispatch("pairwise_energy", w)(w, s=s, angular=angular, half_space=half_space, eps=eps)
 
 
 def cayley_neumann(q_packed, b: int, k: int = 3):
     """``R[r, b, b] = (I+Q)(I+Q+…+Q^k)`` per block, ``Q`` skew from the packed strict upper triangle
     ``q_packed[r, b(b−1)/2]`` (DESIGN §5; see ``reference.cayley_neumann``)."""
+    check_inputs("cayley_neumann", q_packed=q_packed)
     return dispatch("cayley_neumann", q_packed)(q_packed, b, k)
 
 
 def block_rotate(x, R, perm=None):
     """``y = x[..., perm] · blockdiag(R)`` for ``x[..., r·b]``, ``R[r, b, b]`` (see ``reference.block_rotate``)."""
+    check_inputs("block_rotate", x=x, R=R, perm=perm)
     return dispatch("block_rotate", x, R)(x, R, perm)
 
 
@@ -124,9 +150,11 @@ def kan_spline(x, grid, coef, k: int, base_weight=None, base_fun: str = "silu"):
     """``y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i])`` for ``x[B, in]``, ``grid[in, G+2k+1]``, ``coef[in, out, G+k]``
     (the spline branch of a KAN layer), plus ``base_fun(x) @ base_weight[in, out]`` when given (the base branch;
     see ``reference.kan_spline``)."""
+    check_inputs("kan_spline", x=x, grid=grid, coef=coef, base_weight=base_weight)
     return dispatch("kan_spline", x, grid, coef)(x, grid, coef, k, base_weight, base_fun)
 
 
 def harmonic_nll(h, centers, target, n: float):
     """Mean NLL of HarMax over distance logits ``−n·log‖h − w_v‖`` (see ``reference.harmonic_nll``)."""
+    check_inputs("harmonic_nll", h=h, centers=centers, target=target)
     return dispatch("harmonic_nll", h, centers)(h, centers, target, n)

@@ -14,10 +14,18 @@ class Evaluate(Probe):
 
     def __init__(self, every: int = 10, splits=None, max_examples: int | None = 20_000):
         super().__init__(every)
-        self.splits, self.max_examples = splits, max_examples
+        if splits is not None and (isinstance(splits, str) or not all(isinstance(s, str) for s in splits)):
+            raise TypeError(f"Evaluate(splits=...) must be a list of split names such as ['train', 'test'], "
+                            f"got {splits!r:.60}")
+        self.splits, self.max_examples = (None if splits is None else list(splits)), max_examples
 
     @torch.no_grad()
     def __call__(self, run) -> dict:
+        if self.splits is not None:
+            unknown = sorted(set(self.splits) - set(run.task.eval_sets()))
+            if unknown:
+                raise ValueError(f"Evaluate(splits=...): {unknown} not among task {type(run.task).__name__}'s "
+                                 f"evaluation sets {sorted(run.task.eval_sets())}")
         was_training = run.model.training
         run.model.eval()
         out = {}

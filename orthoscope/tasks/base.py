@@ -36,5 +36,7 @@ class Task:
         return {"task": type(self).__name__, **{f.name: getattr(self, f.name) for f in fields(self)}}
 
     def _check_batch_size(self):
-        if self.batch_size is not None and self.batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size!r}")
+        from ..validate import check_number
+
+        if self.batch_size is not None:
+            check_number("batch_size", self.batch_size, low=1, integer=True)
