@@ -259,6 +259,21 @@ class Run:
         self.step_count, self.last_loss, self.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
         return self
 
+    # ---- configs (orthoscope.config) ---------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """Plain JSON data that rebuilds this run with ``Run.from_config`` (``orthoscope.config``)."""
+        from .config import run_config
+
+        return run_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, overrides: Sequence[str] = ()) -> "Run":
+        """The run a config describes, with ``key.path=value`` overrides; checked before anything is built."""
+        from .config import apply_overrides, build_run
+
+        return build_run(apply_overrides(config, list(overrides)))
+
     def __repr__(self) -> str:
         return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"
 
