@@ -6,7 +6,9 @@
 
 A config has these top-level keys (``KEYS``):
 
-* ``name`` (str or null), ``seed`` (int), ``steps`` (int > 0; what ``orthoscope train`` runs), ``device``
+* ``name`` (str or null), ``seed`` (int), ``steps`` (int > 0; what ``orthoscope train`` runs), ``grad_accum``
+  (int > 0: batches whose mean-loss gradient makes one update; the LLM ``CausalLM`` already runs under bf16
+  autocast on CUDA, ``model.autocast_dtype`` picks the type), ``device``
   ("cpu", "cuda", ...: the model and token batches are moved there);
 * ``task`` — ``{"name": <a class in TASKS>, <its constructor arguments>}``; ``TokenTask`` nests ``task``;
 * ``model`` — ``{"name": "MLP" | "TinyTransformer" | "KAN" | "Llama", "init_seed": int, <arguments>}``; the model is
@@ -33,8 +35,10 @@ from pathlib import Path
 
 import torch
 
-KEYS = ("name", "seed", "steps", "device", "task", "model", "method", "loss", "schedule", "probes", "checkpoint")
-DEFAULTS = {"name": None, "seed": 0, "steps": 1000, "device": "cpu", "loss": None, "schedule": None, "probes": "default",
+KEYS = ("name", "seed", "steps", "grad_accum", "device", "task", "model", "method", "loss", "schedule", "probes",
+        "checkpoint")
+DEFAULTS = {"name": None, "seed": 0, "steps": 1000, "grad_accum": 1, "device": "cpu", "loss": None, "schedule": None,
+            "probes": "default",
             "checkpoint": {"every": None, "keep": 3}}
 METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.models.kan_train",
                   "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory")
@@ -187,10 +191,10 @@ def normalize(cfg: dict) -> dict:
         if key not in cfg:
             raise ConfigError(f"the config needs a {key!r} section")
     out = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(cfg)}
-    for key in ("seed", "steps"):
+    for key in ("seed", "steps", "grad_accum"):
         value = out[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "steps" else 0):
-            raise ConfigError(f"{key} must be an integer {'> 0' if key == 'steps' else '>= 0'}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+            raise ConfigError(f"{key} must be an integer {'>= 0' if key == 'seed' else '> 0'}, got {value!r}")
     if out["name"] is not None and not isinstance(out["name"], str):
         raise ConfigError(f"name must be a string or null, got {out['name']!r}")
     _check_checkpoint(out["checkpoint"])
@@ -230,6 +234,7 @@ def build_run(cfg: dict):
     run = Run(model, task, method, loss=cfg["loss"], probes=probes, seed=cfg["seed"], name=cfg["name"])
     if cfg["schedule"] is not None:
         add_schedule(run, **{**cfg["schedule"], "total": cfg["schedule"].get("total") or cfg["steps"]})
+    run.grad_accum = cfg["grad_accum"]
     run.config_extra = {"steps": cfg["steps"], "checkpoint": cfg["checkpoint"], "device": cfg["device"],
                         "probes_spec": cfg["probes"]}
     return run
@@ -252,7 +257,8 @@ def run_config(run) -> dict:
                           f"use one of {sorted(LOSSES)}")
     schedules = [iv for iv in run.interventions if isinstance(iv, LRSchedule)]
     cfg = {"name": run.name if run.name != run.method.label() else None, "seed": run.seed,
-           "steps": extra.get("steps", DEFAULTS["steps"]), "device": extra.get("device", "cpu"),
+           "steps": extra.get("steps", DEFAULTS["steps"]), "grad_accum": getattr(run, "grad_accum", 1),
+           "device": extra.get("device", "cpu"),
            "task": describe_task(run.task), "model": describe_model(run.model, run.seed),
            "method": method_spec, "loss": loss[0], "schedule": schedules[0].spec() if schedules else None,
            "probes": extra.get("probes_spec") or describe_probes(run.probes),

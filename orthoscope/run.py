@@ -110,10 +110,7 @@ class Run:
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(x), y)
-        if not torch.isfinite(loss):
-            raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
-        loss.backward()
+        loss = self._forward_backward(x, y)
         for iv in self.interventions:
             iv.before_step(self)
         bad = self._first_non_finite(grads=True)
@@ -132,6 +129,21 @@ class Run:
         self.last_loss = loss.item()
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
+
+    def _forward_backward(self, x, y) -> torch.Tensor:
+        """Forward and backward of one batch, or of ``grad_accum`` batches (the first is ``x, y``; the others are
+        drawn after it) with each loss divided by ``grad_accum``, so the gradient is that of their mean loss."""
+        accum = getattr(self, "grad_accum", 1)
+        total = 0.0
+        for i in range(accum):
+            if i:
+                x, y = self.task.batch(self.generator)
+            loss = self.loss_fn(self.model(x), y)
+            if not torch.isfinite(loss):
+                raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
+            (loss if accum == 1 else loss / accum).backward()
+            total = total + loss.detach()
+        return total if accum == 1 else total / accum
 
     def _closure_step(self, x, y, t0) -> dict:
         """For optimizers that re-evaluate the loss (LBFGS): ``optimizer.step(closure)``; the loss is re-checked."""

@@ -124,3 +124,25 @@ def test_notebook_objects_a_config_cannot_hold():
     run = Run(torch.nn.Linear(2, 2), tasks.ModularArithmetic(p=5), seed=0)
     with pytest.raises(ConfigError, match="model Linear cannot be expressed"):
         run.config
+
+
+def test_grad_accum_updates_with_the_mean_gradient_of_its_batches():
+    import copy
+
+    from orthoscope.losses import resolve_loss
+
+    cfg = mlp_run(method_classes()["SGD"](lr=1.0)).config
+    cfg.update(grad_accum=3, probes=[])
+    cfg["task"]["batch_size"] = 4
+    run = Run.from_config(cfg)
+    before = copy.deepcopy(run.model)
+    generator = torch.Generator().manual_seed(run.seed)
+    batches = [run.task.batch(generator) for _ in range(3)]
+    loss_fn = resolve_loss("cross_entropy")
+    mean = sum(loss_fn(before(x), y) for x, y in batches) / 3
+    mean.backward()
+    run.train(1, progress=False)
+    assert run.last_loss == pytest.approx(mean.item(), rel=1e-6)
+    for p0, p1 in zip(before.parameters(), run.model.parameters()):
+        torch.testing.assert_close(p0.detach() - p0.grad, p1.detach(), rtol=1e-5, atol=1e-6)
+    assert Run.from_config(run.config).grad_accum == 3
