@@ -7,6 +7,7 @@ import torch
 from orthoscope import Run, models, tasks
 from orthoscope.config import ConfigError, load_config, method_classes, save_config
 from orthoscope.schedules import add_schedule
+from test_run import assert_same_history
 
 STEPS = 3
 # Methods of the zoo need the zoo's own models (ToyAdditionModel, SuperpositionModel), which take generators and
@@ -14,17 +15,6 @@ STEPS = 3
 ZOO = {"SeparateAdamW", "BatchedSeparateAdamW", "SuperpositionAdamW"}
 METHOD_KW = {"POET": {"block": 4, "skip_indivisible": True}, "OFT": {"block": 4}, "BOFT": {"block": 4},
              "QOFT": {"block": 4, "group_size": 8}}
-
-
-def assert_same_history(a, b):
-    assert list(a) == list(b)
-    for key in a:
-        sa, sb = a[key], b[key]
-        assert sa.steps == sb.steps, key
-        if sa.is_array:
-            assert all(torch.equal(x, y) for x, y in zip(sa.values, sb.values)), key
-        else:
-            assert sa.values == sb.values, key
 
 
 def round_trip(run, steps=STEPS):

@@ -11,6 +11,7 @@ from orthoscope.config import build_run
 from orthoscope.rundir import HistoryStream, cut_history, read_history
 from orthoscope.train import train
 from orthoscope.viz.watch import WatchedRun
+from test_run import assert_same_history as same
 
 CFG = {"seed": 0, "steps": 6, "task": {"name": "ModularArithmetic", "p": 7, "train_frac": 0.5},
        "model": {"name": "MLP", "vocab_size": 7, "n_tokens": 2, "d_out": 7, "hidden": [8], "d_embed": 4},
@@ -25,16 +26,6 @@ def run_dir(tmp_path):
     cfg = normalize(CFG)
     save_config(cfg, tmp_path / "r" / "config.yaml")
     return tmp_path / "r", cfg
-
-
-def same(a, b):
-    assert list(a) == list(b)
-    for key in a:
-        assert a[key].steps == b[key].steps
-        if a[key].is_array:
-            assert all(torch.equal(x, y) for x, y in zip(a[key].values, b[key].values))
-        else:
-            assert a[key].values == b[key].values
 
 
 def test_history_on_disk_reads_as_in_memory(run_dir):
