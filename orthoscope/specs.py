@@ -41,7 +41,9 @@ def build_task(spec, device: str = "cpu"):
         if n_eval is not None and (not isinstance(n_eval, int) or isinstance(n_eval, bool) or n_eval <= 0):
             raise ConfigError(f"task.n_eval must be a positive integer or null, got {n_eval!r}")
         return TokenTask(inner, device=spec.get("device", device), n_eval=n_eval)
-    return construct(spec, task_classes(), "task")
+    task = construct(spec, task_classes(), "task")
+    # batches follow the model to the device (evaluation sets uncapped, as on the CPU)
+    return task if str(device) == "cpu" else TokenTask(task, device=device, n_eval=None)
 
 
 # ---- models -------------------------------------------------------------------------------------------------------
