@@ -54,6 +54,23 @@ def test_every_task_round_trips():
     assert cfg["model"]["name"] == "Llama" and cfg["model"]["init_seed"] == 4
 
 
+def test_token_file_and_kan_round_trip(tmp_path):
+    from pathlib import Path
+
+    from orthoscope.tasks.tokenfile import tokenize
+
+    tokenize(Path(__file__).resolve().parents[1] / "data" / "tinylang.txt", tmp_path / "t.bin")
+    cfg = {"seed": 3, "task": {"name": "TokenFile", "path": str(tmp_path / "t.bin"), "n_ctx": 8, "batch_size": 2,
+                               "n_eval": 2},
+           "model": {"name": "Llama", "size": "tiny"}, "method": {"name": "Muon"},
+           "probes": {"preset": "llm", "every": 2}}
+    round_trip(Run.from_config(cfg))
+    kan = {"seed": 0, "task": {"name": "Digits", "n_train": 100, "batch_size": 16},
+           "model": {"name": "KAN", "width": [64, 3, 10], "grid": 3, "k": 3}, "method": {"name": "AdamW"},
+           "probes": [{"name": "Evaluate", "every": 2}]}
+    assert round_trip(Run.from_config(kan))["model"]["width"] == [64, 3, 10]
+
+
 def test_schedule_round_trips_and_resumes(tmp_path):
     run = mlp_run(method_classes()["AdamW"](lr=0.01))
     add_schedule(run, warmup=2, decay="cosine", min_ratio=0.1, total=6)
