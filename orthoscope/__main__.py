@@ -10,6 +10,8 @@ import sys
 COMMANDS = {
     "demo": ("orthoscope.demo", "train modular addition until it groks; write DIR/report.html"),
     "reproduce": ("orthoscope.zoo.reproduce", "re-run one toy-model reproduction (see REPRODUCTIONS.md)"),
+    "train": ("orthoscope.train", "train a run config into runs/NAME/ (resumable; see docs/scale.md)"),
+    "tokenize": ("orthoscope.tasks.tokenfile", "turn a text file into a token .bin for the TokenFile task"),
 }
 
 

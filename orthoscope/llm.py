@@ -105,6 +105,7 @@ def build_llama(config, seed: int = 0, checkpointing: bool = False, device=None,
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     wrapped = CausalLM(model, autocast_dtype)
+    wrapped.init_seed = seed                                     # a run config rebuilds the same weights from it
     return wrapped.to(device) if device is not None else wrapped
 
 
@@ -129,6 +130,7 @@ class SyntheticTokens:
         if branching > vocab_size:
             raise ValueError(f"branching ({branching}) cannot exceed vocab_size ({vocab_size})")
         self.vocab_size, self.n_ctx, self.batch_size, self.branching = vocab_size, n_ctx, batch_size, branching
+        self.n_eval, self.seed = n_eval, seed
         g = torch.Generator().manual_seed(seed)
         self.successors = torch.randint(0, vocab_size, (vocab_size, branching), generator=g)
         self._eval = self._sample(n_eval, torch.Generator().manual_seed(seed + 1))

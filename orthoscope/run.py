@@ -113,14 +113,7 @@ class Run:
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self._forward(x, y), y)
-        if not torch.isfinite(loss):
-            if x.is_floating_point() and not torch.isfinite(x).all():
-                raise NonFiniteError(f"training stopped: the input batch of step {self.step_count + 1} holds "
-                                     f"{int((~torch.isfinite(x)).sum())} non-finite value(s) (NaN/inf) — the data, "
-                                     "not the learning rate; nothing was updated", self.step_count, None)
-            raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
-        loss.backward()
+        loss = self._forward_backward(x, y)
         for iv in self.interventions:
             iv.before_step(self)
         bad = self._first_non_finite(grads=True)
@@ -148,6 +141,25 @@ class Run:
         from .validate import check_model_fits_task
 
         return check_model_fits_task(self.model, self.task, x, y)
+
+    def _forward_backward(self, x, y) -> torch.Tensor:
+        """Forward and backward of one batch, or of ``grad_accum`` batches (the first is ``x, y``; the others are
+        drawn after it) with each loss divided by ``grad_accum``, so the gradient is that of their mean loss."""
+        accum = getattr(self, "grad_accum", 1)
+        total = 0.0
+        for i in range(accum):
+            if i:
+                x, y = self.task.batch(self.generator)
+            loss = self.loss_fn(self._forward(x, y), y)
+            if not torch.isfinite(loss):
+                if x.is_floating_point() and not torch.isfinite(x).all():
+                    raise NonFiniteError(f"training stopped: the input batch of step {self.step_count + 1} holds "
+                                         f"{int((~torch.isfinite(x)).sum())} non-finite value(s) (NaN/inf) — the "
+                                         "data, not the learning rate; nothing was updated", self.step_count, None)
+                raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
+            (loss if accum == 1 else loss / accum).backward()
+            total = total + loss.detach()
+        return total if accum == 1 else total / accum
 
     def _closure_step(self, x, y, t0) -> dict:
         """For optimizers that re-evaluate the loss (LBFGS): ``optimizer.step(closure)``; the loss is re-checked."""
@@ -315,6 +327,21 @@ class Run:
             meta["history"], {k[len("history."):]: v for k, v in tensors.items() if k.startswith("history.")})
         self.step_count, self.last_loss, self.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
         self.overrides = dict(meta.get("overrides") or {})
+
+    # ---- configs (orthoscope.config) ---------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """Plain JSON data that rebuilds this run with ``Run.from_config`` (``orthoscope.config``)."""
+        from .config import run_config
+
+        return run_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, overrides: Sequence[str] = ()) -> "Run":
+        """The run a config describes, with ``key.path=value`` overrides; checked before anything is built."""
+        from .config import apply_overrides, build_run
+
+        return build_run(apply_overrides(config, list(overrides)))
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"

@@ -42,8 +42,9 @@ def check_run_checkpoint(path, meta: dict, tensors: dict[str, torch.Tensor], run
     for i, iv in enumerate(run.interventions):
         for key, value in iv.state_dict().items():
             name = f"intervention{i}.{key}"
-            if name not in tensors or tensors[name].shape != value.shape:
-                fail(name, f"must be a tensor of shape {list(value.shape)} for {type(iv).__name__}")
+            # same dtype and rank; sizes may differ (a schedule's state is JSON bytes of varying length)
+            if name not in tensors or tensors[name].dtype != value.dtype or tensors[name].dim() != value.dim():
+                fail(name, f"must be a {value.dim()}-D {value.dtype} tensor for {type(iv).__name__}")
 
 
 def _check_model(path, signature: dict, tensors, run, fail) -> None:
@@ -68,7 +69,8 @@ def _check_optimizer(path, optim: dict, tensors, run, overrides: dict, replaced:
     if len(groups) != len(mine):
         fail("optimizer.param_groups", f"has {len(groups)} groups, the run's optimizer has {len(mine)}")
     n_params = sum(len(g["params"]) for g in mine)
-    scheduled = set(getattr(run, "scheduled_hyperparameters", lambda: ())())
+    # hyperparameters an intervention changes as it goes (an LR schedule's "lr") differ from the method's by design
+    scheduled = {k for iv in run.interventions for k in getattr(iv, "scheduled_hyperparameters", ())}
     for i, (theirs, ours) in enumerate(zip(groups, mine)):
         if not isinstance(theirs, dict) or theirs.get("params") != ours["params"]:
             fail(f"optimizer.param_groups[{i}].params", f"must be {ours['params']}")

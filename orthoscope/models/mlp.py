@@ -21,6 +21,10 @@ class MLP(nn.Module):
                  vocab_size: int | None = None, n_tokens: int | None = None, d_embed: int = 64,
                  activation: str = "relu", init_scale: float = 1.0, bias: bool = True):
         super().__init__()
+        # The constructor's arguments, so a run config can rebuild this model (orthoscope.config).
+        self.arguments = dict(d_in=d_in, hidden=list(hidden) if isinstance(hidden, (tuple, list)) else hidden,
+                              d_out=d_out, vocab_size=vocab_size, n_tokens=n_tokens, d_embed=d_embed,
+                              activation=activation, init_scale=init_scale, bias=bias)
         if not isinstance(hidden, (tuple, list)):
             raise TypeError(f"hidden must be a tuple of layer widths, e.g. (128,) or (256, 256); got {hidden!r}")
         if activation not in ACTIVATIONS:

@@ -3,5 +3,6 @@ from .base import Task
 from .digits import Digits
 from .modular import ModularArithmetic
 from .tinylang import TinyLang
+from .tokenfile import TokenFile
 
-__all__ = ["Task", "ModularArithmetic", "Digits", "TinyLang"]
+__all__ = ["Task", "ModularArithmetic", "Digits", "TinyLang", "TokenFile"]

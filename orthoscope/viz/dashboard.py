@@ -337,6 +337,14 @@ class Dashboard:
             self.canvas.value = buf.getvalue()
 
     # ---- display and teardown ----------------------------------------------------------------------------------
+    @classmethod
+    def watch(cls, *sources, interval_s: float = 1.0, **kwargs) -> "Dashboard":
+        """A Dashboard over run directories (``"runs/NAME"``, written by ``orthoscope train`` in another process)
+        and notebook Runs side by side; the directories refresh every ``interval_s`` s (``orthoscope.viz.watch``)."""
+        from .watch import watch
+
+        return watch(cls, *sources, interval_s=interval_s, **kwargs)
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 

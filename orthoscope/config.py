@@ -1,0 +1,331 @@
+"""A run is data: ``run.config`` describes a ``Run`` as plain JSON/YAML, ``Run.from_config(cfg)`` rebuilds it.
+
+    cfg = run.config                        # {"seed": 0, "task": {...}, "model": {...}, "method": {...}, ...}
+    save_config(cfg, "poet.yaml")           # plain YAML: no pickles, no Python objects
+    run2 = Run.from_config(load_config("poet.yaml", ["method.lr=3e-4"]))   # same seed -> same History
+
+A config has these top-level keys (``KEYS``):
+
+* ``name`` (str or null), ``seed`` (int), ``steps`` (int > 0; what ``orthoscope train`` runs), ``grad_accum``
+  (int > 0: batches whose mean-loss gradient makes one update; the LLM ``CausalLM`` already runs under bf16
+  autocast on CUDA, ``model.autocast_dtype`` picks the type), ``device``
+  ("cpu", "cuda", ...: the model and token batches are moved there);
+* ``task`` — ``{"name": <a class in TASKS>, <its constructor arguments>}``; ``TokenTask`` nests ``task``;
+* ``model`` — ``{"name": "MLP" | "TinyTransformer" | "KAN" | "Llama", "init_seed": int, <arguments>}``; the model is
+  built right after ``torch.manual_seed(init_seed)`` (default: the run's seed), as the notebooks do;
+* ``method`` — ``{"name": <any Method in the package>, <its fields>}`` (optimizer, adapter, interventions);
+* ``schedule`` — null or ``{"warmup": int, "decay": "cosine" | "linear" | "constant", "min_ratio": float,
+  "total": int | null}`` (``orthoscope.schedules``);
+* ``probes`` — ``"default"``, ``{"preset": "default" | "llm", <preset arguments>}``, or a list of
+  ``{"name": <probe class>, <its arguments>}``;
+* ``checkpoint`` — ``{"every": int | null, "keep": int}`` (used by ``orthoscope train``).
+
+Every key is checked before anything is built: an unknown key, a wrong type or an out-of-range value raises a
+``ConfigError`` naming the key path (``method.lr``) and what is allowed. An object a config cannot express (a probe
+holding a reference model, a custom loss, a model class outside the package) raises a ``ConfigError`` naming it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import inspect
+import json
+from pathlib import Path
+
+import torch
+
+KEYS = ("name", "seed", "steps", "grad_accum", "device", "task", "model", "method", "loss", "schedule", "probes",
+        "checkpoint")
+DEFAULTS = {"name": None, "seed": 0, "steps": 1000, "grad_accum": 1, "device": "cpu", "loss": None, "schedule": None,
+            "probes": "default",
+            "checkpoint": {"every": None, "keep": 3}}
+METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.models.kan_train",
+                  "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory")
+
+
+class ConfigError(ValueError):
+    """A config (or an override) is malformed, or a notebook object cannot be written as a config."""
+
+
+# ---- registries: every name a config may use ----------------------------------------------------------------------
+
+def method_classes() -> dict[str, type]:
+    """Every concrete ``Method`` subclass in the package, by class name."""
+    from .methods import Method
+
+    for module in METHOD_MODULES:
+        importlib.import_module(module)
+    found, todo = {}, [Method]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("orthoscope.") and not cls.__name__.startswith("_") \
+                and cls.__name__ not in ("Method", "AdapterMethod"):
+            found[cls.__name__] = cls
+    return dict(sorted(found.items()))
+
+
+def task_classes() -> dict[str, type]:
+    from . import tasks
+    from .llm import SyntheticTokens, TokenTask
+
+    found = {name: getattr(tasks, name) for name in tasks.__all__ if name != "Task"}
+    return {**found, "SyntheticTokens": SyntheticTokens, "TokenTask": TokenTask}
+
+
+def probe_classes() -> dict[str, type]:
+    from . import probes
+
+    return {n: getattr(probes, n) for n in probes.__all__
+            if inspect.isclass(getattr(probes, n)) and issubclass(getattr(probes, n), probes.Probe) and n != "Probe"}
+
+
+def model_classes() -> dict[str, type]:
+    from .models import MLP, TinyTransformer
+    from .models.kan import KAN
+
+    return {"MLP": MLP, "TinyTransformer": TinyTransformer, "KAN": KAN}
+
+
+# ---- describing objects (notebook -> config) ----------------------------------------------------------------------
+
+def _plain(value, where: str):
+    """``value`` as JSON data (tuples become lists), or a ConfigError naming ``where``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{where} holds a {type(value).__name__} ({value!r:.60}), which a config cannot express "
+                      "(only numbers, strings, booleans, null, lists and string-keyed maps)")
+
+
+def _arguments(cls) -> dict[str, object]:
+    """Constructor arguments of ``cls`` and their defaults (``inspect.Parameter.empty`` when required)."""
+    if dataclasses.is_dataclass(cls):
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.init:
+                out[f.name] = f.default if f.default is not dataclasses.MISSING else (
+                    f.default_factory() if f.default_factory is not dataclasses.MISSING else inspect.Parameter.empty)
+        return out
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name != "self"
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+
+
+def describe(obj, where: str) -> dict:
+    """``{"name": <class>, <constructor arguments read back from the object>}`` for a registered class."""
+    spec = {"name": type(obj).__name__}
+    for arg in _arguments(type(obj)):
+        if not hasattr(obj, arg):
+            raise ConfigError(f"{where} ({type(obj).__name__}) does not keep its argument {arg!r}, so a config "
+                              "cannot rebuild it")
+        spec[arg] = _plain(getattr(obj, arg), f"{where}.{arg}")
+    return spec
+
+
+# ---- building objects (config -> notebook), with checks -------------------------------------------------------------
+
+def _check_value(value, default, where: str):
+    """Type-check ``value`` against the argument's default; returns the value (lists become tuples where the
+    default is a tuple)."""
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+             ((list, tuple), "a list")]
+    for kind, words in kinds:
+        if isinstance(default, kind):
+            ok = isinstance(value, kind) if kind is not float else isinstance(value, (int, float))
+            if kind is int or kind is float:
+                ok = ok and not isinstance(value, bool)
+            if not ok:
+                raise ConfigError(f"{where} must be {words} (default {default!r}), got {value!r}")
+            if kind == (list, tuple):
+                return tuple(value) if isinstance(default, tuple) else list(value)
+            return float(value) if kind is float else value
+    return value
+
+
+def construct(spec, registry: dict[str, type], where: str, extra: tuple = ()):
+    """Build ``registry[spec["name"]](**rest)`` after checking names, keys and types; errors name ``where``."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"{where} must be a mapping with a 'name' (one of {sorted(registry)}), got {spec!r}")
+    name = spec["name"]
+    if name not in registry:
+        raise ConfigError(f"{where}.name: unknown {name!r}; valid names: {sorted(registry)}")
+    cls = registry[name]
+    args = _arguments(cls)
+    kwargs = {}
+    for key, value in spec.items():
+        if key == "name" or key in extra:
+            continue
+        if key not in args:
+            raise ConfigError(f"{where}.{key}: unknown key for {name}; valid keys: {sorted(args)}")
+        kwargs[key] = _check_value(value, args[key], f"{where}.{key}")
+    missing = [a for a, d in args.items() if d is inspect.Parameter.empty and a not in kwargs]
+    if missing:
+        raise ConfigError(f"{where}: {name} needs {missing}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where} ({name}): {e}") from e
+
+
+# ---- whole configs ------------------------------------------------------------------------------------------------
+
+def normalize(cfg: dict) -> dict:
+    """Check the top level of ``cfg`` and fill defaults; returns a new dict. Raises ``ConfigError``."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"a config must be a mapping with keys {list(KEYS)}, got {type(cfg).__name__}")
+    unknown = [k for k in cfg if k not in KEYS]
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {unknown}; valid keys: {list(KEYS)}")
+    for key in ("task", "model", "method"):
+        if key not in cfg:
+            raise ConfigError(f"the config needs a {key!r} section")
+    out = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(cfg)}
+    for key in ("seed", "steps", "grad_accum"):
+        value = out[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+            raise ConfigError(f"{key} must be an integer {'>= 0' if key == 'seed' else '> 0'}, got {value!r}")
+    if out["name"] is not None and not isinstance(out["name"], str):
+        raise ConfigError(f"name must be a string or null, got {out['name']!r}")
+    _check_checkpoint(out["checkpoint"])
+    return out
+
+
+def _check_checkpoint(ck) -> None:
+    if not isinstance(ck, dict) or set(ck) - {"every", "keep"}:
+        raise ConfigError(f"checkpoint must be a mapping with keys ['every', 'keep'], got {ck!r}")
+    every, keep = ck.get("every"), ck.get("keep", 3)
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every <= 0):
+        raise ConfigError(f"checkpoint.every must be a positive integer or null, got {every!r}")
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep <= 0:
+        raise ConfigError(f"checkpoint.keep must be a positive integer, got {keep!r}")
+
+
+def _check_loss(loss) -> None:
+    from .losses import LOSSES
+
+    if loss is not None and loss not in LOSSES:
+        raise ConfigError(f"loss: unknown {loss!r}; valid values: null (the task's default) or one of {sorted(LOSSES)}")
+
+
+def build_run(cfg: dict):
+    """``Run`` from a config (module docstring). Every section is checked before the model is built."""
+    from .run import Run
+    from .schedules import add_schedule, check_schedule
+    from .specs import build_model, build_probes, build_task
+
+    cfg = normalize(cfg)
+    check_schedule(cfg["schedule"])
+    _check_loss(cfg["loss"])
+    task = build_task(cfg["task"], cfg["device"])
+    method = construct(cfg["method"], method_classes(), "method")
+    model = build_model(cfg["model"], task, cfg["seed"], cfg["device"])
+    probes = build_probes(cfg["probes"], model)
+    run = Run(model, task, method, loss=cfg["loss"], probes=probes, seed=cfg["seed"], name=cfg["name"])
+    if cfg["schedule"] is not None:
+        add_schedule(run, **{**cfg["schedule"], "total": cfg["schedule"].get("total") or cfg["steps"]})
+    run.grad_accum = cfg["grad_accum"]
+    run.config_extra = {"steps": cfg["steps"], "checkpoint": cfg["checkpoint"], "device": cfg["device"],
+                        "probes_spec": cfg["probes"]}
+    return run
+
+
+def run_config(run) -> dict:
+    """The config that rebuilds ``run`` (module docstring); a ``ConfigError`` names what cannot be expressed."""
+    from .schedules import LRSchedule
+    from .specs import describe_model, describe_probes, describe_task
+
+    extra = getattr(run, "config_extra", {})
+    method_spec = describe(run.method, "method")
+    if type(run.method).__name__ not in method_classes():
+        raise ConfigError(f"method {type(run.method).__name__} is not a method of the orthoscope package")
+    from .losses import LOSSES
+
+    loss = [name for name, fn in LOSSES.items() if fn is run.loss_fn]
+    if not loss:
+        raise ConfigError(f"loss {run.loss_fn!r} is a custom callable, which a config cannot express; "
+                          f"use one of {sorted(LOSSES)}")
+    schedules = [iv for iv in run.interventions if isinstance(iv, LRSchedule)]
+    cfg = {"name": run.name if run.name != run.method.label() else None, "seed": run.seed,
+           "steps": extra.get("steps", DEFAULTS["steps"]), "grad_accum": getattr(run, "grad_accum", 1),
+           "device": extra.get("device", "cpu"),
+           "task": describe_task(run.task), "model": describe_model(run.model, run.seed),
+           "method": method_spec, "loss": loss[0], "schedule": schedules[0].spec() if schedules else None,
+           "probes": extra.get("probes_spec") or describe_probes(run.probes),
+           "checkpoint": extra.get("checkpoint", copy.deepcopy(DEFAULTS["checkpoint"]))}
+    json.dumps(cfg)                                   # a config is JSON data by construction
+    return cfg
+
+
+# ---- files and overrides ------------------------------------------------------------------------------------------
+
+def _yaml_loader():
+    """PyYAML's SafeLoader, also reading ``3e-4`` as a number (YAML 1.1 insists on ``3.0e-4``)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+        r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.nan)$", re.X), list("-+0123456789."))
+    return Loader
+
+
+def parse_yaml(text: str):
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """``["method.lr=3e-4", "task.batch_size=16"]`` applied to a copy of ``cfg``; values are parsed as YAML."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value (e.g. method.lr=3e-4)")
+        path, text = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = cfg
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node.get(key), dict):
+                where = ".".join(keys[:depth + 1])
+                raise ConfigError(f"override {path!r}: {where!r} is not a section of the config "
+                                  f"(sections here: {sorted(k for k, v in node.items() if isinstance(v, dict))})")
+            node = node[key]
+        if len(keys) == 1 and keys[0] not in KEYS:
+            raise ConfigError(f"override {path!r}: unknown top-level key; valid keys: {list(KEYS)}")
+        node[keys[-1]] = parse_yaml(text)
+    return cfg
+
+
+def load_config(path, overrides: list[str] = ()) -> dict:
+    """Read a YAML or JSON config file and apply ``key.path=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    cfg = parse_yaml(path.read_text())                 # JSON is YAML
+    return apply_overrides(cfg, list(overrides))
+
+
+def save_config(cfg: dict, path) -> Path:
+    """Write ``cfg`` as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(cfg, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(cfg, indent=1)
+    path.write_text(text)
+    return path
