@@ -138,9 +138,15 @@ class History:
 
     @classmethod
     def load(cls, path) -> "History":
-        from .checkpoint import read_checked
+        from .checkpoint import CheckpointError, read_checked, require
+        from .run_state import check_history
 
         tensors, meta = read_checked(path, kind="orthoscope.History")
+
+        def fail(field, what):
+            raise CheckpointError(f"checkpoint {str(path)!r}: field {field!r} {what}")
+
+        check_history(require(path, meta, "history", dict), {f"history.{k}": v for k, v in tensors.items()}, fail)
         return cls.from_state(meta["history"], tensors)
 
     def __repr__(self) -> str:

@@ -30,7 +30,7 @@ def check_run_checkpoint(path, meta: dict, tensors: dict[str, torch.Tensor], run
     saved_overrides = require(path, meta, "overrides", dict, optional=True) or {}
     _check_model(path, require(path, meta, "signature", dict), tensors, run, fail)
     _check_optimizer(path, require(path, meta, "optimizer", dict), tensors, run, saved_overrides, set(override), fail)
-    _check_history(require(path, meta, "history", dict), tensors, fail)
+    check_history(require(path, meta, "history", dict), tensors, fail)
     for name in ("rng.generator", "rng.torch"):
         t = tensors.get(name)
         if t is None or t.dtype != torch.uint8 or t.dim() != 1:
@@ -99,7 +99,7 @@ def _normalized(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _check_history(history: dict, tensors, fail) -> None:
+def check_history(history: dict, tensors, fail) -> None:
     for key, entry in history.items():
         field = f"history.{key}"
         steps = entry.get("steps") if isinstance(entry, dict) else None
@@ -110,7 +110,9 @@ def _check_history(history: dict, tensors, fail) -> None:
             fail(field, f"must hold 'values' or 'tensors', one per step ({len(steps)})")
         if "tensors" in entry and not all(isinstance(n, str) and f"history.{n}" in tensors for n in values):
             fail(field, "names tensors that the file lacks")
-        if "values" in entry and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        # numbers, or the strings History writes for non-finite ones
+        if "values" in entry and not all((isinstance(v, (int, float)) and not isinstance(v, bool)) or
+                                         v in ("nan", "inf", "-inf") for v in values):
             fail(field, "must hold numbers")
 
 

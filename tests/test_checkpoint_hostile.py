@@ -275,3 +275,15 @@ def test_nan_in_the_input_is_named_as_data_not_learning_rate():
     run = Run(MLP(d_in=4, hidden=(8,), d_out=3), FloatTask(), AdamW(), probes=[])
     with pytest.raises(NonFiniteError, match="input batch of step 1 holds 1 non-finite value.*the data, not the lea"):
         run.step()
+
+
+def test_a_history_file_with_a_malformed_field_is_refused(tmp_path):
+    from orthoscope import History
+
+    h = History()
+    h.log(0, {"loss/train": 1.0})
+    h.save(tmp_path / "h.safetensors")
+    tensors, meta = read_checked(tmp_path / "h.safetensors", kind="orthoscope.History")
+    signed(tmp_path / "bad.safetensors", tensors, {**meta, "history": {"loss/train": {"steps": [0], "values": "x"}}})
+    with pytest.raises(CheckpointError, match="history.loss/train"):
+        History.load(tmp_path / "bad.safetensors")
