@@ -122,27 +122,37 @@ def jupyter_lab(root: Path, work: Path):
         log.close()
 
 
-def test_tour_dashboard_renders_and_step_redraws(tmp_path):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    root, work = tmp_path / "root", tmp_path / "work"
-    root.mkdir()
-    work.mkdir()
-    shutil.copy(TOUR, root / TOUR.name)
-    t0 = time.monotonic()
+@contextmanager
+def lab_page(root: Path, work: Path, tmp_path: Path, width: int = 1400, height: int = 1000):
+    """JupyterLab serving ``root`` and one headless-Chromium page on it: yields ``(page, url)``. On failure, a
+    full-page screenshot goes to ``tmp_path/failure.png`` and its path and the server log are printed."""
+    from playwright import sync_api
+
     with jupyter_lab(root, work) as url, sync_api.sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+                                                    args=CHROMIUM_ARGS, viewport={"width": width, "height": height})
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
         try:
-            _drive_tour(page, url)
+            yield page, url
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'failure.png'}; server log: {work / 'jupyter.log'}")
             raise
         finally:
             ctx.close()
+
+
+def test_tour_dashboard_renders_and_step_redraws(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    root, work = tmp_path / "root", tmp_path / "work"
+    root.mkdir()
+    work.mkdir()
+    shutil.copy(TOUR, root / TOUR.name)
+    t0 = time.monotonic()
+    with lab_page(root, work, tmp_path) as (page, url):
+        _drive_tour(page, url)
     print(f"browser test wall time: {time.monotonic() - t0:.1f} s")
 
 

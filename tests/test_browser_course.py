@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import CELL_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, RUN_CELL, jupyter_lab  # noqa: E402
+from test_browser import CELL_TIMEOUT_MS, CHROMIUM, KERNEL_IDLE, RUN_CELL, lab_page  # noqa: E402
 
 pytestmark = pytest.mark.browser
 NOTEBOOK = "02_cayley.ipynb"
@@ -18,7 +18,7 @@ NOTEBOOK = "02_cayley.ipynb"
 def test_student_notebook_shows_feedback_in_the_browser(tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     from orthoscope.course.build import build
 
     root, work = tmp_path / "root", tmp_path / "work"
@@ -27,29 +27,18 @@ def test_student_notebook_shows_feedback_in_the_browser(tmp_path):
     work.mkdir()
     shutil.copy(tmp_path / "course" / "student" / NOTEBOOK, root / NOTEBOOK)
     t0 = time.monotonic()
-    with jupyter_lab(root, work) as url, sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS, viewport={"width": 1300, "height": 900})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        try:
-            page.goto(f"{url}/lab/tree/{NOTEBOOK}")
+    with lab_page(root, work, tmp_path, width=1300, height=900) as (page, url):
+        page.goto(f"{url}/lab/tree/{NOTEBOOK}")
+        page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+        n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
+        for i in range(n_cells):
+            errors = page.evaluate(RUN_CELL, i)
+            assert not errors, f"cell {i} raised: {errors}"      # the stub's NotImplementedError is caught
             page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
-            n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
-            for i in range(n_cells):
-                errors = page.evaluate(RUN_CELL, i)
-                assert not errors, f"cell {i} raised: {errors}"      # the stub's NotImplementedError is caught
-                page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
-            box = page.locator(".orthoscope-feedback[data-ok='false']")
-            box.first.wait_for(timeout=30_000)
-            assert box.count() == 1 and box.first.is_visible()
-            text = box.first.inner_text()
-            assert "not written yet" in text and "hint:" in text, text
-            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
-            page.screenshot(path=str(tmp_path / "student.png"))
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            print(f"screenshot: {tmp_path / 'failure.png'}; server log: {work / 'jupyter.log'}")
-            raise
-        finally:
-            ctx.close()
+        box = page.locator(".orthoscope-feedback[data-ok='false']")
+        box.first.wait_for(timeout=30_000)
+        assert box.count() == 1 and box.first.is_visible()
+        text = box.first.inner_text()
+        assert "not written yet" in text and "hint:" in text, text
+        assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
     print(f"course browser test wall time: {time.monotonic() - t0:.1f} s")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import (CANVAS_PIXELS, CELL_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, RUN_CELL, _step,
-                          jupyter_lab)
+from test_browser import (CANVAS_PIXELS, CELL_TIMEOUT_MS, CHROMIUM, KERNEL_IDLE, RUN_CELL, _step,
+                          lab_page)
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +27,7 @@ def test_watched_dashboard_grows_while_the_job_writes_then_scrubs(tmp_path, monk
 
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     monkeypatch.setenv("ORTHOSCOPE_NB08_STEPS", str(JOB_STEPS))
     root, work = tmp_path / "root", tmp_path / "work"
     (root / "notebooks").mkdir(parents=True)
@@ -35,18 +35,8 @@ def test_watched_dashboard_grows_while_the_job_writes_then_scrubs(tmp_path, monk
     work.mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)
     shutil.copy(ROOT / "data" / "tinylang.txt", root / "data" / "tinylang.txt")
-    with jupyter_lab(root, work) as url, sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(str(work / "profile"), executable_path=CHROMIUM, headless=True,
-                                                    args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        try:
-            _drive(page, url)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            print(f"screenshot: {tmp_path / 'failure.png'}; server log: {work / 'jupyter.log'}")
-            raise
-        finally:
-            ctx.close()
+    with lab_page(root, work, tmp_path) as (page, url):
+        _drive(page, url)
 
 
 def _run_cell(page, i):
