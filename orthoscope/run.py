@@ -6,6 +6,8 @@
     run.on_step(callback)    # callback(run, record) after every step (how widgets subscribe)
     run.save("ckpt.safetensors"); run.load("ckpt.safetensors")   # bit-identical resume on CPU
 
+Under ``torchrun`` the same ``Run`` trains with DDP or FSDP2 (``distributed=``; see ``orthoscope.distributed``).
+
 The order inside one step is: zero_grad → forward → loss → backward → interventions.before_step (clipping) →
 optimizer.step → step_count += 1 → interventions.after_step (merges) → probes due at this step → callbacks.
 Optimizers that re-evaluate the loss (LBFGS: ``method.needs_closure``) get a closure that runs forward → loss →
@@ -14,6 +16,7 @@ Probes also run once at step 0, before the first update, so every curve starts a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import re
@@ -23,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from . import distributed as _dist
 from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, rng_state, set_rng_state,
                          unflatten_optimizer_state, write_atomic)
 from .history import History
@@ -52,15 +56,19 @@ class Run:
         probes: list of probes; ``None`` for ``default_probes()``, ``[]`` for none.
         seed: seeds the data order and torch's global RNG (dropout). Model init is the caller's (seed it first).
         name: label in legends (default: the method's label).
+        distributed: ``"auto"`` (under torchrun: ``$ORTHOSCOPE_DISTRIBUTED``, default ``"ddp"``; else one process),
+            ``"ddp"``, ``"fsdp"`` (FSDP2) or ``None`` (one process). See ``orthoscope.distributed``.
     """
 
     def __init__(self, model: nn.Module, task, method: Method | None = None, *, loss=None,
-                 probes: Sequence | None = None, seed: int = 0, name: str | None = None):
+                 probes: Sequence | None = None, seed: int = 0, name: str | None = None, distributed="auto"):
         from .probes import default_probes
 
         self.method = method if method is not None else AdamW()
         self.task = task
         self.model = self.method.attach(model)
+        self.dist = _dist.setup(distributed, self)     # None in one process; checks run before any training
+        self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
         self.optimizer = self.method.make_optimizer(self.model)
         self.interventions = list(self.method.interventions())
         self.loss_fn = resolve_loss(loss if loss is not None else getattr(task, "default_loss", "cross_entropy"))
@@ -86,7 +94,7 @@ class Run:
             raise ValueError("checkpoint_every needs a positive interval and a checkpoint_path")
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=self.name, disable=not progress, leave=False)
+        bar = tqdm(total=steps, desc=self.name, disable=not progress or not self._is_main, leave=False)
         try:
             for _ in range(steps):
                 record = self.step()
@@ -107,12 +115,15 @@ class Run:
         t0 = time.perf_counter()
         self.model.train()
         x, y = self.task.batch(self.generator)
+        if self.dist is not None:
+            x, y = self.dist.shard_batch(x, y)         # this rank's rows of the one seeded global batch
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(x), y)
-        if not torch.isfinite(loss):
-            raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
+        loss = self.loss_fn(self._forward(x), y)
+        reported = self.dist.mean(loss) if self.dist is not None else loss   # the global-batch mean, every rank
+        if not torch.isfinite(reported):
+            raise self._non_finite(f"loss is {reported.item()} at step {self.step_count + 1}", grads=False)
         loss.backward()
         for iv in self.interventions:
             iv.before_step(self)
@@ -129,7 +140,7 @@ class Run:
         self.step_count += 1
         for iv in self.interventions:
             iv.after_step(self)
-        self.last_loss = loss.item()
+        self.last_loss = reported.item()
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
 
@@ -137,7 +148,7 @@ class Run:
         """For optimizers that re-evaluate the loss (LBFGS): ``optimizer.step(closure)``; the loss is re-checked."""
         def closure():
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(x), y)
+            loss = self.loss_fn(self._forward(x), y)
             loss.backward()
             for iv in self.interventions:               # every evaluation's gradient, as in the plain path
                 iv.before_step(self)
@@ -159,9 +170,13 @@ class Run:
 
     def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
-        for probe in self.probes:
-            if initial or self.step_count % probe.every == 0:
-                record.update(probe(self))
+        due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
+        if due and (self.dist is None or self.dist.probes_here):
+            with self.dist.full_weights(self.model) if self.dist is not None else contextlib.nullcontext():
+                for probe in due:
+                    record.update(probe(self))
+        if not self._is_main:
+            return record                              # rank 0 observes: History and callbacks live there
         self.history.log(self.step_count, record)
         for cb in self._callbacks:
             cb(self, record)
@@ -172,16 +187,24 @@ class Run:
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
+    @property
+    def _is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     # ---- non-finite guard -------------------------------------------------------------------------------------
     def _first_non_finite(self, grads: bool) -> str | None:
+        bad = None
         for name, p in self.model.named_parameters():
             t = p.grad if grads else p
-            if t is not None and not torch.isfinite(t).all():
-                return name
-        return None
+            if t is not None and not torch.isfinite(_dist.local(t)).all():   # under FSDP2: this rank's shard
+                bad = name
+                break
+        if self.dist is not None:                      # every rank must take the same branch
+            bad = self.dist.first_bad([n for n, _ in self.model.named_parameters()], bad)
+        return bad
 
     def _snapshot(self):
         """Copies of parameters and optimizer state taken before an update, so a non-finite update can be undone.
@@ -221,6 +244,9 @@ class Run:
 
     def save(self, path) -> None:
         """Write model, optimizer, RNG, interventions and history to one safetensors file, atomically."""
+        if self.dist is not None:
+            raise _dist.DistributedError(f"{self.dist.mode} runs do not write single-file checkpoints yet "
+                                         f"(torch.distributed.checkpoint support is not built)")
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_meta, optim_tensors = flatten_optimizer_state(self.optimizer.state_dict())
         tensors.update(optim_tensors)
