@@ -37,8 +37,8 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 # Methods whose distributed runs are proven equal to one process by tests/test_distributed.py, per mode.
 # A method missing here fails before training with the list of what is supported.
 SUPPORTED = {
-    "ddp": {"AdamW", "SGD"},
-    "fsdp": {"AdamW", "SGD"},
+    "ddp": {"AdamW", "SGD", "Muon", "Pion"},
+    "fsdp": {"AdamW", "SGD", "Muon", "Pion"},
 }
 
 
@@ -145,6 +145,13 @@ class Seam:
         from torch.distributed.fsdp import fully_shard
         fully_shard(model, mesh=self.mesh)
         return model
+
+    def adopt(self, optimizer) -> None:
+        """Give an optimizer with a full-matrix path (``GroupedOptimizer``: Muon, Pion, Hyperball) the
+        ``FullMatrices`` hook, so each matrix is updated whole, on one rank."""
+        if hasattr(optimizer, "full_matrices"):
+            from .distributed_matrices import FullMatrices
+            optimizer.full_matrices = FullMatrices(self.rank, self.world)
 
     # ---- during training ---------------------------------------------------------------------------------------
     def shard_batch(self, x: torch.Tensor, y: torch.Tensor):

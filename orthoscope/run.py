@@ -70,6 +70,8 @@ class Run:
         self.dist = _dist.setup(distributed, self)     # None in one process; checks run before any training
         self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
         self.optimizer = self.method.make_optimizer(self.model)
+        if self.dist is not None:
+            self.dist.adopt(self.optimizer)            # full-matrix optimizers split their work across ranks
         self.interventions = list(self.method.interventions())
         self.loss_fn = resolve_loss(loss if loss is not None else getattr(task, "default_loss", "cross_entropy"))
         self.probes = list(default_probes() if probes is None else probes)

@@ -27,7 +27,7 @@ def make_method(case: dict):
 
 
 def build(case: dict, distributed=None):
-    """The seeded tiny run of ``case``: modular addition mod 13, a token MLP, global batch 8, no dropout."""
+    """The seeded tiny run of ``case``: modular addition mod 13, a token MLP with two hidden matrices (15 rows: uneven shards), global batch 8, no dropout."""
     from orthoscope import Run
     from orthoscope.models import MLP
     from orthoscope.probes import default_probes
@@ -35,7 +35,7 @@ def build(case: dict, distributed=None):
 
     task = ModularArithmetic(p=P, train_frac=0.5, batch_size=case.get("batch", BATCH))
     torch.manual_seed(0)
-    model = MLP(vocab_size=P, n_tokens=2, d_embed=8, hidden=(16,), d_out=P)
+    model = MLP(vocab_size=P, n_tokens=2, d_embed=8, hidden=(15, 16), d_out=P)
     probes = default_probes(every=case["probe_every"]) if case.get("probe_every") else []
     return Run(model, task, make_method(case), probes=probes, seed=1, distributed=distributed)
 
@@ -52,6 +52,13 @@ def outcome(run) -> dict[str, torch.Tensor]:
             out[f"history.{key}"] = (series.stack() if series.is_array
                                      else torch.tensor(series.values, dtype=torch.float64))
     return out
+
+
+def owned_states(run) -> dict[str, torch.Tensor]:
+    """``owned.<name>`` = 1 when this rank holds optimizer state for the matrix-group parameter ``name``."""
+    names = {id(p): n for n, p in run.model.named_parameters()}
+    return {f"owned.{names[id(p)]}": torch.tensor(float(bool(run.optimizer.state.get(p))))
+            for g in run.optimizer.param_groups if g.get("matrix") for p in g["params"]}
 
 
 def expect_error(case: dict, out_dir: str) -> None:
@@ -80,7 +87,9 @@ def main(spec_path: str, out_dir: str) -> None:
         run.train(case.get("steps", STEPS), progress=False)
         result = outcome(run)
         rank = run.dist.rank
-        save_file({k: v.contiguous() for k, v in result.items() if k.startswith("model.")},
+        mine = {k: v.contiguous() for k, v in result.items() if k.startswith("model.")}
+        mine.update(owned_states(run))
+        save_file(mine,
                   f"{out_dir}/{case['name']}.rank{rank}.safetensors")
         if rank == 0:
             save_file({k: v.contiguous() for k, v in result.items()}, f"{out_dir}/{case['name']}.safetensors")

@@ -32,13 +32,15 @@ LAUNCH_TIMEOUT_S = 180
 EQUIVALENCE = [
     {"method": "AdamW", "kwargs": {"lr": 0.01, "weight_decay": 0.1}},
     {"method": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9}},
+    {"method": "Muon", "kwargs": {"lr": 0.02, "adamw_lr": 0.01}},
+    {"method": "Pion", "kwargs": {"lr": 0.01, "adamw_lr": 0.01}},
 ]
 CASES = [dict(case, name=f"{case['method']}_{mode}", mode=mode) for case in EQUIVALENCE for mode in ("ddp", "fsdp")]
 CASES += [{"name": f"probes_{mode}", "method": "AdamW", "kwargs": {"lr": 0.01}, "mode": mode, "probe_every": 5}
           for mode in ("ddp", "fsdp")]
 BAD = [  # (name, case, what the error must say)
     ("bad_batch", {"method": "AdamW", "mode": "ddp", "batch": 7}, "world size 2 does not divide the global batch"),
-    ("bad_method", {"method": "Muon", "mode": "fsdp"}, "method Muon has no 'fsdp' support"),
+    ("bad_method", {"method": "FOCUS", "mode": "fsdp"}, "method FOCUS has no 'fsdp' support"),
 ]
 
 
@@ -104,11 +106,22 @@ def test_world_size_2_equals_one_process(launched, case):
 def test_ranks_agree(launched, case):
     """DDP: both ranks hold bitwise-identical parameters; FSDP2's gathered parameters equal DDP's."""
     ranks = [load(launched / f"{case['name']}.rank{r}.safetensors") for r in (0, 1)]
-    for key in ranks[0]:
-        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    weights = [{k: v for k, v in r.items() if k.startswith("model.")} for r in ranks]
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
     fsdp = [load(launched / f"{case['name'].replace('ddp', 'fsdp')}.rank{r}.safetensors") for r in (0, 1)]
     for sharded in fsdp:
-        assert_close(sharded, ranks[0], rtol=1e-6)
+        assert_close({k: v for k, v in sharded.items() if k.startswith("model.")}, weights[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("method", ["Muon", "Pion"])
+def test_matrix_work_is_split(launched, method, mode):
+    """Each hidden matrix is updated (and its optimizer state held) on exactly one rank, and both ranks own one."""
+    ranks = [load(launched / f"{method}_{mode}.rank{r}.safetensors") for r in (0, 1)]
+    owned = {k: [int(r[k]) for r in ranks] for k in ranks[0] if k.startswith("owned.")}
+    assert sorted(owned) == ["owned.layers.0.weight", "owned.layers.1.weight"]
+    assert owned == {"owned.layers.0.weight": [1, 0], "owned.layers.1.weight": [0, 1]}
 
 
 @pytest.mark.parametrize("name,case,message", BAD, ids=[b[0] for b in BAD])
