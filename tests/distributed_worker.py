@@ -19,10 +19,11 @@ P, BATCH, STEPS = 13, 8, 20
 
 def make_method(case: dict):
     import orthoscope
+    from orthoscope import adapters
     from orthoscope.optim import methods as optim_methods
 
     name, kwargs = case["method"], case.get("kwargs", {})
-    cls = getattr(orthoscope, name, None) or getattr(optim_methods, name)
+    cls = getattr(orthoscope, name, None) or getattr(optim_methods, name, None) or getattr(adapters, name)
     return cls(**kwargs)
 
 

@@ -34,13 +34,17 @@ EQUIVALENCE = [
     {"method": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9}},
     {"method": "Muon", "kwargs": {"lr": 0.02, "adamw_lr": 0.01}},
     {"method": "Pion", "kwargs": {"lr": 0.01, "adamw_lr": 0.01}},
+    {"method": "Hyperball", "kwargs": {"lr": 0.01, "adamw_lr": 0.01}},
+    {"method": "Hyperball", "kwargs": {"base": "muon", "lr": 0.01, "adamw_lr": 0.01}, "name": "MuonH"},
+    {"method": "FOCUS", "kwargs": {"lr": 0.01}},
 ]
-CASES = [dict(case, name=f"{case['method']}_{mode}", mode=mode) for case in EQUIVALENCE for mode in ("ddp", "fsdp")]
+CASES = [dict(case, name=f"{case.get('name', case['method'])}_{mode}", mode=mode)
+         for case in EQUIVALENCE for mode in ("ddp", "fsdp")]
 CASES += [{"name": f"probes_{mode}", "method": "AdamW", "kwargs": {"lr": 0.01}, "mode": mode, "probe_every": 5}
           for mode in ("ddp", "fsdp")]
 BAD = [  # (name, case, what the error must say)
     ("bad_batch", {"method": "AdamW", "mode": "ddp", "batch": 7}, "world size 2 does not divide the global batch"),
-    ("bad_method", {"method": "FOCUS", "mode": "fsdp"}, "method FOCUS has no 'fsdp' support"),
+    ("bad_method", {"method": "LoRA", "mode": "fsdp"}, "method LoRA has no 'fsdp' support"),
 ]
 
 
@@ -115,7 +119,7 @@ def test_ranks_agree(launched, case):
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-@pytest.mark.parametrize("method", ["Muon", "Pion"])
+@pytest.mark.parametrize("method", ["Muon", "Pion", "Hyperball", "MuonH"])
 def test_matrix_work_is_split(launched, method, mode):
     """Each hidden matrix is updated (and its optimizer state held) on exactly one rank, and both ranks own one."""
     ranks = [load(launched / f"{method}_{mode}.rank{r}.safetensors") for r in (0, 1)]

@@ -191,7 +191,7 @@ class GroupedOptimizer(torch.optim.Optimizer):
             if self.aux_adamw and not group["matrix"]:
                 adamw_group_step(self.state, group)
                 continue
-            if self.full_matrices is not None and group["matrix"]:
+            if self.full_matrices is not None and group.get("matrix", False):
                 self.full_matrices(self, group)
                 continue
             for p in group["params"]:
