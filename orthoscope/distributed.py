@@ -37,8 +37,8 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 # Methods whose distributed runs are proven equal to one process by tests/test_distributed.py, per mode.
 # A method missing here fails before training with the list of what is supported.
 SUPPORTED = {
-    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS"},
-    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS"},
+    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT"},
+    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT"},
 }
 
 

@@ -66,8 +66,8 @@ class Run:
 
         self.method = method if method is not None else AdamW()
         self.task = task
+        self.dist = _dist.setup(distributed, self)     # None in one process; checks run before anything changes
         self.model = self.method.attach(model)
-        self.dist = _dist.setup(distributed, self)     # None in one process; checks run before any training
         self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:

@@ -37,6 +37,8 @@ EQUIVALENCE = [
     {"method": "Hyperball", "kwargs": {"lr": 0.01, "adamw_lr": 0.01}},
     {"method": "Hyperball", "kwargs": {"base": "muon", "lr": 0.01, "adamw_lr": 0.01}, "name": "MuonH"},
     {"method": "FOCUS", "kwargs": {"lr": 0.01}},
+    {"method": "LoRA", "kwargs": {"rank": 4, "targets": ["layers.0", "layers.1"], "lr": 0.01}},
+    {"method": "OFT", "kwargs": {"block": 4, "targets": ["layers.0", "layers.2"], "lr": 0.01}},
 ]
 CASES = [dict(case, name=f"{case.get('name', case['method'])}_{mode}", mode=mode)
          for case in EQUIVALENCE for mode in ("ddp", "fsdp")]
@@ -44,7 +46,7 @@ CASES += [{"name": f"probes_{mode}", "method": "AdamW", "kwargs": {"lr": 0.01}, 
           for mode in ("ddp", "fsdp")]
 BAD = [  # (name, case, what the error must say)
     ("bad_batch", {"method": "AdamW", "mode": "ddp", "batch": 7}, "world size 2 does not divide the global batch"),
-    ("bad_method", {"method": "LoRA", "mode": "fsdp"}, "method LoRA has no 'fsdp' support"),
+    ("bad_method", {"method": "QOFT", "mode": "fsdp"}, "method QOFT has no 'fsdp' support"),
 ]
 
 
