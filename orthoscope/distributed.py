@@ -37,8 +37,8 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 # Methods whose distributed runs are proven equal to one process by tests/test_distributed.py, per mode.
 # A method missing here fails before training with the list of what is supported.
 SUPPORTED = {
-    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT"},
-    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT"},
+    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET"},
+    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET"},
 }
 
 
@@ -194,6 +194,29 @@ class Seam:
             for m in modules:
                 m.reshard()
 
+    def after_step(self, intervention, run) -> None:
+        """``intervention.after_step(run)`` (merges, reinitializations) on full weights.
+
+        DDP: every rank runs it on its identical full model (the same permutations from the same seeded generator,
+        the same merge schedule), so ranks stay identical. FSDP2: when the intervention is due (one with an
+        ``every`` attribute acts on multiples of it; others every step), the weights are unsharded, it runs on them
+        on every rank — the same full-matrix arithmetic as one process — and every parameter is written back into
+        this rank's rows of its shard (FSDP2 would otherwise drop changes made to unsharded weights).
+        """
+        every = getattr(intervention, "every", 1)
+        if self.mode != "fsdp" or run.step_count % every:
+            intervention.after_step(run)
+            return
+        sharded = dict(run.model.named_parameters())
+        with self.full_weights(run.model):
+            unsharded = dict(run.model.named_parameters())
+            storage = {name: p.data for name, p in unsharded.items()}
+            intervention.after_step(run)
+            with torch.no_grad():
+                for name, p in run.model.named_parameters():
+                    write_rows(sharded[name], p.detach())
+                    unsharded[name].data = storage[name]      # FSDP2 owns the unsharded storage: give it back
+
     def barrier(self) -> None:
         dist.barrier()
 
@@ -207,6 +230,15 @@ def global_batch_size(task) -> int:
             raise DistributedError(f"cannot tell the batch size of {type(task).__name__}: set batch_size")
         return n
     return int(size)
+
+
+def write_rows(param: torch.Tensor, value: torch.Tensor) -> None:
+    """Copy the full ``value`` into ``param``: a ``DTensor`` keeps only its own rows (``Shard(0)`` placement)."""
+    if not hasattr(param, "to_local"):
+        param.copy_(value)
+        return
+    from torch.distributed.tensor import distribute_tensor
+    param.to_local().copy_(distribute_tensor(value, param.device_mesh, param.placements).to_local())
 
 
 def local(t: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,7 @@ class Run:
                                    f"{self.step_count + 1}", grads=False, param=bad, restored=snapshot is not None)
         self.step_count += 1
         for iv in self.interventions:
-            iv.after_step(self)
+            self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = reported.item()
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
@@ -165,7 +165,7 @@ class Run:
                                    grads=False, param=bad, restored=snapshot is not None)
         self.step_count += 1
         for iv in self.interventions:
-            iv.after_step(self)
+            self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = float(loss.detach())
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)

@@ -36,7 +36,7 @@ def build(case: dict, distributed=None):
 
     task = ModularArithmetic(p=P, train_frac=0.5, batch_size=case.get("batch", BATCH))
     torch.manual_seed(0)
-    model = MLP(vocab_size=P, n_tokens=2, d_embed=8, hidden=(15, 16), d_out=P)
+    model = MLP(vocab_size=P, n_tokens=2, d_embed=8, hidden=tuple(case.get("hidden", (15, 16))), d_out=P)
     probes = default_probes(every=case["probe_every"]) if case.get("probe_every") else []
     return Run(model, task, make_method(case), probes=probes, seed=1, distributed=distributed)
 

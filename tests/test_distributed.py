@@ -39,6 +39,8 @@ EQUIVALENCE = [
     {"method": "FOCUS", "kwargs": {"lr": 0.01}},
     {"method": "LoRA", "kwargs": {"rank": 4, "targets": ["layers.0", "layers.1"], "lr": 0.01}},
     {"method": "OFT", "kwargs": {"block": 4, "targets": ["layers.0", "layers.2"], "lr": 0.01}},
+    {"method": "POET", "kwargs": {"block": 4, "merge_every": 7, "targets": ["layers.0", "layers.1"],
+                                  "lr": 0.01}, "hidden": [16, 16]},
 ]
 CASES = [dict(case, name=f"{case.get('name', case['method'])}_{mode}", mode=mode)
          for case in EQUIVALENCE for mode in ("ddp", "fsdp")]
@@ -154,3 +156,17 @@ def test_modes_resolve_from_the_environment(monkeypatch):
     monkeypatch.setenv("ORTHOSCOPE_DISTRIBUTED", "zero3")
     with pytest.raises(DistributedError, match=r"\$ORTHOSCOPE_DISTRIBUTED must be one of"):
         resolve_mode("auto")
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_poet_merges_and_permutations_agree(launched, mode):
+    """The POET case merges twice inside the window (steps 7 and 14), and every rank holds the same permutations."""
+    case = next(c for c in CASES if c["name"] == f"POET_{mode}")
+    run = build(case)
+    run.train(20, progress=False)
+    assert run.interventions[-1].merges == 2
+    ranks = [load(launched / f"POET_{mode}.rank{r}.safetensors") for r in (0, 1)]
+    perms = [k for k in ranks[0] if k.endswith(("perm_in", "perm_out"))]
+    assert len(perms) == 4
+    for key in perms:
+        assert torch.equal(ranks[0][key], ranks[1][key]) and torch.equal(ranks[0][key], run.model.state_dict()[key[6:]])
