@@ -37,8 +37,8 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 # Methods whose distributed runs are proven equal to one process by tests/test_distributed.py, per mode.
 # A method missing here fails before training with the list of what is supported.
 SUPPORTED = {
-    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET"},
-    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET"},
+    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET", "BOFT", "QOFT", "SoRA"},
+    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET", "BOFT", "QOFT", "SoRA"},
 }
 
 
@@ -135,7 +135,8 @@ class Seam:
         FSDP2: ``fully_shard`` shards every parameter along dim 0 in place (they become ``DTensor``s), so the
         optimizer must be built after this call.
         """
-        model.to(self.device)
+        if any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
+            model.to(self.device)
         if not any(p.requires_grad for p in model.parameters()):
             raise DistributedError("the model has no trainable parameters; nothing to distribute")
         if self.mode == "ddp":
@@ -198,13 +199,15 @@ class Seam:
         """``intervention.after_step(run)`` (merges, reinitializations) on full weights.
 
         DDP: every rank runs it on its identical full model (the same permutations from the same seeded generator,
-        the same merge schedule), so ranks stay identical. FSDP2: when the intervention is due (one with an
-        ``every`` attribute acts on multiples of it; others every step), the weights are unsharded, it runs on them
-        on every rank — the same full-matrix arithmetic as one process — and every parameter is written back into
-        this rank's rows of its shard (FSDP2 would otherwise drop changes made to unsharded weights).
+        the same merge schedule), so ranks stay identical. FSDP2: an elementwise intervention (SoRA's proximal
+        step) runs on the shards; one with ``needs_full_weights`` (POET's merge), when due (on multiples of its
+        ``every``), runs on unsharded weights on every rank — the same full-matrix arithmetic as one process — and
+        every parameter is written back into this rank's rows of its shard (FSDP2 would otherwise drop changes made
+        to unsharded weights). Inside it, module attributes are the unsharded parameters, not the ones the
+        optimizer holds: such an intervention must identify parameters it fixed at construction.
         """
-        every = getattr(intervention, "every", 1)
-        if self.mode != "fsdp" or run.step_count % every:
+        due = run.step_count % getattr(intervention, "every", 1) == 0
+        if self.mode != "fsdp" or not getattr(intervention, "needs_full_weights", False) or not due:
             intervention.after_step(run)
             return
         sharded = dict(run.model.named_parameters())

@@ -20,10 +20,11 @@ P, BATCH, STEPS = 13, 8, 20
 def make_method(case: dict):
     import orthoscope
     from orthoscope import adapters
+    from orthoscope.models import kan_train
     from orthoscope.optim import methods as optim_methods
 
     name, kwargs = case["method"], case.get("kwargs", {})
-    cls = getattr(orthoscope, name, None) or getattr(optim_methods, name, None) or getattr(adapters, name)
+    cls = next(getattr(m, name) for m in (orthoscope, optim_methods, adapters, kan_train) if hasattr(m, name))
     return cls(**kwargs)
 
 

@@ -39,6 +39,9 @@ EQUIVALENCE = [
     {"method": "FOCUS", "kwargs": {"lr": 0.01}},
     {"method": "LoRA", "kwargs": {"rank": 4, "targets": ["layers.0", "layers.1"], "lr": 0.01}},
     {"method": "OFT", "kwargs": {"block": 4, "targets": ["layers.0", "layers.2"], "lr": 0.01}},
+    {"method": "BOFT", "kwargs": {"block": 4, "factors": 2, "targets": ["layers.0", "layers.2"], "lr": 0.01}},
+    {"method": "QOFT", "kwargs": {"block": 4, "group_size": 8, "targets": ["layers.0", "layers.2"], "lr": 0.01}},
+    {"method": "SoRA", "kwargs": {"rank": 4, "targets": ["layers.0", "layers.1"], "lr": 0.01}},
     {"method": "POET", "kwargs": {"block": 4, "merge_every": 7, "targets": ["layers.0", "layers.1"],
                                   "lr": 0.01}, "hidden": [16, 16]},
 ]
@@ -48,7 +51,7 @@ CASES += [{"name": f"probes_{mode}", "method": "AdamW", "kwargs": {"lr": 0.01}, 
           for mode in ("ddp", "fsdp")]
 BAD = [  # (name, case, what the error must say)
     ("bad_batch", {"method": "AdamW", "mode": "ddp", "batch": 7}, "world size 2 does not divide the global batch"),
-    ("bad_method", {"method": "QOFT", "mode": "fsdp"}, "method QOFT has no 'fsdp' support"),
+    ("bad_method", {"method": "LBFGS", "mode": "fsdp"}, "method LBFGS has no 'fsdp' support"),
 ]
 
 

@@ -356,6 +356,8 @@ class POETMerge(Intervention):
     m, v and step) of the POET parameters, as ``POETAdamW`` does. The permutation generator's state is checkpointed,
     so a resumed run draws the same permutations."""
 
+    needs_full_weights = True                       # merges multiply whole matrices
+
     def __init__(self, every: int, layers: list[tuple[str, POETLinear]], generator: torch.Generator):
         self.every, self.layers, self.generator, self.merges = every, layers, generator, 0
         # The parameters whose state is reset, fixed now: under FSDP2 the merge runs on unsharded module
