@@ -246,9 +246,10 @@ class Run:
 
     def save(self, path) -> None:
         """Write model, optimizer, RNG, interventions and history to one safetensors file, atomically."""
-        if self.dist is not None:
-            raise _dist.DistributedError(f"{self.dist.mode} runs do not write single-file checkpoints yet "
-                                         f"(torch.distributed.checkpoint support is not built)")
+        if self.dist is not None:                      # a directory of shards (torch.distributed.checkpoint)
+            from .distributed_checkpoint import save
+            save(self, path)
+            return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_meta, optim_tensors = flatten_optimizer_state(self.optimizer.state_dict())
         tensors.update(optim_tensors)
@@ -264,6 +265,10 @@ class Run:
 
     def load(self, path) -> "Run":
         """Restore a checkpoint written by ``save`` into this (identically constructed) run."""
+        from pathlib import Path
+        if Path(path).is_dir():                        # sharded, from any world size
+            from .distributed_checkpoint import load
+            return load(self, path)
         tensors, meta = read_checked(path, kind=CHECKPOINT_KIND)
         mismatch = _signature_mismatch(self._signature(), meta["signature"])
         if mismatch:

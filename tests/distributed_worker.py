@@ -86,7 +86,11 @@ def main(spec_path: str, out_dir: str) -> None:
             expect_error(case, out_dir)
             continue
         run = build(case, distributed=case["mode"])
+        if case.get("resume_from"):
+            run.load(case["resume_from"])
         run.train(case.get("steps", STEPS), progress=False)
+        if case.get("save_to"):
+            run.save(case["save_to"])
         result = outcome(run)
         rank = run.dist.rank
         mine = {k: v.contiguous() for k, v in result.items() if k.startswith("model.")}

@@ -81,11 +81,32 @@ def torchrun(script: Path, *args, nproc: int = 2, timeout: float = LAUNCH_TIMEOU
     return out
 
 
+RESUMABLE = ["AdamW", "POET"]  # sharded checkpoints: methods whose optimizer state DCP reshards
+
+
+def resume_cases(out: Path) -> list[dict]:
+    """1 → 2: resume a one-process checkpoint (written here) for 10 steps; 2 → 1: train 10 steps and save."""
+    cases = []
+    for method in RESUMABLE:
+        base = next(c for c in CASES if c["method"] == method)
+        run = build(base)
+        run.train(10, progress=False)
+        from orthoscope.distributed_checkpoint import save
+        save(run, out / f"{method}_one")
+        for mode in ("ddp", "fsdp"):
+            cases.append(dict(base, name=f"{method}_{mode}_from1", mode=mode, steps=10,
+                              resume_from=str(out / f"{method}_one")))
+            cases.append(dict(base, name=f"{method}_{mode}_to1", mode=mode, steps=10,
+                              save_to=str(out / f"{method}_{mode}_two")))
+    return cases
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     spec = out / "spec.json"
-    spec.write_text(json.dumps(CASES + [dict(case, name=name, expect_error=True) for name, case, _ in BAD]))
+    spec.write_text(json.dumps(CASES + [dict(case, name=name, expect_error=True) for name, case, _ in BAD]
+                               + resume_cases(out)))
     torchrun(HERE / "distributed_worker.py", spec, out)
     return out
 
@@ -173,3 +194,36 @@ def test_poet_merges_and_permutations_agree(launched, mode):
     assert len(perms) == 4
     for key in perms:
         assert torch.equal(ranks[0][key], ranks[1][key]) and torch.equal(ranks[0][key], run.model.state_dict()[key[6:]])
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("method", RESUMABLE)
+def test_resume_across_world_sizes(launched, method, mode):
+    """10 steps in one process + 10 at world size 2, and 10 at world size 2 + 10 in one process, both equal 20
+    uninterrupted steps in one process (History included: no step lost or repeated)."""
+    base = next(c for c in CASES if c["method"] == method)
+    ref = build(base)
+    ref.train(20, progress=False)
+    expected = outcome(ref)
+    assert_close(load(launched / f"{method}_{mode}_from1.safetensors"), expected)
+    run = build(base)
+    run.load(launched / f"{method}_{mode}_two")
+    assert run.step_count == 10
+    run.train(10, progress=False)
+    assert_close(outcome(run), expected)
+
+
+def test_single_file_converters(launched, tmp_path):
+    """A sharded directory → one safetensors file → a sharded directory: the same run resumes from each."""
+    from orthoscope.distributed_checkpoint import from_single_file, to_single_file
+
+    base = next(c for c in CASES if c["method"] == "AdamW")
+    to_single_file(build(base), launched / "AdamW_fsdp_two", tmp_path / "one.safetensors")
+    from_single_file(build(base), tmp_path / "one.safetensors", tmp_path / "back")
+    a, b = build(base), build(base)
+    a.load(tmp_path / "one.safetensors")
+    b.load(tmp_path / "back")
+    a.train(3, progress=False)
+    b.train(3, progress=False)
+    assert a.step_count == b.step_count == 13
+    assert_close(outcome(a), outcome(b), rtol=0.0)
