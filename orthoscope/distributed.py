@@ -241,7 +241,9 @@ def write_rows(param: torch.Tensor, value: torch.Tensor) -> None:
         param.copy_(value)
         return
     from torch.distributed.tensor import distribute_tensor
-    param.to_local().copy_(distribute_tensor(value, param.device_mesh, param.placements).to_local())
+    # src_data_rank=None: every rank holds the same full value, so each slices its rows locally (no broadcast)
+    param.to_local().copy_(distribute_tensor(value, param.device_mesh, param.placements,
+                                             src_data_rank=None).to_local())
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
