@@ -47,7 +47,12 @@ class Intervention:
     ``before_step(run)`` runs after ``backward`` and before ``optimizer.step`` (e.g. gradient clipping);
     ``after_step(run)`` runs after the update, once ``run.step_count`` has advanced (e.g. merges every k steps).
     ``state_dict``/``load_state_dict`` hold tensors only, so checkpoints stay pickle-free.
+    ``needs_full_weights = True`` says ``after_step`` works on whole matrices (a merge): under FSDP2 the run unshards
+    the weights around it and writes the result back to the shards (``orthoscope.distributed``); elementwise
+    interventions run on the shards as they are.
     """
+
+    needs_full_weights = False
 
     def before_step(self, run) -> None:  # pragma: no cover - default no-op
         pass

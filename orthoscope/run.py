@@ -6,6 +6,8 @@
     run.on_step(callback)    # callback(run, record) after every step (how widgets subscribe)
     run.save("ckpt.safetensors"); run.load("ckpt.safetensors")   # bit-identical resume on CPU
 
+Under ``torchrun`` the same ``Run`` trains with DDP or FSDP2 (``distributed=``; see ``orthoscope.distributed``).
+
 The order inside one step is: zero_grad → forward → loss → backward → interventions.before_step (clipping) →
 optimizer.step → step_count += 1 → interventions.after_step (merges) → probes due at this step → callbacks.
 Optimizers that re-evaluate the loss (LBFGS: ``method.needs_closure``) get a closure that runs forward → loss →
@@ -14,6 +16,7 @@ Probes also run once at step 0, before the first update, so every curve starts a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import re
@@ -23,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from . import distributed as _dist
 from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, require, rng_state, set_rng_state,
                          unflatten_optimizer_state, write_atomic)
 from .history import History
@@ -52,18 +56,24 @@ class Run:
         probes: list of probes; ``None`` for ``default_probes()``, ``[]`` for none.
         seed: seeds the data order and torch's global RNG (dropout). Model init is the caller's (seed it first).
         name: label in legends (default: the method's label).
+        distributed: ``"auto"`` (under torchrun: ``$ORTHOSCOPE_DISTRIBUTED``, default ``"ddp"``; else one process),
+            ``"ddp"``, ``"fsdp"`` (FSDP2) or ``None`` (one process). See ``orthoscope.distributed``.
     """
 
     def __init__(self, model: nn.Module, task, method: Method | None = None, *, loss=None,
-                 probes: Sequence | None = None, seed: int = 0, name: str | None = None):
+                 probes: Sequence | None = None, seed: int = 0, name: str | None = None, distributed="auto"):
         from .probes import default_probes
         from .validate import check_run_arguments
 
         check_run_arguments(model, task, method, probes, seed, name)
         self.method = method if method is not None else AdamW()
         self.task = task
+        self.dist = _dist.setup(distributed, self)     # None in one process; checks run before anything changes
         self.model = self.method.attach(model)
+        self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
         self.optimizer = self.method.make_optimizer(self.model)
+        if self.dist is not None:
+            self.dist.adopt(self.optimizer)            # full-matrix optimizers split their work across ranks
         self.interventions = list(self.method.interventions())
         self.loss_fn = resolve_loss(loss if loss is not None else getattr(task, "default_loss", "cross_entropy"))
         self.probes = list(default_probes() if probes is None else probes)
@@ -89,7 +99,7 @@ class Run:
             raise ValueError("checkpoint_every needs a positive interval and a checkpoint_path")
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=self.name, disable=not progress, leave=False)
+        bar = tqdm(total=steps, desc=self.name, disable=not progress or not self._is_main, leave=False)
         try:
             for _ in range(steps):
                 record = self.step()
@@ -110,6 +120,8 @@ class Run:
         t0 = time.perf_counter()
         self.model.train()
         x, y = self.task.batch(self.generator)
+        if self.dist is not None:
+            x, y = self.dist.shard_batch(x, y)         # this rank's rows of the one seeded global batch
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
@@ -128,19 +140,19 @@ class Run:
                                    f"{self.step_count + 1}", grads=False, param=bad, restored=snapshot is not None)
         self.step_count += 1
         for iv in self.interventions:
-            iv.after_step(self)
-        self.last_loss = loss.item()
+            self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
+        self.last_loss = loss.item()                  # the global-batch mean (all-reduced under torchrun)
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
 
-    def _forward(self, x, y):
-        """The model's output; on the first step, also check that model and task fit (sizes named, not an
-        IndexError from deep inside torch)."""
+    def _output(self, x, y):
+        """The (wrapped, under torchrun) model's output; on the first step, also check that model and task fit
+        (sizes named, not an IndexError from deep inside torch)."""
         if self.step_count > 0:
-            return self.model(x)
+            return self._forward(x)
         from .validate import check_model_fits_task
 
-        return check_model_fits_task(self.model, self.task, x, y)
+        return check_model_fits_task(self._forward, self.task, x, y)
 
     def _forward_backward(self, x, y) -> torch.Tensor:
         """Forward and backward of one batch, or of ``grad_accum`` batches (the first is ``x, y``; the others are
@@ -150,22 +162,25 @@ class Run:
         for i in range(accum):
             if i:
                 x, y = self.task.batch(self.generator)
-            loss = self.loss_fn(self._forward(x, y), y)
-            if not torch.isfinite(loss):
+                if self.dist is not None:
+                    x, y = self.dist.shard_batch(x, y)
+            loss = self.loss_fn(self._output(x, y), y)
+            reported = self.dist.mean(loss) if self.dist is not None else loss   # the global-batch mean, every rank
+            if not torch.isfinite(reported):
                 if x.is_floating_point() and not torch.isfinite(x).all():
                     raise NonFiniteError(f"training stopped: the input batch of step {self.step_count + 1} holds "
                                          f"{int((~torch.isfinite(x)).sum())} non-finite value(s) (NaN/inf) — the "
                                          "data, not the learning rate; nothing was updated", self.step_count, None)
-                raise self._non_finite(f"loss is {loss.item()} at step {self.step_count + 1}", grads=False)
+                raise self._non_finite(f"loss is {reported.item()} at step {self.step_count + 1}", grads=False)
             (loss if accum == 1 else loss / accum).backward()
-            total = total + loss.detach()
+            total = total + reported.detach()
         return total if accum == 1 else total / accum
 
     def _closure_step(self, x, y, t0) -> dict:
         """For optimizers that re-evaluate the loss (LBFGS): ``optimizer.step(closure)``; the loss is re-checked."""
         def closure():
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(x), y)
+            loss = self.loss_fn(self._forward(x), y)
             loss.backward()
             for iv in self.interventions:               # every evaluation's gradient, as in the plain path
                 iv.before_step(self)
@@ -180,16 +195,20 @@ class Run:
                                    grads=False, param=bad, restored=snapshot is not None)
         self.step_count += 1
         for iv in self.interventions:
-            iv.after_step(self)
+            self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = float(loss.detach())
         self.wall_time += time.perf_counter() - t0
         return self._observe(batch_loss=self.last_loss)
 
     def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
-        for probe in self.probes:
-            if initial or self.step_count % probe.every == 0:
-                record.update(probe(self))
+        due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
+        if due and (self.dist is None or self.dist.probes_here):
+            with self.dist.full_weights(self.model) if self.dist is not None else contextlib.nullcontext():
+                for probe in due:
+                    record.update(probe(self))
+        if not self._is_main:
+            return record                              # rank 0 observes: History and callbacks live there
         self.history.log(self.step_count, record)
         for cb in self._callbacks:
             cb(self, record)
@@ -203,16 +222,24 @@ class Run:
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
+    @property
+    def _is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     # ---- non-finite guard -------------------------------------------------------------------------------------
     def _first_non_finite(self, grads: bool) -> str | None:
+        bad = None
         for name, p in self.model.named_parameters():
             t = p.grad if grads else p
-            if t is not None and not torch.isfinite(t).all():
-                return name
-        return None
+            if t is not None and not torch.isfinite(_dist.local(t)).all():   # under FSDP2: this rank's shard
+                bad = name
+                break
+        if self.dist is not None:                      # every rank must take the same branch
+            bad = self.dist.first_bad([n for n, _ in self.model.named_parameters()], bad)
+        return bad
 
     def _snapshot(self):
         """Copies of parameters and optimizer state taken before an update, so a non-finite update can be undone.
@@ -256,6 +283,10 @@ class Run:
 
     def save(self, path) -> None:
         """Write model, optimizer, RNG, interventions and history to one safetensors file, atomically."""
+        if self.dist is not None:                      # a directory of shards (torch.distributed.checkpoint)
+            from .distributed_checkpoint import save
+            save(self, path)
+            return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_meta, optim_tensors = flatten_optimizer_state(self.optimizer.state_dict())
         tensors.update(optim_tensors)
@@ -283,15 +314,22 @@ class Run:
 
     def load(self, path, override: dict | None = None) -> "Run":
         """Restore a checkpoint written by ``save`` into this (identically constructed) run; with ``override``
-        (e.g. ``{"lr": 1e-4}``), then change those hyperparameters as ``override`` does.
+        (e.g. ``{"lr": 1e-4}``), then change those hyperparameters as ``override`` does. A directory is a sharded
+        checkpoint (``torch.distributed.checkpoint``, any world size; ``orthoscope.distributed_checkpoint``).
 
         All or nothing: every field is checked first (``orthoscope.run_state``), and if applying still fails the run
         is left exactly as it was. A bad file raises ``CheckpointError`` naming the file and the field."""
+        from pathlib import Path
+
         from . import run_state
         from .validate import check_override
 
         override = dict(override or {})
         check_override(self.optimizer, override)
+        if Path(path).is_dir() and (Path(path) / "run.safetensors").is_file():   # sharded, any world size
+            from .distributed_checkpoint import load
+            load(self, path)
+            return self.override(**override) if override else self
         tensors, meta = read_checked(path, kind=CHECKPOINT_KIND)
         mismatch = _signature_mismatch(self._signature(), require(path, meta, "signature", dict))
         if mismatch:

@@ -356,16 +356,20 @@ class POETMerge(Intervention):
     m, v and step) of the POET parameters, as ``POETAdamW`` does. The permutation generator's state is checkpointed,
     so a resumed run draws the same permutations."""
 
+    needs_full_weights = True                       # merges multiply whole matrices
+
     def __init__(self, every: int, layers: list[tuple[str, POETLinear]], generator: torch.Generator):
         self.every, self.layers, self.generator, self.merges = every, layers, generator, 0
+        # The parameters whose state is reset, fixed now: under FSDP2 the merge runs on unsharded module
+        # attributes, while the optimizer's state stays keyed by the sharded parameters seen here.
+        self.poet_ids = {id(p) for _, layer in layers for p in (layer.poet_q_in, layer.poet_q_out)}
 
     def after_step(self, run) -> None:
         if run.step_count % self.every:
             return
         for _, layer in self.layers:
             layer.merge_then_reinitialize(self.generator)
-        poet = {id(p) for _, layer in self.layers for p in (layer.poet_q_in, layer.poet_q_out)}
-        for p in [p for p in run.optimizer.state if id(p) in poet]:
+        for p in [p for p in run.optimizer.state if id(p) in self.poet_ids]:
             del run.optimizer.state[p]
         self.merges += 1
 

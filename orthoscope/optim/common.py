@@ -164,6 +164,9 @@ class GroupedOptimizer(torch.optim.Optimizer):
     name = "optimizer"
     aux_adamw = True
     matrix_max_dim = 2
+    #: set by ``orthoscope.distributed`` under DDP/FSDP2: ``full_matrices(self, group)`` runs ``update`` on full
+    #: matrices, each on one rank (``orthoscope.distributed_matrices``); ``None`` in one process
+    full_matrices = None
 
     def __init__(self, groups: list[dict], check_finite: bool = True):
         super().__init__(groups, {})
@@ -187,6 +190,9 @@ class GroupedOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             if self.aux_adamw and not group["matrix"]:
                 adamw_group_step(self.state, group)
+                continue
+            if self.full_matrices is not None and group.get("matrix", False):
+                self.full_matrices(self, group)
                 continue
             for p in group["params"]:
                 if p.grad is not None:

@@ -1,0 +1,261 @@
+"""The distributed seam: how a ``Run`` executes under ``torchrun``, with PyTorch's own machinery.
+
+    torchrun --nproc_per_node 2 train.py                     # Run(...) detects torchrun; DDP by default
+    Run(model, task, AdamW(), distributed="fsdp")            # FSDP2: fully_shard on a 1-D DeviceMesh
+    ORTHOSCOPE_DISTRIBUTED=fsdp torchrun ... train.py        # the default mode from the environment
+
+Nothing here is home-made: the process group is ``torch.distributed`` (``gloo`` on CPU, ``nccl`` on CUDA), data
+parallelism is ``DistributedDataParallel``, sharding is FSDP2's ``fully_shard`` on a ``DeviceMesh``.
+
+**Equivalence with one process.** Every rank draws the *global* batch ``(x, y)`` of size B from the same seeded
+generator (so the data stream is one stream, identical on every rank and identical to one process's) and keeps rows
+``[r·B/N, (r+1)·B/N)``. The task losses are means over the batch, and both DDP (all-reduce) and FSDP2
+(reduce-scatter) average gradients over ranks, so the gradient is
+
+    (1/N) Σ_r (N/B) Σ_{i ∈ shard r} ∇ℓ_i  =  (1/B) Σ_i ∇ℓ_i,
+
+the one-process gradient up to the order of fp32 additions (a relative difference of a few ulps per step). The loss
+reported on every rank is the all-reduced mean of the shard losses, the same mean. Randomness inside the forward
+(dropout) is drawn per rank and does not reproduce one process; models without it do.
+
+**Rank 0 observes.** The progress bar, the History, callbacks and files are rank 0's; under FSDP2 the probes run on
+every rank inside one all-gather of the weights (``full_weights``), because gathering is collective.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+MODES = ("ddp", "fsdp")
+ENV_MODE = "ORTHOSCOPE_DISTRIBUTED"
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+# Methods whose distributed runs are proven equal to one process by tests/test_distributed.py, per mode.
+# A method missing here fails before training with the list of what is supported.
+SUPPORTED = {
+    "ddp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET", "BOFT", "QOFT", "SoRA"},
+    "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET", "BOFT", "QOFT", "SoRA"},
+}
+
+
+class DistributedError(ValueError):
+    """A run that cannot execute in the chosen distributed mode (raised before the first step)."""
+
+
+def under_torchrun() -> bool:
+    """True when the torchrun environment (rank, world size, rendezvous address) is set."""
+    return all(k in os.environ for k in TORCHRUN_ENV)
+
+
+def resolve_mode(distributed) -> str | None:
+    """``None``/``False`` → one process; ``"auto"`` → under torchrun the mode in ``$ORTHOSCOPE_DISTRIBUTED``
+    (default ``"ddp"``), else one process; ``"ddp"``/``"fsdp"`` → that mode (torchrun or a process group needed)."""
+    if distributed is None or distributed is False:
+        return None
+    if distributed == "auto":
+        if not (under_torchrun() or dist.is_initialized()):
+            return None
+        distributed = os.environ.get(ENV_MODE, "ddp")
+        where = f"${ENV_MODE}"
+    else:
+        where = "distributed"
+    if distributed not in MODES:
+        raise DistributedError(f"{where} must be one of {MODES} (or 'auto' / None for the argument), "
+                               f"got {distributed!r}")
+    if not (under_torchrun() or dist.is_initialized()):
+        raise DistributedError(f"distributed={distributed!r} needs a process group: launch with torchrun "
+                               f"(environment {', '.join(TORCHRUN_ENV)} not set)")
+    return distributed
+
+
+def setup(distributed, run) -> "Seam | None":
+    """The seam for ``run`` (``None`` in one process), with every check done before training starts."""
+    mode = resolve_mode(distributed)
+    if mode is None:
+        return None
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    seam = Seam(mode)
+    seam.check(run)
+    return seam
+
+
+class Seam:
+    """One run's view of the process group: rank, world size, device, mesh, and the few collectives a run needs."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        nccl = dist.get_backend() == "nccl"
+        self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        self.mesh = None
+        if mode == "fsdp":
+            from torch.distributed.device_mesh import init_device_mesh
+            self.mesh = init_device_mesh(self.device.type, (self.world,))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def probes_here(self) -> bool:
+        """Probes run on rank 0 under DDP (it holds the full model); on every rank under FSDP2 (gathers are
+        collective), where only rank 0 records what they return."""
+        return self.mode == "fsdp" or self.is_main
+
+    def __repr__(self) -> str:
+        return f"Seam({self.mode!r}, rank={self.rank}, world={self.world}, device={self.device})"
+
+    # ---- before training ---------------------------------------------------------------------------------------
+    def check(self, run) -> None:
+        """Clear errors for what cannot run in this mode: the method, the batch size."""
+        name = type(run.method).__name__
+        if name not in SUPPORTED[self.mode]:
+            modes = [m for m in MODES if name in SUPPORTED[m]]
+            raise DistributedError(
+                f"method {name} has no {self.mode!r} support (supported there: {sorted(SUPPORTED[self.mode])}"
+                + (f"; {name} runs under {modes}" if modes else "") + ")")
+        batch = global_batch_size(run.task)
+        if batch % self.world:
+            raise DistributedError(f"world size {self.world} does not divide the global batch size {batch} of "
+                                   f"{type(run.task).__name__} (batch_size={run.task.batch_size!r}); choose a "
+                                   f"batch size that is a multiple of {self.world}")
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to this rank's device and wrap it; returns the module the training forward calls.
+
+        DDP: the run keeps the plain model (probes and names see it unchanged) and trains through the wrapper.
+        FSDP2: ``fully_shard`` shards every parameter along dim 0 in place (they become ``DTensor``s), so the
+        optimizer must be built after this call.
+        """
+        if any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
+            model.to(self.device)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise DistributedError("the model has no trainable parameters; nothing to distribute")
+        if self.mode == "ddp":
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return DistributedDataParallel(model, device_ids=ids)
+        from torch.distributed.fsdp import fully_shard
+        fully_shard(model, mesh=self.mesh)
+        return model
+
+    def adopt(self, optimizer) -> None:
+        """Give an optimizer with a full-matrix path (``GroupedOptimizer``: Muon, Pion, Hyperball) the
+        ``FullMatrices`` hook, so each matrix is updated whole, on one rank."""
+        if hasattr(optimizer, "full_matrices"):
+            from .distributed_matrices import FullMatrices
+            optimizer.full_matrices = FullMatrices(self.rank, self.world)
+
+    # ---- during training ---------------------------------------------------------------------------------------
+    def shard_batch(self, x: torch.Tensor, y: torch.Tensor):
+        """This rank's rows of the global batch (contiguous, in order), on this rank's device."""
+        n = len(x) // self.world
+        rows = slice(self.rank * n, (self.rank + 1) * n)
+        return x[rows].to(self.device), y[rows].to(self.device)
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean over ranks of a scalar tensor (each rank's shard loss → the global-batch loss)."""
+        out = value.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out / self.world
+
+    def first_bad(self, names: list[str], local_bad: str | None) -> str | None:
+        """Agree on the first non-finite parameter name over all ranks (each rank checks only its shards)."""
+        index = torch.tensor(len(names) if local_bad is None else names.index(local_bad), device=self.device)
+        dist.all_reduce(index, op=dist.ReduceOp.MIN)
+        return None if int(index) == len(names) else names[int(index)]
+
+    @contextlib.contextmanager
+    def full_weights(self, model: nn.Module):
+        """Under FSDP2, every parameter unsharded for the duration, with its full gradient (two all-gathers per
+        probe step: weights and gradients), so probes see what one process sees; elsewhere nothing happens."""
+        modules = [m for m in model.modules() if hasattr(m, "unshard") and hasattr(m, "reshard")]
+        if self.mode != "fsdp" or not modules:
+            yield
+            return
+        grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+        for m in modules:
+            m.unshard()                                # the module attributes are now full plain Parameters
+        unsharded = dict(model.named_parameters())
+        try:
+            for name, g in grads.items():
+                unsharded[name].grad = full(g)
+            yield
+        finally:
+            for p in unsharded.values():               # FSDP2 accumulates into unsharded grads in backward:
+                p.grad = None                          # leave none behind
+            for m in modules:
+                m.reshard()
+
+    def after_step(self, intervention, run) -> None:
+        """``intervention.after_step(run)`` (merges, reinitializations) on full weights.
+
+        DDP: every rank runs it on its identical full model (the same permutations from the same seeded generator,
+        the same merge schedule), so ranks stay identical. FSDP2: an elementwise intervention (SoRA's proximal
+        step) runs on the shards; one with ``needs_full_weights`` (POET's merge), when due (on multiples of its
+        ``every``), runs on unsharded weights on every rank — the same full-matrix arithmetic as one process — and
+        every parameter is written back into this rank's rows of its shard (FSDP2 would otherwise drop changes made
+        to unsharded weights). Inside it, module attributes are the unsharded parameters, not the ones the
+        optimizer holds: such an intervention must identify parameters it fixed at construction.
+        """
+        due = run.step_count % getattr(intervention, "every", 1) == 0
+        if self.mode != "fsdp" or not getattr(intervention, "needs_full_weights", False) or not due:
+            intervention.after_step(run)
+            return
+        sharded = dict(run.model.named_parameters())
+        with self.full_weights(run.model):
+            unsharded = dict(run.model.named_parameters())
+            storage = {name: p.data for name, p in unsharded.items()}
+            intervention.after_step(run)
+            with torch.no_grad():
+                for name, p in run.model.named_parameters():
+                    write_rows(sharded[name], p.detach())
+                    unsharded[name].data = storage[name]      # FSDP2 owns the unsharded storage: give it back
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+
+def global_batch_size(task) -> int:
+    """The number of rows ``task.batch`` returns (its ``batch_size``, or the full training set)."""
+    size = getattr(task, "batch_size", None)
+    n = len(task.x_train) if hasattr(task, "x_train") else None
+    if size is None or (n is not None and size >= n):
+        if n is None:
+            raise DistributedError(f"cannot tell the batch size of {type(task).__name__}: set batch_size")
+        return n
+    return int(size)
+
+
+def write_rows(param: torch.Tensor, value: torch.Tensor) -> None:
+    """Copy the full ``value`` into ``param``: a ``DTensor`` keeps only its own rows (``Shard(0)`` placement)."""
+    if not hasattr(param, "to_local"):
+        param.copy_(value)
+        return
+    from torch.distributed.tensor import distribute_tensor
+    # src_data_rank=None: every rank holds the same full value, so each slices its rows locally (no broadcast)
+    param.to_local().copy_(distribute_tensor(value, param.device_mesh, param.placements,
+                                             src_data_rank=None).to_local())
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """The part of ``t`` this rank holds (a ``DTensor``'s local shard; any other tensor itself)."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """The whole of ``t`` (a ``DTensor`` all-gathered; any other tensor itself). Collective for a DTensor."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{name: full CPU tensor}`` for every parameter and buffer (collective under FSDP2: call on every rank)."""
+    return {k: full(v.detach()).cpu() for k, v in model.state_dict().items()}
