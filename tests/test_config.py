@@ -72,13 +72,14 @@ def test_token_file_and_kan_round_trip(tmp_path):
                                "n_eval": 2},
            "model": {"name": "Llama", "size": "tiny"}, "method": {"name": "Muon"},
            "probes": {"preset": "llm", "every": 2}}
-    # The Llama rebuilt from its config is the same run, but under pytest one run in ~5 differed in the 7th digit of
-    # one batch loss (2.3067586 vs 2.3067589; not reproduced in a plain script over 12 tries): compared to 1e-6.
-    round_trip(Run.from_config(cfg), rtol=1e-6)
+    round_trip(Run.from_config(cfg))
     kan = {"seed": 0, "task": {"name": "Digits", "n_train": 100, "batch_size": 16},
            "model": {"name": "KAN", "width": [64, 3, 10], "grid": 3, "k": 3}, "method": {"name": "AdamW"},
            "probes": [{"name": "Evaluate", "every": 2}]}
-    assert round_trip(Run.from_config(kan))["model"]["width"] == [64, 3, 10]
+    # The KAN rebuilt from its config is the same run, but one run in ~5 differed in the 7th digit of one batch loss
+    # (2.3067586 vs 2.3067589 at step 2): the eager KAN layer's oneDNN matmul (kan_spline) is not bit-reproducible
+    # between two runs in one process. Compared to 1e-6 relative; every other method and task is compared exactly.
+    assert round_trip(Run.from_config(kan), rtol=1e-6)["model"]["width"] == [64, 3, 10]
 
 
 def test_schedule_round_trips_and_resumes(tmp_path):
