@@ -94,13 +94,17 @@ def unmerge_all(model: nn.Module) -> None:
 
 
 def remove_adapters(model: nn.Module, merge: bool = True) -> nn.Module:
-    """Put the base layers back (after merging the adapters into them when ``merge``) and return ``model``."""
+    """Put the base layers back (after merging the adapters into them when ``merge``) and return ``model``.
+
+    A layer that keeps its base in another form while adapted (POET stores it permuted) gives it back in ordinary
+    coordinates through ``release_base()``."""
     for path, layer in list(adapter_layers(model)):
         if merge and not layer.merged:
             layer.merge()
         if not merge and layer.merged:
             layer.unmerge()
-        _replace(model, path, layer.base_layer)
+        release = getattr(layer, "release_base", None)
+        _replace(model, path, release() if release is not None else layer.base_layer)
     for p in model.parameters():
         p.requires_grad_(True)
     return model

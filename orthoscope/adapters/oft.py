@@ -41,9 +41,10 @@ from torch import nn
 from .. import kernels
 from ..methods import check_positive
 from ..ortho import cayley, n_packed, skew_from_packed
+from .hf import Conv1DLayout
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks", "divisors",
+__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv1D", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks", "divisors",
            "check_rotation_config", "adapter_dtype"]
 
 CAYLEY_CHOICES = ("exact", "neumann")
@@ -126,7 +127,7 @@ class OFTLinear(RotationMixin, AdaptedLayer):
     def __init__(self, base_layer: nn.Linear, config, path: str = ""):
         super().__init__(base_layer, path)
         self.prefix = config.prefix
-        self._init_rotation(config, base_layer.in_features, "in_features")
+        self._init_rotation(config, self.in_features, "in_features")
 
     def adapted_forward(self, x):
         r = self.rotation()
@@ -137,6 +138,10 @@ class OFTLinear(RotationMixin, AdaptedLayer):
 
     def _unmerged_weight(self, w):
         return self._rotate_rows(w, transpose=True, inverse=True)
+
+
+class OFTConv1D(Conv1DLayout, OFTLinear):
+    """OFT on ``transformers``' Conv1D (``W[in, out]``): the same forward; ``W' = blockdiag(R) · W``."""
 
 
 class OFTEmbedding(RotationMixin, AdaptedLayer):
@@ -208,7 +213,7 @@ def check_rotation_config(config, default_block: int = 32) -> None:
 @register_adapter
 @dataclass
 class OFTConfig(AdapterConfig):
-    """OFT on Linear, Conv2d and Embedding modules (input-side block-diagonal rotation)."""
+    """OFT on Linear, Conv1D (transformers), Conv2d and Embedding modules (input-side block-diagonal rotation)."""
 
     block: int | None = field(default=None, metadata={
         "help": "block size b (must divide the rotated size of every target); give this or n_blocks; default 32"})
@@ -228,8 +233,10 @@ class OFTConfig(AdapterConfig):
     adapter_name: ClassVar[str] = "oft"
     prefix: ClassVar[str] = "oft_"
     layers: ClassVar[dict] = {nn.Linear: OFTLinear, nn.Conv2d: OFTConv2d, nn.Embedding: OFTEmbedding}
+    conv1d_layer: ClassVar[type] = OFTConv1D
 
     def __post_init__(self):
+        super().__post_init__()
         check_rotation_config(self)
         check_positive("eps", self.eps)
 

@@ -310,6 +310,22 @@ class POETLinear(nn.Module):
         del self.base_layer.weight
         self.base_layer.register_parameter("weight", None)
 
+    @torch.no_grad()
+    def release_base(self) -> nn.Linear:
+        """The base layer in ordinary coordinates, for ``remove_adapters``: merged, it holds ``W_eff`` already;
+        unmerged, the rotations are dropped and the pre-permuted ``W_s`` is un-permuted back to ``W₀``
+        (``W₀ = W_s[perm_out][:, inv(perm_in)]``, dequantized when the base is quantized). With ``init="keep"`` and
+        no merge-then-reinitialize yet, that is the layer POET was attached to."""
+        if self.merged:
+            return self.base_layer
+        w0 = self.stored_weight()[self.perm_out][:, invert_permutation(self.perm_in)].contiguous()
+        if self.quantize is None:
+            self.base_layer.weight.data = w0
+        else:
+            del self.base_layer.weight
+            self.base_layer.weight = nn.Parameter(w0, requires_grad=False)
+        return self.base_layer
+
     def num_poet_parameters(self) -> int:
         return self.poet_q_in.numel() + self.poet_q_out.numel()
 

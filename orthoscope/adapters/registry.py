@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from ..methods import Method, check_positive, trainable
-from ..targets import Rules
+from ..targets import Rules, path_matches
 from .core import apply_adapter, matched_modules
+from .hf import TIED_CHOICES, conv1d_type, resolve_ties, skipped_compute, unsupported_target_message, warn_skipped
 
 ADAPTERS: dict[str, type] = {}
 
@@ -54,23 +55,39 @@ class AdapterConfig:
                 "or '.name' suffix); None adapts every nn.Linear"})
     exclude: Rules = field(default=None, metadata={
         "help": "modules never to adapt (same rules as targets; wins over targets), e.g. ['lm_head']"})
+    tied: str = field(default="refuse", metadata={
+        "help": "a target whose weight another module shares (tied embedding/head): 'refuse' (error naming both) "
+                "or 'untie' (give the target its own copy of the weight first)"})
 
     adapter_name: ClassVar[str] = ""
     prefix: ClassVar[str] = ""
     layers: ClassVar[dict] = {}
+    conv1d_layer: ClassVar[type | None] = None     # the layer for transformers' Conv1D (looked up lazily, hf.py)
+
+    def __post_init__(self):
+        if self.tied not in TIED_CHOICES:
+            raise ValueError(f"tied must be one of {TIED_CHOICES}, got {self.tied!r}")
+
+    def supported_types(self) -> tuple[type, ...]:
+        conv1d = conv1d_type() if self.conv1d_layer is not None else None
+        return tuple(self.layers) + ((conv1d,) if conv1d is not None else ())
 
     def candidate_types(self) -> tuple[type, ...]:
-        """Module types a config may hit: every supported type with explicit targets, ``nn.Linear`` otherwise."""
+        """Module types a config may hit: every supported type with explicit targets; ``nn.Linear`` and ``Conv1D``
+        (the dense projections) with ``targets=None``."""
         if self.targets is None:
-            return (nn.Linear,)
-        return tuple(self.layers)
+            return tuple(t for t in self.supported_types() if t is nn.Linear or t is conv1d_type())
+        return self.supported_types()
 
     def layer_class(self, module: nn.Module) -> type:
+        conv1d = conv1d_type()
+        if self.conv1d_layer is not None and conv1d is not None and isinstance(module, conv1d):
+            return self.conv1d_layer
         for kind, cls in self.layers.items():
             if isinstance(module, kind):
                 return cls
         raise TypeError(f"{self.adapter_name} cannot adapt a {type(module).__name__}; supported: "
-                        f"{[k.__name__ for k in self.layers]}")
+                        f"{[k.__name__ for k in self.supported_types()]}")
 
     def make_layer(self, path: str, module: nn.Module) -> nn.Module:
         return self.layer_class(module)(module, self, path)
@@ -92,17 +109,29 @@ def _config_base(cls: type) -> type:
 def list_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
     """Module paths ``config`` would adapt, without changing anything (peft's ``targeted_module_names``).
 
-    Raises ``ValueError`` listing the candidate paths when a target names no supported module.
+    Raises ``ValueError`` listing the candidate paths when a target names no module, or naming the modules and
+    their type when a target names modules of a type the adapter does not support. With ``targets=None``, warns
+    about layers with weight matrices that no layer of this adapter fits (``hf.skipped_compute``).
     """
-    return matched_modules(model, config.targets, config.exclude, types=config.candidate_types())
+    types = config.candidate_types()
+    if config.targets is not None:
+        problem = unsupported_target_message(model, config.targets, config.adapter_name, types)
+        if problem:
+            raise ValueError(problem)
+    paths = matched_modules(model, config.targets, config.exclude, types=types)
+    if config.targets is None:
+        excluded = (lambda p: path_matches(p, config.exclude)) if config.exclude else (lambda p: False)
+        warn_skipped(config.adapter_name, skipped_compute(model, types, excluded), [t.__name__ for t in types])
+    return paths
 
 
 def attach(model: nn.Module, config: AdapterConfig, freeze_others: bool = True) -> nn.Module:
     """Adapt every module ``config`` hits, in place; only parameters starting with ``config.prefix`` stay trainable.
 
     Layers that do not fit the config (a block size that does not divide the layer, …) raise ``ValueError`` naming
-    the layer; nothing is skipped or resized silently. On error the model is left unchanged: every layer is built
-    before any is swapped in.
+    the layer; nothing is skipped or resized silently. A target whose weight another module shares (a tied head)
+    is refused, or untied with ``config.tied="untie"`` (``hf.resolve_ties``). On error the model is left unchanged:
+    every layer is built before any is swapped in.
     """
     paths = list_targets(model, config)
     if not paths:
@@ -112,6 +141,8 @@ def attach(model: nn.Module, config: AdapterConfig, freeze_others: bool = True) 
     for p in paths:
         module = model.get_submodule(p)
         built[p] = config.make_layer(p, module).train(module.training)   # new layers start in the model's mode
+    # refuse (nothing changed yet), or untie: the built layers hold the modules, so the new weight is theirs
+    resolve_ties(model, paths, config.tied, config.adapter_name)
     exact = "|".join(re.escape(p) for p in paths)          # exactly these paths (a list would also match suffixes)
     return apply_adapter(model, lambda path, module: built[path], targets=exact, prefix=config.prefix,
                          types=config.candidate_types(), freeze_others=freeze_others)
@@ -121,6 +152,8 @@ class AdaptedLayer(nn.Module):
     """Base of every adapted layer: ``base_layer`` + ``merged`` flag + ``merge``/``unmerge``/``effective_weight``."""
 
     prefix: ClassVar[str] = ""
+
+    fan_in_fan_out: ClassVar[bool] = False     # True when the base stores W[in, out] (transformers' Conv1D)
 
     def __init__(self, base_layer: nn.Module, path: str = ""):
         super().__init__()
@@ -153,8 +186,19 @@ class AdaptedLayer(nn.Module):
         return self.base_layer.weight
 
     def effective_weight(self) -> torch.Tensor:
+        """The weight the layer computes with, in the base layer's layout (``[in, out]`` for Conv1D)."""
         w = self.base_weight()
         return w if self.merged else self._merged_weight(w)
+
+    @property
+    def in_features(self) -> int:
+        w = self.base_layer.weight
+        return w.shape[0] if self.fan_in_fan_out else w.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        w = self.base_layer.weight
+        return w.shape[1] if self.fan_in_fan_out else w.shape[0]
 
     @torch.no_grad()
     def merge(self) -> None:
