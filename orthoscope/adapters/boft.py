@@ -158,7 +158,8 @@ class BOFTConv1D(Conv1DLayout, BOFTLinear):
 @register_adapter
 @dataclass
 class BOFTConfig(AdapterConfig):
-    """BOFT on Linear and Conv1D (transformers) modules: m butterfly factors of block-diagonal rotations and a trainable output scale."""
+    """BOFT on Linear and Conv1D (transformers) modules: m butterfly factors of block-diagonal rotations and a
+    trainable output scale."""
 
     block: int | None = field(default=None, metadata={
         "help": "block size b of every factor; give this or n_blocks; default 4 (peft's default)"})

@@ -44,7 +44,8 @@ from ..ortho import cayley, n_packed, skew_from_packed
 from .hf import Conv1DLayout
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv1D", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks", "divisors",
+__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv1D", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks",
+           "divisors",
            "check_rotation_config", "adapter_dtype"]
 
 CAYLEY_CHOICES = ("exact", "neumann")

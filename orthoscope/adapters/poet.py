@@ -56,8 +56,9 @@ from torch import nn
 
 from .. import kernels
 from ..methods import Intervention, Method, check_positive
-from ..targets import Rules
+from ..targets import Rules, path_matches
 from .core import apply_adapter, matched_modules
+from .hf import skipped_compute, unsupported_target_message, warn_skipped
 from ..ortho import cayley, invert_permutation, n_packed, random_block_permutation, skew_from_packed
 from .poet_ops import (CENTRICS, choose_centric, effective_weight_from, poet_forward, poet_forward_weight,  # noqa: F401
                        rotate)
@@ -472,10 +473,20 @@ class POET(Method):
         """Replace the selected ``nn.Linear`` layers by ``POETLinear`` in place (every layer is built before any
         is swapped, so an error leaves the model unchanged). Non-POET parameters keep ``requires_grad``."""
         generator = torch.Generator().manual_seed(self.seed)
+        if self.targets is not None:
+            problem = unsupported_target_message(model, self.targets, "POET", (nn.Linear,))
+            if problem:
+                raise ValueError(problem)
         paths = matched_modules(model, self.targets, self.exclude)
+        skipped = []
+        if self.targets is None:          # default targets tell the truth about layers POET cannot take (Conv1D …)
+            excluded = lambda p: bool(self.exclude) and path_matches(p, self.exclude)  # noqa: E731
+            skipped = skipped_compute(model, (nn.Linear,), excluded)
         if not paths:
+            other = f"; its weight layers are {[f'{p} ({t})' for p, t in skipped[:8]]}" if skipped else ""
             raise ValueError(f"POET: targets={self.targets!r} (exclude={self.exclude!r}) matched no nn.Linear in "
-                             f"{type(model).__name__}")
+                             f"{type(model).__name__}{other}. POET adapts nn.Linear only")
+        warn_skipped("POET", skipped, ["Linear"])
         problems = {}
         for p in paths:
             m = model.get_submodule(p)
