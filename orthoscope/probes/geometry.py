@@ -352,10 +352,14 @@ class CapabilityDrift(_ActivationProbe):
 
     def _linear_paths(self, model) -> list[str]:
         paths = self._paths(model)
-        linear = [p for p in paths if isinstance(self.reference.get_submodule(p), nn.Linear)]
+        from ..adapters.hf import is_conv1d       # transformers' Conv1D is linear too (weight read as [out, in])
+
+        linear = [p for p in paths if isinstance(self.reference.get_submodule(p), nn.Linear)
+                  or is_conv1d(self.reference.get_submodule(p))]
         if self.modules is not None and len(linear) != len(paths):
             bad = sorted(set(paths) - set(linear))
-            raise ValueError(f"CSD needs linear layers (input activations times a weight); {bad} are not nn.Linear")
+            raise ValueError(f"CSD needs linear layers (input activations times a weight); {bad} are not nn.Linear "
+                             "or Conv1D")
         return linear
 
     @torch.no_grad()
