@@ -17,7 +17,6 @@ does the bookkeeping: ``merge()`` / ``unmerge()`` are idempotent and run in floa
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -26,7 +25,7 @@ from torch import nn
 
 from ..methods import Method, check_positive, trainable
 from ..targets import Rules, path_matches
-from .core import apply_adapter, matched_modules
+from .core import AdaptedLayer, matched_modules, swap_in  # noqa: F401  (AdaptedLayer: re-exported)
 from .hf import TIED_CHOICES, conv1d_type, resolve_ties, skipped_compute, unsupported_target_message, warn_skipped
 
 ADAPTERS: dict[str, type] = {}
@@ -143,85 +142,7 @@ def attach(model: nn.Module, config: AdapterConfig, freeze_others: bool = True) 
         built[p] = config.make_layer(p, module).train(module.training)   # new layers start in the model's mode
     # refuse (nothing changed yet), or untie: the built layers hold the modules, so the new weight is theirs
     resolve_ties(model, paths, config.tied, config.adapter_name)
-    exact = "|".join(re.escape(p) for p in paths)          # exactly these paths (a list would also match suffixes)
-    return apply_adapter(model, lambda path, module: built[path], targets=exact, prefix=config.prefix,
-                         types=config.candidate_types(), freeze_others=freeze_others)
-
-
-class AdaptedLayer(nn.Module):
-    """Base of every adapted layer: ``base_layer`` + ``merged`` flag + ``merge``/``unmerge``/``effective_weight``."""
-
-    prefix: ClassVar[str] = ""
-
-    fan_in_fan_out: ClassVar[bool] = False     # True when the base stores W[in, out] (transformers' Conv1D)
-
-    def __init__(self, base_layer: nn.Module, path: str = ""):
-        super().__init__()
-        self.base_layer = base_layer
-        self.path = path
-        self.merged = False
-
-    # ---- subclasses implement ---------------------------------------------------------------------------------
-    def adapted_forward(self, x, *args, **kwargs):
-        raise NotImplementedError
-
-    def _merged_weight(self, w: torch.Tensor) -> torch.Tensor:
-        """W → W' (the weight the adapted layer computes with); differentiable in the adapter parameters."""
-        raise NotImplementedError
-
-    def _unmerged_weight(self, w: torch.Tensor) -> torch.Tensor:
-        """W' → W, the inverse of ``_merged_weight`` (called under no_grad in float64)."""
-        raise NotImplementedError
-
-    # ---- shared -----------------------------------------------------------------------------------------------
-    def forward(self, x, *args, **kwargs):
-        if self.merged:
-            return self.base_layer(x, *args, **kwargs)
-        return self.adapted_forward(x, *args, **kwargs)
-
-    def adapter_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters(recurse=False) if n.startswith(self.prefix)]
-
-    def base_weight(self) -> torch.Tensor:
-        return self.base_layer.weight
-
-    def effective_weight(self) -> torch.Tensor:
-        """The weight the layer computes with, in the base layer's layout (``[in, out]`` for Conv1D)."""
-        w = self.base_weight()
-        return w if self.merged else self._merged_weight(w)
-
-    @property
-    def in_features(self) -> int:
-        w = self.base_layer.weight
-        return w.shape[0] if self.fan_in_fan_out else w.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        w = self.base_layer.weight
-        return w.shape[1] if self.fan_in_fan_out else w.shape[0]
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the adapter into ``base_layer.weight`` (no-op when already merged)."""
-        if not self.merged:
-            self._store(self._merged_weight(self.base_weight().double()))
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Undo ``merge()`` (no-op when not merged)."""
-        if self.merged:
-            self._store(self._unmerged_weight(self.base_weight().double()))
-            self.merged = False
-
-    def _store(self, w: torch.Tensor) -> None:
-        if not torch.isfinite(w).all():
-            raise ValueError(f"merging the adapter of {self.path!r} produced non-finite weights")
-        target = self.base_weight()
-        target.copy_(w.to(target.dtype))
-
-    def extra_repr(self) -> str:
-        return f"path={self.path!r}, merged={self.merged}"
+    return swap_in(model, built, config.prefix, freeze_others)
 
 
 @dataclass
