@@ -44,7 +44,7 @@ DEFAULTS = {"name": None, "seed": 0, "steps": 1000, "grad_accum": 1, "device": "
             "probes": "default",
             "checkpoint": {"every": None, "keep": 3}}
 METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.kan_train",
-                  "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory")
+                  "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory", "orthoscope.zoo.omnigrok")
 
 
 from .validate import ConfigError  # noqa: E402,F401  (defined at the bottom layer: schedules raise it too)
@@ -62,8 +62,9 @@ def method_classes() -> dict[str, type]:
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if cls.__module__.startswith("orthoscope.") and not cls.__name__.startswith("_") \
-                and cls.__name__ not in ("Method", "AdapterMethod"):
+        # Only the listed modules count, so the registry never depends on what else happens to be imported.
+        if any(cls.__module__ == m or cls.__module__.startswith(m + ".") for m in METHOD_MODULES) \
+                and not cls.__name__.startswith("_") and cls.__name__ not in ("Method", "AdapterMethod"):
             found[cls.__name__] = cls
     return dict(sorted(found.items()))
 

@@ -28,6 +28,7 @@ from . import distributed as _dist
 from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, require, rng_state, set_rng_state,
                          unflatten_optimizer_state, write_atomic)
 from .history import History
+from .keys import key
 from .losses import resolve_loss
 from .methods import AdamW, Method
 from .run_checks import check_model_fits_task, check_override, check_run_arguments
@@ -305,7 +306,7 @@ class Run:
         for group in self.optimizer.param_groups:
             group.update(hyperparameters)
         self.overrides.update(hyperparameters)
-        self.history.log(self.step_count, {f"override/{k}": float(v) for k, v in hyperparameters.items()})
+        self.history.log(self.step_count, {key("override", k): float(v) for k, v in hyperparameters.items()})
         return self
 
     def load(self, path, override: dict | None = None) -> "Run":

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom first. A module belongs to the first layer with a matching prefix (a package name covers its submodules).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("orthoscope.validate", "orthoscope.version", "orthoscope.checkpoint", "orthoscope.run_state",
+    ("foundations", ("orthoscope.validate", "orthoscope.version", "orthoscope.keys", "orthoscope.checkpoint", "orthoscope.run_state",
                      "orthoscope.history", "orthoscope.rundir", "orthoscope.targets", "orthoscope.ortho")),
     ("kernel seam", ("orthoscope.kernels",)),
     ("losses and methods", ("orthoscope.losses", "orthoscope.methods")),
@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "orthoscope.adapters", "orthoscope.schedules")),
     ("the training loop", ("orthoscope.run", "orthoscope.run_checks", "orthoscope.distributed",
                            "orthoscope.distributed_matrices", "orthoscope.distributed_checkpoint")),
-    ("recipes", ("orthoscope.config", "orthoscope.specs", "orthoscope.config_run", "orthoscope.train",
+    ("recipes", ("orthoscope.config", "orthoscope.specs", "orthoscope.config_run", "orthoscope.method_settings", "orthoscope.train",
                  "orthoscope.llm", "orthoscope.kan_train", "orthoscope.arena", "orthoscope.scaling",
                  "orthoscope.zoo", "orthoscope.course")),
     ("views", ("orthoscope.viz", "orthoscope.report")),

@@ -85,3 +85,27 @@ def test_methods_check_arguments_without_building_a_model(monkeypatch):
         optim_methods.FOCUS(betas=(0.9, 1.5))
     with pytest.raises(ValueError, match="granularity must be one of"):
         optim_methods.Hyperball(granularity="rows")
+
+
+def test_docs_methods_md_is_generated_from_the_declarations():
+    from pathlib import Path
+
+    from orthoscope.method_settings import markdown, settings
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+    assert docs.read_text() == markdown(), "regenerate: python -m orthoscope methods --markdown > docs/methods.md"
+    muon = {name: default for name, default, _ in settings(optim_methods.Muon)}
+    assert muon["lr"] == inspect.signature(MuonOptimizer.__init__).parameters["lr"].default
+
+
+def test_the_method_registry_does_not_depend_on_what_was_imported():
+    import subprocess
+    import sys
+
+    script = ("import importlib, pkgutil, warnings; warnings.simplefilter('ignore'); import orthoscope; "
+              "from orthoscope import config; before = sorted(config.method_classes()); "
+              "[importlib.import_module(m.name) for m in pkgutil.walk_packages(orthoscope.__path__, 'orthoscope.') "
+              "if '.triton' not in m.name and not m.name.endswith('__main__')]; "
+              "print(before == sorted(config.method_classes()))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().endswith("True"), out.stdout[-500:] + out.stderr[-2000:]
