@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import nn
 
+from .validate import check_number
+
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:
     """``value`` must be a finite number > 0 (≥ 0 with ``allow_zero``); a string or bool is refused by type."""
-    from .validate import check_number
-
     check_number(name, value, low=0, low_open=not allow_zero)
 
 
@@ -31,8 +31,6 @@ def check_grad_clip(grad_clip) -> None:
 
 def check_betas(betas) -> None:
     """Adam's (β1, β2): two numbers in [0, 1)."""
-    from .validate import check_number
-
     if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
         raise TypeError(f"betas must be two numbers (β1, β2) in [0, 1), got {betas!r:.60}")
     for i, b in enumerate(betas):
@@ -143,8 +141,6 @@ class SGD(Method):
     nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
 
     def __post_init__(self):
-        from .validate import check_number
-
         check_grad_clip(self.grad_clip)
         check_positive("lr", self.lr, allow_zero=True)
         check_number("momentum", self.momentum, low=0, high=1)
