@@ -133,8 +133,8 @@ class LBFGS(Method):
 
         return PykanLBFGS(trainable(model), tolerance_ys=1e-32, **kwargs)
 
-    def interventions(self):
-        return super().interventions() + list(self.interventions_)
+    def interventions(self, model=None):
+        return super().interventions(model) + list(self.interventions_)
 
     def config(self) -> dict:
         cfg = super().config()
@@ -155,8 +155,8 @@ class Adam(Method):
     def make_optimizer(self, model):
         return torch.optim.Adam(trainable(model), lr=self.lr)
 
-    def interventions(self):
-        return super().interventions() + list(self.interventions_)
+    def interventions(self, model=None):
+        return super().interventions(model) + list(self.interventions_)
 
     def config(self) -> dict:
         cfg = super().config()

@@ -4,7 +4,7 @@ A method bundles three things:
 
 * ``attach(model)`` — a reparametrization (an adapter such as POET or OFT), or nothing;
 * ``make_optimizer(model)`` — the ``torch.optim.Optimizer`` over the parameters that train;
-* ``interventions()`` — actions between steps that may mutate the model (POET's merge-then-reinitialize,
+* ``interventions(model)`` — actions between steps that may mutate the model (POET's merge-then-reinitialize,
   KAN grid updates, gradient clipping).
 
 So a comparison is just a list of methods: ``[AdamW(lr=1e-3), SGD(lr=0.1), POET(block=32), ...]``.
@@ -94,7 +94,9 @@ class Method:
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         raise NotImplementedError
 
-    def interventions(self) -> list[Intervention]:
+    def interventions(self, model: nn.Module | None = None) -> list[Intervention]:
+        """The interventions of one run of this method on ``model`` (the model ``attach`` returned). A method keeps
+        no per-run state: whatever an intervention needs from the run comes from ``model``."""
         return [ClipGradNorm(self.grad_clip)] if self.grad_clip else []
 
     def config(self) -> dict:

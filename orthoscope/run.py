@@ -73,7 +73,7 @@ class Run:
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:
             self.dist.adopt(self.optimizer)            # full-matrix optimizers split their work across ranks
-        self.interventions = list(self.method.interventions())
+        self.interventions = list(self.method.interventions(self.model))
         self.loss_fn = resolve_loss(loss if loss is not None else getattr(task, "default_loss", "cross_entropy"))
         self.probes = list(default_probes() if probes is None else probes)
         self.seed = int(seed)

@@ -29,7 +29,7 @@ from torch import nn
 
 from .. import kernels
 from ..ortho import butterfly_permutation, cayley, invert_permutation, n_packed, skew_from_packed
-from .oft import adapter_dtype, check_rotation_config, divisors
+from .oft import adapter_dtype, check_rotation_config, config_blocks, divisors
 from .hf import Conv1DLayout
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
@@ -73,10 +73,11 @@ class BOFTLinear(AdaptedLayer):
     @staticmethod
     def _resolve(d: int, config, path: str) -> tuple[int, int]:
         m = config.factors
-        b = config.block if config.block is not None else (d // config.n_blocks if d % config.n_blocks == 0 else 0)
+        block, n_blocks = config_blocks(config)
+        b = block if block is not None else (d // n_blocks if d % n_blocks == 0 else 0)
         valid = valid_boft_blocks(d, m)
         if b not in valid:
-            given = f"block={config.block}" if config.block is not None else f"n_blocks={config.n_blocks}"
+            given = f"block={block}" if block is not None else f"n_blocks={n_blocks}"
             raise ValueError(f"BOFT {given} with factors={m} does not fit in_features = {d} of layer {path!r}: "
                              f"need b·2^(m−1) to divide {d}{' and b even' if m > 1 else ''}; valid block sizes: "
                              f"{valid} (valid n_blocks: {[d // v for v in valid]})")
@@ -161,6 +162,8 @@ class BOFTConfig(AdapterConfig):
     """BOFT on Linear and Conv1D (transformers) modules: m butterfly factors of block-diagonal rotations and a
     trainable output scale."""
 
+    default_block: ClassVar[int] = 4             # peft's default; used when neither block nor n_blocks is given
+
     block: int | None = field(default=None, metadata={
         "help": "block size b of every factor; give this or n_blocks; default 4 (peft's default)"})
     n_blocks: int | None = field(default=None, metadata={"help": "blocks per factor r = in_features / b"})
@@ -179,7 +182,7 @@ class BOFTConfig(AdapterConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_rotation_config(self, default_block=4)
+        check_rotation_config(self)
         if isinstance(self.factors, bool) or not isinstance(self.factors, int) or self.factors < 1:
             raise ValueError(f"factors must be an integer ≥ 1, got {self.factors!r}")
         if self.dense not in (None, True, False):

@@ -46,7 +46,7 @@ from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapt
 
 __all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv1D", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks",
            "divisors",
-           "check_rotation_config", "adapter_dtype"]
+           "check_rotation_config", "config_blocks", "adapter_dtype"]
 
 CAYLEY_CHOICES = ("exact", "neumann")
 
@@ -59,6 +59,13 @@ def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
 
 def divisors(d: int) -> list[int]:
     return [k for k in range(1, d + 1) if d % k == 0]
+
+
+def config_blocks(config) -> tuple[int | None, int | None]:
+    """``(block, n_blocks)`` a config asks for: as given, or the class's ``default_block`` when neither is."""
+    if config.block is None and config.n_blocks is None:
+        return config.default_block, None
+    return config.block, config.n_blocks
 
 
 def resolve_blocks(d: int, block: int | None, n_blocks: int | None, path: str, what: str) -> tuple[int, int]:
@@ -74,7 +81,7 @@ class RotationMixin:
     """The rotation part shared by OFT and QOFT layers: packed skew blocks → ``R[r, b, b]``."""
 
     def _init_rotation(self, config, d: int, what: str) -> None:
-        self.block, self.n_blocks = resolve_blocks(d, config.block, config.n_blocks, self.path, what)
+        self.block, self.n_blocks = resolve_blocks(d, *config_blocks(config), self.path, what)
         self.cayley, self.neumann_terms = config.cayley, config.neumann_terms
         self.coft, self.eps, self.block_share = config.coft, config.eps, config.block_share
         ref = self.base_weight()
@@ -194,12 +201,11 @@ class OFTConv2d(RotationMixin, AdaptedLayer):
         return self._rotate_rows(w.reshape(w.shape[0], -1), transpose=True, inverse=True).reshape(w.shape)
 
 
-def check_rotation_config(config, default_block: int = 32) -> None:
-    """Validation shared by OFT-style configs (block XOR n_blocks, Cayley choice, number of Neumann terms)."""
+def check_rotation_config(config) -> None:
+    """Validation shared by OFT-style configs (block XOR n_blocks, Cayley choice, number of Neumann terms). It only
+    reads the config: a block size left unset stays unset (``config_blocks`` supplies the class's default)."""
     if config.block is not None and config.n_blocks is not None:
         raise ValueError(f"give block or n_blocks, not both (got block={config.block!r}, n_blocks={config.n_blocks!r})")
-    if config.block is None and config.n_blocks is None:
-        config.block = default_block
     for name in ("block", "n_blocks"):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -215,6 +221,8 @@ def check_rotation_config(config, default_block: int = 32) -> None:
 @dataclass
 class OFTConfig(AdapterConfig):
     """OFT on Linear, Conv1D (transformers), Conv2d and Embedding modules (input-side block-diagonal rotation)."""
+
+    default_block: ClassVar[int] = 32            # used when neither block nor n_blocks is given (config_blocks)
 
     block: int | None = field(default=None, metadata={
         "help": "block size b (must divide the rotated size of every target); give this or n_blocks; default 32"})

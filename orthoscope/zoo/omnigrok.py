@@ -66,8 +66,8 @@ class ConstrainedAdamW(AdamW):
 
     norm: float = field(default=1.0, metadata={"help": "the global parameter norm to hold"})
 
-    def interventions(self):
-        return [*super().interventions(), ConstrainedNorm(self.norm)]
+    def interventions(self, model=None):
+        return [*super().interventions(model), ConstrainedNorm(self.norm)]
 
 
 # ---- models and runs ------------------------------------------------------------------------------------------
