@@ -297,6 +297,15 @@ PEFT_CASES = {
     "oft-neumann-llama": ("llama", OFTConfig(block=8, cayley="neumann", targets=["k_proj", "o_proj"])),
     "boft-llama": ("llama", BOFTConfig(block=4, factors=1, targets=["q_proj", "v_proj", "up_proj"])),
     "boft-2-factors-llama": ("llama", BOFTConfig(block=4, factors=2, targets=["q_proj", "down_proj"])),
+    # the other two families of the contract table, one row per adapter
+    "lora-opt": ("opt", LoRAConfig(rank=2, targets=["q_proj", "fc1"])),
+    "sora-bert": ("bert", SoRAConfig(rank=3, targets=["query", "value", "dense"])),
+    "oft-opt": ("opt", OFTConfig(block=8, targets=["k_proj", "fc2"])),
+    "oft-bert": ("bert", OFTConfig(block=8, cayley="neumann", targets=["query", "key"])),
+    "boft-opt": ("opt", BOFTConfig(block=4, factors=2, targets=["v_proj", "out_proj"])),
+    "boft-bert": ("bert", BOFTConfig(block=8, targets=["value", "intermediate.dense"])),
+    "lora-bert": ("bert", LoRAConfig(rank=2, targets=["query", "value"])),
+    "sora-opt": ("opt", SoRAConfig(rank=3, targets=["q_proj", "v_proj"])),
 }
 
 
