@@ -246,11 +246,20 @@ def test_bad_targets_and_blocks_name_the_module_and_the_choices(config, pattern)
     assert not list(adapter_layers(model))
 
 
-def test_default_targets_warn_about_layers_they_cannot_adapt():
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
-    with pytest.warns(UserWarning, match=r"'0' \(Conv2d\)"):
-        attach(cnn, BOFTConfig(block=4))
-    assert [p for p, _ in adapter_layers(cnn)] == ["2"]
+def test_default_targets_warn_about_layers_they_leave_out():
+    def cnn():
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+
+    model = cnn()
+    with pytest.warns(UserWarning, match=r"'0' \(Conv2d\) are of a type boft has no layer for"):
+        attach(model, BOFTConfig(block=4))
+    assert [p for p, _ in adapter_layers(model)] == ["2"]
+    with pytest.warns(UserWarning, match=r"'0' \(Conv2d\) are of a type lora supports but does not adapt by default"):
+        attach(cnn(), LoRAConfig(rank=2))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                   # excluded on purpose: nothing to say
+        attach(cnn(), LoRAConfig(rank=2, exclude=["0"]))
 
 
 # ---- dtype moves (BOFTLinear._apply used to shadow nn.Module._apply) ----------------------------------------------
