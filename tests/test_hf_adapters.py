@@ -151,9 +151,21 @@ def test_conv1d_effective_weight_is_what_the_layer_computes(adapter):
         assert w.shape == (96, 32)
         bias = layer.base_layer.bias
         torch.testing.assert_close(layer(x), x @ w.T + bias, atol=5e-6, rtol=0)
+    assert layer.effective_weight().shape == (32, 96)              # the Conv1D layout, what merge writes
     shapes = dict((p, tuple(m.shape)) for p, m in weight_matrices(model, modules=["c_attn", "c_fc"]))
     assert shapes == {"transformer.h.0.attn.c_attn": (96, 32), "transformer.h.1.attn.c_attn": (96, 32),
                       "transformer.h.0.mlp.c_fc": (128, 32), "transformer.h.1.mlp.c_fc": (128, 32)}
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_plain_copy_of_an_adapted_gpt2_loads_into_gpt2(adapter):
+    from orthoscope.arena import plain_copy
+
+    base = build("gpt2")
+    tuned = attach(copy.deepcopy(base), ADAPTERS[adapter](targets=["c_attn", "c_fc"]))
+    train_steps(tuned)
+    with torch.no_grad():
+        torch.testing.assert_close(out(plain_copy(base, tuned)), out(tuned), atol=1e-5, rtol=0)
 
 
 # ---- tied weights -------------------------------------------------------------------------------------------------
