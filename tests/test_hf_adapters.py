@@ -312,6 +312,9 @@ def out_and_input_grad(model):
 PEFT_CASES = {
     "lora-gpt2": ("gpt2", LoRAConfig(rank=2, alpha=4.0, targets=["c_attn", "c_proj", "c_fc"])),
     "sora-gpt2": ("gpt2", SoRAConfig(rank=4, targets=["c_attn", "c_fc"])),
+    # peft has no OFT/BOFT for Conv1D (refused below); GPT-2's one Linear is its head, tied: untied here
+    "oft-gpt2-head": ("gpt2", OFTConfig(block=8, targets=["lm_head"], tied="untie")),
+    "boft-gpt2-head": ("gpt2", BOFTConfig(block=4, factors=2, targets=["lm_head"], tied="untie")),
     "lora-llama": ("llama", LoRAConfig(rank=2, rslora=True, targets=["q_proj", "v_proj", "down_proj"])),
     "sora-llama": ("llama", SoRAConfig(rank=4, targets=["q_proj", "up_proj"])),
     "oft-llama": ("llama", OFTConfig(block=8, targets=["q_proj", "v_proj", "gate_proj"])),
@@ -352,7 +355,7 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     torch.testing.assert_close(y_peft, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_peft, grad, atol=1e-5, rtol=0)
     theirs.save_pretrained(str(tmp_path / "theirs"))
-    back = load_peft(copy.deepcopy(base), tmp_path / "theirs").eval()
+    back = load_peft(copy.deepcopy(base), tmp_path / "theirs", tied=config.tied).eval()
     y_back, grad_back = out_and_input_grad(back)
     torch.testing.assert_close(y_back, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_back, grad, atol=1e-5, rtol=0)
