@@ -151,9 +151,21 @@ def test_conv1d_effective_weight_is_what_the_layer_computes(adapter):
         assert w.shape == (96, 32)
         bias = layer.base_layer.bias
         torch.testing.assert_close(layer(x), x @ w.T + bias, atol=5e-6, rtol=0)
+    assert layer.effective_weight().shape == (32, 96)              # the Conv1D layout, what merge writes
     shapes = dict((p, tuple(m.shape)) for p, m in weight_matrices(model, modules=["c_attn", "c_fc"]))
     assert shapes == {"transformer.h.0.attn.c_attn": (96, 32), "transformer.h.1.attn.c_attn": (96, 32),
                       "transformer.h.0.mlp.c_fc": (128, 32), "transformer.h.1.mlp.c_fc": (128, 32)}
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_plain_copy_of_an_adapted_gpt2_loads_into_gpt2(adapter):
+    from orthoscope.arena import plain_copy
+
+    base = build("gpt2")
+    tuned = attach(copy.deepcopy(base), ADAPTERS[adapter](targets=["c_attn", "c_fc"]))
+    train_steps(tuned)
+    with torch.no_grad():
+        torch.testing.assert_close(out(plain_copy(base, tuned)), out(tuned), atol=1e-5, rtol=0)
 
 
 # ---- tied weights -------------------------------------------------------------------------------------------------
@@ -246,11 +258,20 @@ def test_bad_targets_and_blocks_name_the_module_and_the_choices(config, pattern)
     assert not list(adapter_layers(model))
 
 
-def test_default_targets_warn_about_layers_they_cannot_adapt():
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
-    with pytest.warns(UserWarning, match=r"'0' \(Conv2d\)"):
-        attach(cnn, BOFTConfig(block=4))
-    assert [p for p, _ in adapter_layers(cnn)] == ["2"]
+def test_default_targets_warn_about_layers_they_leave_out():
+    def cnn():
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+
+    model = cnn()
+    with pytest.warns(UserWarning, match=r"'0' \(Conv2d\) are of a type boft has no layer for"):
+        attach(model, BOFTConfig(block=4))
+    assert [p for p, _ in adapter_layers(model)] == ["2"]
+    with pytest.warns(UserWarning, match=r"'0' \(Conv2d\) are of a type lora supports but does not adapt by default"):
+        attach(cnn(), LoRAConfig(rank=2))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                   # excluded on purpose: nothing to say
+        attach(cnn(), LoRAConfig(rank=2, exclude=["0"]))
 
 
 # ---- dtype moves (BOFTLinear._apply used to shadow nn.Module._apply) ----------------------------------------------
@@ -291,12 +312,24 @@ def out_and_input_grad(model):
 PEFT_CASES = {
     "lora-gpt2": ("gpt2", LoRAConfig(rank=2, alpha=4.0, targets=["c_attn", "c_proj", "c_fc"])),
     "sora-gpt2": ("gpt2", SoRAConfig(rank=4, targets=["c_attn", "c_fc"])),
+    # peft has no OFT/BOFT for Conv1D (refused below); GPT-2's one Linear is its head, tied: untied here
+    "oft-gpt2-head": ("gpt2", OFTConfig(block=8, targets=["lm_head"], tied="untie")),
+    "boft-gpt2-head": ("gpt2", BOFTConfig(block=4, factors=2, targets=["lm_head"], tied="untie")),
     "lora-llama": ("llama", LoRAConfig(rank=2, rslora=True, targets=["q_proj", "v_proj", "down_proj"])),
     "sora-llama": ("llama", SoRAConfig(rank=4, targets=["q_proj", "up_proj"])),
     "oft-llama": ("llama", OFTConfig(block=8, targets=["q_proj", "v_proj", "gate_proj"])),
     "oft-neumann-llama": ("llama", OFTConfig(block=8, cayley="neumann", targets=["k_proj", "o_proj"])),
     "boft-llama": ("llama", BOFTConfig(block=4, factors=1, targets=["q_proj", "v_proj", "up_proj"])),
     "boft-2-factors-llama": ("llama", BOFTConfig(block=4, factors=2, targets=["q_proj", "down_proj"])),
+    # the other two families of the contract table, one row per adapter
+    "lora-opt": ("opt", LoRAConfig(rank=2, targets=["q_proj", "fc1"])),
+    "sora-bert": ("bert", SoRAConfig(rank=3, targets=["query", "value", "dense"])),
+    "oft-opt": ("opt", OFTConfig(block=8, targets=["k_proj", "fc2"])),
+    "oft-bert": ("bert", OFTConfig(block=8, cayley="neumann", targets=["query", "key"])),
+    "boft-opt": ("opt", BOFTConfig(block=4, factors=2, targets=["v_proj", "out_proj"])),
+    "boft-bert": ("bert", BOFTConfig(block=8, targets=["value", "intermediate.dense"])),
+    "lora-bert": ("bert", LoRAConfig(rank=2, targets=["query", "value"])),
+    "sora-opt": ("opt", SoRAConfig(rank=3, targets=["q_proj", "v_proj"])),
 }
 
 
@@ -322,7 +355,7 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     torch.testing.assert_close(y_peft, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_peft, grad, atol=1e-5, rtol=0)
     theirs.save_pretrained(str(tmp_path / "theirs"))
-    back = load_peft(copy.deepcopy(base), tmp_path / "theirs").eval()
+    back = load_peft(copy.deepcopy(base), tmp_path / "theirs", tied=config.tied).eval()
     y_back, grad_back = out_and_input_grad(back)
     torch.testing.assert_close(y_back, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_back, grad, atol=1e-5, rtol=0)

@@ -67,6 +67,7 @@ def shared_weights(model: nn.Module) -> dict[str, list[str]]:
     holders: dict[tuple, list[str]] = {}
     for path, module in model.named_modules(remove_duplicate=False):
         w = getattr(module, "weight", None)
+        w = w.to_local() if hasattr(w, "to_local") else w          # a DTensor: its local shard's storage
         if path and isinstance(w, torch.Tensor) and w.device.type != "meta":
             holders.setdefault(_storage_key(w), []).append(path)
     shared = {}
@@ -104,8 +105,8 @@ def resolve_ties(model: nn.Module, paths: list[str], tied: str, adapter: str) ->
 
 
 # ---- what default targets leave out -------------------------------------------------------------------------------
-def skipped_compute(model: nn.Module, types: tuple[type, ...], exclude_match) -> list[tuple[str, str]]:
-    """``[(path, type name)]`` of leaf modules with a weight matrix (≥ 2-D, not an embedding) that are not of
+def skipped_compute(model: nn.Module, types: tuple[type, ...], exclude_match) -> list[tuple[str, nn.Module]]:
+    """``[(path, module)]`` of leaf modules with a weight matrix (≥ 2-D, not an embedding) that are not of
     ``types`` and not excluded: the compute that default targets leave unadapted. Modules inside adapted layers are
     not counted (they are adapted)."""
     adapted = [p for p, m in model.named_modules() if p and hasattr(m, "base_layer") and hasattr(m, "merged")]
@@ -118,17 +119,32 @@ def skipped_compute(model: nn.Module, types: tuple[type, ...], exclude_match) ->
         w = getattr(module, "weight", None)
         if isinstance(w, torch.Tensor) and w.dim() >= 2 and not any(True for _ in module.children()):
             if not exclude_match(path):
-                out.append((path, type(module).__name__))
+                out.append((path, module))
     return out
 
 
-def warn_skipped(adapter: str, skipped: list[tuple[str, str]], supported: list[str]) -> None:
-    if skipped:
-        shown = ", ".join(f"{p!r} ({t})" for p, t in skipped[:12]) + (f", … ({len(skipped) - 12} more)"
-                                                                       if len(skipped) > 12 else "")
-        warnings.warn(f"{adapter} with targets=None adapts {supported} modules only; these layers carry compute but "
-                      f"are left unadapted because {adapter} has no layer for their type: {shown}. Name them in "
-                      "targets to get an error per layer, or add them to exclude to silence this", stacklevel=3)
+def _shown(items: list[tuple[str, nn.Module]]) -> str:
+    text = ", ".join(f"{p!r} ({type(m).__name__})" for p, m in items[:12])
+    return text + (f", … ({len(items) - 12} more)" if len(items) > 12 else "")
+
+
+def warn_skipped(adapter: str, skipped: list[tuple[str, nn.Module]], defaults: tuple[type, ...],
+                 supported: tuple[type, ...]) -> None:
+    """Warn that ``targets=None`` (which takes the ``defaults`` types) leaves these weight layers unadapted, and why:
+    a type the adapter supports but does not take by default, or one it has no layer for."""
+    if not skipped:
+        return
+    optional = [(p, m) for p, m in skipped if isinstance(m, supported)]
+    missing = [(p, m) for p, m in skipped if not isinstance(m, supported)]
+    why = []
+    if optional:
+        why.append(f"{_shown(optional)} are of a type {adapter} supports but does not adapt by default (name them "
+                   "in targets to adapt them)")
+    if missing:
+        why.append(f"{_shown(missing)} are of a type {adapter} has no layer for")
+    warnings.warn(f"{adapter} with targets=None adapts {[t.__name__ for t in defaults]} modules only; these layers "
+                  f"carry compute and stay unadapted: {'; '.join(why)}. Add them to exclude to silence this",
+                  stacklevel=3)
 
 
 def unsupported_target_message(model: nn.Module, targets, adapter: str, types: tuple[type, ...]) -> str | None:
@@ -146,7 +162,7 @@ def unsupported_target_message(model: nn.Module, targets, adapter: str, types: t
     for entry in entries:
         rule = entry if isinstance(targets, str) else [entry]
         hit = [(p, m) for p, m in modules if path_matches(p, rule)]
-        if hit and not any(isinstance(m, types) for _, m in hit):
+        if hit and not any(isinstance(m, types) for _, m in hit):       # (a Conv1D under POET, a LayerNorm …)
             kinds = sorted({type(m).__name__ for _, m in hit})
             problems.append(f"{entry!r} matches {len(hit)} module(s) of type {kinds} (e.g. {hit[0][0]!r})")
     if not problems:

@@ -485,10 +485,11 @@ class POET(Method):
             excluded = lambda p: bool(self.exclude) and path_matches(p, self.exclude)  # noqa: E731
             skipped = skipped_compute(model, (nn.Linear,), excluded)
         if not paths:
-            other = f"; its weight layers are {[f'{p} ({t})' for p, t in skipped[:8]]}" if skipped else ""
+            layers = [f"{p} ({type(m).__name__})" for p, m in skipped[:8]]
+            other = f"; its weight layers are {layers}" if skipped else ""
             raise ValueError(f"POET: targets={self.targets!r} (exclude={self.exclude!r}) matched no nn.Linear in "
                              f"{type(model).__name__}{other}. POET adapts nn.Linear only")
-        warn_skipped("POET", skipped, ["Linear"])
+        warn_skipped("POET", skipped, (nn.Linear,), (nn.Linear,))
         problems = self._unfit(model, paths)
         if problems and not self.skip_indivisible:
             raise ValueError(f"POET cannot adapt {len(problems)} layer(s): " + "; ".join(problems.values()) +

@@ -37,7 +37,7 @@ from .quant import SUPPORTED_BITS, QuantizedTensor, dequantize_groupwise, quanti
 from .hf import is_conv1d
 from .registry import AdaptedLayer, AdapterMethod, register_adapter
 
-__all__ = ["QuantLinear", "QOFTLinear", "QOFTConfig", "QOFT"]
+__all__ = ["QuantLinear", "QOFTLinear", "QOFTConv1D", "QOFTConfig", "QOFT"]
 
 
 class _QuantMatmul(torch.autograd.Function):
@@ -122,6 +122,14 @@ class QOFTLinear(RotationMixin, AdaptedLayer):
     def base_weight(self) -> torch.Tensor:
         return self.base_layer.dequantized_weight()
 
+    @property
+    def in_features(self) -> int:
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base_layer.out_features
+
     def adapted_forward(self, x):
         return self.base_layer(kernels.block_rotate(x, self.rotation().to(x.dtype)))
 
@@ -159,6 +167,17 @@ class QOFTLinear(RotationMixin, AdaptedLayer):
         self.merged = False
 
 
+class QOFTConv1D(QOFTLinear):
+    """QOFT on ``transformers``' Conv1D: quantized as ``[out, in]`` like any QOFT base, but ``effective_weight()`` is
+    given in the replaced Conv1D's layout ``[in, out]`` (as every Conv1D adapter's), so a plain copy of the finetuned
+    model (``arena.plain_copy``) loads into the original architecture."""
+
+    fan_in_fan_out = True
+
+    def effective_weight(self) -> torch.Tensor:
+        return super().effective_weight().T
+
+
 @register_adapter
 @dataclass
 class QOFTConfig(OFTConfig):
@@ -171,7 +190,7 @@ class QOFTConfig(OFTConfig):
     adapter_name: ClassVar[str] = "qoft"
     prefix: ClassVar[str] = "qoft_"
     layers: ClassVar[dict] = {nn.Linear: QOFTLinear}
-    conv1d_layer: ClassVar[type] = QOFTLinear     # the quantized base is Linear-layout whatever it came from
+    conv1d_layer: ClassVar[type] = QOFTConv1D
 
     def __post_init__(self):
         super().__post_init__()

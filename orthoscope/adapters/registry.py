@@ -26,7 +26,8 @@ from torch import nn
 from ..methods import Method, check_positive, trainable
 from ..targets import Rules, path_matches
 from .core import AdaptedLayer, matched_modules, swap_in  # noqa: F401  (AdaptedLayer: re-exported)
-from .hf import TIED_CHOICES, conv1d_type, resolve_ties, skipped_compute, unsupported_target_message, warn_skipped
+from .hf import (TIED_CHOICES, conv1d_type, resolve_ties, skipped_compute, unsupported_target_message,
+                 warn_skipped)
 
 ADAPTERS: dict[str, type] = {}
 
@@ -120,7 +121,7 @@ def list_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
     paths = matched_modules(model, config.targets, config.exclude, types=types)
     if config.targets is None:
         excluded = (lambda p: path_matches(p, config.exclude)) if config.exclude else (lambda p: False)
-        warn_skipped(config.adapter_name, skipped_compute(model, types, excluded), [t.__name__ for t in types])
+        warn_skipped(config.adapter_name, skipped_compute(model, types, excluded), types, config.supported_types())
     return paths
 
 
