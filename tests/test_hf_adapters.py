@@ -415,3 +415,35 @@ def test_import_refuses_dora_and_tied_targets(tmp_path):
         load_peft(build("gpt2"), tmp_path / "wte")
     untied = load_peft(build("gpt2"), tmp_path / "wte", tied="untie")
     assert untied.lm_head.weight is not untied.transformer.wte.base_layer.weight
+
+
+@pytest.mark.parametrize("config_cls", [LoRAConfig, SoRAConfig])
+def test_lora_conv2d_and_embedding_round_trip_through_peft(config_cls, tmp_path):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.conv = nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=1)
+            self.head = nn.Linear(8 + 4 * 3 * 3, 5)
+
+        def forward(self, batch):
+            ids, img = batch
+            return self.head(torch.cat([self.emb(ids).mean(1), self.conv(img).flatten(1)], 1))
+
+    torch.manual_seed(0)
+    base = Net().eval()
+    ours = attach(copy.deepcopy(base), config_cls(rank=3, alpha=6.0, targets=["emb", "conv", "head"]))
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for p in ours.parameters():
+            if p.requires_grad:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+    batch = (torch.randint(0, 10, (4, 3), generator=g), torch.randn(4, 2, 6, 6, generator=g))
+    with torch.no_grad():
+        expected = ours(batch)
+        save_peft(ours, tmp_path / "ours")
+        theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "ours")).eval()
+        torch.testing.assert_close(theirs(batch), expected, atol=1e-5, rtol=0)
+        theirs.save_pretrained(str(tmp_path / "theirs"))
+        back = load_peft(copy.deepcopy(base), tmp_path / "theirs").eval()
+        torch.testing.assert_close(back(batch), expected, atol=1e-5, rtol=0)
