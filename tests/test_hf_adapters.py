@@ -207,6 +207,25 @@ def test_untie_keeps_the_other_module(kind, adapter):
     assert torch.equal(model.get_submodule(embed).weight, embedding)   # the input embedding never moved
 
 
+def test_ties_survive_save_and_load_as_the_user_chose(tmp_path):
+    from orthoscope.adapters import shared_weights
+
+    tied = build("gpt2")
+    tied.save_pretrained(str(tmp_path / "tied"))
+    loaded = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "tied"))
+    assert shared_weights(loaded) == {"transformer.wte": ["lm_head"], "lm_head": ["transformer.wte"]}
+    llama = build("llama")                                    # untied, loaded from one memory-mapped file:
+    llama.save_pretrained(str(tmp_path / "llama"))            # views into one storage are not ties
+    assert shared_weights(transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "llama"))) == {}
+    model = attach(build("gpt2"), LoRAConfig(rank=2, targets=["lm_head"], tied="untie"))
+    train_steps(model)
+    remove_adapters(model, merge=True)
+    model.tie_weights()                                       # config.tie_word_embeddings is False: stays untied
+    model.save_pretrained(str(tmp_path / "untied"))
+    back = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "untied"))
+    assert shared_weights(back) == {} and torch.equal(back.lm_head.weight, model.lm_head.weight)
+
+
 def test_bad_tied_value_names_the_choices():
     with pytest.raises(ValueError, match="refuse.*untie"):
         OFTConfig(block=8, tied="share")
