@@ -380,6 +380,21 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     torch.testing.assert_close(grad_back, grad, atol=1e-5, rtol=0)
 
 
+def test_sora_on_conv1d_prunes_to_an_equal_lora():
+    from orthoscope.adapters.lora import LoRAConv1D
+    from orthoscope.adapters.sora import prune
+
+    model = attach(build("gpt2"), SoRAConfig(rank=4, targets=["c_attn", "c_fc"]))
+    train_steps(model)
+    with torch.no_grad():
+        model.get_submodule("transformer.h.0.attn.c_attn").sora_gate[:2].zero_()
+        before = out(model)
+        assert prune(model)["transformer.h.0.attn.c_attn"] == 2
+        layer = model.get_submodule("transformer.h.0.attn.c_attn")
+        assert type(layer) is LoRAConv1D and layer.gate is None and layer.lora_A.shape == (2, 32)
+        torch.testing.assert_close(out(model), before, atol=1e-6, rtol=0)
+
+
 def test_sora_exports_per_layer_ranks_as_a_rank_pattern():
     model = attach(build("gpt2"), SoRAConfig(rank=4, targets=["c_attn"]))
     with torch.no_grad():
