@@ -360,11 +360,12 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     kind, config = PEFT_CASES[case]
     base = build(kind)
     ours = attach(copy.deepcopy(base), config)
+    train_steps(ours)                                                      # trained here …
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for _, layer in adapter_layers(ours):
-            for p in layer.adapter_parameters():
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
+            for p in layer.adapter_parameters():                           # … and moved further, so every
+                p.add_(0.1 * torch.randn(p.shape, generator=g))            # parameter is far from its init
             if getattr(layer, "gate", None) is not None:
                 layer.gate[0] = 0.0                                        # a pruned rank: exported as rank r−1
     y, grad = out_and_input_grad(ours)
