@@ -207,6 +207,25 @@ def test_untie_keeps_the_other_module(kind, adapter):
     assert torch.equal(model.get_submodule(embed).weight, embedding)   # the input embedding never moved
 
 
+def test_ties_survive_save_and_load_as_the_user_chose(tmp_path):
+    from orthoscope.adapters import shared_weights
+
+    tied = build("gpt2")
+    tied.save_pretrained(str(tmp_path / "tied"))
+    loaded = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "tied"))
+    assert shared_weights(loaded) == {"transformer.wte": ["lm_head"], "lm_head": ["transformer.wte"]}
+    llama = build("llama")                                    # untied, loaded from one memory-mapped file:
+    llama.save_pretrained(str(tmp_path / "llama"))            # views into one storage are not ties
+    assert shared_weights(transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "llama"))) == {}
+    model = attach(build("gpt2"), LoRAConfig(rank=2, targets=["lm_head"], tied="untie"))
+    train_steps(model)
+    remove_adapters(model, merge=True)
+    model.tie_weights()                                       # config.tie_word_embeddings is False: stays untied
+    model.save_pretrained(str(tmp_path / "untied"))
+    back = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "untied"))
+    assert shared_weights(back) == {} and torch.equal(back.lm_head.weight, model.lm_head.weight)
+
+
 def test_bad_tied_value_names_the_choices():
     with pytest.raises(ValueError, match="refuse.*untie"):
         OFTConfig(block=8, tied="share")
@@ -341,11 +360,12 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     kind, config = PEFT_CASES[case]
     base = build(kind)
     ours = attach(copy.deepcopy(base), config)
+    train_steps(ours)                                                      # trained here …
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for _, layer in adapter_layers(ours):
-            for p in layer.adapter_parameters():
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
+            for p in layer.adapter_parameters():                           # … and moved further, so every
+                p.add_(0.1 * torch.randn(p.shape, generator=g))            # parameter is far from its init
             if getattr(layer, "gate", None) is not None:
                 layer.gate[0] = 0.0                                        # a pruned rank: exported as rank r−1
     y, grad = out_and_input_grad(ours)
@@ -359,6 +379,21 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     y_back, grad_back = out_and_input_grad(back)
     torch.testing.assert_close(y_back, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_back, grad, atol=1e-5, rtol=0)
+
+
+def test_sora_on_conv1d_prunes_to_an_equal_lora():
+    from orthoscope.adapters.lora import LoRAConv1D
+    from orthoscope.adapters.sora import prune
+
+    model = attach(build("gpt2"), SoRAConfig(rank=4, targets=["c_attn", "c_fc"]))
+    train_steps(model)
+    with torch.no_grad():
+        model.get_submodule("transformer.h.0.attn.c_attn").sora_gate[:2].zero_()
+        before = out(model)
+        assert prune(model)["transformer.h.0.attn.c_attn"] == 2
+        layer = model.get_submodule("transformer.h.0.attn.c_attn")
+        assert type(layer) is LoRAConv1D and layer.gate is None and layer.lora_A.shape == (2, 32)
+        torch.testing.assert_close(out(model), before, atol=1e-6, rtol=0)
 
 
 def test_sora_exports_per_layer_ranks_as_a_rank_pattern():
@@ -415,3 +450,35 @@ def test_import_refuses_dora_and_tied_targets(tmp_path):
         load_peft(build("gpt2"), tmp_path / "wte")
     untied = load_peft(build("gpt2"), tmp_path / "wte", tied="untie")
     assert untied.lm_head.weight is not untied.transformer.wte.base_layer.weight
+
+
+@pytest.mark.parametrize("config_cls", [LoRAConfig, SoRAConfig])
+def test_lora_conv2d_and_embedding_round_trip_through_peft(config_cls, tmp_path):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.conv = nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=1)
+            self.head = nn.Linear(8 + 4 * 3 * 3, 5)
+
+        def forward(self, batch):
+            ids, img = batch
+            return self.head(torch.cat([self.emb(ids).mean(1), self.conv(img).flatten(1)], 1))
+
+    torch.manual_seed(0)
+    base = Net().eval()
+    ours = attach(copy.deepcopy(base), config_cls(rank=3, alpha=6.0, targets=["emb", "conv", "head"]))
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for p in ours.parameters():
+            if p.requires_grad:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+    batch = (torch.randint(0, 10, (4, 3), generator=g), torch.randn(4, 2, 6, 6, generator=g))
+    with torch.no_grad():
+        expected = ours(batch)
+        save_peft(ours, tmp_path / "ours")
+        theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "ours")).eval()
+        torch.testing.assert_close(theirs(batch), expected, atol=1e-5, rtol=0)
+        theirs.save_pretrained(str(tmp_path / "theirs"))
+        back = load_peft(copy.deepcopy(base), tmp_path / "theirs").eval()
+        torch.testing.assert_close(back(batch), expected, atol=1e-5, rtol=0)

@@ -1,7 +1,7 @@
 """What attaching adapters to Hugging Face ``transformers`` models needs: GPT-2's ``Conv1D``, tied weights, and honest
 default targets.
 
-**Conv1D.** ``transformers.pytorch_utils.Conv1D`` (GPT-2, GPT-J's ancestors, DistilGPT-2 …) is a linear layer that
+**Conv1D.** ``transformers.pytorch_utils.Conv1D`` (GPT-2, DistilGPT-2, …) is a linear layer that
 stores its weight transposed, ``W[in, out]``, and computes ``y = x W + b`` (peft calls this ``fan_in_fan_out``).
 Adapted layers for it subclass the ``nn.Linear`` ones: the forward is the same map of ``x``, and the weight maps are
 the Linear ones conjugated by a transpose (``Conv1DLayout``), so the effective weight stays in the base layer's layout
@@ -11,15 +11,16 @@ holds one has imported ``transformers`` already, and ``import orthoscope`` never
 
 **Tied weights.** ``GPT2LMHeadModel`` and ``OPTForCausalLM`` share one tensor between the input embedding and the
 output head. Adapting one side is fine until a merge writes the shared tensor: then the other module changes too
-(0.28 max-abs on a tiny OPT). ``shared_weights`` finds every module whose weight storage another module also holds;
+(issue 13 measured 0.28 max-abs on a tiny OPT). ``shared_weights`` finds every module whose weight storage another module also holds;
 ``resolve_ties`` refuses such a target naming both modules and the options, or with ``tied="untie"`` gives the target
 its own copy of the weight first (and sets ``config.tie_word_embeddings = False`` on a ``transformers`` model so a
 later ``tie_weights()`` or save/load keeps them apart).
 
 **Default targets.** With ``targets=None`` an adapter takes every module of its default types (``nn.Linear`` and
-``Conv1D``). ``skipped_compute`` lists the leaf modules holding a weight matrix that the default still leaves out
-because the adapter has no layer for their type (a Conv2d under BOFT, say); ``attach`` warns with their paths.
-Embeddings are not counted: peft does not adapt them by default either.
+``Conv1D``). ``skipped_compute`` lists the leaf modules holding a weight matrix that the default leaves out, and
+``attach`` warns with their paths and the reason: a type the adapter supports but does not take by default (a Conv2d
+under LoRA), or one it has no layer for (a Conv2d under BOFT). Embeddings are not counted: peft does not adapt them
+by default either.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 __all__ = ["conv1d_type", "is_conv1d", "out_in_weight", "shared_weights", "resolve_ties", "TIED_CHOICES",
-           "skipped_compute", "unsupported_target_message"]
+           "skipped_compute", "warn_skipped", "unsupported_target_message", "Conv1DLayout"]
 
 TIED_CHOICES = ("refuse", "untie")
 
@@ -58,7 +59,9 @@ def out_in_weight(module: nn.Module) -> torch.Tensor:
 
 # ---- tied weights -------------------------------------------------------------------------------------------------
 def _storage_key(t: torch.Tensor) -> tuple:
-    return (t.device.type, t.untyped_storage().data_ptr())
+    # The tensor's own first element, shape and strides, not its storage: weights loaded from one memory-mapped file
+    # can be views into a single storage at different offsets, and those are not tied.
+    return (t.device.type, t.data_ptr(), tuple(t.shape), t.stride())
 
 
 def shared_weights(model: nn.Module) -> dict[str, list[str]]:

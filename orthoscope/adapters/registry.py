@@ -52,7 +52,7 @@ class AdapterConfig:
 
     targets: Rules = field(default=None, metadata={
         "help": "modules to adapt: a regex string (full match on the module path) or a list of names (exact path "
-                "or '.name' suffix); None adapts every nn.Linear"})
+                "or '.name' suffix); None adapts every nn.Linear and transformers Conv1D"})
     exclude: Rules = field(default=None, metadata={
         "help": "modules never to adapt (same rules as targets; wins over targets), e.g. ['lm_head']"})
     tied: str = field(default="refuse", metadata={
@@ -65,6 +65,7 @@ class AdapterConfig:
     conv1d_layer: ClassVar[type | None] = None     # the layer for transformers' Conv1D (looked up lazily, hf.py)
 
     def __post_init__(self):
+        # subclasses with their own __post_init__ call this one first (super().__post_init__())
         if self.tied not in TIED_CHOICES:
             raise ValueError(f"tied must be one of {TIED_CHOICES}, got {self.tied!r}")
 
