@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from ..ortho import packed_from_skew, skew_from_packed
+from ..targets import exactly
 from .boft import BOFTConfig, BOFTConv1D, BOFTLinear
-from .peft_format import PREFIX, check_shape, exact_paths, load_base_weights, refuse_merged, split_keys
+from .peft_common import PREFIX, check_shape, load_base_weights, refuse_merged, split_keys
 from .registry import attach
 
 __all__ = ["boft_to_peft", "boft_from_peft"]
@@ -56,7 +57,7 @@ def boft_to_peft(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
             tensors[f"{PREFIX}{path}.boft_s"] = layer.s.detach()[:, None].contiguous().cpu()
     config = {
         "peft_type": "BOFT", "boft_block_size": block, "boft_block_num": 0, "boft_n_butterfly_factor": factors,
-        "target_modules": exact_paths(p for p, _ in layers), "boft_dropout": 0.0, "fan_in_fan_out": False,
+        "target_modules": exactly(p for p, _ in layers), "boft_dropout": 0.0, "fan_in_fan_out": False,
         "bias": "none", "init_weights": True, "exclude_modules": None, "layers_to_transform": None,
         "layers_pattern": None, "modules_to_save": None, "task_type": None, "base_model_name_or_path": None,
         "inference_mode": True, "revision": None,
@@ -87,7 +88,7 @@ def boft_from_peft(model: nn.Module, tensors: dict[str, torch.Tensor], config: d
         warnings.warn(f"this peft BOFT adapter says boft_n_butterfly_factor={declared} but holds {factors} factor(s): "
                       "peft without its CUDA extension builds one factor only. Loading the tensors as saved (what "
                       "peft computed)", stacklevel=3)
-    attach(model, BOFTConfig(block=block, factors=factors, cayley="exact", targets=exact_paths(found), tied=tied))
+    attach(model, BOFTConfig(block=block, factors=factors, cayley="exact", targets=exactly(found), tied=tied))
     load_base_weights(model, bases, found, "BOFT")
     with torch.no_grad():
         for path, named in found.items():

@@ -28,26 +28,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..targets import exactly
 from .oft import OFTConfig, OFTConv1D, OFTConv2d, OFTEmbedding, OFTLinear
+from .peft_common import PREFIX, load_base_weights, refuse_merged, split_keys
 from .registry import attach
 
 __all__ = ["to_peft", "from_peft", "save_peft", "load_peft", "oft_to_peft", "oft_from_peft", "save_oft_peft",
            "load_oft_peft", "PEFT_TYPES"]
 
-PREFIX = "base_model.model."
 PEFT_TYPES = ("OFT", "LORA", "BOFT")
-
-
-def exact_paths(paths) -> str:
-    """A regex string that full-matches exactly these module paths (peft's ``target_modules`` as a string)."""
-    return "|".join(re.escape(p) for p in paths)
-
-
-def refuse_merged(layers, what: str) -> None:
-    merged = [p for p, m in layers if m.merged]
-    if merged:
-        raise ValueError(f"cannot export merged {what} layers {merged}: their update is inside the base weight "
-                         "already; call unmerge_all(model) first")
 
 
 def peft_family(layer: nn.Module) -> str:
@@ -108,44 +97,6 @@ def from_peft(model: nn.Module, tensors: dict[str, torch.Tensor], config: dict, 
     raise ValueError(f"peft_type={kind!r} is not supported here; supported: {PEFT_TYPES}")
 
 
-def split_keys(tensors: dict[str, torch.Tensor], names: tuple[str, ...], kind: str) -> tuple[dict, dict]:
-    """``({path: {name: tensor}}, {path: base weight})`` from peft keys ``base_model.model.<path>.<name>``.
-
-    ``names`` are the tensor names after the module path (``"lora_A.weight"``, ``"boft_R"`` …). peft also saves the
-    full weights of targeted embeddings (``save_embedding_layers``) as ``<path>.base_layer.weight``: base weights."""
-    alternatives = "|".join(re.escape(n) for n in (*names, "base_layer.weight"))
-    pattern = re.compile(re.escape(PREFIX) + rf"(.+)\.({alternatives})")
-    found, bases = {}, {}
-    for key, value in tensors.items():
-        match = pattern.fullmatch(key)
-        if match is None:
-            raise ValueError(f"unexpected tensor {key!r} in a peft {kind} adapter; expected "
-                             f"{PREFIX}<module path>.<one of {list(names)}>")
-        if match.group(2) == "base_layer.weight":
-            bases[match.group(1)] = value
-        else:
-            found.setdefault(match.group(1), {})[match.group(2)] = value
-    return found, bases
-
-
-@torch.no_grad()
-def load_base_weights(model: nn.Module, bases: dict, adapted: dict, kind: str) -> None:
-    for path, value in bases.items():
-        if path not in adapted:
-            raise ValueError(f"peft adapter holds a base weight for {path!r} but no {kind} tensors for it")
-        weight = model.get_submodule(path).base_layer.weight
-        if weight.shape != value.shape:
-            raise ValueError(f"peft base weight for {path!r} has shape {tuple(value.shape)}, the model's is "
-                             f"{tuple(weight.shape)}")
-        weight.copy_(value.to(weight.dtype))
-
-
-def check_shape(path: str, name: str, value: torch.Tensor, expected) -> None:
-    if tuple(value.shape) != tuple(expected):
-        raise ValueError(f"peft tensor {name!r} of {path!r} has shape {tuple(value.shape)}, the layer expects "
-                         f"{tuple(expected)}")
-
-
 def _oft_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = [(p, m) for p, m in model.named_modules() if type(m) in (OFTLinear, OFTEmbedding, OFTConv2d, OFTConv1D)]
     if not found:
@@ -178,7 +129,7 @@ def oft_to_peft(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
         tensors[f"{PREFIX}{path}.{name}.weight"] = (sign * layer.q.detach()).contiguous().cpu()
     config = {
         "peft_type": "OFT", "r": 0, "oft_block_size": block,
-        "target_modules": exact_paths(p for p, _ in layers),             # a regex string: exactly these paths
+        "target_modules": exactly(p for p, _ in layers),             # a regex string: exactly these paths
         "use_cayley_neumann": kind == "neumann", "num_cayley_neumann_terms": (k + 2) if k is not None else 5,
         "coft": coft, "eps": eps, "block_share": shared, "module_dropout": 0.0, "init_weights": True,
         "bias": "none", "fan_in_fan_out": False, "exclude_modules": None, "layers_to_transform": None,
@@ -218,7 +169,7 @@ def oft_from_peft(model: nn.Module, tensors: dict[str, torch.Tensor], config: di
     ours = OFTConfig(block=block, n_blocks=None if block else n_blocks, cayley="neumann" if neumann else "exact",
                      neumann_terms=_neumann_k(config) if neumann else 3, coft=bool(config.get("coft", False)),
                      eps=float(config.get("eps", 6e-5)), block_share=bool(config.get("block_share", False)),
-                     targets=exact_paths(found), tied=tied)
+                     targets=exactly(found), tied=tied)
     attach(model, ours)
     sign = 1.0 if neumann else -1.0
     load_base_weights(model, bases, found, "OFT")

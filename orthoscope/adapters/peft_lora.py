@@ -23,8 +23,9 @@ import re
 import torch
 from torch import nn
 
+from ..targets import exactly
 from .lora import LoRAConfig, _LowRank
-from .peft_format import (PREFIX, check_shape, exact_paths, load_base_weights, refuse_merged, split_keys)
+from .peft_common import PREFIX, check_shape, load_base_weights, refuse_merged, split_keys
 from .registry import attach
 
 __all__ = ["lora_to_peft", "lora_from_peft"]
@@ -75,7 +76,7 @@ def lora_to_peft(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
     first = next(iter(ranks))
     r, alpha = ranks[first], alphas[first]
     config = {
-        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": exact_paths(ranks),
+        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": exactly(ranks),
         "rank_pattern": {re.escape(p): k for p, k in ranks.items() if k != r},
         "alpha_pattern": {re.escape(p): a for p, a in alphas.items() if a != alpha},
         "lora_dropout": dropouts.pop(), "use_rslora": False, "use_dora": False, "lora_bias": False,
@@ -116,7 +117,7 @@ def lora_from_peft(model: nn.Module, tensors: dict[str, torch.Tensor], config: d
         groups.setdefault((rank, scale * rank), []).append(path)
     dropout = float(config.get("lora_dropout", 0.0))
     for (rank, alpha), paths in groups.items():       # one attach per (rank, scale): LoRA configs are per attach
-        attach(model, LoRAConfig(rank=rank, alpha=alpha, dropout=dropout, targets=exact_paths(paths), tied=tied))
+        attach(model, LoRAConfig(rank=rank, alpha=alpha, dropout=dropout, targets=exactly(paths), tied=tied))
     load_base_weights(model, bases, found, "LoRA")
     with torch.no_grad():
         for path, named in found.items():
