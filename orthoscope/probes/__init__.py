@@ -3,6 +3,7 @@ from .base import Probe, weight_matrices
 from .geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
 from .harmonic import CenterGeometry, DistanceMargin
 from .kan import EdgeCurves, EdgeImportance, FitError
+from .lr import LearningRate
 from .orthogonal import OrthogonalityError, RotationCosine, SpectrumDrift
 from .spectrum import Energy, Spectrum, WeightNorm
 from .training import Evaluate, GradNorm
@@ -17,7 +18,8 @@ def default_probes(every: int = 20) -> list[Probe]:
     return [Evaluate(every), Spectrum(every), WeightNorm(every), Energy(every, s=(1,)), GradNorm(every)]
 
 
-__all__ = ["Probe", "Evaluate", "GradNorm", "Spectrum", "WeightNorm", "Energy", "default_probes", "weight_matrices",
+__all__ = ["Probe", "Evaluate", "GradNorm", "LearningRate", "Spectrum", "WeightNorm", "Energy", "default_probes",
+           "weight_matrices",
            "WeightGeometry", "ActivationGeometry", "CapabilityDrift",
            "OrthogonalityError", "RotationCosine", "SpectrumDrift",
            "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError"]
