@@ -1,5 +1,6 @@
 """Read-only observers of a run (DESIGN §3). See ``base.Probe``; pure math lives in ``metrics``."""
 from .base import Probe, weight_matrices
+from .esd import ESD, PowerLawFit, alpha_over_time, esd_eigenvalues, fit_power_law
 from .geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
 from .harmonic import CenterGeometry, DistanceMargin
 from .kan import EdgeCurves, EdgeImportance, FitError
@@ -22,4 +23,5 @@ __all__ = ["Probe", "Evaluate", "GradNorm", "LearningRate", "Spectrum", "WeightN
            "weight_matrices",
            "WeightGeometry", "ActivationGeometry", "CapabilityDrift",
            "OrthogonalityError", "RotationCosine", "SpectrumDrift",
-           "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError"]
+           "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError",
+           "ESD", "PowerLawFit", "fit_power_law", "esd_eigenvalues", "alpha_over_time"]
