@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .dashboard_text import drop_hidden, hover, status_html
-from .layout import RC, build_figure, figure_legend
+from .layout import HEATMAPS_PER_ROW, RC, build_figure, figure_legend
 from .plots import (_scalar_keys, metric_title, metric_ylabel, nearest_step, plot_loss_accuracy, plot_metric,
                     plot_spectrum_at, plot_spectrum_heatmap, smooth_ema, spectrum_limits)
 
@@ -123,6 +123,7 @@ class Dashboard:
         width_px: the figure's width in pixels (its height follows from the number of panel rows).
         figsize, dpi: matplotlib's; ``figsize`` overrides ``width_px``.
         export_dir: where *export PNG* writes.
+        esd: draw the empirical-spectral-density panels (``viz.esd``: the ESD at the viewed step, α over time).
 
     Attributes for code and tests: ``runs``, ``names``, ``fig``, ``axes`` (by panel name), ``play``, ``step_button``,
     ``live_button``, ``slider``, ``layer``, ``fixed_axes``, ``smooth``, ``run_boxes``, ``export_button``, ``status``,
@@ -132,7 +133,7 @@ class Dashboard:
 
     def __init__(self, run_or_runs, every: int = 10, metrics=("sv_entropy", "he_s1"), *, layer: str | None = None,
                  interval_ms: int = 300, live_every_s: float | None = 1.0, width_px: int = 840, figsize=None,
-                 dpi: int = 80, export_dir="."):
+                 dpi: int = 80, export_dir=".", esd: bool = True):
         if not isinstance(every, int) or isinstance(every, bool) or every <= 0:
             raise ValueError(f"every must be a positive integer (steps per tick), got {every!r}")
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -144,7 +145,7 @@ class Dashboard:
             raise ValueError(f"width_px must be an integer ≥ 300 (pixels), got {width_px!r}")
         self.runs = _as_run_list(run_or_runs)
         self.names = _unique_names(self.runs)
-        self.every, self.metrics, self.live_every_s = every, metrics, live_every_s
+        self.every, self.metrics, self.live_every_s, self.esd = every, metrics, live_every_s, bool(esd)
         self.interval_s = interval_ms / 1000
         self.export_dir, self.exported = Path(export_dir), None
         self._check_metrics()
@@ -166,7 +167,7 @@ class Dashboard:
                 raise ValueError(f"metrics {bad} are not recorded by these runs; recorded scalar metrics: {recorded}")
 
     def _make_figure(self, figsize, dpi) -> None:
-        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi)
+        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, esd=self.esd)
         if self.interactive:
             # The canvas is built directly rather than through pyplot, so the figure is not registered with pyplot:
             # a later plt.close("all") in the notebook cannot blank the dashboard, and it never shows twice.
@@ -391,6 +392,9 @@ class Dashboard:
         panels += [((f"metric:{m}",), lambda axs, m=m: plot_metric(axs[0], pairs, m, modules=[layer], smooth=smooth,
                                                                    legend=False)) for m in self.metrics]
         panels += [(("signals",), lambda axs: self._signals(axs[0], pairs, smooth))]
+        if self.esd:
+            panels += [(("esd",), lambda axs: self._esd(axs[0], pairs, layer, at)),
+                       (("alpha",), lambda axs: self._alpha(axs[0], pairs, layer))]
         with matplotlib.rc_context(RC):
             self._mesh = None
             for names, draw in panels:
@@ -410,6 +414,7 @@ class Dashboard:
                         raise ValueError("no singular values recorded (add a Spectrum probe to the runs)")
                     draw(axs)
                     for ax in axs:
+                        _no_minor_ticks(ax)
                         drop_hidden(ax, hidden)
                         if names[0] != "spectrum":
                             ax.axvline(at, color="0.35", lw=0.8, ls=":", label="_viewed step")
@@ -444,8 +449,25 @@ class Dashboard:
         lo, hi = spectrum_limits(self._visible_pairs(), layer, margin=1.0)
         (self._mesh,) = plot_spectrum_heatmap(ax, history, layer, vmin=math.log10(lo), vmax=math.log10(hi))
         ax.set_title(f"log10 σ of {layer}" + (f" — {name}" if len(self.runs) > 1 else ""))
-        if i:
+        if i % HEATMAPS_PER_ROW:               # same index axis as the heat-map to its left
             ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+
+    def _esd(self, ax, pairs, layer, at) -> None:
+        """WeightWatcher's view of the layer at the viewed step: the log-log density of λ = σ² (grey: step 0; dashed:
+        the fitted power-law tail). Its axes are fixed over the whole history by ``plot_esd`` itself."""
+        from .esd import plot_esd
+
+        plot_esd(ax, pairs, layer, at, reference_step=0)
+        ax.get_legend().remove()             # the figure legend names the runs; α is the next panel
+        ax.set_title(f"ESD (λ = σ²) of {layer} at step {at}, fit dashed")
+
+    def _alpha(self, ax, pairs, layer) -> None:
+        from .esd import plot_alpha
+
+        plot_alpha(ax, pairs, layer)
+        ax.get_legend().remove()
+        ax.set_title(f"power-law exponent α of {layer}")
 
     def _colorbar(self) -> None:
         cax = self.axes["colorbar"]
@@ -550,3 +572,12 @@ class Dashboard:
         runs = ", ".join(f"{n}@{r.step_count}" for n, r in zip(self.names, self.runs))
         return (f"Dashboard([{runs}], every={self.every}, layer={self.layer.value!r}, viewing step "
                 f"{self.viewed_step}{' (live)' if self.following else ''}, interactive={self.interactive})")
+
+
+def _no_minor_ticks(ax) -> None:
+    """Log axes' minor ticks cost about a third of a redraw (matplotlib builds each tick's artists) and add little
+    on panels this small: the Dashboard keeps the major ones only."""
+    from matplotlib.ticker import NullLocator
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_locator(NullLocator())

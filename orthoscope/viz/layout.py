@@ -1,8 +1,9 @@
 """The Dashboard's figure: which panel goes where, at what size, and the one legend above them all.
 
 Rows of three panels: loss | accuracy | spectrum at the viewed step, then the log-spectrum heat-maps — one per run
-(small multiples, up to six in a row, one shared colorbar at the right end), then one panel per metric and the
-training-signals panel (gradient norm, learning rate). One or two runs' heat-maps flow with the curve panels instead
+(small multiples, up to six in a row, one shared colorbar at the right end), then one panel per metric, the
+training-signals panel (gradient norm, learning rate) and the ESD panels (``viz.esd``: the eigenvalue density at the
+viewed step, WeightWatcher's α over time). One or two runs' heat-maps flow with the curve panels instead
 of taking a row of their own. Each row is ``ROW_IN`` inches high, so a default Dashboard (one or two runs, two
 metrics) is 3 rows ≈ 550 px at 80 dpi and six runs with three metrics 4 rows ≈ 720 px: it fits a laptop window under
 its controls.
@@ -26,15 +27,17 @@ RC = {"font.size": 7.5, "axes.titlesize": 8.5, "axes.labelsize": 7.5, "xtick.lab
       "legend.fontsize": 7.5}
 
 
-def build_figure(names: list[str], metrics: list[str], figsize, dpi: int):
+def build_figure(names: list[str], metrics: list[str], figsize, dpi: int, esd: bool = True):
     """(Figure, {panel name: Axes}) for runs ``names`` and curve panels ``metrics``. ``figsize`` = (width, height);
     a height of None is computed from the number of rows. Panel names: ``loss``, ``acc``, ``spectrum``,
-    ``heatmap:<run>`` (and ``heatmap``, the first run's), ``metric:<m>``, ``signals``, ``colorbar``."""
+    ``heatmap:<run>`` (and ``heatmap``, the first run's), ``metric:<m>``, ``signals``, ``esd``, ``alpha``,
+    ``colorbar``."""
     import matplotlib
 
     n_runs = len(names)
     own_row = n_runs > 2       # one or two heat-maps flow with the curve panels; more get rows of their own
     flowing = ([] if own_row else [f"heatmap:{n}" for n in names]) + [f"metric:{m}" for m in metrics] + ["signals"]
+    flowing += ["esd", "alpha"] if esd else []
     heat_rows = math.ceil(n_runs / HEATMAPS_PER_ROW) if own_row else 0
     flow_rows = math.ceil(len(flowing) / 3)
     n_rows = 1 + heat_rows + flow_rows
