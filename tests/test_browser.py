@@ -142,6 +142,30 @@ def lab_page(root: Path, work: Path, tmp_path: Path, width: int = 1400, height: 
             ctx.close()
 
 
+# Every figure-like element in a notebook output, and the output column it sits in.
+FIGURE_WIDTHS = """() => Array.from(document.querySelectorAll(
+        '.jp-OutputArea-output canvas, .jp-OutputArea-output img, .jp-OutputArea-output .orthoscope-dashboard'))
+    .filter(el => el.getBoundingClientRect().width > 0)
+    .map(el => { const r = el.getBoundingClientRect(), col = el.closest('.jp-OutputArea-output').getBoundingClientRect();
+                 return {what: el.tagName + '.' + el.className, left: r.left, right: r.right, colLeft: col.left,
+                         colRight: col.right}; })"""
+
+# Run code in the notebook's kernel (queued behind widget messages like any request) and return what it printed.
+KERNEL_EVAL = """async (code) => {
+    const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = k.requestExecute({code: code, silent: false, store_history: false});
+    let text = '';
+    future.onIOPub = (msg) => {
+        if (msg.header.msg_type === 'stream') text += msg.content.text;
+        if (msg.header.msg_type === 'error') text += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+    };
+    await future.done;
+    return text.trim();
+}"""
+
+TOUR_STEPS, TOUR_EVERY = 500, 20            # the tour's smoke settings (STEPS, PROBE_EVERY)
+
+
 def test_tour_dashboard_renders_and_step_redraws(tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
@@ -152,8 +176,15 @@ def test_tour_dashboard_renders_and_step_redraws(tmp_path):
     shutil.copy(TOUR, root / TOUR.name)
     t0 = time.monotonic()
     with lab_page(root, work, tmp_path) as (page, url):
+        outside = []                         # every request the page makes that leaves 127.0.0.1
+        page.on("request", lambda r: outside.append(r.url) if not _local(r.url) else None)
         _drive_tour(page, url)
+        assert not outside, f"requests that left the machine during the tour: {outside}"
     print(f"browser test wall time: {time.monotonic() - t0:.1f} s")
+
+
+def _local(url: str) -> bool:
+    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:"))
 
 
 def _drive_tour(page, url):
@@ -166,9 +197,10 @@ def _drive_tour(page, url):
         page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
 
     dashboards = page.locator(".orthoscope-dashboard")
-    assert dashboards.count() == 2                               # the single run, then the weight-decay overlay
+    assert dashboards.count() == 2                               # the single run, then the weight-decay comparison
     dash = dashboards.first
-    for control in (".orthoscope-play button", "button.orthoscope-step", ".orthoscope-slider", ".orthoscope-layer"):
+    for control in (".orthoscope-play button", "button.orthoscope-step", "button.orthoscope-live", ".orthoscope-slider",
+                    ".orthoscope-layer", "button.orthoscope-export"):
         assert dash.locator(control).first.is_visible(), f"dashboard control {control!r} not rendered"
     options = dash.locator(".orthoscope-layer select option").all_inner_texts()
     assert "layers.0" in options, options
@@ -178,30 +210,87 @@ def _drive_tour(page, url):
                            timeout=30_000)
     before = canvas.evaluate(CANVAS_PIXELS)
     assert before["width"] > 200 and before["height"] > 200, before
-    status = dash.locator(".widget-html-content").first
+    _check_widths(page)
+    status = dash.locator(".orthoscope-status .widget-html-content").first
     status_before = status.inner_text()
-    assert "step 60" in status_before, status_before                # SMOKE trains 60 steps
+    assert f"step {TOUR_STEPS}" in status_before, status_before
+    half = TOUR_STEPS // 2                                          # cell 7 scrubbed back: the view says so
+    assert f"viewing step {half} of {TOUR_STEPS}" in status_before and f"at step {half}:" in status_before
 
     dash.locator("button.orthoscope-step").click()
     page.wait_for_function("([el, text]) => el.innerText !== text", arg=[status.element_handle(), status_before],
                            timeout=60_000)
-    assert "step 70" in status.inner_text()                         # every=10 more steps
+    stepped = TOUR_STEPS + TOUR_EVERY
+    assert f"step {stepped}" in status.inner_text()                 # every=PROBE_EVERY more steps
     page.wait_for_function(f"([c, h]) => ({CANVAS_PIXELS})(c).hash !== h",
                            arg=[canvas.element_handle(), before["hash"]], timeout=30_000)
     after = canvas.evaluate(CANVAS_PIXELS)
     assert after["ink"] > 0.02 * after["width"] * after["height"], after
 
-    # play trains on its own; pause stops it (at most the chunk in flight finishes) while the kernel stays free
+    _scrub_with_keys(page, dash, status, stepped)
+    _play_pause_and_compare(page, dash, status, dashboards.last)
+    shots = os.environ.get("ORTHOSCOPE_SCREENSHOT_DIR")
+    if shots:                                                       # docs/img: the Dashboard as a student sees it
+        dash.screenshot(path=str(Path(shots) / "dashboard-tour.png"))
+        dashboards.last.screenshot(path=str(Path(shots) / "dashboard-compare.png"))
+
+
+def _check_widths(page):
+    """Every canvas, image and Dashboard of every output fits inside its output column (no sideways scrolling)."""
+    figures = page.evaluate(FIGURE_WIDTHS)
+    assert len(figures) >= 4, figures
+    wide = [f for f in figures if f["right"] > f["colRight"] + 1 or f["left"] < f["colLeft"] - 1]
+    assert not wide, f"figures wider than their notebook column: {wide}"
+
+
+def _readout(dash) -> int:
+    return int(dash.locator(".orthoscope-slider .widget-readout").first.inner_text().strip())
+
+
+def _scrub_with_keys(page, dash, status, newest):
+    """Home/End on the slider reach the current range (End: the newest step, not the one at creation); the
+    spectrum's y-axis is the same at both ends (fixed axes) while the canvas redraws."""
+    handle = dash.locator(".orthoscope-slider .noUi-handle").first
+    ylim = "print(tuple(round(v, 12) for v in dash.axes['spectrum'].get_ylim()), dash.viewed_step)"
+    handle.focus()
+    page.keyboard.press("Home")
+    page.wait_for_function("(el) => el.innerText.trim() === '0'",
+                           arg=dash.locator(".orthoscope-slider .widget-readout").first.element_handle(), timeout=30_000)
+    at_home = page.evaluate(KERNEL_EVAL, ylim)
+    assert at_home.endswith(" 0"), at_home
+    handle.focus()
+    page.keyboard.press("End")
+    page.wait_for_function("([el, n]) => el.innerText.trim() === String(n)",
+                           arg=[dash.locator(".orthoscope-slider .widget-readout").first.element_handle(), newest],
+                           timeout=30_000)
+    at_end = page.evaluate(KERNEL_EVAL, ylim)
+    assert at_end.endswith(f" {newest}"), at_end
+    assert at_home.rsplit(" ", 1)[0] == at_end.rsplit(" ", 1)[0], (at_home, at_end)   # fixed spectrum axes
+    page.wait_for_function("(el) => el.innerText.includes('following live')", arg=status.element_handle(),
+                           timeout=30_000)
+
+
+def _play_pause_and_compare(page, dash, status, compare):
+    """Play trains on its own; pause stops it within the chunk in flight; the comparison Dashboard, which shares
+    the first run, then shows both runs at their common step and states the difference."""
+    start = _step(status.inner_text())
     play = dash.locator(".orthoscope-play button").first
     play.click()
     page.wait_for_function("([el, n]) => +(/step (\\d+)/.exec(el.innerText) || [0, 0])[1] >= n",
-                           arg=[status.element_handle(), 90], timeout=60_000)
+                           arg=[status.element_handle(), start + 3 * TOUR_EVERY], timeout=90_000)
+    at_pause = _step(status.inner_text())
     play.click()
     page.wait_for_timeout(1000)
     page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
     paused_at = _step(status.inner_text())
     page.wait_for_timeout(2500)
-    assert _step(status.inner_text()) == paused_at >= 90
+    assert _step(status.inner_text()) == paused_at
+    assert paused_at - at_pause <= TOUR_EVERY, f"pause let {paused_at - at_pause} steps run after the click"
+    compare_status = compare.locator(".orthoscope-status .widget-html-content").first
+    page.wait_for_function("([el, n]) => el.innerText.includes('wd=1: ' + n + ', wd=0: 500')",
+                           arg=[compare_status.element_handle(), paused_at], timeout=30_000)
+    labels = page.evaluate(KERNEL_EVAL, "print([l.get_label() for l in compare.axes['spectrum'].lines[:2]])")
+    assert labels == f"['wd=1 · step {TOUR_STEPS}', 'wd=0 · step {TOUR_STEPS}']", labels
 
 
 def _step(status_text: str) -> int:

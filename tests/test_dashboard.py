@@ -103,6 +103,24 @@ def test_runs_advance_together_and_a_run_trained_elsewhere_is_shown_at_the_commo
     pair.close()
 
 
+def test_a_burst_of_steps_elsewhere_ends_with_a_trailing_redraw(make_run):
+    import asyncio
+
+    run = _trained(make_run, 2)
+
+    async def scenario():
+        dash = _dash(run, live_every_s=2.0)
+        run.step()                                   # inside the throttle window: no redraw now …
+        run.step()
+        assert dash._last_draw < dash._step_time and dash._trailing is not None
+        await asyncio.sleep(3.0)                     # … but one once the window has passed
+        assert dash._last_draw > dash._step_time and dash._trailing is None
+        assert dash.slider.max == 4 and "step 4" in dash.status.value
+        dash.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
 # ---- controls --------------------------------------------------------------------------------------------------------
 def test_ticks_queued_during_a_chunk_are_dropped_so_pause_stops_after_one_chunk(make_run):
     run = make_run()

@@ -154,7 +154,7 @@ class Dashboard:
         self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
-        self._note = ""
+        self._note, self._trailing, self._step_time = "", None, 0.0
         self._unsubscribe = [r.on_step(self._on_run_step) for r in self.runs]
         self.redraw()
 
@@ -301,10 +301,21 @@ class Dashboard:
         self._chunk_end = time.perf_counter()
 
     def _on_run_step(self, run, record) -> None:
-        """``run.on_step`` callback: live redraws while the runs are trained elsewhere, throttled."""
+        """``run.on_step`` callback: live redraws while the runs are trained elsewhere, throttled to one per
+        ``live_every_s``. A step that falls inside the throttle window schedules a trailing redraw on the kernel's
+        asyncio loop, so the last steps of a burst (a few ``run.step()`` of another Dashboard) are shown too."""
+        self._step_time = time.perf_counter()
         if self._advancing or self.live_every_s is None:
             return
-        if time.perf_counter() - self._last_draw >= self.live_every_s:
+        wait = self.live_every_s - (time.perf_counter() - self._last_draw)
+        if wait <= 0:
+            self.redraw()
+        elif self._trailing is None:
+            self._trailing = _call_later(wait, self._trailing_redraw)
+
+    def _trailing_redraw(self) -> None:
+        self._trailing = None
+        if self._last_draw < self._step_time:     # a step landed after the last redraw
             self.redraw()
 
     def go_live(self) -> None:
@@ -512,7 +523,6 @@ class Dashboard:
         self.fig.set_layout_engine("constrained" if relayout else "none")
         if relayout and any(len(r.history) for r in self.runs):
             self._last_layout = now
-        self._last_draw = now
         if self.interactive:
             if self.canvas.syncing_data_url:
                 # No browser view has initialized this canvas yet (it is initialized once the creating cell ends;
@@ -525,6 +535,8 @@ class Dashboard:
             buf = io.BytesIO()
             self.fig.savefig(buf, format="png")
             self.canvas.value = buf.getvalue()
+        self._last_draw = time.perf_counter()    # the throttle counts from the end of a draw: a slow draw never
+                                                 # turns live redraws into back-to-back ones
 
     # ---- export ------------------------------------------------------------------------------------------------
     def export_png(self, path=None) -> Path:
@@ -561,6 +573,9 @@ class Dashboard:
     def close(self) -> None:
         """Stop playing, unsubscribe from the runs and close the widgets."""
         self.play.playing = False
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
@@ -572,6 +587,18 @@ class Dashboard:
         runs = ", ".join(f"{n}@{r.step_count}" for n, r in zip(self.names, self.runs))
         return (f"Dashboard([{runs}], every={self.every}, layer={self.layer.value!r}, viewing step "
                 f"{self.viewed_step}{' (live)' if self.following else ''}, interactive={self.interactive})")
+
+
+def _call_later(delay: float, callback):
+    """``callback`` after ``delay`` s on the running asyncio loop (a Jupyter kernel's); None where none runs (a
+    script, a test), where the next live step redraws instead."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+    return loop.call_later(delay, callback) if loop.is_running() else None
 
 
 def _no_minor_ticks(ax) -> None:
