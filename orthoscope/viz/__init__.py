@@ -10,7 +10,8 @@ from __future__ import annotations
 
 _PLOTS = ("plot_curves", "plot_loss_accuracy", "plot_metric", "plot_spectrum_heatmap", "plot_spectrum_lines",
           "plot_spectrum_at")
-_ANIMATE = ("spectrum_animation", "to_html", "save_gif", "animate_spectra")
+_ANIMATE = ("spectrum_animation", "comparison_animation", "to_html", "save_gif", "animate_spectra",
+            "export_animation", "export_png")
 _ESD = ("plot_esd", "plot_alpha")
 __all__ = [*_PLOTS, *_ANIMATE, *_ESD, "Dashboard"]
 
