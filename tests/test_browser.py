@@ -1,9 +1,15 @@
 """Real browser: JupyterLab on 127.0.0.1 + headless Debian Chromium driven by Playwright.
 
 Opens notebooks/00_tour.ipynb (a copy, in a temporary root), runs it cell by cell waiting for the kernel to be idle
-after each (an ipympl canvas drawn while later cells still run can stay blank), then checks the first Dashboard:
-its controls exist, its ipympl canvas has drawn pixels (read back with getImageData), pressing *step* trains the
-run and changes those pixels, and *play* trains on its own until *pause* stops it. Needs /usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
+after each (an ipympl canvas drawn while later cells still run can stay blank), then checks what only a browser
+shows (issue 19): no request leaves 127.0.0.1 during the whole tour; every canvas, image and Dashboard fits inside
+its notebook column; the first Dashboard's controls exist and its ipympl canvas has drawn pixels (read back with
+getImageData); its status line says it is viewing the step the tour scrubbed to; *step* trains and redraws; Home
+and End on the slider reach the current range, with the spectrum's y-limits (read from the kernel) the same at both
+ends; *play* trains on its own and *pause* stops it within the chunk in flight; the comparison Dashboard, which
+shares the first run, then states that the runs stand at different steps and shows both at their common step.
+With ORTHOSCOPE_SCREENSHOT_DIR set it also saves screenshots of both Dashboards there (docs/img). Needs
+/usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
 """
 import json
 import os
@@ -146,7 +152,8 @@ def lab_page(root: Path, work: Path, tmp_path: Path, width: int = 1400, height: 
 FIGURE_WIDTHS = """() => Array.from(document.querySelectorAll(
         '.jp-OutputArea-output canvas, .jp-OutputArea-output img, .jp-OutputArea-output .orthoscope-dashboard'))
     .filter(el => el.getBoundingClientRect().width > 0)
-    .map(el => { const r = el.getBoundingClientRect(), col = el.closest('.jp-OutputArea-output').getBoundingClientRect();
+    .map(el => { const r = el.getBoundingClientRect();
+                 const col = el.closest('.jp-OutputArea-output').getBoundingClientRect();
                  return {what: el.tagName + '.' + el.className, left: r.left, right: r.right, colLeft: col.left,
                          colRight: col.right}; })"""
 
@@ -254,20 +261,29 @@ def _scrub_with_keys(page, dash, status, newest):
     ylim = "print(tuple(round(v, 12) for v in dash.axes['spectrum'].get_ylim()), dash.viewed_step)"
     handle.focus()
     page.keyboard.press("Home")
-    page.wait_for_function("(el) => el.innerText.trim() === '0'",
-                           arg=dash.locator(".orthoscope-slider .widget-readout").first.element_handle(), timeout=30_000)
-    at_home = page.evaluate(KERNEL_EVAL, ylim)
-    assert at_home.endswith(" 0"), at_home
+    readout = dash.locator(".orthoscope-slider .widget-readout").first
+    page.wait_for_function("(el) => el.innerText.trim() === '0'", arg=readout.element_handle(), timeout=30_000)
+    at_home = _kernel_when(page, ylim, lambda out: out.endswith(" 0"))
     handle.focus()
     page.keyboard.press("End")
     page.wait_for_function("([el, n]) => el.innerText.trim() === String(n)",
                            arg=[dash.locator(".orthoscope-slider .widget-readout").first.element_handle(), newest],
-                           timeout=30_000)
-    at_end = page.evaluate(KERNEL_EVAL, ylim)
-    assert at_end.endswith(f" {newest}"), at_end
+                           timeout=30_000)     # the readout of the same slider (it is re-created as the range grows)
+    at_end = _kernel_when(page, ylim, lambda out: out.endswith(f" {newest}"))
     assert at_home.rsplit(" ", 1)[0] == at_end.rsplit(" ", 1)[0], (at_home, at_end)   # fixed spectrum axes
     page.wait_for_function("(el) => el.innerText.includes('following live')", arg=status.element_handle(),
                            timeout=30_000)
+
+
+def _kernel_when(page, code, ready, tries=40):
+    """What ``code`` prints in the kernel once ``ready(output)`` holds (the slider's new value reaches the kernel a
+    moment after the browser's readout shows it), polled every 0.5 s."""
+    for _ in range(tries):
+        out = page.evaluate(KERNEL_EVAL, code)
+        if ready(out):
+            return out
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the kernel never got there; last output: {out!r}")
 
 
 def _play_pause_and_compare(page, dash, status, compare):
@@ -286,9 +302,12 @@ def _play_pause_and_compare(page, dash, status, compare):
     page.wait_for_timeout(2500)
     assert _step(status.inner_text()) == paused_at
     assert paused_at - at_pause <= TOUR_EVERY, f"pause let {paused_at - at_pause} steps run after the click"
+    expected = f"different steps (wd=1: {paused_at}, wd=0: {TOUR_STEPS})"
+    said = _kernel_when(page, "print(compare.status.value)", lambda out: expected in out)
+    assert f"every panel marks step {TOUR_STEPS}" in said, said
     compare_status = compare.locator(".orthoscope-status .widget-html-content").first
-    page.wait_for_function("([el, n]) => el.innerText.includes('wd=1: ' + n + ', wd=0: 500')",
-                           arg=[compare_status.element_handle(), paused_at], timeout=30_000)
+    page.wait_for_function("([el, text]) => el.innerText.includes(text)", arg=[compare_status.element_handle(),
+                                                                              expected], timeout=30_000)
     labels = page.evaluate(KERNEL_EVAL, "print([l.get_label() for l in compare.axes['spectrum'].lines[:2]])")
     assert labels == f"['wd=1 · step {TOUR_STEPS}', 'wd=0 · step {TOUR_STEPS}']", labels
 

@@ -137,6 +137,18 @@ def test_ticks_queued_during_a_chunk_are_dropped_so_pause_stops_after_one_chunk(
     dash.close()
 
 
+def test_ticks_that_waited_in_the_kernels_queue_are_dropped_by_their_age(make_run, monkeypatch):
+    run = make_run()
+    dash = _dash(run, every=2, interval_ms=200)
+    ages = iter([0.01, 1.5, 0.02])         # sent 10 ms ago; waited 1.5 s behind something else; fresh again
+    monkeypatch.setattr(dashboard_module, "message_age", lambda: next(ages))
+    for value, steps in ((1, 2), (2, 2), (3, 4)):
+        dash._chunk_end = -math.inf                                           # long after the last chunk …
+        dash.play.value = value
+        assert run.step_count == steps                                        # … yet the old tick is dropped
+    dash.close()
+
+
 def test_slider_is_recreated_when_its_range_grows(make_run):
     run = make_run()
     dash = _dash(run, every=3)

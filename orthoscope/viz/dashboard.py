@@ -8,8 +8,9 @@ Controls (every one has a tooltip): *play* / *pause* / *stop* (an ``ipywidgets.P
 ``every`` steps per tick or press; the *step* slider scrubs the recorded history (Home/End reach its current ends);
 *live* returns the view to the newest step and keeps it there; the *layer* dropdown picks the ``sv/<module>`` shown;
 *fixed axes* keeps the spectrum's y-range fixed over the whole recorded history (so motion reads as motion, not as a
-rescaled axis; the heat-maps always share one colour scale); *smooth* is an EMA on the curves; one checkbox per run hides or shows
-it; *export PNG* writes the figure as shown. The status line says which step is viewed, whether the view follows
+rescaled axis; the heat-maps always share one colour scale); *smooth* is an EMA on the curves; one checkbox per run
+hides or shows it; *export PNG* writes the figure as shown, *export animation* an offline HTML player of the layer's
+spectrum. The status line says which step is viewed, whether the view follows
 training, each run's numbers at that step, and what the chosen layer is.
 
 Panels: loss and accuracy; the spectrum σ_i of the chosen layer at the viewed step with each run's step-0 spectrum in
@@ -27,9 +28,10 @@ How "play" stays pausable. A Python loop in a widget callback would hold the ker
 button's message could not be handled until training ended. Instead the *browser* drives training: the ``Play``
 widget's timer ticks in JavaScript every ``interval_ms`` and sends each new value to the kernel, whose handler trains
 one chunk and redraws, then returns. Ticks that the browser sent while a chunk was running queue up in front of the
-pause message; the handler drops every tick that arrives less than half an interval after the previous chunk ended
-(queued ticks arrive back to back, a fresh one only a full interval later), so after *pause* at most the chunk in
-flight finishes. No threads (torch and matplotlib are not thread-safe here), no asyncio loop tricks.
+pause message; the handler drops every tick that waited in that queue (its message was sent more than half an
+interval longer ago than the freshest tick's; without a kernel: it arrived within half an interval of the previous
+chunk's end), so after *pause* at most the chunk in flight finishes. No threads (torch and matplotlib are not
+thread-safe here), no asyncio loop tricks.
 
 Drawing. With ipympl active (``%matplotlib widget``) the figure is an interactive ipympl canvas; each redraw calls
 ``canvas.draw()``, which renders and pushes the image to the browser at once — so the dashboard also updates while
@@ -38,8 +40,9 @@ Without ipympl it falls back to a static PNG in an ``ipywidgets.Image`` that is 
 once.
 
 Width. The figure is ``width_px`` wide (default 840, inside a ~950 px JupyterLab column with room to spare); the
-control rows wrap; the canvas can be resized by dragging its corner (the kernel re-lays out the panels), and a CSS
-rule scales it down in a column narrower than the figure.
+control rows wrap; the ipympl canvas can be resized by dragging its lower-right corner (the kernel re-lays out the
+panels). The static fallback image scales down to a narrower column; an ipympl canvas cannot be scaled by CSS
+without breaking its mouse positions, so in a narrow column pass a smaller ``width_px`` (or drag the corner).
 """
 from __future__ import annotations
 
@@ -49,22 +52,19 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
+from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
+                                _watched, message_age)
 from .dashboard_text import drop_hidden, hover, status_html
 from .layout import HEATMAPS_PER_ROW, RC, build_figure, figure_legend
-from .plots import (_scalar_keys, metric_title, metric_ylabel, nearest_step, plot_loss_accuracy, plot_metric,
-                    plot_spectrum_at, plot_spectrum_heatmap, smooth_ema, spectrum_limits)
+from .plots import (_scalar_keys, metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
+                    plot_spectrum_heatmap, smooth_ema, spectrum_limits)
 
 _BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
 _RELAYOUT_S = 5.0
 _FALLBACK_WARNED = False
-# the canvas never overflows its column: scaled down (hover positions are then approximate) in a narrow one
-_CSS = ("<style>.orthoscope-dashboard .jupyter-matplotlib, .orthoscope-dashboard .jupyter-matplotlib-figure,"
-        ".orthoscope-dashboard .jupyter-matplotlib-canvas-container{max-width:100%}"
-        ".orthoscope-dashboard .jupyter-matplotlib-canvas-div{max-width:100%;height:auto!important}"
-        ".orthoscope-dashboard .jupyter-matplotlib-canvas-div canvas{max-width:100%;height:auto!important}"
-        ".orthoscope-dashboard img{max-width:100%;height:auto}</style>")
+# the fallback PNG never overflows its column (scaled down in a narrow one); the ipympl canvas has a fixed pixel size
+# (its mouse mapping would break if scaled) and is sized to fit: width_px, or drag its corner
+_CSS = "<style>.orthoscope-dashboard img{max-width:100%;height:auto}</style>"
 
 
 def ipympl_active() -> bool:
@@ -82,32 +82,6 @@ def _warn_fallback_once() -> None:
         warnings.warn("orthoscope Dashboard: ipympl is not the active matplotlib backend, so the figure is redrawn "
                       "as a static PNG. Run `%matplotlib widget` before creating the Dashboard for an interactive "
                       "canvas.", stacklevel=4)
-
-
-def _as_run_list(run_or_runs) -> list:
-    runs = list(run_or_runs) if isinstance(run_or_runs, (list, tuple)) else [run_or_runs]
-    if not runs:
-        raise ValueError("Dashboard needs at least one Run, got an empty list")
-    for r in runs:
-        if not (hasattr(r, "step") and hasattr(r, "history") and hasattr(r, "on_step")):
-            raise TypeError(f"Dashboard takes a Run or a list of Runs, got {type(r).__name__}")
-    if len({id(r) for r in runs}) != len(runs):
-        raise ValueError("the same Run appears twice in the list; pass each run once")
-    return runs
-
-
-def _unique_names(runs) -> list[str]:
-    names, seen = [], {}
-    for r in runs:
-        name = str(getattr(r, "name", "") or "run")
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return names
-
-
-def _watched(run) -> bool:
-    """A run directory written by another process (``viz.watch.WatchedRun``): it cannot be trained from here."""
-    return hasattr(run, "refresh") and hasattr(run, "run_dir")
 
 
 class Dashboard:
@@ -154,7 +128,7 @@ class Dashboard:
         self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
-        self._note, self._trailing, self._step_time = "", None, 0.0
+        self._note, self._trailing, self._step_time, self._min_age = "", None, 0.0, math.inf
         self._unsubscribe = [r.on_step(self._on_run_step) for r in self.runs]
         self.redraw()
 
@@ -194,8 +168,8 @@ class Dashboard:
 
         each = "each run" if len(self.runs) > 1 else "the run"
         self.play = W.Play(value=0, min=0, max=10**9, step=1, interval=interval_ms, description="play",
-                           tooltip=f"▶ train {self.every} steps of {each} per tick · ❚❚ pause: stops after the chunk "
-                                   "in flight · ■ stop: pause and return the view to the newest step",
+                           tooltip=f"▶ train {self.every} steps of {each} per tick · ❚❚ pause: stops after the "
+                                   "chunk in flight · ■ stop: pause and return the view to the newest step",
                            show_repeat=False)
         self.step_button = W.Button(description="step", icon="step-forward", layout=W.Layout(width="auto"),
                                     tooltip=f"train {self.every} steps of {each} (runs that are behind catch up first)")
@@ -212,6 +186,9 @@ class Dashboard:
                                     tooltip="exponential moving average of the curves (0 = raw values)")
         self.export_button = W.Button(description="export PNG", icon="download", layout=W.Layout(width="auto"),
                                       tooltip=f"write the figure as shown to a PNG in {str(self.export_dir)!r}")
+        self.export_anim_button = W.Button(description="export animation", icon="film", layout=W.Layout(width="auto"),
+                                           tooltip="write an offline HTML player of the chosen layer's spectrum over "
+                                                   f"training (every shown run) to {str(self.export_dir)!r}")
         self.run_boxes = [W.Checkbox(value=True, description=name, indent=False, layout=W.Layout(width="auto"),
                                      tooltip=f"show or hide {name} in every panel")
                           for name in self.names] if len(self.runs) > 1 else []
@@ -220,7 +197,8 @@ class Dashboard:
         for w, cls in ((self.play, "orthoscope-play"), (self.step_button, "orthoscope-step"),
                        (self.live_button, "orthoscope-live"), (self.layer, "orthoscope-layer"),
                        (self.fixed_axes, "orthoscope-fixed"), (self.smooth, "orthoscope-smooth"),
-                       (self.export_button, "orthoscope-export"), (self.status, "orthoscope-status")):
+                       (self.export_button, "orthoscope-export"), (self.export_anim_button, "orthoscope-export-anim"),
+                       (self.status, "orthoscope-status")):
             w.add_class(cls)
         self._wanted_layer, self._quiet = layer, False
         self._controls = W.HBox([self.play, self.step_button, self.live_button, self.slider, self.layer],
@@ -229,10 +207,11 @@ class Dashboard:
         self.play.observe(self._on_tick, names="value")
         self.step_button.on_click(lambda _: self._advance_from_widget())
         self.live_button.on_click(lambda _: self.go_live())
-        self.export_button.on_click(lambda _: self._export_from_widget())
+        self.export_button.on_click(lambda _: self._export_from_widget(self.export_png))
+        self.export_anim_button.on_click(lambda _: self._export_from_widget(self.export_animation))
         for w in (self.layer, self.fixed_axes, self.smooth, *self.run_boxes):
             w.observe(self._on_control, names="value")
-        options = W.HBox([self.fixed_axes, self.smooth, *self.run_boxes, self.export_button],
+        options = W.HBox([self.fixed_axes, self.smooth, *self.run_boxes, self.export_button, self.export_anim_button],
                          layout=W.Layout(flex_flow="row wrap"))
         rows = [self._controls, options, self.status, W.HTML(_CSS), self.canvas]
         if not self.interactive:
@@ -292,9 +271,16 @@ class Dashboard:
         if change["new"] < change["old"]:        # ■ stop rewinds the value: pause (the widget did) and go live
             self.go_live()
             return
-        # A tick that arrives within half an interval of the last chunk's end was queued while that chunk ran (the
-        # browser's timer kept going): drop it, so a pause queued behind it takes effect after one chunk.
-        queued = now - self._chunk_end < max(_BACKLOG_S, 0.5 * self.interval_s)
+        # The browser's timer keeps ticking while the kernel is busy, and those ticks queue up in front of a pause.
+        # A tick is dropped as queued when (a) it was sent longer ago than the freshest tick seen, by more than half
+        # an interval (its header's date: the queue it waited in, whatever kept the kernel busy), or (b) without a
+        # kernel, it arrives within half an interval of the last chunk's end. So after pause at most the chunk in
+        # flight finishes.
+        slack = max(_BACKLOG_S, 0.5 * self.interval_s)
+        age = message_age()
+        if age is not None:
+            self._min_age = min(self._min_age, age)
+        queued = now - self._chunk_end < slack or (age is not None and age - self._min_age > slack)
         if change["new"] == change["old"] or queued or self.error is not None:
             return   # after an error, play stays stopped until *step* succeeds again
         self._advance_from_widget()
@@ -358,6 +344,7 @@ class Dashboard:
                 value = last if following else min(self.slider.value, last)
                 old, self.slider = self.slider, self._new_slider(last)
                 self.slider.value = value
+                _copy_observers(old, self.slider, exclude=self._on_control)
                 self._controls.children = tuple(self.slider if c is old else c for c in self._controls.children)
                 old.close()
             layers = self._layers()
@@ -496,7 +483,8 @@ class Dashboard:
             colour = f"C{self.names.index(name) % 10}" if len(self.runs) > 1 else "C0"
             if "grad_norm/total" in h:
                 s = h["grad_norm/total"]
-                drawn += ax.plot(s.steps, smooth_ema(s.values, smooth), color=colour, label=f"{name} · gradient norm" if len(self.runs) > 1 else "gradient norm")
+                label = f"{name} · gradient norm" if len(self.runs) > 1 else "gradient norm"
+                drawn += ax.plot(s.steps, smooth_ema(s.values, smooth), color=colour, label=label)
         if not drawn:
             raise ValueError("no gradient norm recorded (add a GradNorm probe)")
         ax.set_yscale("log")
@@ -510,7 +498,8 @@ class Dashboard:
             for name, h in pairs:
                 colour = f"C{self.names.index(name) % 10}" if len(self.runs) > 1 else "C0"
                 for k in h.keys("lr"):
-                    twin.plot(h[k].steps, h[k].values, color=colour, ls="--", lw=0.9, label=f"{name} · {k}" if len(self.runs) > 1 else k)
+                    twin.plot(h[k].steps, h[k].values, color=colour, ls="--", lw=0.9,
+                              label=f"{name} · {k}" if len(self.runs) > 1 else k)
             twin.set_ylabel("learning rate (dashed)")
             title += " & learning rate"
         ax.set_title(title)
@@ -549,10 +538,24 @@ class Dashboard:
         self.exported = path
         return path
 
-    def _export_from_widget(self) -> None:
+    def export_animation(self, path=None) -> Path:
+        """Write an offline HTML player (``viz.animate.export_animation``: no request leaves the machine) of the
+        chosen layer's spectrum over training — one panel per shown run — to ``path`` (default: ``export_dir`` /
+        ``spectrum-<layer>.html``); returns the path."""
+        from .animate import export_animation
+
+        if self.layer.value is None:
+            raise ValueError("no singular values recorded yet: nothing to animate")
+        layer = self.layer.value
+        path = Path(path) if path is not None else self.export_dir / f"spectrum-{layer.replace('/', '_')}.html"
+        pairs = [(n, h) for n, h in self._visible_pairs() if f"sv/{layer}" in h]
+        self.exported = export_animation(pairs if len(self.runs) > 1 else pairs[0][1], layer, path)
+        return self.exported
+
+    def _export_from_widget(self, export) -> None:
         try:
-            self._note = f"wrote {self.export_png()}"
-        except OSError as exc:
+            self._note = f"wrote {export()}"
+        except (OSError, ValueError) as exc:
             self._note = f"export failed: {exc}"
         self.status.value = self._status_html()
 
@@ -580,31 +583,11 @@ class Dashboard:
             unsubscribe()
         self._unsubscribe = []
         for w in (self.play, self.step_button, self.live_button, self.slider, self.layer, self.fixed_axes,
-                  self.smooth, self.export_button, *self.run_boxes, self.status, self.canvas, self.widget):
+                  self.smooth, self.export_button, self.export_anim_button, *self.run_boxes, self.status, self.canvas,
+                  self.widget):
             w.close()
 
     def __repr__(self) -> str:
         runs = ", ".join(f"{n}@{r.step_count}" for n, r in zip(self.names, self.runs))
         return (f"Dashboard([{runs}], every={self.every}, layer={self.layer.value!r}, viewing step "
                 f"{self.viewed_step}{' (live)' if self.following else ''}, interactive={self.interactive})")
-
-
-def _call_later(delay: float, callback):
-    """``callback`` after ``delay`` s on the running asyncio loop (a Jupyter kernel's); None where none runs (a
-    script, a test), where the next live step redraws instead."""
-    import asyncio
-
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        return None
-    return loop.call_later(delay, callback) if loop.is_running() else None
-
-
-def _no_minor_ticks(ax) -> None:
-    """Log axes' minor ticks cost about a third of a redraw (matplotlib builds each tick's artists) and add little
-    on panels this small: the Dashboard keeps the major ones only."""
-    from matplotlib.ticker import NullLocator
-
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_minor_locator(NullLocator())

@@ -1,7 +1,8 @@
 """Words for the Dashboard: a one-line explanation of a layer, for a student who has not read the model's code.
 
     describe_layer(run.model, "layers.0")
-    # 'layers.0 — a hidden layer (Linear, 32 inputs → 32 outputs): its weight is a 32 × 32 matrix with 32 singular values'
+    # 'layers.0 — hidden layer 1 (Linear, 32 inputs → 32 outputs): its weight is a 32 × 32 matrix with 32
+    #  singular values'
 
 The role is guessed from the module path (embedding, attention projections, MLP up/down, output head, hidden layer);
 the shape comes from the module's ``weight``. A path the model does not have (a watched run directory has no model)
