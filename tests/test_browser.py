@@ -182,7 +182,8 @@ def test_tour_dashboard_renders_and_step_redraws(tmp_path):
     work.mkdir()
     shutil.copy(TOUR, root / TOUR.name)
     t0 = time.monotonic()
-    with lab_page(root, work, tmp_path) as (page, url):
+    shots = os.environ.get("ORTHOSCOPE_SCREENSHOT_DIR")
+    with lab_page(root, work, tmp_path, height=1400 if shots else 1000) as (page, url):   # room for a whole shot
         outside = []                         # every request the page makes that leaves 127.0.0.1
         page.on("request", lambda r: outside.append(r.url) if not _local(r.url) else None)
         _drive_tour(page, url)
