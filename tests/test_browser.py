@@ -315,3 +315,33 @@ def _play_pause_and_compare(page, dash, status, compare):
 
 def _step(status_text: str) -> int:
     return int(re.search(r"step (\d+)", status_text).group(1))
+
+
+SPECTRUM_DYNAMICS = TOUR.parent / "01_spectrum_dynamics.ipynb"
+
+
+def test_spectrum_dynamics_figures_fit_the_column_offline(tmp_path):
+    """Notebook 01 (six methods, smoke mode): every figure — the six-run Dashboard, the animation player, the summary
+    figure — fits its notebook column, and no request leaves 127.0.0.1."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    root, work = tmp_path / "root", tmp_path / "work"
+    root.mkdir()
+    work.mkdir()
+    shutil.copy(SPECTRUM_DYNAMICS, root / SPECTRUM_DYNAMICS.name)
+    t0 = time.monotonic()
+    with lab_page(root, work, tmp_path) as (page, url):
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if not _local(r.url) else None)
+        page.goto(f"{url}/lab/tree/{SPECTRUM_DYNAMICS.name}")
+        page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+        n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
+        for i in range(n_cells):
+            errors = page.evaluate(RUN_CELL, i)
+            assert not errors, f"cell {i} raised: {errors}"
+            page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        _check_widths(page)
+        assert not outside, f"requests that left the machine: {outside}"
+    print(f"notebook 01 browser test wall time: {time.monotonic() - t0:.1f} s")
