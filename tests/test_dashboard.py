@@ -76,7 +76,7 @@ def test_one_heatmap_per_run_on_a_shared_colour_scale_with_colorbar(make_run):
     assert len({m.get_clim() for m in meshes}) == 1
     lo, hi = spectrum_limits(runs, "layers.1", margin=1.0)
     np.testing.assert_allclose(meshes[0].get_clim(), (math.log10(lo), math.log10(hi)))
-    assert [f"— {n}" in dash.axes[f"heatmap:{n}"].get_title() for n in dash.names] == [True] * 3
+    assert [dash.axes[f"heatmap:{n}"].get_title() for n in dash.names] == dash.names
     assert dash.axes["colorbar"].get_ylabel() == "log10 σ"
     dash.close()
 
@@ -173,7 +173,7 @@ def test_every_control_has_a_tooltip_and_every_button_an_effect(make_run):
     dash = _dash([make_run(name="a"), make_run(name="b")])
     controls = [w for w in _widgets(dash.widget) if isinstance(w, (W.Button, W.ToggleButton, W.Play, W.IntSlider,
                                                                     W.FloatSlider, W.Dropdown, W.Checkbox))]
-    assert len(controls) == 10                   # play, step, live, slider, layer, fixed, smooth, 2 runs, export
+    assert len(controls) == 11       # play, step, live, slider, layer, fixed, smooth, 2 runs, export PNG, animation
     assert all(w.tooltip for w in controls), [w for w in controls if not w.tooltip]
     assert all(w._click_handlers.callbacks for w in controls if isinstance(w, W.Button))
     dash.close()
@@ -187,6 +187,12 @@ def test_export_png_writes_the_figure(make_run, tmp_path):
     assert dash.exported == tmp_path / "dashboard-embed-step2.png" and str(dash.exported) in dash.status.value
     with Image.open(dash.exported) as im:
         assert np.abs(np.subtract(im.size, dash.fig.get_size_inches() * dash.fig.dpi)).max() <= 1
+    dash.export_anim_button.click()                                           # an offline HTML player
+    from orthoscope.viz.offline import external_urls
+
+    page = (tmp_path / "spectrum-embed.html").read_text()
+    assert dash.exported == tmp_path / "spectrum-embed.html" and "data:image/png;base64" in page
+    assert external_urls(page) == []
     dash.close()
 
 

@@ -420,6 +420,9 @@ class Dashboard:
                 except ValueError as exc:   # the panel says what is missing instead of breaking the others
                     axs[0].text(0.5, 0.5, str(exc), ha="center", va="center", wrap=True, fontsize=7,
                                 transform=axs[0].transAxes)
+                    for ax in axs:
+                        ax.set_xticks([])
+                        ax.set_yticks([])
             self._colorbar()
             shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden]
             figure_legend(self.fig, shown if len(self.runs) > 1 else [], self._splits(pairs))
@@ -446,7 +449,8 @@ class Dashboard:
         # one colour scale for every run's heat-map, so colours compare across the small multiples
         lo, hi = spectrum_limits(self._visible_pairs(), layer, margin=1.0)
         (self._mesh,) = plot_spectrum_heatmap(ax, history, layer, vmin=math.log10(lo), vmax=math.log10(hi))
-        ax.set_title(f"log10 σ of {layer}" + (f" — {name}" if len(self.runs) > 1 else ""))
+        # small multiples: the run's name is the title (the layer is named by the spectrum panel and the status line)
+        ax.set_title(name if len(self.runs) > 1 else f"log10 σ of {layer}")
         if i % HEATMAPS_PER_ROW:               # same index axis as the heat-map to its left
             ax.set_ylabel("")
             ax.tick_params(labelleft=False)

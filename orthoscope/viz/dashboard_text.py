@@ -44,7 +44,7 @@ def status_html(dash) -> str:
         lines.append(f"<small>{dash._note}</small>")
     if dash.error is not None:
         lines.append(f"<span style='color:#b00'>stopped: {type(dash.error).__name__}: {dash.error}</span>")
-    return "<br>".join(lines)
+    return "<div style='line-height:1.35'>" + "<br>".join(lines) + "</div>"
 
 
 def drop_hidden(ax, hidden) -> None:

@@ -5,7 +5,7 @@ Rows of three panels: loss | accuracy | spectrum at the viewed step, then the lo
 training-signals panel (gradient norm, learning rate) and the ESD panels (``viz.esd``: the eigenvalue density at the
 viewed step, WeightWatcher's α over time). One or two runs' heat-maps flow with the curve panels instead
 of taking a row of their own. Each row is ``ROW_IN`` inches high, so a default Dashboard (one or two runs, two
-metrics) is 3 rows ≈ 550 px at 80 dpi and six runs with three metrics 4 rows ≈ 720 px: it fits a laptop window under
+metrics) is 3 rows ≈ 520 px at 80 dpi and six runs with three metrics 4 rows ≈ 680 px: it fits a laptop window under
 its controls.
 
 Legends never sit on data: ``figure_legend`` draws a single legend above the panels (``loc="outside upper center"``
@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from .plots import LINESTYLES, REFERENCE_COLOUR
 
-ROW_IN = 2.15                 # inches per row of panels
+ROW_IN = 2.05                 # inches per row of panels
 LEGEND_IN = 0.35              # the legend strip above them
 HEATMAPS_PER_ROW = 6
 RC = {"font.size": 7.5, "axes.titlesize": 8.5, "axes.labelsize": 7.5, "xtick.labelsize": 7, "ytick.labelsize": 7,
