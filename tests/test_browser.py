@@ -236,6 +236,11 @@ def _drive_tour(page, url):
     assert after["ink"] > 0.02 * after["width"] * after["height"], after
 
     _scrub_with_keys(page, dash, status, stepped)
+    top = dash.locator(".jupyter-matplotlib-canvas-div canvas").last      # the event layer over the image
+    top.hover(position={"x": 160, "y": 110})                       # over the loss panel: values on hover
+    footer = dash.locator(".jupyter-matplotlib-footer").first
+    page.wait_for_function("(el) => /step \\d+: .*train/.test(el.innerText)", arg=footer.element_handle(),
+                           timeout=30_000)
     _play_pause_and_compare(page, dash, status, dashboards.last)
     shots = os.environ.get("ORTHOSCOPE_SCREENSHOT_DIR")
     if shots:                                                       # docs/img: the Dashboard as a student sees it
