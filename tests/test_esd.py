@@ -97,15 +97,25 @@ def test_heavy_tailed_matrix_has_a_smaller_alpha_than_a_gaussian_one():
     assert 2 < heavy.alpha < 6
 
 
-def test_fit_of_1000_eigenvalues_takes_a_few_milliseconds():
+def test_fit_is_vectorised_over_candidates(monkeypatch):
+    # WWFit's loop does one exp per candidate (N − 1); the vectorised fit one per block of rows (≤ 17 here).
+    calls = []
+    exp = np.exp
+    monkeypatch.setattr(np, "exp", lambda *a, **k: (calls.append(1), exp(*a, **k))[1])
+    fit_power_law(np.random.default_rng(0).random(1000) * 10)
+    assert 1 <= len(calls) <= 17
+
+
+def test_fit_of_1000_eigenvalues_takes_milliseconds():
     lam = np.random.default_rng(0).random(1000) * 10
-    fit_power_law(lam)
     times = []
-    for _ in range(7):
+    for _ in range(5):
         t0 = time.perf_counter()
         fit_power_law(lam)
         times.append(time.perf_counter() - t0)
-    assert np.median(times) < 0.010, f"median {np.median(times) * 1e3:.1f} ms"   # measured 2.4 ms on one thread
+    # measured 2.4–3.4 ms (median) on one thread, 16 ms with the 2-core machine at load 7; the bound catches a
+    # return to a per-candidate Python loop on a quiet machine only loosely — the exp count above is the real check
+    assert min(times) < 0.050, f"fastest of 5: {min(times) * 1e3:.1f} ms"
 
 
 def test_large_esd_is_fitted_in_bounded_blocks():
@@ -276,3 +286,12 @@ def test_plot_alpha_bands_labels_upto_and_recorded_alpha_preferred():
     assert list(plot_alpha(ax, h, "layer")[0].get_ydata()) == [3.25]
     with pytest.raises(ValueError, match="recorded modules"):
         plot_alpha(_ax(), h, "missing")
+
+
+def test_probe_round_trips_through_a_run_config():
+    from orthoscope.config import construct, describe, probe_classes
+
+    spec = describe(ESD(5, modules=["layers.0"]), "probes[0]")
+    assert spec == {"name": "ESD", "every": 5, "modules": ["layers.0"], "exclude": None}
+    probe = construct(spec, probe_classes(), "probes[0]")
+    assert isinstance(probe, ESD) and probe.every == 5 and probe.modules == ["layers.0"]
