@@ -4,9 +4,9 @@ Rows of three panels: loss | accuracy | spectrum at the viewed step, then the lo
 (small multiples, up to six in a row, one shared colorbar at the right end), then one panel per metric, the
 training-signals panel (gradient norm, learning rate) and the ESD panels (``viz.esd``: the eigenvalue density at the
 viewed step, WeightWatcher's α over time). One or two runs' heat-maps flow with the curve panels instead
-of taking a row of their own. Each row is ``ROW_IN`` inches high, so a default Dashboard (one or two runs, two
-metrics) is 3 rows ≈ 520 px at 80 dpi and six runs with three metrics 4 rows ≈ 680 px: it fits a laptop window under
-its controls.
+of taking a row of their own. Each row is ``ROW_IN`` inches high, so at 80 dpi a default Dashboard of one run (two
+metrics) is 3 rows, 840 × 520 px, and two runs, or six runs with three metrics, 4 rows, 840 × 684 px: it fits a
+laptop window under its controls.
 
 Legends never sit on data: ``figure_legend`` draws a single legend above the panels (``loc="outside upper center"``
 with constrained layout) — runs by colour, splits by line style, and the grey step-0 reference.
