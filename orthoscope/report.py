@@ -6,14 +6,14 @@
 
 Every figure is rendered with matplotlib's Agg canvas (no pyplot, no display) and embedded as a base64 PNG; the
 animation is matplotlib's ``to_jshtml`` player with every frame embedded. The page loads nothing from the network:
-the player's one external link (a Font Awesome stylesheet for its button icons) is replaced by inline CSS.
+the player's one external link (a Font Awesome stylesheet for its button icons) is removed and the icons drawn as
+text (``orthoscope.viz.offline``, which also refuses HTML that still names an external URL).
 """
 from __future__ import annotations
 
 import base64
 import html
 import io
-import re
 from pathlib import Path
 
 STYLE = """
@@ -28,20 +28,6 @@ table.config td, table.config th { border: 1px solid #ddd; padding: 0.25em 0.6em
                                    vertical-align: top; font-family: ui-monospace, monospace; }
 footer { margin-top: 2em; color: #777; font-size: 0.85em; }
 """
-
-# Unicode stand-ins for the Font Awesome icons used by matplotlib's animation player (so the page works offline).
-PLAYER_ICONS = """
-<style>
-.anim-buttons .fa { font-style: normal; display: inline-block; min-width: 1.2em; }
-.fa-minus:before { content: "\\2212"; } .fa-plus:before { content: "+"; }
-.fa-fast-backward:before { content: "\\25C0\\25C0"; } .fa-fast-forward:before { content: "\\25B6\\25B6"; }
-.fa-step-backward:before { content: "\\25C0|"; } .fa-step-forward:before { content: "|\\25B6"; }
-.fa-play:before { content: "\\25B6"; } .fa-flip-horizontal { transform: scaleX(-1); }
-.fa-pause:before { content: "\\2759\\2759"; }
-</style>
-"""
-_EXTERNAL_LINK = re.compile(r"<link[^>]*href=\"https?://[^\"]*\"[^>]*>", re.S)
-
 
 # ---- pieces ------------------------------------------------------------------------------------------------------
 def new_figure(figsize=(9.0, 3.4), ncols: int = 1):
@@ -67,8 +53,10 @@ def figure_html(fig, caption: str, alt: str) -> str:
 
 
 def offline_player(jshtml: str) -> str:
-    """matplotlib's ``to_jshtml`` output without its external stylesheet (icons drawn with inline CSS instead)."""
-    return PLAYER_ICONS + _EXTERNAL_LINK.sub("", jshtml)
+    """matplotlib's ``to_jshtml`` output without its external stylesheet, icons as text (``viz.offline``)."""
+    from .viz.offline import offline_html
+
+    return offline_html(jshtml)
 
 
 def config_table(config: dict) -> str:
@@ -133,7 +121,7 @@ def geometry_figure(history):
 def animation_html(history, layer: str, max_frames: int) -> str:
     from .viz.animate import spectrum_animation, to_html
 
-    return offline_player(to_html(spectrum_animation(history, layer, kind="lines", max_frames=max_frames)))
+    return to_html(spectrum_animation(history, layer, kind="lines", max_frames=max_frames))   # offline player
 
 
 # ---- the page ----------------------------------------------------------------------------------------------------

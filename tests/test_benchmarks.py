@@ -21,6 +21,7 @@ QUICK = {
     "bench_poet.py": (["--quick"], "POET-X memory mode"),
     "bench_spine.py": (["--quick", "--threads", "1"], "spine:"),
     "bench_stream.py": (["--quick"], "stream:"),
+    "bench_watch.py": (["--quick"], "watch:"),
 }
 
 

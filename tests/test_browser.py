@@ -1,9 +1,15 @@
 """Real browser: JupyterLab on 127.0.0.1 + headless Debian Chromium driven by Playwright.
 
 Opens notebooks/00_tour.ipynb (a copy, in a temporary root), runs it cell by cell waiting for the kernel to be idle
-after each (an ipympl canvas drawn while later cells still run can stay blank), then checks the first Dashboard:
-its controls exist, its ipympl canvas has drawn pixels (read back with getImageData), pressing *step* trains the
-run and changes those pixels, and *play* trains on its own until *pause* stops it. Needs /usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
+after each (an ipympl canvas drawn while later cells still run can stay blank), then checks what only a browser
+shows (issue 19): no request leaves 127.0.0.1 during the whole tour; every canvas, image and Dashboard fits inside
+its notebook column; the first Dashboard's controls exist and its ipympl canvas has drawn pixels (read back with
+getImageData); its status line says it is viewing the step the tour scrubbed to; *step* trains and redraws; Home
+and End on the slider reach the current range, with the spectrum's y-limits (read from the kernel) the same at both
+ends; *play* trains on its own and *pause* stops it within the chunk in flight; the comparison Dashboard, which
+shares the first run, then states that the runs stand at different steps and shows both at their common step.
+With ORTHOSCOPE_SCREENSHOT_DIR set it also saves screenshots of both Dashboards there (docs/img). Needs
+/usr/bin/chromium (``apt-get install chromium``); never ``playwright install``.
 """
 import json
 import os
@@ -142,6 +148,31 @@ def lab_page(root: Path, work: Path, tmp_path: Path, width: int = 1400, height: 
             ctx.close()
 
 
+# Every figure-like element in a notebook output, and the output column it sits in.
+FIGURE_WIDTHS = """() => Array.from(document.querySelectorAll(
+        '.jp-OutputArea-output canvas, .jp-OutputArea-output img, .jp-OutputArea-output .orthoscope-dashboard'))
+    .filter(el => el.getBoundingClientRect().width > 0)
+    .map(el => { const r = el.getBoundingClientRect();
+                 const col = el.closest('.jp-OutputArea-output').getBoundingClientRect();
+                 return {what: el.tagName + '.' + el.className, left: r.left, right: r.right, colLeft: col.left,
+                         colRight: col.right}; })"""
+
+# Run code in the notebook's kernel (queued behind widget messages like any request) and return what it printed.
+KERNEL_EVAL = """async (code) => {
+    const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = k.requestExecute({code: code, silent: false, store_history: false});
+    let text = '';
+    future.onIOPub = (msg) => {
+        if (msg.header.msg_type === 'stream') text += msg.content.text;
+        if (msg.header.msg_type === 'error') text += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+    };
+    await future.done;
+    return text.trim();
+}"""
+
+TOUR_STEPS, TOUR_EVERY = 500, 20            # the tour's smoke settings (STEPS, PROBE_EVERY)
+
+
 def test_tour_dashboard_renders_and_step_redraws(tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
@@ -151,9 +182,17 @@ def test_tour_dashboard_renders_and_step_redraws(tmp_path):
     work.mkdir()
     shutil.copy(TOUR, root / TOUR.name)
     t0 = time.monotonic()
-    with lab_page(root, work, tmp_path) as (page, url):
+    shots = os.environ.get("ORTHOSCOPE_SCREENSHOT_DIR")
+    with lab_page(root, work, tmp_path, height=1400 if shots else 1000) as (page, url):   # room for a whole shot
+        outside = []                         # every request the page makes that leaves 127.0.0.1
+        page.on("request", lambda r: outside.append(r.url) if not _local(r.url) else None)
         _drive_tour(page, url)
+        assert not outside, f"requests that left the machine during the tour: {outside}"
     print(f"browser test wall time: {time.monotonic() - t0:.1f} s")
+
+
+def _local(url: str) -> bool:
+    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:"))
 
 
 def _drive_tour(page, url):
@@ -166,9 +205,10 @@ def _drive_tour(page, url):
         page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
 
     dashboards = page.locator(".orthoscope-dashboard")
-    assert dashboards.count() == 2                               # the single run, then the weight-decay overlay
+    assert dashboards.count() == 2                               # the single run, then the weight-decay comparison
     dash = dashboards.first
-    for control in (".orthoscope-play button", "button.orthoscope-step", ".orthoscope-slider", ".orthoscope-layer"):
+    for control in (".orthoscope-play button", "button.orthoscope-step", "button.orthoscope-live", ".orthoscope-slider",
+                    ".orthoscope-layer", "button.orthoscope-export"):
         assert dash.locator(control).first.is_visible(), f"dashboard control {control!r} not rendered"
     options = dash.locator(".orthoscope-layer select option").all_inner_texts()
     assert "layers.0" in options, options
@@ -178,31 +218,135 @@ def _drive_tour(page, url):
                            timeout=30_000)
     before = canvas.evaluate(CANVAS_PIXELS)
     assert before["width"] > 200 and before["height"] > 200, before
-    status = dash.locator(".widget-html-content").first
+    _check_widths(page)
+    status = dash.locator(".orthoscope-status .widget-html-content").first
     status_before = status.inner_text()
-    assert "step 60" in status_before, status_before                # SMOKE trains 60 steps
+    assert f"step {TOUR_STEPS}" in status_before, status_before
+    half = TOUR_STEPS // 2                                          # cell 7 scrubbed back: the view says so
+    assert f"viewing step {half} of {TOUR_STEPS}" in status_before and f"at step {half}:" in status_before
 
     dash.locator("button.orthoscope-step").click()
     page.wait_for_function("([el, text]) => el.innerText !== text", arg=[status.element_handle(), status_before],
                            timeout=60_000)
-    assert "step 70" in status.inner_text()                         # every=10 more steps
+    stepped = TOUR_STEPS + TOUR_EVERY
+    assert f"step {stepped}" in status.inner_text()                 # every=PROBE_EVERY more steps
     page.wait_for_function(f"([c, h]) => ({CANVAS_PIXELS})(c).hash !== h",
                            arg=[canvas.element_handle(), before["hash"]], timeout=30_000)
     after = canvas.evaluate(CANVAS_PIXELS)
     assert after["ink"] > 0.02 * after["width"] * after["height"], after
 
-    # play trains on its own; pause stops it (at most the chunk in flight finishes) while the kernel stays free
+    _scrub_with_keys(page, dash, status, stepped)
+    top = dash.locator(".jupyter-matplotlib-canvas-div canvas").last      # the event layer over the image
+    top.hover(position={"x": 160, "y": 110})                       # over the loss panel: values on hover
+    footer = dash.locator(".jupyter-matplotlib-footer").first
+    page.wait_for_function("(el) => /step \\d+: .*train/.test(el.innerText)", arg=footer.element_handle(),
+                           timeout=30_000)
+    _play_pause_and_compare(page, dash, status, dashboards.last)
+    shots = os.environ.get("ORTHOSCOPE_SCREENSHOT_DIR")
+    if shots:                                                       # docs/img: the Dashboard as a student sees it
+        dash.screenshot(path=str(Path(shots) / "dashboard-tour.png"))
+        dashboards.last.screenshot(path=str(Path(shots) / "dashboard-compare.png"))
+
+
+def _check_widths(page):
+    """Every canvas, image and Dashboard of every output fits inside its output column (no sideways scrolling)."""
+    figures = page.evaluate(FIGURE_WIDTHS)
+    assert len(figures) >= 4, figures
+    wide = [f for f in figures if f["right"] > f["colRight"] + 1 or f["left"] < f["colLeft"] - 1]
+    assert not wide, f"figures wider than their notebook column: {wide}"
+
+
+def _readout(dash) -> int:
+    return int(dash.locator(".orthoscope-slider .widget-readout").first.inner_text().strip())
+
+
+def _scrub_with_keys(page, dash, status, newest):
+    """Home/End on the slider reach the current range (End: the newest step, not the one at creation); the
+    spectrum's y-axis is the same at both ends (fixed axes) while the canvas redraws."""
+    handle = dash.locator(".orthoscope-slider .noUi-handle").first
+    ylim = "print(tuple(round(v, 12) for v in dash.axes['spectrum'].get_ylim()), dash.viewed_step)"
+    handle.focus()
+    page.keyboard.press("Home")
+    readout = dash.locator(".orthoscope-slider .widget-readout").first
+    page.wait_for_function("(el) => el.innerText.trim() === '0'", arg=readout.element_handle(), timeout=30_000)
+    at_home = _kernel_when(page, ylim, lambda out: out.endswith(" 0"))
+    handle.focus()
+    page.keyboard.press("End")
+    page.wait_for_function("([el, n]) => el.innerText.trim() === String(n)",
+                           arg=[dash.locator(".orthoscope-slider .widget-readout").first.element_handle(), newest],
+                           timeout=30_000)     # the readout of the same slider (it is re-created as the range grows)
+    at_end = _kernel_when(page, ylim, lambda out: out.endswith(f" {newest}"))
+    assert at_home.rsplit(" ", 1)[0] == at_end.rsplit(" ", 1)[0], (at_home, at_end)   # fixed spectrum axes
+    page.wait_for_function("(el) => el.innerText.includes('following live')", arg=status.element_handle(),
+                           timeout=30_000)
+
+
+def _kernel_when(page, code, ready, tries=40):
+    """What ``code`` prints in the kernel once ``ready(output)`` holds (the slider's new value reaches the kernel a
+    moment after the browser's readout shows it), polled every 0.5 s."""
+    for _ in range(tries):
+        out = page.evaluate(KERNEL_EVAL, code)
+        if ready(out):
+            return out
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the kernel never got there; last output: {out!r}")
+
+
+def _play_pause_and_compare(page, dash, status, compare):
+    """Play trains on its own; pause stops it within the chunk in flight; the comparison Dashboard, which shares
+    the first run, then shows both runs at their common step and states the difference."""
+    start = _step(status.inner_text())
     play = dash.locator(".orthoscope-play button").first
     play.click()
     page.wait_for_function("([el, n]) => +(/step (\\d+)/.exec(el.innerText) || [0, 0])[1] >= n",
-                           arg=[status.element_handle(), 90], timeout=60_000)
+                           arg=[status.element_handle(), start + 3 * TOUR_EVERY], timeout=90_000)
+    at_pause = _step(status.inner_text())
     play.click()
     page.wait_for_timeout(1000)
     page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
     paused_at = _step(status.inner_text())
     page.wait_for_timeout(2500)
-    assert _step(status.inner_text()) == paused_at >= 90
+    assert _step(status.inner_text()) == paused_at
+    assert paused_at - at_pause <= TOUR_EVERY, f"pause let {paused_at - at_pause} steps run after the click"
+    expected = f"different steps (wd=1: {paused_at}, wd=0: {TOUR_STEPS})"
+    said = _kernel_when(page, "print(compare.status.value)", lambda out: expected in out)
+    assert f"every panel marks step {TOUR_STEPS}" in said, said
+    compare_status = compare.locator(".orthoscope-status .widget-html-content").first
+    page.wait_for_function("([el, text]) => el.innerText.includes(text)", arg=[compare_status.element_handle(),
+                                                                              expected], timeout=30_000)
+    labels = page.evaluate(KERNEL_EVAL, "print([l.get_label() for l in compare.axes['spectrum'].lines[:2]])")
+    assert labels == f"['wd=1 · step {TOUR_STEPS}', 'wd=0 · step {TOUR_STEPS}']", labels
 
 
 def _step(status_text: str) -> int:
     return int(re.search(r"step (\d+)", status_text).group(1))
+
+
+SPECTRUM_DYNAMICS = TOUR.parent / "01_spectrum_dynamics.ipynb"
+
+
+def test_spectrum_dynamics_figures_fit_the_column_offline(tmp_path):
+    """Notebook 01 (six methods, smoke mode): every figure — the six-run Dashboard, the animation player, the summary
+    figure — fits its notebook column, and no request leaves 127.0.0.1."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    root, work = tmp_path / "root", tmp_path / "work"
+    root.mkdir()
+    work.mkdir()
+    shutil.copy(SPECTRUM_DYNAMICS, root / SPECTRUM_DYNAMICS.name)
+    t0 = time.monotonic()
+    with lab_page(root, work, tmp_path) as (page, url):
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if not _local(r.url) else None)
+        page.goto(f"{url}/lab/tree/{SPECTRUM_DYNAMICS.name}")
+        page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+        n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
+        for i in range(n_cells):
+            errors = page.evaluate(RUN_CELL, i)
+            assert not errors, f"cell {i} raised: {errors}"
+            page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        _check_widths(page)
+        assert not outside, f"requests that left the machine: {outside}"
+    print(f"notebook 01 browser test wall time: {time.monotonic() - t0:.1f} s")

@@ -247,7 +247,7 @@ def test_dashboard_fallback_step_slider_layer(make_run, dashboard_module):
     np.testing.assert_allclose(dash.axes["spectrum"].lines[0].get_ydata(), run.history["sv/embed"].values[1].numpy())
     dash.layer.value = "layers.1"
     assert "layers.1" in dash.axes["heatmap"].get_title()
-    assert dash.axes["metric:sv_entropy"].lines[0].get_label() == "layers.1"
+    assert dash.axes["metric:sv_entropy"].lines[0].get_label() == "run · layers.1"
     dash.step_button.click()
     assert dash.slider.value == 2 and dash.slider.max == 12                 # scrubbed back: does not follow
     with warnings.catch_warnings(record=True) as caught:
@@ -266,18 +266,19 @@ def test_dashboard_overlay_play_ticks_and_live_redraw(make_run, dashboard_module
         dash = dashboard_module.Dashboard(runs, every=3, live_every_s=0.0)
     dash.step_button.click()
     assert [r.step_count for r in runs] == [3, 3]
-    assert [ln.get_label() for ln in dash.axes["spectrum"].lines] == ["wd=1 · step 2", "wd=0 · step 2"]
-    dash._last_tick = 0.0
+    assert [ln.get_label() for ln in dash.axes["spectrum"].lines[:2]] == ["wd=1 · step 2", "wd=0 · step 2"]
+    dash._chunk_end = -float("inf")
     dash.play.value = 1                                                     # a tick from the browser's timer
     assert [r.step_count for r in runs] == [6, 6]
     dash.play.value = 2                                                     # arrived right after: queued backlog
     assert [r.step_count for r in runs] == [6, 6]
-    dash._last_tick = 0.0
+    dash._chunk_end = -float("inf")
     dash.play.value = 0                                                     # the stop button rewinds: no tick
     assert [r.step_count for r in runs] == [6, 6]
     before = _png(dash)
     runs[0].train(2, progress=False)                                        # trained elsewhere → live redraw
-    assert _png(dash) != before and dash.slider.max == 8
+    assert _png(dash) != before and dash.slider.max == 6                    # the common step: wd=0 is at 6
+    assert "different steps (wd=1: 8, wd=0: 6)" in dash.status.value
     dash.close()
 
 
@@ -289,7 +290,7 @@ def test_dashboard_shows_training_errors_and_rejects_bad_arguments(make_run, das
     dash.play.playing = True
     dash.step_button.click()
     assert dash.error is not None and not dash.play.playing and "stopped: NonFiniteError" in dash.status.value
-    dash._last_tick = 0.0
+    dash._chunk_end = -float("inf")
     dash.play.value = 5                                                     # play does nothing after an error
     assert run.step_count == 0
     from orthoscope import NonFiniteError

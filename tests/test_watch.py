@@ -105,3 +105,128 @@ def test_dashboard_watch_puts_directories_beside_a_notebook_run(run_dir):
     assert not watched.watching
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         WatchedRun(path / "missing")
+
+
+# ---- responsiveness (issue 15): batched callbacks, bounded reads, live redraws gated on the controls ------------
+def _write_steps(path, cfg, steps):
+    writer = build_run(cfg)
+    writer.on_step(HistoryStream(path / "history.jsonl"))
+    writer.train(steps, progress=False)
+    return writer
+
+
+def test_batched_subscriber_is_called_once_per_refresh_with_the_newest_record(run_dir):
+    path, cfg = run_dir
+    _write_steps(path, cfg, 4)
+    watched = WatchedRun(path)
+    per_record, batched = [], []
+    watched.on_step(lambda r, rec: per_record.append(r.step_count))
+    watched.on_step(lambda r, rec: batched.append((r.step_count, r.history.last_step, "loss/batch" in rec)),
+                    batched=True)
+    assert watched.refresh() == 5
+    assert per_record == [0, 1, 2, 3, 4] and batched == [(4, 4, True)]
+    assert watched.refresh() == 0 and batched == [(4, 4, True)]          # nothing new: no call
+
+
+def test_refresh_reads_at_most_max_bytes_and_catches_up(run_dir):
+    path, cfg = run_dir
+    writer = _write_steps(path, cfg, 6)
+    lines = (path / "history.jsonl").read_bytes().split(b"\n")[:-1]
+    watched = WatchedRun(path, max_bytes=len(lines[0]) + len(lines[1]) + 3)   # two lines and a bit per refresh
+    assert watched.refresh() == 2 and watched.behind
+    counts = [watched.refresh()]
+    while watched.behind:
+        counts.append(watched.refresh())
+    assert sum(counts) == 5 and all(c >= 1 for c in counts)
+    same(watched.history, writer.history)
+    tiny = WatchedRun(path, max_bytes=1)                                  # a record longer than max_bytes is read
+    assert tiny.refresh() == 1 and tiny.behind
+    with pytest.raises(ValueError, match="max_bytes must be a positive"):
+        WatchedRun(path, max_bytes=0)
+
+
+def test_timer_reads_the_next_chunk_at_once_when_behind(run_dir):
+    path, cfg = run_dir
+    _write_steps(path, cfg, 6)
+    watched = WatchedRun(path, max_bytes=1)                               # one record per refresh
+
+    async def scenario():
+        watched.start(10.0)                                               # a long interval: only catch-up ticks
+        await asyncio.sleep(0.5)
+        watched.stop()
+        return watched.step_count
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) == 6
+
+
+def _watched_dashboard(path, quiet_s, live_share=1.0):
+    from orthoscope.viz import Dashboard
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dash = Dashboard.watch(path, every=2, live_every_s=0.0, quiet_s=quiet_s, live_share=live_share)
+    draws = []
+    redraw = dash.redraw
+    dash.redraw = lambda: (draws.append(dash.watched[0].step_count), redraw())[1]
+    return dash, draws
+
+
+def test_watched_dashboard_redraws_once_per_refresh_and_not_while_the_user_scrubs(run_dir):
+    import time
+
+    path, cfg = run_dir
+    writer = _write_steps(path, cfg, 2)
+    dash, draws = _watched_dashboard(path, quiet_s=0.3)
+    watched = dash.watched[0]
+    writer.train(3, progress=False)                                       # 3 records land
+    assert watched.refresh() == 3 and draws == [5]                        # one redraw, showing all of them
+    assert dash.slider.value == 5                                         # following: not a touch of the user's
+    writer.train(1, progress=False)
+    assert watched.refresh() == 1 and draws == [5, 6]                        # live_share=1: no spacing
+    dash.slider.value = 2                                                 # the user scrubs: one redraw
+    assert draws == [5, 6, 6]
+    writer.train(2, progress=False)
+    assert watched.refresh() == 2 and draws == [5, 6, 6]                  # held back while the user is active
+    assert dash.slider.value == 2
+    time.sleep(0.35)
+    assert watched.refresh() == 0 and draws == [5, 6, 6, 8]               # the first quiet tick draws what came
+    dash.close()
+    assert not watched.watching
+
+
+def test_live_redraws_take_at_most_their_share_of_the_time():
+    import time
+
+    from orthoscope.viz.watch import _LiveGate
+
+    calls = []
+
+    def slow_redraw(run, record):
+        calls.append(record)
+        time.sleep(0.05)
+
+    gate = _LiveGate(quiet_s=0.0, share=0.25)            # after 0.05 s of drawing, 0.15 s without
+    live = gate.wrap(slow_redraw)
+    live(None, 1)
+    live(None, 2)                                        # too soon: held back, not lost
+    assert calls == [1] and gate.pending
+    gate.flush()
+    assert calls == [1]
+    time.sleep(0.2)
+    gate.flush()
+    assert calls == [1, 2] and not gate.pending
+    with pytest.raises(ValueError, match=r"live_share must be in \(0, 1\]"):
+        from orthoscope.viz.watch import watch
+        watch(object, "x", live_share=0)
+
+
+def test_a_change_made_by_the_live_redraw_is_not_a_touch():
+    from orthoscope.viz.watch import _LiveGate
+
+    gate = _LiveGate(quiet_s=60.0, share=1.0)
+    live = gate.wrap(lambda run, record: gate.touch())   # the redraw moves the slider (following the newest step)
+    live(None, 1)
+    assert gate.last_touch == float("-inf")
+    gate.touch()                                         # the user
+    live(None, 2)
+    assert gate.pending

@@ -1,8 +1,10 @@
 """Read-only observers of a run (DESIGN §3). See ``base.Probe``; pure math lives in ``metrics``."""
 from .base import Probe, weight_matrices
+from .esd import ESD, PowerLawFit, alpha_over_time, esd_eigenvalues, fit_power_law
 from .geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
 from .harmonic import CenterGeometry, DistanceMargin
 from .kan import EdgeCurves, EdgeImportance, FitError
+from .lr import LearningRate
 from .orthogonal import OrthogonalityError, RotationCosine, SpectrumDrift
 from .spectrum import Energy, Spectrum, WeightNorm
 from .training import Evaluate, GradNorm
@@ -17,7 +19,9 @@ def default_probes(every: int = 20) -> list[Probe]:
     return [Evaluate(every), Spectrum(every), WeightNorm(every), Energy(every, s=(1,)), GradNorm(every)]
 
 
-__all__ = ["Probe", "Evaluate", "GradNorm", "Spectrum", "WeightNorm", "Energy", "default_probes", "weight_matrices",
+__all__ = ["Probe", "Evaluate", "GradNorm", "LearningRate", "Spectrum", "WeightNorm", "Energy", "default_probes",
+           "weight_matrices",
            "WeightGeometry", "ActivationGeometry", "CapabilityDrift",
            "OrthogonalityError", "RotationCosine", "SpectrumDrift",
-           "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError"]
+           "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError",
+           "ESD", "PowerLawFit", "fit_power_law", "esd_eigenvalues", "alpha_over_time"]

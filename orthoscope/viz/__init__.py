@@ -10,8 +10,10 @@ from __future__ import annotations
 
 _PLOTS = ("plot_curves", "plot_loss_accuracy", "plot_metric", "plot_spectrum_heatmap", "plot_spectrum_lines",
           "plot_spectrum_at")
-_ANIMATE = ("spectrum_animation", "to_html", "save_gif", "animate_spectra")
-__all__ = [*_PLOTS, *_ANIMATE, "Dashboard"]
+_ANIMATE = ("spectrum_animation", "comparison_animation", "to_html", "save_gif", "animate_spectra",
+            "export_animation", "export_png")
+_ESD = ("plot_esd", "plot_alpha")
+__all__ = [*_PLOTS, *_ANIMATE, *_ESD, "Dashboard"]
 
 
 def __getattr__(name):
@@ -21,6 +23,8 @@ def __getattr__(name):
         return getattr(importlib.import_module(f"{__name__}.plots"), name)
     if name in _ANIMATE:
         return getattr(importlib.import_module(f"{__name__}.animate"), name)
+    if name in _ESD:
+        return getattr(importlib.import_module(f"{__name__}.esd"), name)
     if name == "Dashboard":
         return importlib.import_module(f"{__name__}.dashboard").Dashboard
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,29 +2,47 @@
 
     %matplotlib widget
     Dashboard(run)                       # a bare Dashboard in a cell displays itself
-    Dashboard([run_wd1, run_wd0])        # overlay: every panel draws each run in its own colour, named by run.name
+    Dashboard([run_wd1, run_wd0])        # comparison: every panel draws each run in its own colour, named by run.name
 
-Controls: *play* / *pause* (an ``ipywidgets.Play``) and *step* train every run by ``every`` steps per tick or press;
-the *step* slider scrubs the recorded history (the spectrum panel and the marker on every curve follow it); the
-*layer* dropdown picks the ``sv/<module>`` shown, filled from the History. Panels: loss, accuracy, the chosen layer's
-spectrum at the slider step, its log-spectrum heat-map over time, and one curve panel per scalar metric
-(``metrics=``, default singular-value entropy and hyperspherical energy s = 1).
+Controls (every one has a tooltip): *play* / *pause* / *stop* (an ``ipywidgets.Play``) and *step* train every run by
+``every`` steps per tick or press; the *step* slider scrubs the recorded history (Home/End reach its current ends);
+*live* returns the view to the newest step and keeps it there; the *layer* dropdown picks the ``sv/<module>`` shown;
+*fixed axes* keeps the spectrum's y-range fixed over the whole recorded history (so motion reads as motion, not as a
+rescaled axis; the heat-maps always share one colour scale); *smooth* is an EMA on the curves; one checkbox per run
+hides or shows it; *export PNG* writes the figure as shown, *export animation* an offline HTML player of the layer's
+spectrum. The status line says which step is viewed, whether the view follows
+training, each run's numbers at that step, and what the chosen layer is.
+
+Panels: loss and accuracy; the spectrum σ_i of the chosen layer at the viewed step with each run's step-0 spectrum in
+grey behind it; its log10 σ heat-map over time, one per run (small multiples on one colour scale, with a colorbar);
+one curve panel per ``metrics`` entry; the gradient norm (and the learning rate, when an ``lr/*`` series is recorded).
+Legends are drawn once, above the panels, never over data. Hovering a curve panel lists every run's value at that step
+in the canvas footer.
+
+Honest comparisons. The runs of one Dashboard advance together: *step* and *play* bring every run to
+``min(step counts) + every`` (a run that is ahead waits). A run trained elsewhere (``run.train`` in another cell or a
+second Dashboard) is not silently shown at another step: the slider ends at the last step *every* run has recorded,
+all panels mark that common step, and the status line states how far each run has trained.
 
 How "play" stays pausable. A Python loop in a widget callback would hold the kernel until it returned, so the pause
 button's message could not be handled until training ended. Instead the *browser* drives training: the ``Play``
 widget's timer ticks in JavaScript every ``interval_ms`` and sends each new value to the kernel, whose handler trains
-one small chunk and redraws, then returns. Between ticks the kernel is idle, so a pause (or any other widget event)
-is handled at once. Ticks that queued up while a chunk was running arrive back to back; the handler skips any tick that
-arrives within ``_BACKLOG_S`` of the previous one, so pausing takes effect after at most one chunk. This needs no
-threads (torch and matplotlib are not thread-safe here) and no asyncio loop tricks (which differ across ipykernel
-versions), and it works the same in JupyterLab, Notebook 7 and VS Code.
+one chunk and redraws, then returns. Ticks that the browser sent while a chunk was running queue up in front of the
+pause message; the handler drops every tick that waited in that queue (its message was sent more than half an
+interval longer ago than the freshest tick's; without a kernel: it arrived within half an interval of the previous
+chunk's end), so after *pause* at most the chunk in flight finishes. No threads (torch and matplotlib are not
+thread-safe here), no asyncio loop tricks.
 
 Drawing. With ipympl active (``%matplotlib widget``) the figure is an interactive ipympl canvas; each redraw calls
 ``canvas.draw()``, which renders and pushes the image to the browser at once — so the dashboard also updates while
 ``run.train(...)`` runs in another cell (``run.on_step`` callbacks, throttled to one redraw per ``live_every_s``).
 Without ipympl it falls back to a static PNG in an ``ipywidgets.Image`` that is replaced on each redraw, and says so
-once. (An Image widget rather than an Output widget with ``clear_output(wait=True)``: it updates in place without
-flicker, and needs no output-capture context, which callbacks fired from another cell would get wrong.)
+once.
+
+Width. The figure is ``width_px`` wide (default 840, inside a ~950 px JupyterLab column with room to spare); the
+control rows wrap; the ipympl canvas can be resized by dragging its lower-right corner (the kernel re-lays out the
+panels). The static fallback image scales down to a narrower column; an ipympl canvas cannot be scaled by CSS
+without breaking its mouse positions, so in a narrow column pass a smaller ``width_px`` (or drag the corner).
 """
 from __future__ import annotations
 
@@ -32,13 +50,21 @@ import io
 import math
 import time
 import warnings
+from pathlib import Path
 
-from .plots import (_scalar_keys, nearest_step, plot_loss_accuracy, plot_metric, plot_spectrum_at,
-                    plot_spectrum_heatmap)
+from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
+                                _watched, message_age)
+from .dashboard_text import drop_hidden, hover, status_html
+from .layout import HEATMAPS_PER_ROW, RC, build_figure, figure_legend
+from .plots import (_scalar_keys, metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
+                    plot_spectrum_heatmap, smooth_ema, spectrum_limits)
 
-_BACKLOG_S = 0.02
+_BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
 _RELAYOUT_S = 5.0
 _FALLBACK_WARNED = False
+# the fallback PNG never overflows its column (scaled down in a narrow one); the ipympl canvas has a fixed pixel size
+# (its mouse mapping would break if scaled) and is sized to fit: width_px, or drag its corner
+_CSS = "<style>.orthoscope-dashboard img{max-width:100%;height:auto}</style>"
 
 
 def ipympl_active() -> bool:
@@ -58,29 +84,8 @@ def _warn_fallback_once() -> None:
                       "canvas.", stacklevel=4)
 
 
-def _as_run_list(run_or_runs) -> list:
-    runs = list(run_or_runs) if isinstance(run_or_runs, (list, tuple)) else [run_or_runs]
-    if not runs:
-        raise ValueError("Dashboard needs at least one Run, got an empty list")
-    for r in runs:
-        if not (hasattr(r, "step") and hasattr(r, "history") and hasattr(r, "on_step")):
-            raise TypeError(f"Dashboard takes a Run or a list of Runs, got {type(r).__name__}")
-    if len({id(r) for r in runs}) != len(runs):
-        raise ValueError("the same Run appears twice in the list; pass each run once")
-    return runs
-
-
-def _unique_names(runs) -> list[str]:
-    names, seen = [], {}
-    for r in runs:
-        name = str(getattr(r, "name", "") or "run")
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return names
-
-
 class Dashboard:
-    """Live view of ``run_or_runs`` (a ``Run`` or a list of them).
+    """Live view of ``run_or_runs`` (a ``Run`` or a list of them); see the module docstring.
 
     Args:
         every: training steps per *step* press and per *play* tick (each run), also the redraw period while playing.
@@ -89,14 +94,20 @@ class Dashboard:
         interval_ms: the play timer's period in the browser.
         live_every_s: redraw at most this often when the runs are trained elsewhere (``run.train`` in another cell);
             ``None`` turns those live redraws off.
+        width_px: the figure's width in pixels (its height follows from the number of panel rows).
+        figsize, dpi: matplotlib's; ``figsize`` overrides ``width_px``.
+        export_dir: where *export PNG* writes.
+        esd: draw the empirical-spectral-density panels (``viz.esd``: the ESD at the viewed step, α over time).
 
-    Attributes for code and tests: ``runs``, ``names``, ``fig``, ``axes``, ``play``, ``step_button``, ``slider``,
-    ``layer``, ``status``, ``canvas`` (the ipympl canvas, or the ``Image`` widget of the fallback), ``widget``
-    (the top-level box), ``interactive`` (ipympl in use), ``error`` (the last training error, or None).
+    Attributes for code and tests: ``runs``, ``names``, ``fig``, ``axes`` (by panel name), ``play``, ``step_button``,
+    ``live_button``, ``slider``, ``layer``, ``fixed_axes``, ``smooth``, ``run_boxes``, ``export_button``, ``status``,
+    ``canvas``, ``widget``, ``interactive``, ``error``, ``following`` (the view sits at the newest common step),
+    ``viewed_step``, ``exported`` (the last exported path).
     """
 
     def __init__(self, run_or_runs, every: int = 10, metrics=("sv_entropy", "he_s1"), *, layer: str | None = None,
-                 interval_ms: int = 300, live_every_s: float | None = 1.0, figsize=None, dpi: int = 80):
+                 interval_ms: int = 300, live_every_s: float | None = 1.0, width_px: int = 840, figsize=None,
+                 dpi: int = 80, export_dir=".", esd: bool = True):
         if not isinstance(every, int) or isinstance(every, bool) or every <= 0:
             raise ValueError(f"every must be a positive integer (steps per tick), got {every!r}")
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -104,15 +115,20 @@ class Dashboard:
             raise TypeError(f"metrics must be metric names such as 'sv_entropy', got {metrics!r}")
         if not isinstance(interval_ms, int) or interval_ms < 10:
             raise ValueError(f"interval_ms must be an integer ≥ 10, got {interval_ms!r}")
+        if not isinstance(width_px, int) or width_px < 300:
+            raise ValueError(f"width_px must be an integer ≥ 300 (pixels), got {width_px!r}")
         self.runs = _as_run_list(run_or_runs)
         self.names = _unique_names(self.runs)
-        self.every, self.metrics, self.live_every_s = every, metrics, live_every_s
+        self.every, self.metrics, self.live_every_s, self.esd = every, metrics, live_every_s, bool(esd)
+        self.interval_s = interval_ms / 1000
+        self.export_dir, self.exported = Path(export_dir), None
         self._check_metrics()
         self.error: Exception | None = None
         self.interactive = ipympl_active()
-        self._make_figure(figsize, dpi)
+        self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
-        self._advancing, self._last_tick, self._last_draw, self._last_layout = False, 0.0, 0.0, -math.inf
+        self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
+        self._note, self._trailing, self._step_time, self._min_age = "", None, 0.0, math.inf
         self._unsubscribe = [r.on_step(self._on_run_step) for r in self.runs]
         self.redraw()
 
@@ -125,16 +141,7 @@ class Dashboard:
                 raise ValueError(f"metrics {bad} are not recorded by these runs; recorded scalar metrics: {recorded}")
 
     def _make_figure(self, figsize, dpi) -> None:
-        from matplotlib.figure import Figure
-
-        n_panels = 4 + len(self.metrics)
-        nrows = math.ceil(n_panels / 3)
-        self.fig = Figure(figsize=figsize or (11.0, 2.9 * nrows), dpi=dpi, layout="constrained")
-        grid = self.fig.subplots(nrows, 3, squeeze=False).ravel()
-        for ax in grid[n_panels:]:
-            ax.set_visible(False)
-        self.axes = {"loss": grid[0], "acc": grid[1], "spectrum": grid[2], "heatmap": grid[3]}
-        self.axes.update({f"metric:{m}": ax for m, ax in zip(self.metrics, grid[4:n_panels])})
+        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, esd=self.esd)
         if self.interactive:
             # The canvas is built directly rather than through pyplot, so the figure is not registered with pyplot:
             # a later plt.close("all") in the notebook cannot blank the dashboard, and it never shows twice.
@@ -143,9 +150,10 @@ class Dashboard:
             self.canvas = Canvas(self.fig)
             FigureManager(self.canvas, 0)
             self.canvas.header_visible = False
-            self.canvas.footer_visible = False
-            self.canvas.toolbar_position = "right"
-            self.canvas.resizable = False
+            self.canvas.toolbar_visible = False      # export PNG replaces its download button; the footer stays
+            self.canvas.footer_visible = True        # for the values under the mouse (format_coord)
+            self.canvas.resizable = True
+            self.fig.canvas.mpl_connect("resize_event", lambda _: self._relayout_soon())
         else:
             import ipywidgets as W
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -158,42 +166,90 @@ class Dashboard:
     def _make_controls(self, layer, interval_ms) -> None:
         import ipywidgets as W
 
+        each = "each run" if len(self.runs) > 1 else "the run"
         self.play = W.Play(value=0, min=0, max=10**9, step=1, interval=interval_ms, description="play",
-                           tooltip=f"train {self.every} steps per tick; pause stops after the current chunk",
+                           tooltip=f"▶ train {self.every} steps of {each} per tick · ❚❚ pause: stops after the "
+                                   "chunk in flight · ■ stop: pause and return the view to the newest step",
                            show_repeat=False)
-        self.step_button = W.Button(description="step", icon="step-forward",
-                                    tooltip=f"train {self.every} steps ({'each run' if len(self.runs) > 1 else 'run'})")
-        self.slider = W.IntSlider(value=0, min=0, max=0, description="step", continuous_update=self.interactive,
-                                  layout=W.Layout(width="420px"))
-        self.layer = W.Dropdown(options=[], description="layer", layout=W.Layout(width="260px"))
+        self.step_button = W.Button(description="step", icon="step-forward", layout=W.Layout(width="auto"),
+                                    tooltip=f"train {self.every} steps of {each} (runs that are behind catch up first)")
+        self.live_button = W.Button(description="live", icon="fast-forward", layout=W.Layout(width="auto"),
+                                    tooltip="return the view to the newest step and follow training")
+        self.layer = W.Dropdown(options=[], description="layer", layout=W.Layout(width="250px"),
+                                tooltip="the weight matrix whose spectrum, heat-map and metrics are shown")
+        self.fixed_axes = W.ToggleButton(value=True, description="fixed axes", icon="lock",
+                                         layout=W.Layout(width="auto"),
+                                         tooltip="keep the spectrum's y-range fixed over the whole recorded history, "
+                                                 "so scrubbing shows motion (off: fit the viewed step)")
+        self.smooth = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smooth",
+                                    continuous_update=False, layout=W.Layout(width="230px"),
+                                    tooltip="exponential moving average of the curves (0 = raw values)")
+        self.export_button = W.Button(description="export PNG", icon="download", layout=W.Layout(width="auto"),
+                                      tooltip=f"write the figure as shown to a PNG in {str(self.export_dir)!r}")
+        self.export_anim_button = W.Button(description="export animation", icon="film", layout=W.Layout(width="auto"),
+                                           tooltip="write an offline HTML player of the chosen layer's spectrum over "
+                                                   f"training (every shown run) to {str(self.export_dir)!r}")
+        self.run_boxes = [W.Checkbox(value=True, description=name, indent=False, layout=W.Layout(width="auto"),
+                                     tooltip=f"show or hide {name} in every panel")
+                          for name in self.names] if len(self.runs) > 1 else []
         self.status = W.HTML()
+        self.slider = self._new_slider(0)
         for w, cls in ((self.play, "orthoscope-play"), (self.step_button, "orthoscope-step"),
-                       (self.slider, "orthoscope-slider"), (self.layer, "orthoscope-layer")):
+                       (self.live_button, "orthoscope-live"), (self.layer, "orthoscope-layer"),
+                       (self.fixed_axes, "orthoscope-fixed"), (self.smooth, "orthoscope-smooth"),
+                       (self.export_button, "orthoscope-export"), (self.export_anim_button, "orthoscope-export-anim"),
+                       (self.status, "orthoscope-status")):
             w.add_class(cls)
         self._wanted_layer, self._quiet = layer, False
+        self._controls = W.HBox([self.play, self.step_button, self.live_button, self.slider, self.layer],
+                                layout=W.Layout(flex_flow="row wrap"))
         self._refresh_controls()   # raises here, not later, for a layer= that the runs do not record
         self.play.observe(self._on_tick, names="value")
         self.step_button.on_click(lambda _: self._advance_from_widget())
-        self.slider.observe(self._on_control, names="value")
-        self.layer.observe(self._on_control, names="value")
-        rows = [W.HBox([self.play, self.step_button, self.slider, self.layer]), self.status, self.canvas]
+        self.live_button.on_click(lambda _: self.go_live())
+        self.export_button.on_click(lambda _: self._export_from_widget(self.export_png))
+        self.export_anim_button.on_click(lambda _: self._export_from_widget(self.export_animation))
+        for w in (self.layer, self.fixed_axes, self.smooth, *self.run_boxes):
+            w.observe(self._on_control, names="value")
+        options = W.HBox([self.fixed_axes, self.smooth, *self.run_boxes, self.export_button, self.export_anim_button],
+                         layout=W.Layout(flex_flow="row wrap"))
+        rows = [self._controls, options, self.status, W.HTML(_CSS), self.canvas]
         if not self.interactive:
-            rows.insert(2, W.HTML("<small>static redraws (ipympl not active — run <code>%matplotlib widget</code> "
+            rows.insert(3, W.HTML("<small>static redraws (ipympl not active — run <code>%matplotlib widget</code> "
                                   "before creating the Dashboard for an interactive canvas)</small>"))
-        self.widget = W.VBox(rows)
+        self.widget = W.VBox(rows, layout=W.Layout(max_width="100%"))
         self.widget.add_class("orthoscope-dashboard")
+
+    def _new_slider(self, maximum: int):
+        """A fresh step slider. ipywidgets 8's slider (noUiSlider 15) keeps the range it was *created* with for its
+        Home/End keys even after ``max`` changes, so End would jump to a stale step: the slider is re-created
+        whenever its range grows, and keyboard and mouse always see the current range."""
+        import ipywidgets as W
+
+        slider = W.IntSlider(value=maximum, min=0, max=maximum, description="step",
+                             continuous_update=self.interactive, layout=W.Layout(width="340px"),
+                             tooltip="scrub the recorded history (Home/End: first/newest step)")
+        slider.add_class("orthoscope-slider")
+        slider.observe(self._on_control, names="value")
+        return slider
 
     # ---- driving the runs --------------------------------------------------------------------------------------
     def advance(self, steps: int | None = None) -> None:
-        """Train every run by ``steps`` (default ``every``) steps, then redraw once. Errors propagate; redraws happen
-        even so, showing the state the runs kept."""
+        """Train the runs together: each trainable run up to ``min(step counts) + steps`` (default ``every``), so a
+        run that is ahead waits for the others; watched run directories are re-read. Then redraw once. Errors
+        propagate; the redraw happens even so, showing the state the runs kept."""
         n = self.every if steps is None else steps
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"steps must be a positive integer, got {n!r}")
+        trainable = [r for r in self.runs if not _watched(r)]
+        target = min((r.step_count for r in trainable), default=0) + n
         self._advancing = True
         try:
             for run in self.runs:
-                for _ in range(n):
+                if _watched(run):
+                    run.step()                      # reads what the other process wrote
+                    continue
+                while run.step_count < target:
                     run.step()
         finally:
             self._advancing = False
@@ -212,39 +268,85 @@ class Dashboard:
 
     def _on_tick(self, change) -> None:
         now = time.perf_counter()
-        backlog = now - self._last_tick < _BACKLOG_S
-        self._last_tick = now
-        # The Play widget's stop button rewinds its value: only increases are ticks. See the module docstring.
-        if change["new"] <= change["old"] or backlog or self.error is not None:
+        if change["new"] < change["old"]:        # ■ stop rewinds the value: pause (the widget did) and go live
+            self.go_live()
+            return
+        # The browser's timer keeps ticking while the kernel is busy, and those ticks queue up in front of a pause.
+        # A tick is dropped as queued when (a) it was sent longer ago than the freshest tick seen, by more than half
+        # an interval (its header's date: the queue it waited in, whatever kept the kernel busy), or (b) without a
+        # kernel, it arrives within half an interval of the last chunk's end. So after pause at most the chunk in
+        # flight finishes.
+        slack = max(_BACKLOG_S, 0.5 * self.interval_s)
+        age = message_age()
+        if age is not None:
+            self._min_age = min(self._min_age, age)
+        queued = now - self._chunk_end < slack or (age is not None and age - self._min_age > slack)
+        if change["new"] == change["old"] or queued or self.error is not None:
             return   # after an error, play stays stopped until *step* succeeds again
         self._advance_from_widget()
-        self._last_tick = time.perf_counter()
+        self._chunk_end = time.perf_counter()
 
     def _on_run_step(self, run, record) -> None:
-        """``run.on_step`` callback: live redraws while the runs are trained elsewhere, throttled."""
+        """``run.on_step`` callback: live redraws while the runs are trained elsewhere, throttled to one per
+        ``live_every_s``. A step that falls inside the throttle window schedules a trailing redraw on the kernel's
+        asyncio loop, so the last steps of a burst (a few ``run.step()`` of another Dashboard) are shown too."""
+        self._step_time = time.perf_counter()
         if self._advancing or self.live_every_s is None:
             return
-        if time.perf_counter() - self._last_draw >= self.live_every_s:
+        wait = self.live_every_s - (time.perf_counter() - self._last_draw)
+        if wait <= 0:
+            self.redraw()
+        elif self._trailing is None:
+            self._trailing = _call_later(wait, self._trailing_redraw)
+
+    def _trailing_redraw(self) -> None:
+        self._trailing = None
+        if self._last_draw < self._step_time:     # a step landed after the last redraw
             self.redraw()
 
-    # ---- drawing -----------------------------------------------------------------------------------------------
-    def _pairs(self) -> list[tuple[str, object]]:
-        return [(name, run.history) for name, run in zip(self.names, self.runs)]
+    def go_live(self) -> None:
+        """Move the view to the newest common step; it then follows training."""
+        self._refresh_controls()
+        self.slider.value = self.slider.max     # fires the redraw (unless it was already there)
+        self.redraw()
+
+    @property
+    def following(self) -> bool:
+        return self.slider.value >= self.slider.max
+
+    @property
+    def viewed_step(self) -> int:
+        return int(self.slider.value)
+
+    # ---- what is shown -----------------------------------------------------------------------------------------
+    def _pairs(self, visible_only: bool = False) -> list[tuple[str, object]]:
+        pairs = [(name, run.history) for name, run in zip(self.names, self.runs)]
+        if visible_only and self.run_boxes:
+            pairs = [p for p, box in zip(pairs, self.run_boxes) if box.value]
+        return pairs
 
     def _layers(self) -> list[str]:
         return list(dict.fromkeys(m for r in self.runs for m in r.history.modules("sv")))
 
+    def common_step(self) -> int:
+        """The last step every run that has recorded anything has reached: the newest step all can be shown at."""
+        lasts = [r.history.last_step for r in self.runs if len(r.history)]
+        return min(lasts) if lasts else 0
+
     def _refresh_controls(self) -> None:
         """Slider range and layer list from the histories. Widget observers are muted meanwhile (``_quiet``):
-        changing a dropdown's options or a slider's max fires value events that would otherwise redraw again."""
+        changing a dropdown's options or a slider's range fires value events that would otherwise redraw again."""
         self._quiet = True
         try:
-            last = max(r.history.last_step for r in self.runs)
-            if last > self.slider.max:
+            last = self.common_step()
+            if last != self.slider.max:
                 following = self.slider.value >= self.slider.max   # at the newest step: keep following it
-                self.slider.max = last
-                if following:
-                    self.slider.value = last
+                value = last if following else min(self.slider.value, last)
+                old, self.slider = self.slider, self._new_slider(last)
+                self.slider.value = value
+                _copy_observers(old, self.slider, exclude=self._on_control)
+                self._controls.children = tuple(self.slider if c is old else c for c in self._controls.children)
+                old.close()
             layers = self._layers()
             if layers and list(self.layer.options) != layers:
                 keep = self._wanted_layer or self.layer.value
@@ -254,75 +356,166 @@ class Dashboard:
                 self.layer.options = layers
                 self.layer.value = keep if keep in layers else layers[0]
                 self._wanted_layer = None
+                self._relayout_soon()
         finally:
             self._quiet = False
 
     def _on_control(self, change) -> None:
         if not self._quiet:
+            if change["owner"] is not self.slider:
+                self._relayout_soon()            # titles and legends may change length
             self.redraw()
 
-    def _status_html(self) -> str:
-        parts = []
-        for name, run in zip(self.names, self.runs):
-            h, bits = run.history, [f"step {run.step_count}"]
-            for key in ("loss/train", "loss/test", "acc/test"):
-                if key in h:
-                    bits.append(f"{key} {h[key].last():.4g}")
-            parts.append(f"<b>{name}</b>: " + " · ".join(bits))
-        if self.error is not None:
-            parts.append(f"<span style='color:#b00'>stopped: {type(self.error).__name__}: {self.error}</span>")
-        return "<br>".join(parts)
+    def _relayout_soon(self) -> None:
+        self._last_layout = -math.inf
 
+    # ---- status line -------------------------------------------------------------------------------------------
+    def _status_html(self) -> str:
+        return status_html(self)
+
+    # ---- drawing -----------------------------------------------------------------------------------------------
     def redraw(self) -> None:
-        """Rebuild every panel from the histories at the slider step, then push the image to the browser."""
+        """Rebuild every panel from the histories at the viewed step, then push the image to the browser."""
+        import matplotlib
+
         self._refresh_controls()
-        pairs = self._pairs()
-        layer, at = self.layer.value, self.slider.value
-        panels = [(("loss", "acc"), lambda axs: plot_loss_accuracy(axs, pairs)),
-                  (("spectrum",), lambda axs: plot_spectrum_at(axs[0], pairs, layer, at)),
-                  (("heatmap",), lambda axs: self._heatmap(axs[0], layer, at))]
-        panels += [((f"metric:{m}",), lambda axs, m=m: self._metric(axs[0], m, layer, at)) for m in self.metrics]
-        for names, draw in panels:
-            axs = [self.axes[n] for n in names]
-            for ax in axs:
-                ax.clear()
-            try:
-                if not any(len(r.history) for r in self.runs):
-                    raise ValueError("nothing recorded yet — press step or play")
-                if layer is None and names[0] != "loss":
-                    raise ValueError("no singular values recorded (add a Spectrum probe to the runs)")
-                draw(axs)
-                if names[0] in ("loss", "acc"):
+        # Every run is drawn (so run i keeps colour C<i> whatever is hidden), then the hidden runs' lines removed.
+        pairs, layer, at = self._pairs(), self.layer.value, self.viewed_step
+        hidden = {name for name, box in zip(self.names, self.run_boxes) if not box.value}
+        smooth = float(self.smooth.value)
+        panels = [(("loss", "acc"), lambda axs: plot_loss_accuracy(axs, pairs, smooth=smooth, legend=False)),
+                  (("spectrum",), lambda axs: self._spectrum(axs[0], pairs, layer, at))]
+        panels += [((f"heatmap:{name}",), lambda axs, i=i: self._heatmap(axs[0], i, layer))
+                   for i, name in enumerate(self.names)]
+        panels += [((f"metric:{m}",), lambda axs, m=m: plot_metric(axs[0], pairs, m, modules=[layer], smooth=smooth,
+                                                                   legend=False)) for m in self.metrics]
+        panels += [(("signals",), lambda axs: self._signals(axs[0], pairs, smooth))]
+        if self.esd:
+            panels += [(("esd",), lambda axs: self._esd(axs[0], pairs, layer, at)),
+                       (("alpha",), lambda axs: self._alpha(axs[0], pairs, layer))]
+        with matplotlib.rc_context(RC):
+            self._mesh = None
+            for names, draw in panels:
+                axs = [self.axes[n] for n in names]
+                for ax in axs:
+                    ax.clear()
+                    twin = getattr(ax, "_orthoscope_twin", None)
+                    if twin is not None:
+                        twin.remove()
+                        ax._orthoscope_twin = None
+                try:
+                    if not any(len(r.history) for r in self.runs):
+                        raise ValueError("nothing recorded yet — press step or play")
+                    if len(hidden) == len(self.runs):
+                        raise ValueError("every run is hidden — tick one above")
+                    if layer is None and names[0] not in ("loss", "signals"):
+                        raise ValueError("no singular values recorded (add a Spectrum probe to the runs)")
+                    draw(axs)
                     for ax in axs:
-                        ax.axvline(at, color="0.5", lw=0.8, ls=":")
-            except ValueError as exc:   # the panel says what is missing instead of breaking the others
-                axs[0].text(0.5, 0.5, str(exc), ha="center", va="center", wrap=True, fontsize=8,
-                            transform=axs[0].transAxes)
+                        _no_minor_ticks(ax)
+                        drop_hidden(ax, hidden)
+                        if names[0] != "spectrum":
+                            ax.axvline(at, color="0.35", lw=0.8, ls=":", label="_viewed step")
+                        hover(ax)
+                except ValueError as exc:   # the panel says what is missing instead of breaking the others
+                    axs[0].text(0.5, 0.5, str(exc), ha="center", va="center", wrap=True, fontsize=7,
+                                transform=axs[0].transAxes)
+                    for ax in axs:
+                        ax.set_xticks([])
+                        ax.set_yticks([])
+            self._colorbar()
+            shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden]
+            figure_legend(self.fig, shown if len(self.runs) > 1 else [], self._splits(pairs))
         self.status.value = self._status_html()
         self._render()
 
-    def _heatmap(self, ax, layer, at) -> None:
-        name, history = next(((n, r.history) for n, r in zip(self.names, self.runs) if f"sv/{layer}" in r.history),
-                             (self.names[0], self.runs[0].history))
-        plot_spectrum_heatmap(ax, history, layer, upto_step=None)
-        ax.axvline(at, color="w", lw=1, ls="--")
-        if len(self.runs) > 1:
-            ax.set_title(f"log10 σ — {layer} ({name})")
+    def _splits(self, pairs) -> list[str]:
+        return [k.split("/", 1)[1] for k in _scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
 
-    def _metric(self, ax, metric, layer, at) -> None:
-        plot_metric(ax, self._pairs() if len(self.runs) > 1 else self.runs[0].history, metric, modules=[layer])
-        ax.axvline(at, color="0.5", lw=0.8, ls=":")
-        ax.set_title(f"{metric} — {layer}")
+    def _visible_pairs(self) -> list:
+        return [p for i, p in enumerate(self._pairs()) if not self.run_boxes or self.run_boxes[i].value]
+
+    def _spectrum(self, ax, pairs, layer, at) -> None:
+        visible = self._visible_pairs()
+        ylim = spectrum_limits(visible, layer) if self.fixed_axes.value else None
+        plot_spectrum_at(ax, pairs, layer, at, reference_step=0, ylim=ylim, legend=False)
+
+    def _heatmap(self, ax, i, layer) -> None:
+        name, history = self.names[i], self.runs[i].history
+        if self.run_boxes and not self.run_boxes[i].value:
+            raise ValueError(f"{name} hidden")
+        if f"sv/{layer}" not in history:
+            raise ValueError(f"{name} records no spectrum of {layer}")
+        # one colour scale for every run's heat-map, so colours compare across the small multiples
+        lo, hi = spectrum_limits(self._visible_pairs(), layer, margin=1.0)
+        (self._mesh,) = plot_spectrum_heatmap(ax, history, layer, vmin=math.log10(lo), vmax=math.log10(hi))
+        # small multiples: the run's name is the title (the layer is named by the spectrum panel and the status line)
+        ax.set_title(name if len(self.runs) > 1 else f"log10 σ of {layer}")
+        if i % HEATMAPS_PER_ROW:               # same index axis as the heat-map to its left
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+
+    def _esd(self, ax, pairs, layer, at) -> None:
+        """WeightWatcher's view of the layer at the viewed step: the log-log density of λ = σ² (grey: step 0; dashed:
+        the fitted power-law tail). Its axes are fixed over the whole history by ``plot_esd`` itself."""
+        from .esd import plot_esd
+
+        plot_esd(ax, pairs, layer, at, reference_step=0)
+        ax.get_legend().remove()             # the figure legend names the runs; α is the next panel
+        ax.set_title(f"ESD (λ = σ²) of {layer} at step {at}, fit dashed")
+
+    def _alpha(self, ax, pairs, layer) -> None:
+        from .esd import plot_alpha
+
+        plot_alpha(ax, pairs, layer)
+        ax.get_legend().remove()
+        ax.set_title(f"power-law exponent α of {layer}")
+
+    def _colorbar(self) -> None:
+        cax = self.axes["colorbar"]
+        cax.clear()
+        if self._mesh is None:
+            cax.set_axis_off()
+            return
+        cax.set_axis_on()
+        self.fig.colorbar(self._mesh, cax=cax, label="log10 σ")
+
+    def _signals(self, ax, pairs, smooth) -> None:
+        """Gradient norm (log y) and, on a right-hand axis, the learning rate when an ``lr/*`` series exists."""
+        drawn, pairs = [], self._visible_pairs()
+        for name, h in pairs:
+            colour = f"C{self.names.index(name) % 10}" if len(self.runs) > 1 else "C0"
+            if "grad_norm/total" in h:
+                s = h["grad_norm/total"]
+                label = f"{name} · gradient norm" if len(self.runs) > 1 else "gradient norm"
+                drawn += ax.plot(s.steps, smooth_ema(s.values, smooth), color=colour, label=label)
+        if not drawn:
+            raise ValueError("no gradient norm recorded (add a GradNorm probe)")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric_ylabel("grad_norm"))
+        lr_keys = [k for _, h in pairs for k in h.keys("lr")]
+        title = metric_title("grad_norm")
+        if lr_keys:
+            twin = ax.twinx()
+            ax._orthoscope_twin = twin
+            for name, h in pairs:
+                colour = f"C{self.names.index(name) % 10}" if len(self.runs) > 1 else "C0"
+                for k in h.keys("lr"):
+                    twin.plot(h[k].steps, h[k].values, color=colour, ls="--", lw=0.9,
+                              label=f"{name} · {k}" if len(self.runs) > 1 else k)
+            twin.set_ylabel("learning rate (dashed)")
+            title += " & learning rate"
+        ax.set_title(title)
 
     def _render(self) -> None:
-        # Constrained layout costs about as much as drawing itself, so it re-runs at most every _RELAYOUT_S seconds;
-        # in between the panels keep their last positions (the engine is switched off, not removed).
+        # Constrained layout costs about as much as drawing itself, so it re-runs at most every _RELAYOUT_S seconds
+        # (and at once after a change of layer, size or visible runs); in between the panels keep their positions.
         now = time.perf_counter()
         relayout = now - self._last_layout >= _RELAYOUT_S
         self.fig.set_layout_engine("constrained" if relayout else "none")
         if relayout and any(len(r.history) for r in self.runs):
             self._last_layout = now
-        self._last_draw = now
         if self.interactive:
             if self.canvas.syncing_data_url:
                 # No browser view has initialized this canvas yet (it is initialized once the creating cell ends;
@@ -335,6 +528,40 @@ class Dashboard:
             buf = io.BytesIO()
             self.fig.savefig(buf, format="png")
             self.canvas.value = buf.getvalue()
+        self._last_draw = time.perf_counter()    # the throttle counts from the end of a draw: a slow draw never
+                                                 # turns live redraws into back-to-back ones
+
+    # ---- export ------------------------------------------------------------------------------------------------
+    def export_png(self, path=None) -> Path:
+        """Write the figure as shown (all panels at the viewed step) to ``path`` (default: ``export_dir`` /
+        ``dashboard-<layer>-step<N>.png``); returns the path."""
+        layer = (self.layer.value or "none").replace("/", "_")
+        path = Path(path) if path is not None else self.export_dir / f"dashboard-{layer}-step{self.viewed_step}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fig.savefig(path, dpi=self.fig.dpi)
+        self.exported = path
+        return path
+
+    def export_animation(self, path=None) -> Path:
+        """Write an offline HTML player (``viz.animate.export_animation``: no request leaves the machine) of the
+        chosen layer's spectrum over training — one panel per shown run — to ``path`` (default: ``export_dir`` /
+        ``spectrum-<layer>.html``); returns the path."""
+        from .animate import export_animation
+
+        if self.layer.value is None:
+            raise ValueError("no singular values recorded yet: nothing to animate")
+        layer = self.layer.value
+        path = Path(path) if path is not None else self.export_dir / f"spectrum-{layer.replace('/', '_')}.html"
+        pairs = [(n, h) for n, h in self._visible_pairs() if f"sv/{layer}" in h]
+        self.exported = export_animation(pairs if len(self.runs) > 1 else pairs[0][1], layer, path)
+        return self.exported
+
+    def _export_from_widget(self, export) -> None:
+        try:
+            self._note = f"wrote {export()}"
+        except (OSError, ValueError) as exc:
+            self._note = f"export failed: {exc}"
+        self.status.value = self._status_html()
 
     # ---- display and teardown ----------------------------------------------------------------------------------
     @classmethod
@@ -353,12 +580,18 @@ class Dashboard:
     def close(self) -> None:
         """Stop playing, unsubscribe from the runs and close the widgets."""
         self.play.playing = False
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
-        for w in (self.play, self.step_button, self.slider, self.layer, self.status, self.canvas, self.widget):
+        for w in (self.play, self.step_button, self.live_button, self.slider, self.layer, self.fixed_axes,
+                  self.smooth, self.export_button, self.export_anim_button, *self.run_boxes, self.status, self.canvas,
+                  self.widget):
             w.close()
 
     def __repr__(self) -> str:
         runs = ", ".join(f"{n}@{r.step_count}" for n, r in zip(self.names, self.runs))
-        return f"Dashboard([{runs}], every={self.every}, layer={self.layer.value!r}, interactive={self.interactive})"
+        return (f"Dashboard([{runs}], every={self.every}, layer={self.layer.value!r}, viewing step "
+                f"{self.viewed_step}{' (live)' if self.following else ''}, interactive={self.interactive})")

@@ -17,6 +17,49 @@ import numpy as np
 
 LINESTYLES = ("-", "--", ":", "-.")
 LOG_FLOOR = 1e-12   # σ below LOG_FLOOR·max σ is drawn at that floor: log10(0) would be −inf and blank the heat-map
+REFERENCE_COLOUR = "0.6"   # the step-0 spectrum, drawn behind the current one
+
+# metric -> (a title a student can read, the y-axis label). Unknown metrics fall back to their key.
+METRIC_LABELS = {
+    "sv_entropy": ("singular-value entropy", "entropy (1 = flat spectrum)"),
+    "he_s1": ("hyperspherical energy (s = 1)", "energy (lower = rows spread out)"),
+    "he_s2": ("hyperspherical energy (s = 2)", "energy (lower = rows spread out)"),
+    "stable_rank": ("stable rank", "‖W‖²_F / σ₁²"),
+    "condition_number": ("condition number", "σ₁ / σ_min"),
+    "sv_drift": ("spectrum drift from step 0", "‖σ_t − σ_0‖ / ‖σ_0‖"),
+    "weight_norm": ("weight norm", "‖W‖_F"),
+    "grad_norm": ("gradient norm", "‖∇L‖"),
+    "alpha": ("power-law exponent α of the ESD", "α"),
+    "lr": ("learning rate", "learning rate"),
+}
+
+
+def metric_title(metric: str, module: str | None = None) -> str:
+    """``"singular-value entropy of layers.0"`` for ``("sv_entropy", "layers.0")``; the key itself if unknown."""
+    name = METRIC_LABELS.get(metric, (metric, metric))[0]
+    return f"{name} of {module}" if module and module != "total" else name
+
+
+def metric_ylabel(metric: str) -> str:
+    return METRIC_LABELS.get(metric, (metric, metric))[1]
+
+
+def smooth_ema(values, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average with weight ``weight`` ∈ [0, 1), debiased so the
+    first points are not pulled toward 0 (divide by 1 − weightᵗ). ``weight = 0`` returns the values unchanged.
+    Non-finite values are skipped (the average carries over them)."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight!r}")
+    y = np.asarray(values, dtype=float)
+    if weight == 0.0 or y.size == 0:
+        return y
+    out, acc, norm = np.empty_like(y), 0.0, 0.0
+    for i, v in enumerate(y):
+        if np.isfinite(v):
+            acc = weight * acc + (1 - weight) * v
+            norm = weight * norm + (1 - weight)
+        out[i] = acc / norm if norm > 0 else np.nan
+    return out
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
@@ -88,9 +131,9 @@ def _label(prefix: str, run_label: str, key: str) -> str:
     return f"{prefix}{run_label + ' · ' if run_label else ''}{key}"
 
 
-def _xy(series, upto_step=None):
+def _xy(series, upto_step=None, smooth: float = 0.0):
     steps = np.asarray(series.steps, dtype=float)
-    values = np.asarray(series.values, dtype=float)
+    values = smooth_ema(np.asarray(series.values, dtype=float), smooth)
     if upto_step is not None:
         keep = steps <= upto_step
         steps, values = steps[keep], values[keep]
@@ -165,14 +208,18 @@ def plot_curves(ax, history, keys=None, logx: bool = False, logy: bool = False, 
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel("accuracy")
         ax.set_ylabel("loss")
+    elif len({k.split("/", 1)[0] for k in left_keys}) == 1:    # one kind of quantity: name it on the axis
+        prefix = left_keys[0].split("/", 1)[0]
+        ax.set_ylabel({"loss": "loss", "acc": "accuracy"}.get(prefix, metric_ylabel(prefix)))
     if artists:   # one legend for both axes
         ax.legend(artists, [a.get_label() for a in artists], fontsize="x-small")
     return artists
 
 
-def plot_loss_accuracy(axes_pair, history) -> list:
+def plot_loss_accuracy(axes_pair, history, smooth: float = 0.0, legend: bool = True) -> list:
     """Loss (log y) on ``axes_pair[0]`` and accuracy on ``axes_pair[1]``, one line per split (train solid,
-    test dashed when runs are overlaid; colour = split for one run, = run for several)."""
+    test dashed when runs are overlaid; colour = split for one run, = run for several). ``smooth``: EMA weight
+    (``smooth_ema``); ``legend=False`` leaves the legend to the caller (the Dashboard draws one for the figure)."""
     if len(axes_pair) != 2:
         raise ValueError(f"axes_pair must hold exactly 2 axes (loss, accuracy), got {len(axes_pair)}")
     ax_loss, ax_acc = axes_pair
@@ -189,21 +236,23 @@ def plot_loss_accuracy(axes_pair, history) -> list:
         for i_run, (run_label, h) in enumerate(runs):
             for i_key, key in enumerate(keys):
                 if key in h:
-                    x, y = _xy(h[key])
+                    x, y = _xy(h[key], smooth=smooth)
                     artists += ax.plot(x, y, label=_label("", run_label, key.split("/", 1)[1]),
                                        **_style(i_run, i_key, len(runs), labelled))
         ax.set_title(title)
         ax.set_xlabel("step")
-        if keys:
+        ax.set_ylabel(title)
+        if keys and legend:
             ax.legend(fontsize="x-small")
     ax_loss.set_yscale("log")
     ax_acc.set_ylim(-0.02, 1.02)
     return artists
 
 
-def plot_metric(ax, history, metric: str, modules=None) -> list:
+def plot_metric(ax, history, metric: str, modules=None, smooth: float = 0.0, legend: bool = True) -> list:
     """One line per module of a per-module scalar metric (``"sv_entropy"``, ``"he_s1"``, ``"stable_rank"``, …).
-    ``modules``: a name or list of names (default: every module recorded for the metric)."""
+    ``modules``: a name or list of names (default: every module recorded for the metric). The title and y label are
+    the metric's readable name (``METRIC_LABELS``), e.g. "singular-value entropy of layers.0" for one module."""
     runs = _as_runs(history)
     labelled = isinstance(history, (list, tuple))
     scalar_metrics = sorted({k.split("/", 1)[0] for k in _scalar_keys(runs)})
@@ -224,12 +273,13 @@ def plot_metric(ax, history, metric: str, modules=None) -> list:
         for i_mod, module in enumerate(modules):
             key = f"{metric}/{module}"
             if key in h:
-                x, y = _xy(h[key])
+                x, y = _xy(h[key], smooth=smooth)
                 artists += ax.plot(x, y, label=_label("", run_label, module),
                                    **_style(i_run, i_mod, len(runs), labelled))
-    ax.set_title(metric)
+    ax.set_title(metric_title(metric, modules[0] if len(modules) == 1 else None))
     ax.set_xlabel("step")
-    if artists:
+    ax.set_ylabel(metric_ylabel(metric))
+    if artists and legend:
         ax.legend(fontsize="x-small")
     return artists
 
@@ -264,17 +314,19 @@ def log_spectrum(S: np.ndarray) -> np.ndarray:
     return np.log10(np.maximum(S, LOG_FLOOR * top if top > 0 else LOG_FLOOR))
 
 
-def plot_spectrum_heatmap(ax, history, module: str, upto_step=None, colorbar: bool = False, cmap: str = "viridis"):
+def plot_spectrum_heatmap(ax, history, module: str, upto_step=None, colorbar: bool = False, cmap: str = "viridis",
+                          vmin: float | None = None, vmax: float | None = None):
     """``sv/<module>`` over time: x = step, y = index i (σ_1 largest, at the bottom), colour = log10 σ_i.
+    ``vmin``/``vmax`` fix the colour scale (in log10 σ) — give several runs the same ones to compare them.
     Returns ``[QuadMesh]``; pass it to ``fig.colorbar`` yourself or use ``colorbar=True``."""
     h = _single(history, "plot_spectrum_heatmap")
     key = _sv_key([("", h)], module)
     steps, S = _spectra(h, key, upto_step)
     y_edges = np.arange(S.shape[1] + 1) + 0.5
-    mesh = ax.pcolormesh(_edges(steps), y_edges, log_spectrum(S).T, shading="flat", cmap=cmap)
+    mesh = ax.pcolormesh(_edges(steps), y_edges, log_spectrum(S).T, shading="flat", cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xlabel("step")
     ax.set_ylabel("index i")
-    ax.set_title(f"log10 σ — {key[3:]}")
+    ax.set_title(f"log10 σ of {key[3:]}")
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label="log10 σ")
     return [mesh]
@@ -311,14 +363,34 @@ def nearest_step(steps, step) -> int:
     return int(np.argmin(np.abs(steps - float(step))))
 
 
-def plot_spectrum_at(ax, history, module: str, step) -> list:
-    """The spectrum σ_i against i (log y) at the recorded step nearest ``step``; one line per run."""
+def spectrum_limits(history, module: str, upto_step=None, margin: float = 1.15) -> tuple[float, float]:
+    """(low, high) of σ over every recorded step (≤ ``upto_step``) of every run given, widened by ``margin`` on a log
+    scale — fixed y-limits for ``plot_spectrum_at``, so scrubbing or playing shows motion, not a rescaled axis. σ is
+    floored as in ``log_spectrum`` (a rank-deficient layer's zeros would put the low end at −∞)."""
+    runs = _as_runs(history)
+    key = _sv_key(runs, module)
+    lo, hi = np.inf, 0.0
+    for _, h in runs:
+        if key in h and len(h[key]):
+            _, S = _spectra(h, key, upto_step)
+            top = float(S.max())
+            lo = min(lo, float(np.maximum(S, LOG_FLOOR * top if top > 0 else LOG_FLOOR).min()))
+            hi = max(hi, top)
+    if not np.isfinite(lo) or hi <= 0:
+        raise ValueError(f"no non-zero singular values recorded for {key[3:]!r}")
+    return lo / margin, hi * margin
+
+
+def plot_spectrum_at(ax, history, module: str, step, reference_step=None, ylim=None, legend: bool = True) -> list:
+    """The spectrum σ_i against i (log y) at the recorded step nearest ``step``; one line per run. With
+    ``reference_step`` (e.g. 0) each run's spectrum at that step is drawn behind it in grey, so change since then
+    reads at a glance; ``ylim`` fixes the y-range (``spectrum_limits``). Returns the coloured lines only."""
     runs = _as_runs(history)
     labelled = isinstance(history, (list, tuple))
     key = _sv_key(runs, module)
-    artists, shown = [], []
+    artists, shown, refs = [], [], []
     for i_run, (run_label, h) in enumerate(runs):
-        if key not in h:
+        if key not in h or not len(h[key]):
             continue
         series = h[key]
         j = nearest_step(series.steps, step)
@@ -326,16 +398,30 @@ def plot_spectrum_at(ax, history, module: str, step) -> list:
         shown.append(series.steps[j])
         label = f"{run_label + ' · ' if run_label else ''}step {series.steps[j]}"
         colour = f"C{i_run % 10}" if (len(runs) > 1 or labelled) else "C0"
-        artists += ax.plot(np.arange(1, sv.size + 1), sv, marker=".", ms=3, color=colour, label=label)
+        artists += ax.plot(np.arange(1, sv.size + 1), sv, marker=".", ms=3, color=colour, label=label, zorder=3)
+    for i_run, (run_label, h) in enumerate(runs):      # after the coloured lines: ax.lines[i] is still run i's
+        if reference_step is None or key not in h or not len(h[key]):
+            continue
+        series = h[key]
+        r = nearest_step(series.steps, reference_step)
+        ref = series.values[r].double().numpy()
+        refs += ax.plot(np.arange(1, ref.size + 1), ref, color=REFERENCE_COLOUR, lw=1.2, zorder=2,
+                        ls=LINESTYLES[i_run % len(LINESTYLES)] if len(runs) > 1 else "-",
+                        label=f"{run_label + ' · ' if run_label else ''}step {series.steps[r]} (reference)")
+    if not artists:
+        raise ValueError(f"nothing recorded yet for {key[3:]!r}")
     ax.set_yscale("log")
-    ax.set_xlabel("index i")
-    ax.set_ylabel("σ_i")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel("index i (largest first)")
+    ax.set_ylabel("singular value σ_i")
     steps_txt = ", ".join(str(s) for s in dict.fromkeys(shown))
-    ax.set_title(f"spectrum — {key[3:]} @ step {steps_txt}")
-    if len(artists) > 1:
+    ax.set_title(f"spectrum of {key[3:]} at step {steps_txt}")
+    if legend and (len(artists) > 1 or refs):
         ax.legend(fontsize="x-small")
     return artists
 
 
 __all__ = ["plot_curves", "plot_loss_accuracy", "plot_metric", "plot_spectrum_heatmap", "plot_spectrum_lines",
-           "plot_spectrum_at", "nearest_step", "log_spectrum"]
+           "plot_spectrum_at", "spectrum_limits", "nearest_step", "log_spectrum", "smooth_ema", "metric_title",
+           "METRIC_LABELS"]

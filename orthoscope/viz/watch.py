@@ -10,25 +10,67 @@ last complete line it saw, logs those records into ``.history`` (a plain ``Histo
 Dashboard read it as they read a live run's) and calls the ``on_step`` subscribers once per record, as ``Run`` does.
 
 Refreshing without blocking the kernel: ``start(interval_s)`` schedules ``refresh`` with ``loop.call_later`` on the
-asyncio loop the Jupyter kernel runs in its main thread. A refresh is a short file read, so between refreshes the
-kernel is idle and handles widget events (scrubbing, the layer dropdown) at once; no thread touches torch or
-matplotlib. Outside a running loop (a script, a test), ``start`` does nothing and ``refresh`` is called by hand.
-A watched run's ``step()`` only refreshes: the run trains in its own process.
+asyncio loop the Jupyter kernel runs in its main thread; no thread touches torch or matplotlib. Outside a running
+loop (a script, a test), ``start`` does nothing and ``refresh`` is called by hand. A watched run's ``step()`` only
+refreshes: the run trains in its own process.
+
+Keeping the notebook responsive (issue 15: a control click answered in < 200 ms while a run writes). A control
+event waits for whatever the kernel is doing, and what it does on a tick is the Dashboard's redraw, not the read.
+So (measured in benchmarks/bench_watch.py, BENCHMARKS.md "Watch"):
+
+* **One redraw per refresh, not one per record.** A subscriber registered with ``on_step(cb, batched=True)`` is
+  called once per refresh, with the newest record, after every record is in the History. ``watch`` subscribes the
+  Dashboard that way: a writer producing k records per tick cost k full redraws before (the Dashboard's throttle
+  lets a redraw through whenever the previous one took longer than ``live_every_s``).
+* **No live redraw while the user is at the controls.** ``watch`` notes every change of the Dashboard's slider and
+  layer; for ``quiet_s`` seconds after one, ticks read data but do not redraw (the user's own redraw reads the
+  same History, so nothing is lost) and the pending redraw happens on the first quiet tick.
+* **Live redraws take a bounded share of the kernel.** After a live redraw of d seconds the next waits
+  d·(1 − ``live_share``)/``live_share``; a click at a random moment then finds the kernel busy redrawing with
+  probability ≤ ``live_share`` (0.25), however slow the machine.
+* **Bounded reads.** A refresh reads at most ``max_bytes`` of new lines; with more waiting, the next tick comes at
+  once (``call_later(0)``), so catching up with a long run yields to widget events between chunks.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from pathlib import Path
 from typing import Callable
 
 from ..history import History
-from ..rundir import CONFIG, HISTORY, add_records, read_records
+from ..rundir import CONFIG, HISTORY, add_records
+
+MAX_BYTES = 1 << 20          # a refresh parses at most ~1 MiB of new lines (~40 ms of json.loads here)
+
+
+def read_new_lines(path: Path, offset: int, max_bytes: int | None = MAX_BYTES) -> tuple[list[dict], int, bool]:
+    """Complete records of ``path`` from byte ``offset``, reading at most ``max_bytes`` (but always at least one
+    whole line); returns the records, the offset after the last one, and whether complete lines remain unread.
+    A torn last line (a killed writer) is left for the next read."""
+    if not path.is_file():
+        return [], offset, False
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read() if max_bytes is None else f.read(max_bytes)
+        if max_bytes is not None and data and b"\n" not in data:    # one record longer than max_bytes: finish it
+            data += f.readline()
+        more = max_bytes is not None and bool(f.read(1))
+    records, end = [], 0
+    for raw in data.split(b"\n")[:-1]:              # the part after the last newline is incomplete
+        try:
+            records.append(json.loads(raw))
+        except json.JSONDecodeError:
+            break
+        end += len(raw) + 1
+    return records, offset + end, more and end > 0
 
 
 class WatchedRun:
     """A read-only view of a run directory that refreshes as records land (module docstring)."""
 
-    def __init__(self, run_dir, name: str | None = None):
+    def __init__(self, run_dir, name: str | None = None, max_bytes: int | None = MAX_BYTES):
         self.run_dir = Path(run_dir)
         if not (self.run_dir / CONFIG).is_file():
             raise FileNotFoundError(f"{str(self.run_dir)!r} is not a run directory (no {CONFIG}); "
@@ -36,8 +78,13 @@ class WatchedRun:
         self.name = name or self.run_dir.name
         self.history = History()
         self.step_count = 0
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a positive number of bytes or None (no limit), got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self.behind = False          # True when the last refresh stopped at max_bytes with complete lines unread
         self._offset = 0
-        self._callbacks: list[Callable] = []
+        self._callbacks: list[tuple[Callable, bool]] = []      # (callback, batched)
+        self._after_refresh: list[Callable[[], None]] = []
         self._timer = None
 
     @property
@@ -48,23 +95,29 @@ class WatchedRun:
         return parse_yaml((self.run_dir / CONFIG).read_text())
 
     def refresh(self) -> int:
-        """Read the records written since the last refresh; returns how many arrived."""
+        """Read the records written since the last refresh (at most ``max_bytes`` of them); returns how many."""
         path = self.run_dir / HISTORY
         size = path.stat().st_size if path.is_file() else 0
-        records, offset = read_records(path, self._offset)
+        records, offset, more = read_new_lines(path, self._offset, self.max_bytes)
         cut = size < self._offset or (records and records[0]["step"] <= self.history.last_step) \
             or (not records and size > offset and self._torn_line_at(path, offset))
         if cut:   # the writer restarted from a checkpoint and cut its file back: read it again from the start
             self.history = History()
-            records, offset = read_records(path, 0)
-        self._offset = offset
+            records, offset, more = read_new_lines(path, 0, self.max_bytes)
+        self._offset, self.behind = offset, more
+        per_record = [cb for cb, batched in self._callbacks if not batched]
         for rec in records:
-            step = rec["step"]
             add_records(self.history, [dict(rec)])
-            self.step_count = step
+            self.step_count = rec["step"]
             values = {k: v for k, v in rec.items() if k != "step"}
-            for cb in list(self._callbacks):
+            for cb in per_record:
                 cb(self, values)
+        if records:
+            newest = {k: v for k, v in records[-1].items() if k != "step"}
+            for cb in [cb for cb, batched in self._callbacks if batched]:
+                cb(self, newest)
+        for hook in list(self._after_refresh):
+            hook()
         return len(records)
 
     @staticmethod
@@ -79,10 +132,13 @@ class WatchedRun:
         self.refresh()
         return {}
 
-    def on_step(self, callback: Callable[["WatchedRun", dict], None]) -> Callable[[], None]:
-        """Call ``callback(run, record)`` for every record a refresh reads; returns an unsubscribe function."""
-        self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+    def on_step(self, callback: Callable[["WatchedRun", dict], None], batched: bool = False) -> Callable[[], None]:
+        """Call ``callback(run, record)`` for every record a refresh reads (as ``Run`` does), or with
+        ``batched=True`` once per refresh that read any, with the newest record, after all of them are in the
+        History (what a display needs). Returns an unsubscribe function."""
+        entry = (callback, bool(batched))
+        self._callbacks.append(entry)
+        return lambda: self._callbacks.remove(entry) if entry in self._callbacks else None
 
     # ---- the timer ---------------------------------------------------------------------------------------------
     def start(self, interval_s: float = 1.0) -> bool:
@@ -104,8 +160,8 @@ class WatchedRun:
             try:
                 self.refresh()
             finally:
-                if self._timer is not None:
-                    self._timer = loop.call_later(interval_s, tick)
+                if self._timer is not None:   # behind: read the next chunk once pending widget events are handled
+                    self._timer = loop.call_later(0 if self.behind else interval_s, tick)
 
         self._timer = loop.call_later(0, tick)
         return True
@@ -124,17 +180,90 @@ class WatchedRun:
         return f"WatchedRun({str(self.run_dir)!r}, step={self.step_count}, watching={self.watching})"
 
 
-def watch(dashboard_cls, *sources, interval_s: float = 1.0, live_every_s: float = 0.5, **kwargs):
+class _LiveGate:
+    """Decides when the Dashboard's live redraws may run. Not within ``quiet_s`` seconds of the user moving one of
+    its controls; and not more than ``share`` of the time: after a live redraw that took d seconds, the next waits
+    d·(1 − share)/share seconds, so a click posted at a random moment finds the kernel busy with a live redraw with
+    probability ≤ ``share``. A held-back redraw runs on the first tick allowed (``flush``). Control changes made
+    *by* a redraw (the slider following the newest step) are not the user's and do not count."""
+
+    def __init__(self, quiet_s: float, share: float):
+        self.quiet_s, self.share = quiet_s, share
+        self.last_touch = float("-inf")
+        self.next_allowed = float("-inf")
+        self.drawing = False
+        self.pending: dict[Callable, tuple] = {}
+
+    def touch(self, change=None) -> None:
+        if not self.drawing:
+            self.last_touch = time.monotonic()
+            self.pending.clear()     # the control's own redraw reads the whole History: nothing is left to show
+
+    def _allowed(self) -> bool:
+        now = time.monotonic()
+        return now - self.last_touch >= self.quiet_s and now >= self.next_allowed
+
+    def _call(self, callback, run, record) -> None:
+        self.drawing = True
+        t0 = time.monotonic()
+        try:
+            callback(run, record)
+        finally:
+            self.drawing = False
+            end = time.monotonic()
+            self.next_allowed = end + (end - t0) * (1 - self.share) / self.share
+
+    def wrap(self, callback: Callable) -> Callable:
+        def gated(run, record):
+            if self._allowed():
+                self.pending.pop(callback, None)
+                self._call(callback, run, record)
+            else:
+                self.pending[callback] = (run, record)
+        return gated
+
+    def flush(self) -> None:
+        if self.pending and self._allowed():
+            callback, (run, record) = next(iter(self.pending.items()))   # one redraw per tick at most
+            del self.pending[callback]
+            self._call(callback, run, record)
+
+
+def _gate_live_redraws(dashboard, watched: list[WatchedRun], first_callback: dict, quiet_s: float,
+                       live_share: float) -> _LiveGate:
+    """Batch the subscriptions the dashboard made on each watched run and gate them (``_LiveGate``)."""
+    gate = _LiveGate(quiet_s, live_share)
+    for run in watched:
+        since = first_callback[id(run)]
+        run._callbacks[since:] = [(gate.wrap(cb), True) for cb, _ in run._callbacks[since:]]
+        run._after_refresh.append(gate.flush)
+    for name in ("slider", "layer"):
+        control = getattr(dashboard, name, None)
+        if control is not None and hasattr(control, "observe"):
+            control.observe(gate.touch, "value")
+    return gate
+
+
+def watch(dashboard_cls, *sources, interval_s: float = 1.0, live_every_s: float = 0.5, quiet_s: float = 2.0,
+          live_share: float = 0.25, **kwargs):
     """A ``dashboard_cls`` over run directories (paths) and notebook Runs side by side; the directories refresh
-    every ``interval_s`` seconds. Closing the dashboard stops the timers."""
+    every ``interval_s`` seconds, with one live redraw per refresh at most, none within ``quiet_s`` seconds of the
+    user moving a control, and live redraws taking at most ``live_share`` of the kernel's time (module docstring).
+    Closing the dashboard stops the timers."""
     if not sources:
         raise ValueError("watch needs at least one run directory or Run")
+    if not quiet_s >= 0:
+        raise ValueError(f"quiet_s must be ≥ 0 seconds, got {quiet_s!r}")
+    if not 0 < live_share <= 1:
+        raise ValueError(f"live_share must be in (0, 1] (1: no limit), got {live_share!r}")
     runs = [WatchedRun(s) if isinstance(s, (str, Path)) else s for s in sources]
-    for run in runs:
-        if isinstance(run, WatchedRun):
-            run.refresh()
-    dashboard = dashboard_cls(runs, live_every_s=live_every_s, **kwargs)
     watched = [r for r in runs if isinstance(r, WatchedRun)]
+    for run in watched:
+        while run.refresh() and run.behind:      # the whole record so far, before the first draw
+            pass
+    first_callback = {id(run): len(run._callbacks) for run in watched}
+    dashboard = dashboard_cls(runs, live_every_s=live_every_s, **kwargs)
+    dashboard.live_gate = _gate_live_redraws(dashboard, watched, first_callback, quiet_s, live_share)
     for run in watched:
         run.start(interval_s)
     close = dashboard.close

@@ -1,0 +1,215 @@
+"""Watch responsiveness (issue 15): how long a control click waits for its answer while a watched run writes.
+
+    .venv/bin/python benchmarks/bench_watch.py            # 2 rounds × 12 clicks per wiring (a few minutes)
+    .venv/bin/python benchmarks/bench_watch.py --quick    # 1 round × 5 clicks (CI runs this)
+
+The scene of notebook 08: the tiny-Llama POET run in the notebook, beside a wider POET run that
+``python -m orthoscope train`` writes in a background process (``poet-big``, probes every 5 steps, gradient norm
+every step), shown by a Dashboard that refreshes every 0.5 s on the asyncio loop — the loop a Jupyter kernel runs
+and handles widget messages on. A second thread plays the user: at random moments, alternately 0.3–0.9 s and 2.5–4 s
+after the previous answer (scrubbing, then watching for a while), it posts a click to the loop (``call_soon_threadsafe``, as a widget message arrives) that moves the step
+slider between its ends; the Dashboard answers by redrawing. *Latency* = from posting to the end of that redraw:
+the wait behind whatever the loop was doing (refreshes, live redraws) plus the click's own redraw. The browser's
+share (image transfer, paint) is not included: tests/test_browser_watch.py measures end to end, once.
+
+Wirings, measured alternately while the same job writes:
+* *previous*: ``WatchedRun`` read everything new per tick and called the Dashboard once per record (as
+  ``Dashboard.watch`` did before this change: ``Dashboard(runs)`` + ``WatchedRun.start``, per-record subscribers);
+* *now*: ``Dashboard.watch`` (``orthoscope.viz.watch``): one redraw per refresh, none within ``quiet_s`` of a
+  click, reads bounded per tick;
+* *idle*: ``Dashboard.watch`` after the job has ended: the click's own redraw, nothing to wait behind.
+
+Prints a table (median and 90th percentile per wiring) and, last, one headline line.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))       # this checkout's orthoscope, also for the background job (PYTHONPATH below)
+TARGET_MS = 200.0
+EVERY, INTERVAL_S, LIVE_EVERY_S = 5, 0.5, 0.5
+
+
+def setup(folder: Path):
+    """(the notebook's POET run, the background job's config path) — notebook 08, cells 3–5, at smoke size."""
+    import torch
+
+    from orthoscope import Run
+    from orthoscope.config import save_config
+    from orthoscope.llm import build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.tasks import TokenFile
+    from orthoscope.tasks.tokenfile import tokenize
+
+    torch.set_num_threads(1)
+    tokenize(ROOT / "data" / "tinylang.txt", folder / "tinylang.bin")
+    task = TokenFile(str(folder / "tinylang.bin"), n_ctx=32, batch_size=8, n_eval=16)
+    model = build_llama(llama_config("tiny", task.vocab_size, task.n_ctx), seed=0)
+    poet = Run(model, task, llm_method("poet", block=16), probes=llm_probes(model, every=EVERY), seed=0,
+               name="toy poet")
+    poet.train(20, progress=False)
+    cfg = poet.config
+    cfg.update(steps=100_000, checkpoint={"every": 100_000, "keep": 1})    # runs until this script kills it
+    return poet, save_config(cfg, folder / "poet.yaml")
+
+
+def start_job(config: Path, folder: Path, name: str) -> subprocess.Popen:
+    wide = ["model.config.hidden_size=96", "model.config.intermediate_size=384", "model.config.head_dim=24"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen([sys.executable, "-m", "orthoscope", "train", str(config), *wide, "--runs", str(folder),
+                            "--name", name, "--no-progress"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not (folder / name / "history.jsonl").exists():
+        if job.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the background job did not start writing (exit code {job.poll()})")
+        time.sleep(0.2)
+    time.sleep(2.0)                          # a few records on disk before the Dashboard opens
+    return job
+
+
+def previous_wiring(run_dir, poet):
+    """Dashboard.watch as it was: every new byte read per tick, the Dashboard called once per record."""
+    from orthoscope.viz import Dashboard
+    from orthoscope.viz.watch import WatchedRun
+
+    watched = WatchedRun(run_dir, max_bytes=None)
+    watched.refresh()
+    dash = Dashboard([watched, poet], every=EVERY, live_every_s=LIVE_EVERY_S)
+    watched.start(INTERVAL_S)
+    close = dash.close
+    dash.close = lambda: (watched.stop(), close())
+    return dash
+
+
+def current_wiring(run_dir, poet):
+    from orthoscope.viz import Dashboard
+
+    return Dashboard.watch(run_dir, poet, every=EVERY, interval_s=INTERVAL_S, live_every_s=LIVE_EVERY_S)
+
+
+def clicks(make_dashboard, n_clicks: int, seed: int, max_s: float) -> list[float]:
+    """Latencies (ms) of ``n_clicks`` slider moves posted to the loop from a second thread (module docstring).
+    After ``max_s`` seconds the phase ends: the Dashboard stops drawing (the previous wiring can fall behind the
+    writer for good — each tick's k redraws let k more records land — and would otherwise never return)."""
+    latencies: list[float] = []
+    over = threading.Event()
+
+    async def scene():
+        loop = asyncio.get_running_loop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")            # "ipympl is not the active backend": the PNG fallback
+            dash = make_dashboard()
+        redraw = dash.redraw
+        dash.redraw = lambda: None if over.is_set() else redraw()
+        answered = threading.Event()
+        stop = threading.Event()
+
+        def click(posted: float):
+            dash.slider.value = 0 if dash.slider.value else dash.slider.max    # the Dashboard redraws
+            latencies.append(1000 * (time.perf_counter() - posted))
+            answered.set()
+
+        def user():
+            rng = random.Random(seed)
+            while len(latencies) < n_clicks and not over.is_set():
+                time.sleep(rng.uniform(0.3, 0.9) if len(latencies) % 2 else rng.uniform(2.5, 4.0))
+                answered.clear()
+                loop.call_soon_threadsafe(click, time.perf_counter())
+                answered.wait(timeout=max_s)
+
+        thread = threading.Thread(target=user, daemon=True)
+        thread.start()
+        timer = threading.Timer(max_s, over.set)
+        timer.start()
+        while len(latencies) < n_clicks and not over.is_set():
+            await asyncio.sleep(0.05)
+        over.set()
+        timer.cancel()
+        stop.set()
+        dash.close()
+        thread.join(timeout=max_s)
+
+    asyncio.run(scene())
+    return latencies
+
+
+def redraw_breakdown(dash, n: int = 5) -> dict[str, float]:
+    """Split the Dashboard's redraw into: rebuilding the panels (clear + plot_* calls), Agg rendering, PNG encoding,
+    and constrained layout (which the Dashboard re-runs at most every 5 s)."""
+    import io
+
+    fig, parts = dash.fig, {"total": [], "replot": [], "render": [], "png": [], "layout": []}
+    for _ in range(n):
+        dash._last_layout = time.perf_counter()       # no relayout due in this redraw: it is timed separately
+        t0 = time.perf_counter()
+        dash.redraw()                                  # replot + savefig (render + PNG)
+        parts["total"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fig.canvas.draw()
+        parts["render"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fig.savefig(io.BytesIO(), format="png")
+        parts["png"].append(time.perf_counter() - t0 - parts["render"][-1])
+        parts["replot"].append(parts["total"][-1] - parts["render"][-1] - parts["png"][-1])
+        fig.set_layout_engine("constrained")
+        t0 = time.perf_counter()
+        fig.canvas.draw()
+        parts["layout"].append(time.perf_counter() - t0 - parts["render"][-1])
+    dash.close()
+    return {k: 1000 * float(np.median(v)) for k, v in parts.items()}
+
+
+def summary(ms: list[float]) -> tuple[float, float]:
+    return float(np.median(ms)), float(np.percentile(ms, 90))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 5 clicks per wiring")
+    args = parser.parse_args()
+    rounds, n_clicks, max_s = (1, 5, 40.0) if args.quick else (2, 12, 90.0)
+    results: dict[str, list[float]] = {"previous": [], "now": [], "idle": []}
+    with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
+        folder = Path(tmp)
+        poet, config = setup(folder)
+        job = start_job(config, folder, "poet-big")
+        try:
+            for r in range(rounds):
+                for name, wiring in (("previous", previous_wiring), ("now", current_wiring)):
+                    results[name] += clicks(lambda: wiring(folder / "poet-big", poet), n_clicks, r, max_s)
+        finally:
+            job.kill()
+            job.wait(timeout=30)
+        results["idle"] = clicks(lambda: current_wiring(folder / "poet-big", poet), n_clicks, 0, max_s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            breakdown = redraw_breakdown(current_wiring(folder / "poet-big", poet))
+    load = os.getloadavg()[0]
+    print(f"\nclick latency, ms (posted → redrawn); {rounds} round(s) × {n_clicks} clicks; load average {load:.1f}")
+    print(f"{'wiring':<10} {'clicks':>6} {'median':>8} {'p90':>8} {'max':>8}   vs target < {TARGET_MS:.0f} ms")
+    for name, ms in results.items():
+        med, p90 = summary(ms)
+        print(f"{name:<10} {len(ms):>6} {med:>8.0f} {p90:>8.0f} {max(ms):>8.0f}   "
+              f"{'met' if med < TARGET_MS else 'not met'} (median)")
+    print("\nwhere an idle click's redraw goes, ms (median of 5): " + ", ".join(f"{k} {v:.0f}" for k, v in
+                                                                          breakdown.items()))
+    now, prev, idle = (summary(results[k])[0] for k in ("now", "previous", "idle"))
+    print(f"watch: a control click answered in {now:.0f} ms (median) while a run writes, previous wiring "
+          f"{prev:.0f} ms, idle {idle:.0f} ms (target < {TARGET_MS:.0f} ms: {'met' if now < TARGET_MS else 'not met'})")
+
+
+if __name__ == "__main__":
+    main()

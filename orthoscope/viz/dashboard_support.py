@@ -1,0 +1,81 @@
+"""Plumbing for the Dashboard (``viz.dashboard``): checking its runs, naming them, re-wiring a re-created widget,
+scheduling on the kernel's loop, cheaper ticks."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+
+def _as_run_list(run_or_runs) -> list:
+    runs = list(run_or_runs) if isinstance(run_or_runs, (list, tuple)) else [run_or_runs]
+    if not runs:
+        raise ValueError("Dashboard needs at least one Run, got an empty list")
+    for r in runs:
+        if not (hasattr(r, "step") and hasattr(r, "history") and hasattr(r, "on_step")):
+            raise TypeError(f"Dashboard takes a Run or a list of Runs, got {type(r).__name__}")
+    if len({id(r) for r in runs}) != len(runs):
+        raise ValueError("the same Run appears twice in the list; pass each run once")
+    return runs
+
+
+def _unique_names(runs) -> list[str]:
+    names, seen = [], {}
+    for r in runs:
+        name = str(getattr(r, "name", "") or "run")
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return names
+
+
+def _watched(run) -> bool:
+    """A run directory written by another process (``viz.watch.WatchedRun``): it cannot be trained from here."""
+    return hasattr(run, "refresh") and hasattr(run, "run_dir")
+
+
+def _copy_observers(old, new, exclude) -> None:
+    """Re-register on ``new`` the ``value`` observers that others (``viz.watch``'s live-redraw gate) put on ``old``,
+    so re-creating the slider does not silently drop them. Reads traitlets' notifier table (stable since
+    traitlets 4)."""
+    handlers = getattr(old, "_trait_notifiers", {}).get("value", {}).get("change", [])
+    for handler in list(handlers):
+        if handler != exclude:
+            new.observe(handler, names="value")
+
+
+def _call_later(delay: float, callback):
+    """``callback`` after ``delay`` s on the running asyncio loop (a Jupyter kernel's); None where none runs (a
+    script, a test), where the next live step redraws instead."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()          # a widget message handled inside the kernel's loop
+    except RuntimeError:
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            return None
+    return loop.call_later(delay, callback) if loop.is_running() else None
+
+
+def _no_minor_ticks(ax) -> None:
+    """Log axes' minor ticks cost about a third of a redraw (matplotlib builds each tick's artists) and add little
+    on panels this small: the Dashboard keeps the major ones only."""
+    from matplotlib.ticker import NullLocator
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_locator(NullLocator())
+
+
+def message_age() -> float | None:
+    """Seconds since the front end sent the message the kernel is handling now (its header's ``date``), or None
+    outside a kernel. A Play tick that waited in the kernel's queue behind a chunk, a cell or another Dashboard's
+    redraw is old when it is handled; a fresh one is as old as the transport delay (plus any clock offset)."""
+    try:
+        from IPython import get_ipython
+
+        date = get_ipython().kernel.get_parent()["header"]["date"]
+        if isinstance(date, str):
+            date = datetime.fromisoformat(date.replace("Z", "+00:00"))
+        return time.time() - date.timestamp()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None

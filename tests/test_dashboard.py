@@ -1,0 +1,291 @@
+"""The Dashboard's behaviour, kernel side (issue 19): its handlers are called as the browser's messages would call them.
+
+Spectra that show motion (fixed axes, step-0 reference, live/viewing state), honest comparisons (runs advance
+together, a common step, the difference stated), controls that do what they say (pause, End, tooltips), a layout that
+fits, words a student can read, and the extras (show/hide, smoothing, hover, lr, ESD, export).
+"""
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from orthoscope.viz import dashboard as dashboard_module
+from orthoscope.viz.plots import REFERENCE_COLOUR, smooth_ema, spectrum_limits
+
+pytestmark = pytest.mark.filterwarnings("ignore:orthoscope Dashboard. ipympl")
+
+
+def _dash(runs, **kw):
+    return dashboard_module.Dashboard(runs, **kw)
+
+
+def _trained(make_run, steps=12, **kw):
+    run = make_run(**kw)
+    return run.train(steps, progress=False)
+
+
+# ---- spectra that show motion ----------------------------------------------------------------------------------------
+def test_spectrum_axes_fixed_while_scrubbing_with_grey_step0_reference(make_run):
+    run = _trained(make_run, 16, weight_decay=0.0, lr=3e-2)
+    dash = _dash(run, layer="layers.0")
+    ax = dash.axes["spectrum"]
+    limits = []
+    for step in (2, 16, 8):
+        dash.slider.value = step
+        limits.append(ax.get_ylim())
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), run.history["sv/layers.0"].values[step // 2].numpy())
+        ref = [ln for ln in ax.lines if ln.get_color() == REFERENCE_COLOUR]
+        assert len(ref) == 1 and "step 0" in ref[0].get_label()
+        np.testing.assert_allclose(ref[0].get_ydata(), run.history["sv/layers.0"].values[0].numpy())
+    assert limits[0] == limits[1] == limits[2]
+    np.testing.assert_allclose(limits[0], spectrum_limits(run, "layers.0"))     # the whole history's range
+    dash.fixed_axes.value = False                                             # off: each step fits itself
+    dash.slider.value = 2
+    free_2 = ax.get_ylim()
+    dash.slider.value = 16
+    assert ax.get_ylim() != free_2
+    dash.close()
+
+
+def test_live_state_scrub_back_return_to_live_and_stop_button(make_run):
+    run = _trained(make_run, 8)
+    dash = _dash(run, every=2)
+    assert dash.following and "following live" in dash.status.value
+    dash.slider.value = 4                                                     # what the tour's cell 7 does
+    assert not dash.following and "viewing step 4 of 8" in dash.status.value
+    dash.step_button.click()                                                  # training goes on …
+    assert run.step_count == 10 and dash.viewed_step == 4 and "viewing step 4 of 10" in dash.status.value
+    assert "at step 4:" in dash.status.value                                  # … the status reports the viewed step
+    dash.live_button.click()                                                  # one click back to live
+    assert dash.following and dash.viewed_step == 10
+    dash.step_button.click()
+    assert dash.viewed_step == 12                                             # and it follows
+    dash.slider.value = 2
+    dash.play.value = 5                                                       # ▶ a tick trains a chunk …
+    dash.play.value = 0                                                       # ■ stop rewinds the Play widget
+    assert dash.following and dash.viewed_step == run.step_count == 14        # … and stop returns to live
+    dash.close()
+
+
+def test_one_heatmap_per_run_on_a_shared_colour_scale_with_colorbar(make_run):
+    runs = [_trained(make_run, 6, weight_decay=1.0, name="wd=1"), _trained(make_run, 6, weight_decay=0.0, name="wd=0"),
+            _trained(make_run, 6, weight_decay=0.1, name="wd=0.1")]
+    dash = _dash(runs, layer="layers.1")
+    meshes = [dash.axes[f"heatmap:{n}"].collections[0] for n in dash.names]
+    assert len({m.get_clim() for m in meshes}) == 1
+    lo, hi = spectrum_limits(runs, "layers.1", margin=1.0)
+    np.testing.assert_allclose(meshes[0].get_clim(), (math.log10(lo), math.log10(hi)))
+    assert [dash.axes[f"heatmap:{n}"].get_title() for n in dash.names] == dash.names
+    assert dash.axes["colorbar"].get_ylabel() == "log10 σ"
+    dash.close()
+
+
+# ---- honest comparisons ----------------------------------------------------------------------------------------------
+def test_runs_advance_together_and_a_run_trained_elsewhere_is_shown_at_the_common_step(make_run):
+    a, b = _trained(make_run, 4, name="wd=1"), _trained(make_run, 4, weight_decay=0.0, name="wd=0")
+    solo, pair = _dash(a, every=4, live_every_s=None), _dash([a, b], every=4, live_every_s=None)
+    solo.step_button.click()
+    solo.step_button.click()                                                  # wd=1 trained elsewhere: 12 vs 4
+    assert (a.step_count, b.step_count) == (12, 4)
+    pair.redraw()                                                             # what its throttled live redraw does
+    assert pair.slider.max == pair.viewed_step == 4                           # the last step both have recorded
+    labels = [ln.get_label() for ln in pair.axes["spectrum"].lines[:2]]
+    assert labels == ["wd=1 · step 4", "wd=0 · step 4"]
+    assert "different steps (wd=1: 12, wd=0: 4)" in pair.status.value
+    pair.step_button.click()                                                  # the run behind catches up first
+    assert (a.step_count, b.step_count) == (12, 8)
+    pair.step_button.click()
+    pair.step_button.click()
+    assert (a.step_count, b.step_count) == (16, 16)
+    assert "different steps" not in pair.status.value and pair.viewed_step == 16
+    solo.close()
+    pair.close()
+
+
+def test_a_burst_of_steps_elsewhere_ends_with_a_trailing_redraw(make_run):
+    import asyncio
+
+    run = _trained(make_run, 2)
+
+    async def scenario():
+        dash = _dash(run, live_every_s=2.0)
+        run.step()                                   # inside the throttle window: no redraw now …
+        run.step()
+        assert dash._last_draw < dash._step_time and dash._trailing is not None
+        await asyncio.sleep(3.0)                     # … but one once the window has passed
+        assert dash._last_draw > dash._step_time and dash._trailing is None
+        assert dash.slider.max == 4 and "step 4" in dash.status.value
+        dash.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
+# ---- controls --------------------------------------------------------------------------------------------------------
+def test_ticks_queued_during_a_chunk_are_dropped_so_pause_stops_after_one_chunk(make_run):
+    run = make_run()
+    dash = _dash(run, every=2, interval_ms=200)
+    dash._chunk_end = -math.inf
+    dash.play.value = 1                                                       # a fresh tick: one chunk
+    assert run.step_count == 2
+    dash.play.value = 2                                                       # queued behind it (arrives at once)
+    dash.play.value = 3
+    assert run.step_count == 2
+    dash._chunk_end -= 0.2                                                    # a full interval later: fresh again
+    dash.play.value = 4
+    assert run.step_count == 4
+    dash.close()
+
+
+def test_ticks_that_waited_in_the_kernels_queue_are_dropped_by_their_age(make_run, monkeypatch):
+    run = make_run()
+    dash = _dash(run, every=2, interval_ms=200)
+    ages = iter([0.01, 1.5, 0.02])         # sent 10 ms ago; waited 1.5 s behind something else; fresh again
+    monkeypatch.setattr(dashboard_module, "message_age", lambda: next(ages))
+    for value, steps in ((1, 2), (2, 2), (3, 4)):
+        dash._chunk_end = -math.inf                                           # long after the last chunk …
+        dash.play.value = value
+        assert run.step_count == steps                                        # … yet the old tick is dropped
+    dash.close()
+
+
+def test_slider_is_recreated_when_its_range_grows(make_run):
+    run = make_run()
+    dash = _dash(run, every=3)
+    first = dash.slider
+    dash.step_button.click()
+    assert dash.slider is not first and dash.slider.max == 3 and dash.slider in dash._controls.children
+    assert first.comm is None                                                 # the old one was closed
+    dash.slider.value = 0                                                     # the new one is wired up
+    assert dash.viewed_step == 0 and not dash.following
+    dash.close()
+
+
+def _widgets(box):
+    yield box
+    for child in getattr(box, "children", ()):
+        yield from _widgets(child)
+
+
+def test_every_control_has_a_tooltip_and_every_button_an_effect(make_run):
+    import ipywidgets as W
+
+    dash = _dash([make_run(name="a"), make_run(name="b")])
+    controls = [w for w in _widgets(dash.widget) if isinstance(w, (W.Button, W.ToggleButton, W.Play, W.IntSlider,
+                                                                    W.FloatSlider, W.Dropdown, W.Checkbox))]
+    assert len(controls) == 11       # play, step, live, slider, layer, fixed, smooth, 2 runs, export PNG, animation
+    assert all(w.tooltip for w in controls), [w for w in controls if not w.tooltip]
+    assert all(w._click_handlers.callbacks for w in controls if isinstance(w, W.Button))
+    dash.close()
+
+
+def test_export_png_writes_the_figure(make_run, tmp_path):
+    run = _trained(make_run, 4)
+    dash = _dash(run, export_dir=tmp_path)
+    dash.slider.value = 2
+    dash.export_button.click()
+    assert dash.exported == tmp_path / "dashboard-embed-step2.png" and str(dash.exported) in dash.status.value
+    with Image.open(dash.exported) as im:
+        assert np.abs(np.subtract(im.size, dash.fig.get_size_inches() * dash.fig.dpi)).max() <= 1
+    dash.export_anim_button.click()                                           # an offline HTML player
+    from orthoscope.viz.offline import external_urls
+
+    page = (tmp_path / "spectrum-embed.html").read_text()
+    assert dash.exported == tmp_path / "spectrum-embed.html" and "data:image/png;base64" in page
+    assert external_urls(page) == []
+    dash.close()
+
+
+# ---- layout ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_runs, metrics", [(1, ("sv_entropy", "he_s1")), (6, ("sv_entropy", "he_s1", "stable_rank"))])
+def test_figure_fits_the_column_and_nothing_overlaps(make_run, n_runs, metrics):
+    runs = [_trained(make_run, 4, name=f"run {i}", weight_decay=0.1 * i) for i in range(n_runs)]
+    dash = _dash(runs if n_runs > 1 else runs[0], metrics=metrics)
+    width, height = dash.fig.get_size_inches() * dash.fig.dpi
+    assert width <= 900 and height <= 800                                     # a ~950 px column, a laptop window
+    renderer = dash.fig.canvas.get_renderer()
+    dash.fig.set_layout_engine("constrained")
+    dash.fig.draw(renderer)
+    boxes = []
+    for name, ax in dash.axes.items():
+        if name == "heatmap" or not ax.get_visible() or not ax.has_data():
+            continue
+        bb = ax.get_tightbbox(renderer)
+        assert bb.x0 >= -1 and bb.x1 <= width + 1, f"{name} spills out of the figure: {bb}"
+        boxes.append((name, bb))
+    for i, (n1, b1) in enumerate(boxes):                                      # titles/labels of one panel never
+        for n2, b2 in boxes[i + 1:]:                                          # run into another's
+            overlap = min(b1.x1, b2.x1) - max(b1.x0, b2.x0), min(b1.y1, b2.y1) - max(b1.y0, b2.y0)
+            assert min(overlap) <= 1, f"{n1} overlaps {n2}"
+    legend = dash.fig.legends[0].get_window_extent(renderer)
+    for name, ax in dash.axes.items():                                        # the legend sits on no panel
+        assert not legend.overlaps(ax.get_window_extent(renderer)), name
+    assert all(ax.get_legend() is None for ax in dash.axes.values())
+    dash.close()
+
+
+# ---- words -----------------------------------------------------------------------------------------------------------
+def test_every_panel_has_axis_labels_and_a_human_title(make_run):
+    dash = _dash(_trained(make_run, 4), layer="layers.0")
+    for name, ax in dash.axes.items():
+        if name in ("colorbar", "heatmap"):
+            continue
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title(), name
+        assert not any(raw in ax.get_title() for raw in ("he_s1", "sv_entropy", "weight_norm/", "grad_norm")), name
+    assert dash.axes["metric:sv_entropy"].get_title() == "singular-value entropy of layers.0"
+    assert "hidden layer 1 (Linear, 16 inputs → 16 outputs)" in dash.status.value
+    dash.close()
+
+
+# ---- extras ----------------------------------------------------------------------------------------------------------
+def test_show_hide_keeps_colours_and_smoothing_is_the_debiased_ema(make_run):
+    runs = [_trained(make_run, 8, name="a"), _trained(make_run, 8, weight_decay=0.0, name="b")]
+    dash = _dash(runs)
+    colour_b = [ln for ln in dash.axes["loss"].lines if ln.get_label() == "b · train"][0].get_color()
+    dash.run_boxes[0].value = False
+    assert {ln.get_label().split(" · ")[0] for ln in dash.axes["loss"].lines if "·" in ln.get_label()} == {"b"}
+    assert dash.axes["loss"].lines[0].get_color() == colour_b
+    assert [ln.get_label() for ln in dash.axes["spectrum"].lines if ln.get_color() != REFERENCE_COLOUR] == \
+        ["b · step 8"]
+    assert "hidden" in dash.axes["heatmap:a"].texts[0].get_text()
+    dash.run_boxes[0].value = True
+    dash.smooth.value = 0.5
+    line = [ln for ln in dash.axes["loss"].lines if ln.get_label() == "a · train"][0]
+    raw = np.asarray(runs[0].history["loss/train"].values, dtype=float)
+    np.testing.assert_allclose(line.get_ydata(), smooth_ema(raw, 0.5))
+    expected, acc = [], 0.0                                                   # the formula, written out
+    for t, v in enumerate(raw, start=1):
+        acc = 0.5 * acc + 0.5 * v
+        expected.append(acc / (1 - 0.5 ** t))
+    np.testing.assert_allclose(smooth_ema(raw, 0.5), expected)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        smooth_ema(raw, 1.0)
+    dash.close()
+
+
+def test_hover_lists_every_runs_value_at_the_step(make_run):
+    runs = [_trained(make_run, 8, name="a"), _trained(make_run, 8, weight_decay=0.0, name="b")]
+    dash = _dash(runs)
+    text = dash.axes["acc"].format_coord(6.2, 0.5)
+    a6 = runs[0].history["acc/test"].values[3]
+    assert text.startswith("step 6:") and f"a · test {a6:.4g}" in text and "b · train" in text
+    dash.close()
+
+
+def test_lr_panel_and_esd_panels(make_run):
+    from orthoscope.probes import LearningRate
+
+    run = make_run()
+    run.probes.append(LearningRate(2))
+    run.train(6, progress=False)
+    assert run.history["lr/group0"].values == [3e-3] * 4
+    dash = _dash(run, layer="layers.0")
+    twin = dash.axes["signals"]._orthoscope_twin
+    assert twin is not None and twin.lines[0].get_label() == "lr/group0"
+    assert "learning rate" in dash.axes["signals"].get_title()
+    dash.slider.value = 2
+    assert "at step 2" in dash.axes["esd"].get_title() and "α" in dash.axes["alpha"].get_title()
+    limits = dash.axes["esd"].get_xlim()
+    dash.slider.value = 6
+    assert dash.axes["esd"].get_xlim() == limits                              # fixed while scrubbing
+    dash.close()
