@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..keys import key as make_key
 from ..targets import Rules
 from . import metrics
 from .base import Probe, weight_matrices
@@ -167,8 +168,8 @@ class ESD(Probe):
         out = {}
         for path, w in weight_matrices(run.model, self.modules, self.exclude):
             alpha, alpha_weighted = _alpha_pair(layer_eigenvalues(w))
-            out[f"alpha/{path}"] = alpha
-            out[f"alpha_weighted/{path}"] = alpha_weighted
+            out[make_key("alpha", path)] = alpha
+            out[make_key("alpha_weighted", path)] = alpha_weighted
         return out
 
 
@@ -194,7 +195,7 @@ def alpha_over_time(history, module: str) -> tuple[np.ndarray, np.ndarray]:
     agree exactly. Fits are cached per History and only new records are fitted (a History is append-only)."""
     h = _history_of(history)
     module = module[len("sv/"):] if module.startswith("sv/") else module
-    key = f"sv/{module}"
+    key = make_key("sv", module)
     if key not in h:
         raise ValueError(f"no singular values recorded for module {module!r}; recorded modules: "
                          f"{sorted(h.modules('sv'))} (add a Spectrum probe that selects it)")

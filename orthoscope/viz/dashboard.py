@@ -55,9 +55,10 @@ from pathlib import Path
 from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
                                 _watched, message_age)
 from .dashboard_text import drop_hidden, hover, status_html
+from ..keys import key as make_key, metric_of, where_of
 from .layout import HEATMAPS_PER_ROW, RC, build_figure, figure_legend
-from .plots import (_scalar_keys, metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
-                    plot_spectrum_heatmap, smooth_ema, spectrum_limits)
+from .plots import (metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
+                    plot_spectrum_heatmap, scalar_keys, smooth_ema, spectrum_limits)
 
 _BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
 _RELAYOUT_S = 5.0
@@ -134,7 +135,7 @@ class Dashboard:
 
     # ---- construction ------------------------------------------------------------------------------------------
     def _check_metrics(self) -> None:
-        recorded = sorted({k.split("/", 1)[0] for k in _scalar_keys(self._pairs())})
+        recorded = sorted({metric_of(k) for k in scalar_keys(self._pairs())})
         if recorded:   # a fresh run records nothing until its first step: check then (the panel says what is missing)
             bad = [m for m in self.metrics if m not in recorded]
             if bad:
@@ -430,7 +431,7 @@ class Dashboard:
         self._render()
 
     def _splits(self, pairs) -> list[str]:
-        return [k.split("/", 1)[1] for k in _scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
+        return [where_of(k) for k in scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
 
     def _visible_pairs(self) -> list:
         return [p for i, p in enumerate(self._pairs()) if not self.run_boxes or self.run_boxes[i].value]
@@ -444,7 +445,7 @@ class Dashboard:
         name, history = self.names[i], self.runs[i].history
         if self.run_boxes and not self.run_boxes[i].value:
             raise ValueError(f"{name} hidden")
-        if f"sv/{layer}" not in history:
+        if make_key("sv", layer) not in history:
             raise ValueError(f"{name} records no spectrum of {layer}")
         # one colour scale for every run's heat-map, so colours compare across the small multiples
         lo, hi = spectrum_limits(self._visible_pairs(), layer, margin=1.0)
@@ -552,7 +553,7 @@ class Dashboard:
             raise ValueError("no singular values recorded yet: nothing to animate")
         layer = self.layer.value
         path = Path(path) if path is not None else self.export_dir / f"spectrum-{layer.replace('/', '_')}.html"
-        pairs = [(n, h) for n, h in self._visible_pairs() if f"sv/{layer}" in h]
+        pairs = [(n, h) for n, h in self._visible_pairs() if make_key("sv", layer) in h]
         self.exported = export_animation(pairs if len(self.runs) > 1 else pairs[0][1], layer, path)
         return self.exported
 

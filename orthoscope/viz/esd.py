@@ -15,6 +15,7 @@ import weakref
 
 import numpy as np
 
+from ..keys import key as make_key
 from ..probes.esd import EVALS_THRESH, OVER_TRAINED, UNDER_TRAINED, alpha_over_time, esd_eigenvalues, fit_power_law
 from .plots import _as_runs, _sv_key, nearest_step
 
@@ -115,7 +116,7 @@ def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
 def _alpha_series(h, module: str):
     """α over time: the ``ESD`` probe's ``alpha/<module>`` if recorded (WeightWatcher's conv pooling included),
     else fitted from the ``sv/<module>`` records."""
-    key = f"alpha/{module}"
+    key = make_key("alpha", module)
     if key in h:
         s = h[key]
         return np.asarray(s.steps, dtype=float), np.asarray(s.values, dtype=float)
@@ -128,7 +129,7 @@ def plot_alpha(ax, history, module: str, upto_step=None) -> list:
     runs = _as_runs(history)
     labelled = isinstance(history, (list, tuple))
     module = module[len("sv/"):] if module.startswith("sv/") else module
-    present = [(label, h) for label, h in runs if f"alpha/{module}" in h or f"sv/{module}" in h]
+    present = [(label, h) for label, h in runs if make_key("alpha", module) in h or make_key("sv", module) in h]
     if not present:
         _sv_key(runs, module)      # raises the "no singular values recorded … recorded modules: …" error
     artists, top = [], UNDER_TRAINED + 1

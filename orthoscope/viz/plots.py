@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..keys import key as make_key, metric_of, where_of
+
 LINESTYLES = ("-", "--", ":", "-.")
 LOG_FLOOR = 1e-12   # σ below LOG_FLOOR·max σ is drawn at that floor: log10(0) would be −inf and blank the heat-map
 REFERENCE_COLOUR = "0.6"   # the step-0 spectrum, drawn behind the current one
@@ -101,7 +103,8 @@ def _is_array(h, key: str) -> bool:
     return h[key].is_array
 
 
-def _scalar_keys(runs) -> list[str]:
+def scalar_keys(runs) -> list[str]:
+    """The History keys holding numbers (not spectra) in any of ``runs`` (``[(label, History)]``), first seen first."""
     seen = {}
     for _, h in runs:
         for k in h.keys():
@@ -112,7 +115,7 @@ def _scalar_keys(runs) -> list[str]:
 
 def _sv_key(runs, module: str) -> str:
     module = module[len("sv/"):] if module.startswith("sv/") else module
-    key = f"sv/{module}"
+    key = make_key("sv", module)
     if not any(key in h for _, h in runs):
         recorded = sorted({m for _, h in runs for m in h.modules("sv")})
         raise ValueError(f"no singular values recorded for module {module!r}; recorded modules: {recorded} "
@@ -142,18 +145,18 @@ def _xy(series, upto_step=None, smooth: float = 0.0):
 
 # ---- scalar curves -----------------------------------------------------------------------------------------------
 def _default_curve_keys(runs) -> list[str]:
-    keys = [k for k in _scalar_keys(runs) if k.split("/", 1)[0] in ("loss", "acc") and k != "loss/batch"]
+    keys = [k for k in scalar_keys(runs) if metric_of(k) in ("loss", "acc") and k != "loss/batch"]
     if not keys:
-        keys = [k for k in _scalar_keys(runs) if k == "loss/batch"]
+        keys = [k for k in scalar_keys(runs) if k == "loss/batch"]
     if not keys:
         raise ValueError(f"no loss/* or acc/* series recorded (add an Evaluate probe); recorded keys: "
-                         f"{_scalar_keys(runs)[:40]}")
+                         f"{scalar_keys(runs)[:40]}")
     return keys
 
 
 def _check_keys(runs, keys) -> list[str]:
     keys = [keys] if isinstance(keys, str) else list(keys)
-    scalars = _scalar_keys(runs)
+    scalars = scalar_keys(runs)
     for k in keys:
         if k in scalars:
             continue
@@ -208,8 +211,8 @@ def plot_curves(ax, history, keys=None, logx: bool = False, logy: bool = False, 
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel("accuracy")
         ax.set_ylabel("loss")
-    elif len({k.split("/", 1)[0] for k in left_keys}) == 1:    # one kind of quantity: name it on the axis
-        prefix = left_keys[0].split("/", 1)[0]
+    elif len({metric_of(k) for k in left_keys}) == 1:    # one kind of quantity: name it on the axis
+        prefix = metric_of(left_keys[0])
         ax.set_ylabel({"loss": "loss", "acc": "accuracy"}.get(prefix, metric_ylabel(prefix)))
     if artists:   # one legend for both axes
         ax.legend(artists, [a.get_label() for a in artists], fontsize="x-small")
@@ -224,7 +227,7 @@ def plot_loss_accuracy(axes_pair, history, smooth: float = 0.0, legend: bool = T
         raise ValueError(f"axes_pair must hold exactly 2 axes (loss, accuracy), got {len(axes_pair)}")
     ax_loss, ax_acc = axes_pair
     runs = _as_runs(history)
-    scalars = _scalar_keys(runs)
+    scalars = scalar_keys(runs)
     loss_keys = [k for k in scalars if k.startswith("loss/") and k != "loss/batch"]
     acc_keys = [k for k in scalars if k.startswith("acc/")]
     if not loss_keys and not acc_keys:
@@ -237,7 +240,7 @@ def plot_loss_accuracy(axes_pair, history, smooth: float = 0.0, legend: bool = T
             for i_key, key in enumerate(keys):
                 if key in h:
                     x, y = _xy(h[key], smooth=smooth)
-                    artists += ax.plot(x, y, label=_label("", run_label, key.split("/", 1)[1]),
+                    artists += ax.plot(x, y, label=_label("", run_label, where_of(key)),
                                        **_style(i_run, i_key, len(runs), labelled))
         ax.set_title(title)
         ax.set_xlabel("step")
@@ -255,7 +258,7 @@ def plot_metric(ax, history, metric: str, modules=None, smooth: float = 0.0, leg
     the metric's readable name (``METRIC_LABELS``), e.g. "singular-value entropy of layers.0" for one module."""
     runs = _as_runs(history)
     labelled = isinstance(history, (list, tuple))
-    scalar_metrics = sorted({k.split("/", 1)[0] for k in _scalar_keys(runs)})
+    scalar_metrics = sorted({metric_of(k) for k in scalar_keys(runs)})
     if metric not in scalar_metrics:
         arrays = sorted({m for _, h in runs for m in h.metrics()} - set(scalar_metrics))
         extra = f" ({metric!r} holds arrays: use the plot_spectrum_* functions)" if metric in arrays else ""
@@ -271,7 +274,7 @@ def plot_metric(ax, history, metric: str, modules=None, smooth: float = 0.0, leg
     artists = []
     for i_run, (run_label, h) in enumerate(runs):
         for i_mod, module in enumerate(modules):
-            key = f"{metric}/{module}"
+            key = make_key(metric, module)
             if key in h:
                 x, y = _xy(h[key], smooth=smooth)
                 artists += ax.plot(x, y, label=_label("", run_label, module),
