@@ -191,7 +191,9 @@ def test_watched_dashboard_redraws_once_per_refresh_and_not_while_the_user_scrub
     time.sleep(0.35)
     assert watched.refresh() == 0 and draws == [5, 6, 6, 8]               # the first quiet tick draws what came
     dash.close()
-    assert not watched.watching
+    assert not watched.watching and not watched._callbacks and not watched._after_refresh
+    writer.train(1, progress=False)
+    assert watched.refresh() == 1 and draws == [5, 6, 6, 8]               # a closed Dashboard is not drawn
 
 
 def test_live_redraws_take_at_most_their_share_of_the_time():

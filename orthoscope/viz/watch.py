@@ -193,6 +193,15 @@ class _LiveGate:
         self.next_allowed = float("-inf")
         self.drawing = False
         self.pending: dict[Callable, tuple] = {}
+        self.subscriptions: list[tuple[WatchedRun, list]] = []   # what to undo when the dashboard closes
+
+    def unsubscribe(self) -> None:
+        for run, entries in self.subscriptions:
+            run._callbacks = [e for e in run._callbacks if e not in entries]
+            if self.flush in run._after_refresh:
+                run._after_refresh.remove(self.flush)
+        self.subscriptions = []
+        self.pending.clear()
 
     def touch(self, change=None) -> None:
         if not self.drawing:
@@ -237,6 +246,7 @@ def _gate_live_redraws(dashboard, watched: list[WatchedRun], first_callback: dic
         since = first_callback[id(run)]
         run._callbacks[since:] = [(gate.wrap(cb), True) for cb, _ in run._callbacks[since:]]
         run._after_refresh.append(gate.flush)
+        gate.subscriptions.append((run, run._callbacks[since:]))
     for name in ("slider", "layer"):
         control = getattr(dashboard, name, None)
         if control is not None and hasattr(control, "observe"):
@@ -271,6 +281,7 @@ def watch(dashboard_cls, *sources, interval_s: float = 1.0, live_every_s: float 
     def close_and_stop():
         for run in watched:
             run.stop()
+        dashboard.live_gate.unsubscribe()      # the gated callbacks replaced the Dashboard's own subscriptions
         close()
 
     dashboard.close = close_and_stop
