@@ -81,10 +81,27 @@ def setup(distributed, run) -> "Seam | None":
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        init_process_group("nccl" if cuda else "gloo")
     seam = Seam(mode)
     seam.check(run)
     return seam
+
+
+def init_process_group(backend: str) -> None:
+    """``dist.init_process_group(backend)`` from the torchrun environment, with its keys under a prefix of the
+    restart attempt (``$TORCHELASTIC_RESTART_COUNT``).
+
+    torchrun's agent keeps one TCPStore for all attempts (``--max-restarts``); the process group writes each rank's
+    address into it under the same keys every attempt, so after a restart a rank can read the *dead* peer's address
+    before the new peer has overwritten it, and gloo's ``connectFullMesh`` fails with "Connection refused" (measured
+    on this 2-core machine: 2 restarts of 2 failed so). A fresh prefix per attempt leaves no stale key to read."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        dist.init_process_group(backend)
+        return
+    store, rank, world = next(dist.rendezvous("env://"))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"orthoscope/attempt-{attempt}", store), rank=rank,
+                            world_size=world)
 
 
 class Seam:

@@ -22,6 +22,8 @@ DDP/FSDP2) is not a DTensor and DCP would keep only rank 0's copy, so those runs
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -77,8 +79,25 @@ def _record(run) -> tuple[dict[str, torch.Tensor], dict]:
     tensors.update({f"history.{k}": v for k, v in hist_tensors.items()})
     meta = {"kind": KIND, "step": run.step_count, "seed": run.seed, "last_loss": run.last_loss,
             "wall_time": run.wall_time, "method": run.method.config(), "history": hist_meta,
-            "world_size": run.dist.world if run.dist else 1, "mode": run.dist.mode if run.dist else None}
+            "world_size": run.dist.world if run.dist else 1, "mode": run.dist.mode if run.dist else None,
+            "overrides": run.overrides, "param_groups": _group_scalars(run.optimizer)}
     return tensors, meta
+
+
+@contextlib.contextmanager
+def _one_process_quiet(run):
+    """In one process DCP warns that it "assumes the intent is to save/load in a single process": it is."""
+    with warnings.catch_warnings():
+        if run.dist is None:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
+def _group_scalars(optimizer) -> list[dict]:
+    """The numeric hyperparameters of each parameter group (``lr`` as a schedule left it, ``weight_decay``, …).
+    DCP's optimizer state dict carries the per-parameter state; the groups' values travel in the JSON record."""
+    return [{k: v for k, v in g.items() if k != "params" and isinstance(v, (bool, int, float))}
+            for g in optimizer.param_groups]
 
 
 def save(run, directory) -> Path:
@@ -88,7 +107,8 @@ def save(run, directory) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    dcp.save(tensors_of(run), storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True))
+    with _one_process_quiet(run):
+        dcp.save(tensors_of(run), storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True))
     if run.dist is None or run.dist.is_main:
         write_atomic(directory / RUN_FILE, *_record(run))
     if run.dist is not None:
@@ -108,7 +128,8 @@ def load(run, directory):
         raise CheckpointError(f"checkpoint {str(directory)!r} was saved by {meta['method']}, not by "
                               f"{run.method.config()}")
     tensors = tensors_of(run)
-    dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory)))
+    with _one_process_quiet(run):
+        dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory)))
     _apply(run, tensors)
     set_rng_state(run.generator, record)
     for i, iv in enumerate(run.interventions):
@@ -117,6 +138,9 @@ def load(run, directory):
     run.history = History.from_state(
         meta["history"], {k[len("history."):]: v for k, v in record.items() if k.startswith("history.")})
     run.step_count, run.last_loss, run.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
+    run.overrides = dict(meta.get("overrides") or {})
+    for group, saved in zip(run.optimizer.param_groups, meta.get("param_groups") or []):
+        group.update(saved)                            # the lr a schedule or run.override set, as saved
     return run
 
 

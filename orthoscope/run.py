@@ -91,7 +91,10 @@ class Run:
     # ---- the loop ----------------------------------------------------------------------------------------------
     def train(self, steps: int, *, progress: bool = True, checkpoint_every: int | None = None,
               checkpoint_path=None, until: Callable[["Run"], bool] | None = None) -> "Run":
-        """Train ``steps`` more steps (stopping early when ``until(run)`` is true). Returns ``self``."""
+        """Train ``steps`` more steps (stopping early when ``until(run)`` is true). Returns ``self``.
+
+        Every ``checkpoint_every`` steps: ``run.save(checkpoint_path)``, or ``checkpoint_path(run)`` when it is a
+        callable that writes the checkpoint itself (``orthoscope train``'s step-numbered directories)."""
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps <= 0:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         steps = int(steps)
@@ -105,8 +108,8 @@ class Run:
                 record = self.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{self.last_loss:.4g}", refresh=False)
-                if checkpoint_every and self.step_count % checkpoint_every == 0:
-                    self.save(checkpoint_path)
+                if checkpoint_every and self.step_count % checkpoint_every == 0:   # on every rank: collective
+                    checkpoint_path(self) if callable(checkpoint_path) else self.save(checkpoint_path)
                 if until is not None and until(self):
                     break
         finally:
