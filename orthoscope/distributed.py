@@ -190,6 +190,24 @@ class Seam:
         dist.all_reduce(index, op=dist.ReduceOp.MIN)
         return None if int(index) == len(names) else names[int(index)]
 
+    def run_probes(self, probes: list, run) -> dict:
+        """The records of ``probes`` (due at this step), as one process would compute them.
+
+        DDP: on rank 0 (the caller checks ``probes_here``), on its full model. FSDP2: a probe with a sharded form
+        (``SHARDED_PROBES``: the gradient norm, due every step by default) runs on this rank's shards plus one
+        all-reduce of a few numbers; the others run inside one ``full_weights`` gather, which is entered only when
+        one of them is due — gathering the whole model and its gradients every step just for the gradient norm
+        cost 48 % of the small Llama's step time (benchmarks/bench_distributed.py --probes)."""
+        if self.mode != "fsdp":
+            return {k: v for probe in probes for k, v in probe(run).items()}
+        sharded = _sharded_probes()
+        results = {id(p): sharded[type(p)](p, run, self) for p in probes if type(p) in sharded}
+        whole = [p for p in probes if type(p) not in sharded]
+        if whole:
+            with self.full_weights(run.model):
+                results.update({id(p): p(run) for p in whole})
+        return {k: v for p in probes for k, v in results[id(p)].items()}    # in the probes' order
+
     @contextlib.contextmanager
     def full_weights(self, model: nn.Module):
         """Under FSDP2, every parameter unsharded for the duration, with its full gradient (two all-gathers per
@@ -239,6 +257,35 @@ class Seam:
 
     def barrier(self) -> None:
         dist.barrier()
+
+
+def sharded_grad_norm(probe, run, seam: Seam) -> dict:
+    """``GradNorm`` on FSDP2 shards: each rank sums the squares of its gradient rows per parameter, one all-reduce
+    adds them over ranks, and the norms are their square roots — the one-process values up to the order of fp32
+    additions (``probes.training.GradNorm`` sums squared per-parameter norms the same way)."""
+    names = [name for name, _ in run.model.named_parameters()]
+    squares = torch.zeros(len(names), dtype=torch.float64, device=seam.device)
+    present = torch.zeros(len(names), dtype=torch.float64, device=seam.device)
+    with torch.no_grad():
+        for i, (_, p) in enumerate(run.model.named_parameters()):
+            if p.grad is not None:
+                squares[i] = local(p.grad).float().pow(2).sum().double()
+                present[i] = 1.0
+    dist.all_reduce(squares, op=dist.ReduceOp.SUM)
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    out = {}
+    if probe.per_parameter:
+        out.update({f"grad_norm/{name}": squares[i].sqrt().item() for i, name in enumerate(names) if present[i]})
+    if run.step_count > 0:
+        out["grad_norm/total"] = squares[present > 0].sum().sqrt().item()
+    return out
+
+
+def _sharded_probes() -> dict:
+    """Probe classes (exact types) that have a sharded form under FSDP2 → that form."""
+    from .probes.training import GradNorm
+
+    return {GradNorm: sharded_grad_norm}
 
 
 def global_batch_size(task) -> int:

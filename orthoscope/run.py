@@ -16,7 +16,6 @@ Probes also run once at step 0, before the first update, so every curve starts a
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
 import re
@@ -206,10 +205,11 @@ class Run:
     def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
         due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
-        if due and (self.dist is None or self.dist.probes_here):
-            with self.dist.full_weights(self.model) if self.dist is not None else contextlib.nullcontext():
-                for probe in due:
-                    record.update(probe(self))
+        if due and self.dist is not None and self.dist.probes_here:
+            record.update(self.dist.run_probes(due, self))      # FSDP2: gathers only for probes that need it
+        elif due and self.dist is None:
+            for probe in due:
+                record.update(probe(self))
         if not self._is_main:
             return record                              # rank 0 observes: History and callbacks live there
         self.history.log(self.step_count, record)
