@@ -197,15 +197,19 @@ class Seam:
         (``SHARDED_PROBES``: the gradient norm, due every step by default) runs on this rank's shards plus one
         all-reduce of a few numbers; the others run inside one ``full_weights`` gather, which is entered only when
         one of them is due — gathering the whole model and its gradients every step just for the gradient norm
-        cost 48 % of the small Llama's step time (benchmarks/bench_distributed.py --probes)."""
+        cost 48 % of the small Llama's step time (benchmarks/bench_distributed.py --probes). Inside the gather,
+        probes that only read weights (``_weight_readers``: spectra, norms, energies) run on rank 0 alone, whose
+        record is the one kept; probes that run the model (``Evaluate``) run on every rank, since FSDP2's forward
+        is collective."""
         if self.mode != "fsdp":
             return {k: v for probe in probes for k, v in probe(run).items()}
-        sharded = _sharded_probes()
+        sharded, readers = _sharded_probes(), _weight_readers()
         results = {id(p): sharded[type(p)](p, run, self) for p in probes if type(p) in sharded}
         whole = [p for p in probes if type(p) not in sharded]
         if whole:
             with self.full_weights(run.model):
-                results.update({id(p): p(run) for p in whole})
+                for p in whole:                # a pure weight reader's result is rank 0's to record: run it there
+                    results[id(p)] = p(run) if self.is_main or type(p) not in readers else {}
         return {k: v for p in probes for k, v in results[id(p)].items()}    # in the probes' order
 
     @contextlib.contextmanager
@@ -286,6 +290,13 @@ def _sharded_probes() -> dict:
     from .probes.training import GradNorm
 
     return {GradNorm: sharded_grad_norm}
+
+
+def _weight_readers() -> set:
+    """Stateless probe classes (exact types) that only read the gathered weights: no collective inside them."""
+    from .probes.spectrum import Energy, Spectrum, WeightNorm
+
+    return {Spectrum, WeightNorm, Energy}
 
 
 def global_batch_size(task) -> int:
