@@ -18,8 +18,9 @@ the one-process gradient up to the order of fp32 additions (a relative differenc
 reported on every rank is the all-reduced mean of the shard losses, the same mean. Randomness inside the forward
 (dropout) is drawn per rank and does not reproduce one process; models without it do.
 
-**Rank 0 observes.** The progress bar, the History, callbacks and files are rank 0's; under FSDP2 the probes run on
-every rank inside one all-gather of the weights (``full_weights``), because gathering is collective.
+**Rank 0 observes.** The progress bar, the History, callbacks and files are rank 0's; under FSDP2 the gradient norm
+runs on the shards (one all-reduce) and the other probes inside one all-gather of the weights (``run_probes``,
+``full_weights``), entered only on steps where such a probe is due, because gathering is collective.
 """
 from __future__ import annotations
 
