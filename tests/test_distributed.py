@@ -85,14 +85,18 @@ def torchrun(script: Path, *args, nproc: int = 2, timeout: float = LAUNCH_TIMEOU
     return out
 
 
-RESUMABLE = ["AdamW", "POET"]  # sharded checkpoints: methods whose optimizer state DCP reshards
+RESUMABLE = ["AdamW", "POET", "Muon", "Pion", "Hyperball", "MuonH"]  # sharded checkpoints across world sizes
+
+
+def base_case(method: str) -> dict:
+    return next(c for c in CASES if c["name"] == f"{method}_ddp")
 
 
 def resume_cases(out: Path) -> list[dict]:
     """1 → 2: resume a one-process checkpoint (written here) for 10 steps; 2 → 1: train 10 steps and save."""
     cases = []
     for method in RESUMABLE:
-        base = next(c for c in CASES if c["method"] == method)
+        base = base_case(method)
         run = build(base)
         run.train(10, progress=False)
         from orthoscope.distributed_checkpoint import save
@@ -227,7 +231,7 @@ def test_poet_merges_and_permutations_agree(launched, mode):
 def test_resume_across_world_sizes(launched, method, mode):
     """10 steps in one process + 10 at world size 2, and 10 at world size 2 + 10 in one process, both equal 20
     uninterrupted steps in one process (History included: no step lost or repeated)."""
-    base = next(c for c in CASES if c["method"] == method)
+    base = base_case(method)
     ref = build(base)
     ref.train(20, progress=False)
     expected = outcome(ref)
