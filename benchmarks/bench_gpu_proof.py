@@ -83,7 +83,7 @@ def run_part(name: str, fn, report: dict, started: float) -> None:
 
 def correctness_cases(device: str):
     """(name, op, tensors, args, kwargs, frozen) with ragged shapes: nothing a multiple of a tile size."""
-    from orthoscope.models.kan_spline import uniform_grid
+    from orthoscope.kernels.bspline import uniform_grid
 
     g = torch.Generator().manual_seed(0)
 

@@ -254,7 +254,7 @@ def _interpreter_saved_bytes() -> tuple[int, int]:
 
 
 def bench_energy_kan(args, dtype, results):
-    from orthoscope.models.kan_spline import uniform_grid
+    from orthoscope.kernels.bspline import uniform_grid
 
     n, d = (4096, 4096) if CUDA else (1024, 256)
     table = Table("Hyperspherical energy (s = 1) and KAN spline, fwd+bwd", ["op, shape", "impl", "ms", "× eager"])

@@ -133,7 +133,7 @@ def check_harmonic(h, centers, target, n) -> None:
     if not isinstance(target, torch.Tensor) or target.dtype != torch.long or tuple(target.shape) != h.shape[:1]:
         raise ValueError(f"{op} needs an int64 target of shape [N] = [{h.shape[0]}], got "
                          f"{getattr(target, 'dtype', type(target).__name__)} {list(getattr(target, 'shape', []))}")
-    from orthoscope.losses import check_harmonic_exponent
+    from orthoscope.kernels.harmonic import check_harmonic_exponent
 
     check_harmonic_exponent(n)
     for name, t in (("h", h), ("centers", centers), ("target", target)):
@@ -195,7 +195,7 @@ class HarmonicNLL(torch.autograd.Function):
 def harmonic_nll(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, n: float) -> torch.Tensor:
     """Triton ``harmonic_nll`` (same signature and value as ``reference.harmonic_nll``): mean over rows whose target
     is not −100 (nan when there are none, as ``F.cross_entropy``)."""
-    from orthoscope.losses import HARMONIC_EPS
+    from orthoscope.kernels.harmonic import HARMONIC_EPS
 
     h, centers = autocast_cast(h, centers)
     if isinstance(h, torch.Tensor) and h.dim() == 2:

@@ -1,5 +1,5 @@
 """KAN spline branch: B-spline basis evaluation fused with the coefficient contraction, forward and backward, in
-Triton (twin: ``reference.kan_spline``; conventions of pykan 0.2.8, see ``orthoscope/models/kan_spline.py``).
+Triton (twin: ``reference.kan_spline``; conventions of pykan 0.2.8, see ``orthoscope/kernels/bspline.py``).
 
     y[b, o] = Σ_i Σ_m coef[i, o, m]·B_m(x[b, i])         x[B, in], grid[in, G+2k+1], coef[in, out, G+k]
 

@@ -12,6 +12,7 @@ COMMANDS = {
     "reproduce": ("orthoscope.zoo.reproduce", "re-run one toy-model reproduction (see REPRODUCTIONS.md)"),
     "train": ("orthoscope.train", "train a run config into runs/NAME/ (resumable; see docs/scale.md)"),
     "tokenize": ("orthoscope.tasks.tokenfile", "turn a text file into a token .bin for the TokenFile task"),
+    "methods": ("orthoscope.method_settings", "every method's settings and defaults (--markdown: docs/methods.md)"),
     "course": ("orthoscope.course.build", "course build OUT: student notebooks (solutions removed) + answer key"),
 }
 

@@ -4,6 +4,9 @@
     save_config(cfg, "poet.yaml")           # plain YAML: no pickles, no Python objects
     run2 = Run.from_config(load_config("poet.yaml", ["method.lr=3e-4"]))   # same seed -> same History
 
+This module is the format (keys, defaults, checks, files, overrides) and the registries of the package's classes;
+turning a config into a ``Run`` and back is ``orthoscope.config_run`` (``build_run``, ``run_config``), one floor up.
+
 A config has these top-level keys (``KEYS``):
 
 * ``name`` (str or null), ``seed`` (int), ``steps`` (int > 0; what ``orthoscope train`` runs), ``grad_accum``
@@ -40,12 +43,11 @@ KEYS = ("name", "seed", "steps", "grad_accum", "device", "task", "model", "metho
 DEFAULTS = {"name": None, "seed": 0, "steps": 1000, "grad_accum": 1, "device": "cpu", "loss": None, "schedule": None,
             "probes": "default",
             "checkpoint": {"every": None, "keep": 3}}
-METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.models.kan_train",
-                  "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory")
+METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.kan_train",
+                  "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory", "orthoscope.zoo.omnigrok")
 
 
-class ConfigError(ValueError):
-    """A config (or an override) is malformed, or a notebook object cannot be written as a config."""
+from .validate import ConfigError  # noqa: E402,F401  (defined at the bottom layer: schedules raise it too)
 
 
 # ---- registries: every name a config may use ----------------------------------------------------------------------
@@ -60,8 +62,9 @@ def method_classes() -> dict[str, type]:
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if cls.__module__.startswith("orthoscope.") and not cls.__name__.startswith("_") \
-                and cls.__name__ not in ("Method", "AdapterMethod"):
+        # Only the listed modules count, so the registry never depends on what else happens to be imported.
+        if any(cls.__module__ == m or cls.__module__.startswith(m + ".") for m in METHOD_MODULES) \
+                and not cls.__name__.startswith("_") and cls.__name__ not in ("Method", "AdapterMethod"):
             found[cls.__name__] = cls
     return dict(sorted(found.items()))
 
@@ -216,55 +219,6 @@ def _check_loss(loss) -> None:
 
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"loss: unknown {loss!r}; valid values: null (the task's default) or one of {sorted(LOSSES)}")
-
-
-def build_run(cfg: dict):
-    """``Run`` from a config (module docstring). Every section is checked before the model is built."""
-    from .run import Run
-    from .schedules import add_schedule, check_schedule
-    from .specs import build_model, build_probes, build_task
-
-    cfg = normalize(cfg)
-    check_schedule(cfg["schedule"])
-    _check_loss(cfg["loss"])
-    task = build_task(cfg["task"], cfg["device"])
-    method = construct(cfg["method"], method_classes(), "method")
-    model = build_model(cfg["model"], task, cfg["seed"], cfg["device"])
-    probes = build_probes(cfg["probes"], model)
-    run = Run(model, task, method, loss=cfg["loss"], probes=probes, seed=cfg["seed"], name=cfg["name"])
-    if cfg["schedule"] is not None:
-        add_schedule(run, **{**cfg["schedule"], "total": cfg["schedule"].get("total") or cfg["steps"]})
-    run.grad_accum = cfg["grad_accum"]
-    run.config_extra = {"steps": cfg["steps"], "checkpoint": cfg["checkpoint"], "device": cfg["device"],
-                        "probes_spec": cfg["probes"]}
-    return run
-
-
-def run_config(run) -> dict:
-    """The config that rebuilds ``run`` (module docstring); a ``ConfigError`` names what cannot be expressed."""
-    from .schedules import LRSchedule
-    from .specs import describe_model, describe_probes, describe_task
-
-    extra = getattr(run, "config_extra", {})
-    method_spec = describe(run.method, "method")
-    if type(run.method).__name__ not in method_classes():
-        raise ConfigError(f"method {type(run.method).__name__} is not a method of the orthoscope package")
-    from .losses import LOSSES
-
-    loss = [name for name, fn in LOSSES.items() if fn is run.loss_fn]
-    if not loss:
-        raise ConfigError(f"loss {run.loss_fn!r} is a custom callable, which a config cannot express; "
-                          f"use one of {sorted(LOSSES)}")
-    schedules = [iv for iv in run.interventions if isinstance(iv, LRSchedule)]
-    cfg = {"name": run.name if run.name != run.method.label() else None, "seed": run.seed,
-           "steps": extra.get("steps", DEFAULTS["steps"]), "grad_accum": getattr(run, "grad_accum", 1),
-           "device": extra.get("device", "cpu"),
-           "task": describe_task(run.task), "model": describe_model(run.model, run.seed),
-           "method": method_spec, "loss": loss[0], "schedule": schedules[0].spec() if schedules else None,
-           "probes": extra.get("probes_spec") or describe_probes(run.probes),
-           "checkpoint": extra.get("checkpoint", copy.deepcopy(DEFAULTS["checkpoint"]))}
-    json.dumps(cfg)                                   # a config is JSON data by construction
-    return cfg
 
 
 # ---- files and overrides ------------------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def make_config(args) -> DemoConfig:
 def build_run(cfg: DemoConfig):
     import torch
 
-    from . import AdamW, Run
+    from .methods import AdamW
+    from .run import Run
     from .models import MLP
     from .probes import default_probes
     from .tasks import ModularArithmetic

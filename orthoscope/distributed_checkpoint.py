@@ -136,7 +136,7 @@ def load(run, directory):
 
     directory = Path(directory)
     record, meta = read_checked(directory / RUN_FILE, kind=KIND)
-    from .run import _comparable
+    from .run_state import comparable_method_config as _comparable
     if _comparable(meta["method"]) != _comparable(run.method.config()):
         raise CheckpointError(f"checkpoint {str(directory)!r} was saved by {meta['method']}, not by "
                               f"{run.method.config()}")

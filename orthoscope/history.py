@@ -14,6 +14,8 @@ from typing import Iterator
 
 import torch
 
+from .keys import metric_of, split_key, where_of
+
 
 @dataclass(frozen=True)
 class Series:
@@ -77,14 +79,14 @@ class History:
         """All keys, or those of one metric (``keys("sv")`` → ``["sv/fc1", "sv/fc2"]``)."""
         if metric is None:
             return list(self._steps)
-        return [k for k in self._steps if k.split("/", 1)[0] == metric]
+        return [k for k in self._steps if metric_of(k) == metric]
 
     def metrics(self) -> list[str]:
-        return sorted({k.split("/", 1)[0] for k in self._steps})
+        return sorted({metric_of(k) for k in self._steps})
 
     def modules(self, metric: str) -> list[str]:
         """Module paths (or splits) recorded for ``metric``, in first-seen order."""
-        return [k.split("/", 1)[1] for k in self.keys(metric) if "/" in k]
+        return [where_of(k) for k in self.keys(metric) if where_of(k) is not None]
 
     @property
     def last_step(self) -> int:
@@ -96,7 +98,8 @@ class History:
 
         rows = []
         for key, steps in self._steps.items():
-            metric, _, module = key.partition("/")
+            metric, module = split_key(key)
+            module = module or ""
             for step, value in zip(steps, self._values[key]):
                 if not isinstance(value, torch.Tensor):
                     rows.append((step, key, metric, module, value))

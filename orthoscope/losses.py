@@ -6,10 +6,14 @@ language models (targets ``[B, T]``). Harmonic models emit distance logits ``-n�
 """
 from __future__ import annotations
 
+import math as _math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from . import kernels
+from .kernels.harmonic import HARMONIC_EPS, check_harmonic_exponent, harmonic_logits, squared_distances  # noqa: F401
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -57,22 +61,7 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> float:
 #
 # Harmonic logit: the Euclidean distance d_i = ‖w_i − x‖₂ from the representation x to class centre w_i.
 # HarMax: p_i = d_i^(−n) / Σ_j d_j^(−n) = softmax_i(−n·log d_i); harmonic loss = −log p_y.
-# Convention: the exponent n applies to d (not d²). The official code (grow-crystals, DistLayer) raises the
-# SQUARED distance to −n_code, i.e. p ∝ d^(−2·n_code): n here = 2·n_code there (its MNIST n_code = 28 = √784 is
-# n = 56 here). Default n = √D for a D-dimensional representation (the code's recommended range is 1 … D).
-# Numerics: log-space throughout, logits = −(n/2)·log(d² + ε) with d² = ‖x‖² + ‖w‖² − 2x·w clamped at 0, i.e.
-# d = sqrt(d² + ε), ε = HARMONIC_EPS: as d → 0 the logit stays finite and the gradient is bounded by
-# n/(2√ε) per unit of x; the ratio test d_i/d_j is unaffected while d² ≫ ε.
-
-import math as _math
-
-HARMONIC_EPS = 1e-6
-
-
-def check_harmonic_exponent(n) -> float:
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not _math.isfinite(n) or n <= 0:
-        raise ValueError(f"harmonic exponent n must be a finite number > 0, got {n!r}")
-    return float(n)
+# The harmonic logits' conventions and numerics are documented where they live, in orthoscope/kernels/harmonic.py.
 
 
 def default_harmonic_exponent(dim: int) -> float:
@@ -80,22 +69,6 @@ def default_harmonic_exponent(dim: int) -> float:
     if not isinstance(dim, int) or dim <= 0:
         raise ValueError(f"representation dimension must be a positive int, got {dim!r}")
     return _math.sqrt(dim)
-
-
-def squared_distances(h: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """``‖h_b − w_v‖²`` for ``h[..., D]``, ``centers[V, D]`` → ``[..., V]`` (matmul expansion, clamped at 0)."""
-    if centers.dim() != 2 or h.shape[-1] != centers.shape[1]:
-        raise ValueError(f"centers must be [V, D] with D = h.shape[-1]; got h {tuple(h.shape)}, "
-                         f"centers {tuple(centers.shape)}")
-    cross = h @ centers.T
-    return ((h * h).sum(-1, keepdim=True) + (centers * centers).sum(-1) - 2.0 * cross).clamp_min(0.0)
-
-
-def harmonic_logits(h: torch.Tensor, centers: torch.Tensor, n: float, eps: float = HARMONIC_EPS) -> torch.Tensor:
-    """``−n·log d`` with ``d = sqrt(‖h − w‖² + eps)``: logits whose softmax is HarMax, so cross-entropy on them is
-    the harmonic loss and their argmax is the nearest centre."""
-    n = check_harmonic_exponent(n)
-    return (-0.5 * n) * torch.log(squared_distances(h, centers) + eps)
 
 
 def harmax(d: torch.Tensor, n: float) -> torch.Tensor:
@@ -118,8 +91,6 @@ def harmonic_loss(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, 
     """Mean harmonic loss ``−log HarMax(d)_y`` from representations ``h[..., D]``, centres ``[V, D]`` and integer
     targets ``[...]``, through the kernel seam (``orthoscope.kernels.harmonic_nll``: fused on GPU, so the
     ``[N, V]`` logits of a large vocabulary need not be kept). ``n`` defaults to √D."""
-    from orthoscope import kernels
-
     n = default_harmonic_exponent(h.shape[-1]) if n is None else check_harmonic_exponent(n)
     return kernels.harmonic_nll(h.reshape(-1, h.shape[-1]), centers, target.reshape(-1), n)
 

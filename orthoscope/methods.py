@@ -4,7 +4,7 @@ A method bundles three things:
 
 * ``attach(model)`` — a reparametrization (an adapter such as POET or OFT), or nothing;
 * ``make_optimizer(model)`` — the ``torch.optim.Optimizer`` over the parameters that train;
-* ``interventions()`` — actions between steps that may mutate the model (POET's merge-then-reinitialize,
+* ``interventions(model)`` — actions between steps that may mutate the model (POET's merge-then-reinitialize,
   KAN grid updates, gradient clipping).
 
 So a comparison is just a list of methods: ``[AdamW(lr=1e-3), SGD(lr=0.1), POET(block=32), ...]``.
@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import nn
 
+from .validate import check_number
+
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:
     """``value`` must be a finite number > 0 (≥ 0 with ``allow_zero``); a string or bool is refused by type."""
-    from .validate import check_number
-
     check_number(name, value, low=0, low_open=not allow_zero)
 
 
@@ -31,8 +31,6 @@ def check_grad_clip(grad_clip) -> None:
 
 def check_betas(betas) -> None:
     """Adam's (β1, β2): two numbers in [0, 1)."""
-    from .validate import check_number
-
     if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
         raise TypeError(f"betas must be two numbers (β1, β2) in [0, 1), got {betas!r:.60}")
     for i, b in enumerate(betas):
@@ -96,7 +94,9 @@ class Method:
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         raise NotImplementedError
 
-    def interventions(self) -> list[Intervention]:
+    def interventions(self, model: nn.Module | None = None) -> list[Intervention]:
+        """The interventions of one run of this method on ``model`` (the model ``attach`` returned). A method keeps
+        no per-run state: whatever an intervention needs from the run comes from ``model``."""
         return [ClipGradNorm(self.grad_clip)] if self.grad_clip else []
 
     def config(self) -> dict:
@@ -143,8 +143,6 @@ class SGD(Method):
     nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
 
     def __post_init__(self):
-        from .validate import check_number
-
         check_grad_clip(self.grad_clip)
         check_positive("lr", self.lr, allow_zero=True)
         check_number("momentum", self.momentum, low=0, high=1)

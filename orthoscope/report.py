@@ -163,7 +163,7 @@ def build_report(run, *, title: str, intro: str = "", summary: list[str] = (), c
     if summary:
         parts.append('<ul class="summary">' + "".join(f"<li>{s}</li>" for s in summary) + "</ul>")
     parts += [f"<h2>{i}. {heading}</h2>\n{content}" for i, (heading, content) in enumerate(sections, 1)]
-    from . import __version__
+    from .version import __version__
 
     parts.append(f"<footer>Written by orthoscope {__version__}. Keys follow <code>&lt;metric&gt;/&lt;module "
                  f"path&gt;</code>; every curve is a series in <code>run.history</code>.</footer>")

@@ -16,9 +16,7 @@ Probes also run once at step 0, before the first update, so every curve starts a
 """
 from __future__ import annotations
 
-import json
 import numbers
-import re
 import time
 from typing import Callable, Sequence
 
@@ -29,8 +27,10 @@ from . import distributed as _dist
 from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, require, rng_state, set_rng_state,
                          unflatten_optimizer_state, write_atomic)
 from .history import History
+from .keys import key
 from .losses import resolve_loss
 from .methods import AdamW, Method
+from .run_checks import check_model_fits_task, check_override, check_run_arguments
 
 CHECKPOINT_KIND = "orthoscope.Run"
 GUARD_MAX_PARAMS = 5_000_000
@@ -62,7 +62,6 @@ class Run:
     def __init__(self, model: nn.Module, task, method: Method | None = None, *, loss=None,
                  probes: Sequence | None = None, seed: int = 0, name: str | None = None, distributed="auto"):
         from .probes import default_probes
-        from .validate import check_run_arguments
 
         check_run_arguments(model, task, method, probes, seed, name)
         self.method = method if method is not None else AdamW()
@@ -73,7 +72,7 @@ class Run:
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:
             self.dist.adopt(self.optimizer)            # full-matrix optimizers split their work across ranks
-        self.interventions = list(self.method.interventions())
+        self.interventions = list(self.method.interventions(self.model))
         self.loss_fn = resolve_loss(loss if loss is not None else getattr(task, "default_loss", "cross_entropy"))
         self.probes = list(default_probes() if probes is None else probes)
         self.seed = int(seed)
@@ -152,7 +151,6 @@ class Run:
         (sizes named, not an IndexError from deep inside torch)."""
         if self.step_count > 0:
             return self._forward(x)
-        from .validate import check_model_fits_task
 
         return check_model_fits_task(self._forward, self.task, x, y)
 
@@ -306,13 +304,12 @@ class Run:
     def override(self, **hyperparameters) -> "Run":
         """Change optimizer hyperparameters deliberately (e.g. ``run.override(lr=1e-4)`` after a non-finite halt):
         set in every parameter group, kept in checkpoints, and recorded in the History as ``override/<name>``."""
-        from .validate import check_override
 
         check_override(self.optimizer, hyperparameters)
         for group in self.optimizer.param_groups:
             group.update(hyperparameters)
         self.overrides.update(hyperparameters)
-        self.history.log(self.step_count, {f"override/{k}": float(v) for k, v in hyperparameters.items()})
+        self.history.log(self.step_count, {key("override", k): float(v) for k, v in hyperparameters.items()})
         return self
 
     def load(self, path, override: dict | None = None) -> "Run":
@@ -325,7 +322,6 @@ class Run:
         from pathlib import Path
 
         from . import run_state
-        from .validate import check_override
 
         override = dict(override or {})
         check_override(self.optimizer, override)
@@ -339,7 +335,8 @@ class Run:
             raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another shape: {mismatch}")
         # The optimizer's hyperparameters come from the checkpoint; a run built with other ones would silently
         # train with the saved ones, so a checkpoint resumes only the run (method and settings) that wrote it.
-        mine, theirs = _comparable(self.method.config()), _comparable(require(path, meta, "method", dict))
+        mine = run_state.comparable_method_config(self.method.config())
+        theirs = run_state.comparable_method_config(require(path, meta, "method", dict))
         if mine != theirs:
             diff = [f"{k}: run has {mine.get(k)!r}, checkpoint has {theirs.get(k)!r}"
                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
@@ -373,24 +370,20 @@ class Run:
     @property
     def config(self) -> dict:
         """Plain JSON data that rebuilds this run with ``Run.from_config`` (``orthoscope.config``)."""
-        from .config import run_config
+        from .config_run import run_config
 
         return run_config(self)
 
     @classmethod
     def from_config(cls, config: dict, overrides: Sequence[str] = ()) -> "Run":
         """The run a config describes, with ``key.path=value`` overrides; checked before anything is built."""
-        from .config import apply_overrides, build_run
+        from .config import apply_overrides
+        from .config_run import build_run
 
         return build_run(apply_overrides(config, list(overrides)))
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"
-
-
-def _comparable(config: dict) -> dict:
-    # config() stores repr() of non-JSON values; a default repr carries a memory address that differs per process.
-    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", " at 0x?", json.dumps(config)))
 
 
 def _signature_mismatch(mine: dict, theirs: dict) -> str:

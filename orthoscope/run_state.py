@@ -8,13 +8,21 @@ intervention refusing its state, say), the run is put back exactly as it was bef
 from __future__ import annotations
 
 import copy
+import json
 import math
+import re
 
 import torch
 
 from .checkpoint import CheckpointError, require
 
 MAX_STEP = 10 ** 12
+
+
+def comparable_method_config(config: dict) -> dict:
+    """A method's ``config()`` as saved vs as rebuilt: ``repr()`` of a non-JSON value carries a memory address that
+    differs per process, so addresses are blanked before the two are compared."""
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", " at 0x?", json.dumps(config)))
 
 
 def check_run_checkpoint(path, meta: dict, tensors: dict[str, torch.Tensor], run, override: dict) -> None:

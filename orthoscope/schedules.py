@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .methods import Intervention
+from .validate import ConfigError
 
 DECAYS = ("constant", "linear", "cosine")
 SCHEDULE_KEYS = ("warmup", "decay", "min_ratio", "total")
@@ -23,8 +24,6 @@ SCHEDULE_KEYS = ("warmup", "decay", "min_ratio", "total")
 
 def check_schedule(spec) -> None:
     """Raise ``ConfigError`` naming the key for a malformed ``schedule`` section (None is allowed: no schedule)."""
-    from .config import ConfigError
-
     if spec is None:
         return
     if not isinstance(spec, dict):

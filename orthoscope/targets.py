@@ -25,6 +25,12 @@ def path_matches(path: str, rules: Rules) -> bool:
     return any(path == r or path.endswith("." + r) for r in rules)
 
 
+def exactly(paths: Iterable[str]) -> str:
+    """A rule that selects exactly these module paths: one regex of the escaped paths, full-matched. (A list rule
+    would also hit every longer path that ends in ``.<entry>``, peft's suffix rule.)"""
+    return "|".join(re.escape(p) for p in paths)
+
+
 def _check_rules(rules: Rules, name: str) -> None:
     if rules is None:
         return

@@ -20,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, build_run, load_config, normalize, save_config
+from .config import ConfigError, load_config, normalize, save_config
+from .config_run import build_run
 from .rundir import CONFIG, HISTORY, HistoryStream, resume, save_checkpoint
 
 

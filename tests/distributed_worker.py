@@ -20,7 +20,7 @@ P, BATCH, STEPS = 13, 8, 20
 def make_method(case: dict):
     import orthoscope
     from orthoscope import adapters
-    from orthoscope.models import kan_train
+    from orthoscope import kan_train
     from orthoscope.optim import methods as optim_methods
 
     name, kwargs = case["method"], case.get("kwargs", {})

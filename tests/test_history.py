@@ -124,3 +124,15 @@ def test_saved_metadata_is_plain_json(tmp_path):
         meta = json.loads(f.metadata()["orthoscope"])
     assert meta["kind"] == "orthoscope.History"
     assert meta["history"]["grad_norm/total"]["values"] == ["nan", 2.5]
+
+
+def test_keys_are_built_and_read_by_one_helper():
+    from orthoscope.keys import key, metric_of, split_key, where_of
+
+    assert key("sv", "layers.0.mlp") == "sv/layers.0.mlp" and key("step_time") == "step_time"
+    assert split_key("sv/layers.0.mlp") == ("sv", "layers.0.mlp") and split_key("step_time") == ("step_time", None)
+    assert split_key("grad_norm/a/b") == ("grad_norm", "a/b")              # the metric ends at the first "/"
+    assert metric_of("acc/test") == "acc" and where_of("acc/test") == "test" and where_of("loss") is None
+    for bad in ("", "sv/x"):
+        with pytest.raises(ValueError, match="metric name"):
+            key(bad, "m")

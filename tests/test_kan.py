@@ -8,7 +8,7 @@ import torch
 from orthoscope import kernels
 from orthoscope.models import MLP, TinyTransformer
 from orthoscope.models.kan import KAN, KANFeedForward, KANLinear, use_kan_layers
-from orthoscope.models.kan_spline import bspline_basis, grid_from_samples, kan_spline_torch, matmul_nt, uniform_grid
+from orthoscope.kernels.bspline import bspline_basis, grid_from_samples, kan_spline_torch, matmul_nt, uniform_grid
 
 kan_spline_mod = pytest.importorskip("kan.spline")
 KANLayer = pytest.importorskip("kan.KANLayer").KANLayer
@@ -262,7 +262,7 @@ def test_drop_in_mlp_and_transformer_kan_ffn():
 
 def test_run_trains_fast_kan_with_grid_updates_and_probes():
     from orthoscope import Run
-    from orthoscope.models.kan_train import Adam, FunctionTask, GridUpdate, Refine
+    from orthoscope.kan_train import Adam, FunctionTask, GridUpdate, Refine
     from orthoscope.probes.kan import EdgeCurves, EdgeImportance, FitError
 
     task = FunctionTask(lambda x: torch.exp(torch.sin(torch.pi * x[:, 0]) + x[:, 1] ** 2), n_var=2,

@@ -12,7 +12,7 @@ pytest.importorskip("triton")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from orthoscope import kernels  # noqa: E402
-from orthoscope.models.kan_spline import grid_from_samples, uniform_grid  # noqa: E402
+from orthoscope.kernels.bspline import grid_from_samples, uniform_grid  # noqa: E402
 from triton_checks import FP32_TOL, HALF_TOL, assert_match, both, gen, rel_err, triton_ops  # noqa: E402,F401
 
 

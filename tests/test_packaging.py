@@ -114,3 +114,10 @@ def test_no_top_level_folder_is_a_regular_package_and_benchmarks_are_prefixed():
     assert packages == ["orthoscope"], packages
     scripts = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
     assert scripts and all(name.startswith("bench_") for name in scripts), scripts
+
+
+def test_version_agrees_with_pyproject():
+    from orthoscope.version import __version__
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["version"] == __version__

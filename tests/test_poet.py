@@ -354,7 +354,7 @@ def test_block_larger_than_layer_and_indivisible_layers_are_named():
     method = POET(block=4, exclude=None, skip_indivisible=True)
     with pytest.warns(UserWarning, match="leaves 1 layer"):
         method.attach(model)
-    assert method.skipped == ["1"] and type(model[1]) is nn.Linear and isinstance(model[0], POETLinear)
+    assert method.skipped_layers(model) == ["1"] and type(model[1]) is nn.Linear and isinstance(model[0], POETLinear)
     assert model[1].weight.requires_grad                                    # trained by AdamW instead
     with pytest.raises(ValueError, match="group_size=32 does not divide layer '0' \\(in_features=16\\)"):
         POET(block=4, quantize=8, group_size=32, exclude=None).attach(nn.Sequential(nn.Linear(16, 16)))
@@ -539,3 +539,31 @@ def test_orth_err_shows_cnp_error():
     expected = max(float(torch.linalg.matrix_norm(g.transpose(-1, -2) @ g - eye).max() / 2) for g in blocks)
     assert run.history["orth_err/0"].last() == pytest.approx(expected, rel=1e-6)
     assert run.history["orth_err/0"].last() > 1e-7
+
+
+def test_a_poet_method_keeps_no_per_run_state():
+    """One POET object attached to two models: each run merges its own layers with its own random stream, and the
+    method object is unchanged by attaching (it is a pure description of the method)."""
+    import copy
+
+    from orthoscope import Run
+    from orthoscope.tasks import ModularArithmetic
+    from orthoscope.models import MLP
+
+    method = POET(block=4, merge_every=2, lr=1e-2, exclude=None)
+    before = copy.deepcopy(vars(method))
+    task = ModularArithmetic(p=8, train_frac=0.5, batch_size=8)
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        runs.append(Run(MLP(vocab_size=8, n_tokens=2, d_embed=8, hidden=(16,), d_out=8), task, method, seed=seed,
+                        probes=[]))
+    assert vars(method).keys() == before.keys()
+    merges = [next(iv for iv in run.interventions if type(iv).__name__ == "POETMerge") for run in runs]
+    assert merges[0].layers[0][1] is not merges[1].layers[0][1]                # each run merges its own layers
+    assert merges[0].generator is not merges[1].generator
+    for run in runs:
+        run.train(4, progress=False)
+    assert [m.merges for m in merges] == [2, 2]
+    with pytest.raises(RuntimeError, match="needs the model"):
+        method.interventions(nn.Sequential(nn.Linear(4, 4)))

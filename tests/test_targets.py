@@ -82,3 +82,12 @@ def test_agrees_with_peft_check_target_module_exists():
         expected = [k for k in keys if check_target_module_exists(config, k) is True
                     or hasattr(check_target_module_exists(config, k), "group")]
         assert paths(select_modules(model, targets, exclude)) == expected, (targets, exclude)
+
+
+def test_exactly_selects_only_the_given_paths():
+    from orthoscope.targets import exactly, path_matches
+
+    rule = exactly(["layers.0.fc", "head"])
+    assert path_matches("layers.0.fc", rule) and path_matches("head", rule)
+    assert not path_matches("block.layers.0.fc", rule)          # a list rule ["layers.0.fc"] would match this suffix
+    assert not path_matches("layersX0.fc", rule)                # dots are literal, not regex wildcards

@@ -152,7 +152,8 @@ def test_train_under_torchrun_equals_one_process(launched, one_process, mode):
 
 def test_torchrun_checkpoint_resumes_in_one_process(launched, one_process, config, tmp_path):
     """The FSDP2 run's last checkpoint, loaded in one process, is the one-process run at step 20."""
-    from orthoscope.config import build_run, load_config, normalize
+    from orthoscope.config import load_config, normalize
+    from orthoscope.config_run import build_run
 
     run = build_run(normalize(load_config(config, [])))
     run.load(latest_checkpoint(launched["fsdp"][0])[1])

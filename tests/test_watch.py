@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from orthoscope import Run, models, tasks
-from orthoscope.config import build_run
+from orthoscope.config_run import build_run
 from orthoscope.rundir import HistoryStream, cut_history, read_history
 from orthoscope.train import train
 from orthoscope.viz.watch import WatchedRun

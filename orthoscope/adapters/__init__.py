@@ -8,6 +8,8 @@ from .oft import OFT, OFTConfig
 from .boft import BOFT, BOFTConfig
 from .qoft import QOFT, QOFTConfig
 from .poet import POET, POETLinear, count_poet_parameters, poet_layers
+from .peft_format import from_peft, load_peft, save_peft, to_peft
+from .hf import out_in_weight, shared_weights
 
 __all__ = ["AdapterLayer", "apply_adapter", "matched_modules", "adapter_layers", "mark_only_adapters_trainable",
            "merge_all", "unmerge_all", "remove_adapters",
@@ -15,4 +17,6 @@ __all__ = ["AdapterLayer", "apply_adapter", "matched_modules", "adapter_layers",
            "ADAPTERS", "AdaptedLayer", "AdapterConfig", "AdapterMethod", "attach", "list_targets", "register_adapter",
            "LoRA", "LoRAConfig", "SoRA", "SoRAConfig", "OFT", "OFTConfig", "BOFT", "BOFTConfig", "QOFT", "QOFTConfig",
            # POET pretraining (docs/ortho.md)
-           "POET", "POETLinear", "count_poet_parameters", "poet_layers"]
+           "POET", "POETLinear", "count_poet_parameters", "poet_layers",
+           # peft's on-disk format (OFT, LoRA, SoRA as LoRA, BOFT) and Hugging Face helpers (docs/adapters.md)
+           "save_peft", "load_peft", "to_peft", "from_peft", "out_in_weight", "shared_weights"]

@@ -29,10 +29,11 @@ from torch import nn
 
 from .. import kernels
 from ..ortho import butterfly_permutation, cayley, invert_permutation, n_packed, skew_from_packed
-from .oft import adapter_dtype, check_rotation_config, divisors
+from .oft import adapter_dtype, check_rotation_config, config_blocks, divisors
+from .hf import Conv1DLayout
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "valid_boft_blocks", "PASS_COST"]
+__all__ = ["BOFTConfig", "BOFT", "BOFTLinear", "BOFTConv1D", "valid_boft_blocks", "PASS_COST"]
 
 
 # One factored pass (gather + ``block_rotate``, forward + backward) per element of x, in units of one dense
@@ -54,7 +55,7 @@ class BOFTLinear(AdaptedLayer):
     def __init__(self, base_layer: nn.Linear, config, path: str = ""):
         super().__init__(base_layer, path)
         self.prefix = config.prefix
-        d, m = base_layer.in_features, config.factors
+        d, m = self.in_features, config.factors
         self.block, self.n_blocks = self._resolve(d, config, path)
         self.factors, self.dense = m, config.dense
         self.cayley, self.neumann_terms = config.cayley, config.neumann_terms
@@ -67,15 +68,16 @@ class BOFTLinear(AdaptedLayer):
         self.register_parameter(self.prefix + "q", nn.Parameter(
             torch.zeros(m, self.n_blocks, n_packed(self.block), dtype=adapter_dtype(w), device=w.device)))
         self.register_parameter(self.prefix + "s", nn.Parameter(
-            torch.ones(base_layer.out_features, dtype=adapter_dtype(w), device=w.device)))
+            torch.ones(self.out_features, dtype=adapter_dtype(w), device=w.device)))
 
     @staticmethod
     def _resolve(d: int, config, path: str) -> tuple[int, int]:
         m = config.factors
-        b = config.block if config.block is not None else (d // config.n_blocks if d % config.n_blocks == 0 else 0)
+        block, n_blocks = config_blocks(config)
+        b = block if block is not None else (d // n_blocks if d % n_blocks == 0 else 0)
         valid = valid_boft_blocks(d, m)
         if b not in valid:
-            given = f"block={config.block}" if config.block is not None else f"n_blocks={config.n_blocks}"
+            given = f"block={block}" if block is not None else f"n_blocks={n_blocks}"
             raise ValueError(f"BOFT {given} with factors={m} does not fit in_features = {d} of layer {path!r}: "
                              f"need b·2^(m−1) to divide {d}{' and b even' if m > 1 else ''}; valid block sizes: "
                              f"{valid} (valid n_blocks: {[d // v for v in valid]})")
@@ -100,7 +102,8 @@ class BOFTLinear(AdaptedLayer):
         r = r if dtype is None else r.to(dtype)
         return r.reshape(self.factors, self.n_blocks, self.block, self.block)
 
-    def _apply(self, x: torch.Tensor, rs: torch.Tensor, order) -> torch.Tensor:
+    # (not ``_apply``: that name is nn.Module's hook for .to()/.double(), which this would shadow)
+    def _apply_factors(self, x: torch.Tensor, rs: torch.Tensor, order) -> torch.Tensor:
         """Rows ``x`` times ``Π_i⁻¹ blockdiag(rs[i]) Π_i`` for i in ``order``, with fused gathers."""
         pending = None                                   # a gather still to apply (perm of the previous factor)
         for i in order:
@@ -111,20 +114,20 @@ class BOFTLinear(AdaptedLayer):
 
     def rotate_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x · M`` (factors m−1, …, 0 in turn)."""
-        return self._apply(x, self.rotations(x.dtype), range(self.factors - 1, -1, -1))
+        return self._apply_factors(x, self.rotations(x.dtype), range(self.factors - 1, -1, -1))
 
     def rotation_matrix(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense d×d M (``I · M``); O(m·d²·b)."""
-        d = self.base_layer.in_features
+        d = self.in_features
         rs = self.rotations(dtype)
-        return self._apply(torch.eye(d, dtype=rs.dtype, device=rs.device), rs, range(self.factors - 1, -1, -1))
+        return self._apply_factors(torch.eye(d, dtype=rs.dtype, device=rs.device), rs, range(self.factors - 1, -1, -1))
 
     def uses_dense(self, n_rows: int) -> bool:
         """Dense ``x @ M`` when its cost N·d² + F·m·d² (the product, and building M by m passes over d rows) is below
         the factored path's F·m·N·d, with F = ``PASS_COST``: roughly when d < F·m and N ≫ d."""
         if self.dense is not None:
             return self.dense
-        d, m, f = self.base_layer.in_features, self.factors, PASS_COST
+        d, m, f = self.in_features, self.factors, PASS_COST
         return n_rows * d * d + f * m * d * d < f * m * n_rows * d
 
     def adapted_forward(self, x):
@@ -138,21 +141,28 @@ class BOFTLinear(AdaptedLayer):
 
     def _merged_weight(self, w):
         rs = self.rotations(w.dtype).transpose(-1, -2)    # rows of W times Mᵀ = M_0ᵀ M_1ᵀ ⋯ M_{m−1}ᵀ
-        return self.s.to(w.dtype)[:, None] * self._apply(w, rs, range(self.factors))
+        return self.s.to(w.dtype)[:, None] * self._apply_factors(w, rs, range(self.factors))
 
     def _unmerged_weight(self, w):
         rs = torch.linalg.inv(self.rotations(w.dtype)).transpose(-1, -2)   # W = (W'/s) · M_{m−1}⁻ᵀ ⋯ M_0⁻ᵀ
-        return self._apply(w / self.s.to(w.dtype)[:, None], rs, range(self.factors - 1, -1, -1))
+        return self._apply_factors(w / self.s.to(w.dtype)[:, None], rs, range(self.factors - 1, -1, -1))
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, block={self.block}, n_blocks={self.n_blocks}, factors={self.factors}, "
                 f"cayley={self.cayley}")
 
 
+class BOFTConv1D(Conv1DLayout, BOFTLinear):
+    """BOFT on ``transformers``' Conv1D (``W[in, out]``): the same forward; ``W' = M · W · diag(s)``."""
+
+
 @register_adapter
 @dataclass
 class BOFTConfig(AdapterConfig):
-    """BOFT on Linear modules: m butterfly factors of block-diagonal rotations and a trainable output scale."""
+    """BOFT on Linear and Conv1D (transformers) modules: m butterfly factors of block-diagonal rotations and a
+    trainable output scale."""
+
+    default_block: ClassVar[int] = 4             # peft's default; used when neither block nor n_blocks is given
 
     block: int | None = field(default=None, metadata={
         "help": "block size b of every factor; give this or n_blocks; default 4 (peft's default)"})
@@ -168,9 +178,11 @@ class BOFTConfig(AdapterConfig):
     adapter_name: ClassVar[str] = "boft"
     prefix: ClassVar[str] = "boft_"
     layers: ClassVar[dict] = {nn.Linear: BOFTLinear}
+    conv1d_layer: ClassVar[type] = BOFTConv1D
 
     def __post_init__(self):
-        check_rotation_config(self, default_block=4)
+        super().__post_init__()
+        check_rotation_config(self)
         if isinstance(self.factors, bool) or not isinstance(self.factors, int) or self.factors < 1:
             raise ValueError(f"factors must be an integer ≥ 1, got {self.factors!r}")
         if self.dense not in (None, True, False):

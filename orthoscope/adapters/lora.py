@@ -31,7 +31,7 @@ from ..methods import check_positive
 from .oft import adapter_dtype
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["LoRAConfig", "LoRA", "LoRALinear", "LoRAEmbedding", "LoRAConv2d", "check_rank"]
+__all__ = ["LoRAConfig", "LoRA", "LoRALinear", "LoRAConv1D", "LoRAEmbedding", "LoRAConv2d", "check_rank"]
 
 
 def check_rank(rank) -> None:
@@ -108,12 +108,21 @@ class _LowRank(AdaptedLayer):
 
 class LoRALinear(_LowRank):
     def _shapes(self):
-        return (self.rank, self.base_layer.in_features), (self.base_layer.out_features, self.rank)
+        return (self.rank, self.in_features), (self.out_features, self.rank)
 
     def adapted_forward(self, x):
         y = self.base_layer(x)
         h = self._gated(F.linear(self.dropout(x).to(self.A.dtype), self.A))  # [..., r]
         return y + (self.scaling * F.linear(h, self.B)).to(y.dtype)
+
+
+class LoRAConv1D(LoRALinear):
+    """LoRA on ``transformers``' Conv1D (``W[in, out]``, peft's ``fan_in_fan_out``): same forward, ΔW = s·(B A)ᵀ."""
+
+    fan_in_fan_out = True
+
+    def delta_weight(self, dtype=None):
+        return self._delta_matrix(dtype).T
 
 
 class LoRAEmbedding(_LowRank):
@@ -153,7 +162,7 @@ class LoRAConv2d(_LowRank):
 @register_adapter
 @dataclass
 class LoRAConfig(AdapterConfig):
-    """LoRA on Linear, Embedding and Conv2d modules."""
+    """LoRA on Linear, Conv1D (transformers), Embedding and Conv2d modules."""
 
     rank: int = field(default=8, metadata={"help": "rank r of ΔW = s·B A (a positive integer)"})
     alpha: float = field(default=8.0, metadata={"help": "scale numerator: s = alpha / rank (alpha / √rank with "
@@ -166,8 +175,10 @@ class LoRAConfig(AdapterConfig):
     prefix: ClassVar[str] = "lora_"
     gated: ClassVar[bool] = False
     layers: ClassVar[dict] = {nn.Linear: LoRALinear, nn.Embedding: LoRAEmbedding, nn.Conv2d: LoRAConv2d}
+    conv1d_layer: ClassVar[type] = LoRAConv1D
 
     def __post_init__(self):
+        super().__post_init__()
         check_rank(self.rank)
         check_positive("alpha", self.alpha)
         if not 0.0 <= self.dropout < 1.0:

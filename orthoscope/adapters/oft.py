@@ -41,10 +41,12 @@ from torch import nn
 from .. import kernels
 from ..methods import check_positive
 from ..ortho import cayley, n_packed, skew_from_packed
+from .hf import Conv1DLayout
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 
-__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks", "divisors",
-           "check_rotation_config", "adapter_dtype"]
+__all__ = ["OFTConfig", "OFT", "OFTLinear", "OFTConv1D", "OFTConv2d", "OFTEmbedding", "RotationMixin", "resolve_blocks",
+           "divisors",
+           "check_rotation_config", "config_blocks", "adapter_dtype"]
 
 CAYLEY_CHOICES = ("exact", "neumann")
 
@@ -57,6 +59,13 @@ def adapter_dtype(weight: torch.Tensor) -> torch.dtype:
 
 def divisors(d: int) -> list[int]:
     return [k for k in range(1, d + 1) if d % k == 0]
+
+
+def config_blocks(config) -> tuple[int | None, int | None]:
+    """``(block, n_blocks)`` a config asks for: as given, or the class's ``default_block`` when neither is."""
+    if config.block is None and config.n_blocks is None:
+        return config.default_block, None
+    return config.block, config.n_blocks
 
 
 def resolve_blocks(d: int, block: int | None, n_blocks: int | None, path: str, what: str) -> tuple[int, int]:
@@ -72,7 +81,7 @@ class RotationMixin:
     """The rotation part shared by OFT and QOFT layers: packed skew blocks → ``R[r, b, b]``."""
 
     def _init_rotation(self, config, d: int, what: str) -> None:
-        self.block, self.n_blocks = resolve_blocks(d, config.block, config.n_blocks, self.path, what)
+        self.block, self.n_blocks = resolve_blocks(d, *config_blocks(config), self.path, what)
         self.cayley, self.neumann_terms = config.cayley, config.neumann_terms
         self.coft, self.eps, self.block_share = config.coft, config.eps, config.block_share
         ref = self.base_weight()
@@ -126,7 +135,7 @@ class OFTLinear(RotationMixin, AdaptedLayer):
     def __init__(self, base_layer: nn.Linear, config, path: str = ""):
         super().__init__(base_layer, path)
         self.prefix = config.prefix
-        self._init_rotation(config, base_layer.in_features, "in_features")
+        self._init_rotation(config, self.in_features, "in_features")
 
     def adapted_forward(self, x):
         r = self.rotation()
@@ -137,6 +146,10 @@ class OFTLinear(RotationMixin, AdaptedLayer):
 
     def _unmerged_weight(self, w):
         return self._rotate_rows(w, transpose=True, inverse=True)
+
+
+class OFTConv1D(Conv1DLayout, OFTLinear):
+    """OFT on ``transformers``' Conv1D (``W[in, out]``): the same forward; ``W' = blockdiag(R) · W``."""
 
 
 class OFTEmbedding(RotationMixin, AdaptedLayer):
@@ -188,12 +201,11 @@ class OFTConv2d(RotationMixin, AdaptedLayer):
         return self._rotate_rows(w.reshape(w.shape[0], -1), transpose=True, inverse=True).reshape(w.shape)
 
 
-def check_rotation_config(config, default_block: int = 32) -> None:
-    """Validation shared by OFT-style configs (block XOR n_blocks, Cayley choice, number of Neumann terms)."""
+def check_rotation_config(config) -> None:
+    """Validation shared by OFT-style configs (block XOR n_blocks, Cayley choice, number of Neumann terms). It only
+    reads the config: a block size left unset stays unset (``config_blocks`` supplies the class's default)."""
     if config.block is not None and config.n_blocks is not None:
         raise ValueError(f"give block or n_blocks, not both (got block={config.block!r}, n_blocks={config.n_blocks!r})")
-    if config.block is None and config.n_blocks is None:
-        config.block = default_block
     for name in ("block", "n_blocks"):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -208,7 +220,9 @@ def check_rotation_config(config, default_block: int = 32) -> None:
 @register_adapter
 @dataclass
 class OFTConfig(AdapterConfig):
-    """OFT on Linear, Conv2d and Embedding modules (input-side block-diagonal rotation)."""
+    """OFT on Linear, Conv1D (transformers), Conv2d and Embedding modules (input-side block-diagonal rotation)."""
+
+    default_block: ClassVar[int] = 32            # used when neither block nor n_blocks is given (config_blocks)
 
     block: int | None = field(default=None, metadata={
         "help": "block size b (must divide the rotated size of every target); give this or n_blocks; default 32"})
@@ -228,8 +242,10 @@ class OFTConfig(AdapterConfig):
     adapter_name: ClassVar[str] = "oft"
     prefix: ClassVar[str] = "oft_"
     layers: ClassVar[dict] = {nn.Linear: OFTLinear, nn.Conv2d: OFTConv2d, nn.Embedding: OFTEmbedding}
+    conv1d_layer: ClassVar[type] = OFTConv1D
 
     def __post_init__(self):
+        super().__post_init__()
         check_rotation_config(self)
         check_positive("eps", self.eps)
 

@@ -47,7 +47,6 @@ weight-centric: recomputes only W_eff). **Quantized base** (POET-XQ): W_s is kep
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -56,8 +55,9 @@ from torch import nn
 
 from .. import kernels
 from ..methods import Intervention, Method, check_positive
-from ..targets import Rules
-from .core import apply_adapter, matched_modules
+from ..targets import Rules, path_matches
+from .core import AdaptedLayer, matched_modules, swap_in
+from .hf import skipped_compute, unsupported_target_message, warn_skipped
 from ..ortho import cayley, invert_permutation, n_packed, random_block_permutation, skew_from_packed
 from .poet_ops import (CENTRICS, choose_centric, effective_weight_from, poet_forward, poet_forward_weight,  # noqa: F401
                        rotate)
@@ -67,6 +67,25 @@ from .quant import QuantizedTensor, dequantize_groupwise, quantize_groupwise
 VARIANTS = ("bs", "fs")
 CAYLEY_CHOICES = ("neumann", "exact")
 INITS = ("normalized_gaussian", "normalize", "keep")
+
+# The layer settings' defaults, declared once: POETLinear's keyword defaults and the POET method's fields read these.
+LAYER_DEFAULTS = dict(variant="bs", block=32, fs_fraction=0.5, cayley="neumann", k=3, memory_mode=False,
+                      quantize=None, group_size=256, init="normalized_gaussian", centric="auto")
+
+
+def check_layer_settings(variant, block, fs_fraction, cayley, k, quantize, init, centric) -> None:
+    """The checks of POET's layer settings (the method and every POETLinear run these, and only these)."""
+    for name, value, allowed in (("variant", variant, VARIANTS), ("cayley", cayley, CAYLEY_CHOICES),
+                                 ("init", init, INITS), ("quantize", quantize, (None, 8, 4)),
+                                 ("centric", centric, CENTRICS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 2:
+        raise ValueError(f"block must be an int ≥ 2 (a 1×1 rotation has no parameters), got {block!r}")
+    if isinstance(fs_fraction, bool) or not isinstance(fs_fraction, (int, float)) or not 0.0 < fs_fraction <= 1.0:
+        raise ValueError(f"fs_fraction must lie in (0, 1], got {fs_fraction!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k (Neumann terms) must be an int ≥ 0, got {k!r}")
 
 
 def side_blocks(n: int, variant: str, block: int, fs_fraction: float) -> tuple[int, int]:
@@ -107,32 +126,27 @@ def poet_parameter_count(in_features: int, out_features: int, variant: str = "bs
     return total
 
 
-class POETLinear(nn.Module):
+class POETLinear(AdaptedLayer):
     """An ``nn.Linear`` trained by POET (module docstring). Trainable: ``poet_q_in``, ``poet_q_out`` (packed skew
     blocks of G_in, G_out) and the base layer's bias. Buffers: ``perm_in``, ``perm_out``, the probe vectors
     ``probe_v``/``probe_u`` (for ``vRv``), and the quantized codes when ``quantize`` is set."""
 
     prefix = "poet_"
 
-    def __init__(self, base_layer: nn.Linear, path: str = "", *, variant: str = "bs", block: int = 32,
-                 fs_fraction: float = 0.5, cayley: str = "neumann", k: int = 3, memory_mode: bool = False,
-                 quantize: int | None = None, group_size: int = 256, init: str = "normalized_gaussian",
-                 centric: str = "auto", generator: torch.Generator | None = None):
-        super().__init__()
+    def __init__(self, base_layer: nn.Linear, path: str = "", *, variant: str = LAYER_DEFAULTS["variant"],
+                 block: int = LAYER_DEFAULTS["block"], fs_fraction: float = LAYER_DEFAULTS["fs_fraction"],
+                 cayley: str = LAYER_DEFAULTS["cayley"], k: int = LAYER_DEFAULTS["k"],
+                 memory_mode: bool = LAYER_DEFAULTS["memory_mode"], quantize: int | None = LAYER_DEFAULTS["quantize"],
+                 group_size: int = LAYER_DEFAULTS["group_size"], init: str = LAYER_DEFAULTS["init"],
+                 centric: str = LAYER_DEFAULTS["centric"], generator: torch.Generator | None = None):
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"POET adapts nn.Linear layers; {path!r} is a {type(base_layer).__name__}")
-        for name, value, allowed in (("variant", variant, VARIANTS), ("cayley", cayley, CAYLEY_CHOICES),
-                                     ("init", init, INITS), ("quantize", quantize, (None, 8, 4)),
-                                     ("centric", centric, CENTRICS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if not isinstance(block, int) or block < 2:
-            raise ValueError(f"block must be an int ≥ 2 (a 1×1 rotation has no parameters), got {block!r}")
+        check_layer_settings(variant, block, fs_fraction, cayley, k, quantize, init, centric)
         problem = check_layer(path, base_layer.in_features, base_layer.out_features, variant, block, fs_fraction,
                               group_size if quantize else None)
         if problem:
             raise ValueError(problem)
-        self.base_layer, self.path, self.merged = base_layer, path, False
+        super().__init__(base_layer, path)
         self.variant, self.cayley, self.k, self.memory_mode = variant, cayley, k, memory_mode
         self.centric = centric
         self.quantize, self.group_size = quantize, group_size
@@ -310,6 +324,22 @@ class POETLinear(nn.Module):
         del self.base_layer.weight
         self.base_layer.register_parameter("weight", None)
 
+    @torch.no_grad()
+    def release_base(self) -> nn.Linear:
+        """The base layer in ordinary coordinates, for ``remove_adapters``: merged, it holds ``W_eff`` already;
+        unmerged, the rotations are dropped and the pre-permuted ``W_s`` is un-permuted back to ``W₀``
+        (``W₀ = W_s[perm_out][:, inv(perm_in)]``, dequantized when the base is quantized). With ``init="keep"`` and
+        no merge-then-reinitialize yet, that is the layer POET was attached to."""
+        if self.merged:
+            return self.base_layer
+        w0 = self.stored_weight()[self.perm_out][:, invert_permutation(self.perm_in)].contiguous()
+        if self.quantize is None:
+            self.base_layer.weight.data = w0
+        else:
+            del self.base_layer.weight
+            self.base_layer.weight = nn.Parameter(w0, requires_grad=False)
+        return self.base_layer
+
     def num_poet_parameters(self) -> int:
         return self.poet_q_in.numel() + self.poet_q_out.numel()
 
@@ -396,7 +426,7 @@ class POET(Method):
     ``step_count += 1`` → merge when ``step_count % merge_every == 0``, resetting the POET Adam state.
     """
 
-    block: int = field(default=32, metadata={"help": "BS block size b (variant='bs'); ≥ 2, must divide each layer"})
+    block: int = field(default=LAYER_DEFAULTS["block"], metadata={"help": "BS block size b (variant='bs'); ≥ 2, must divide each layer"})
     merge_every: int = field(default=400, metadata={"help": "T_m: updates between merge-then-reinitialize"})
     lr: float = field(default=1e-3, metadata={"help": "POET learning rate (effective: lr × poet_scale)"})
     poet_scale: float = field(default=0.5, metadata={"help": "multiplier of lr for the POET group (released: 0.5)"})
@@ -404,17 +434,17 @@ class POET(Method):
     weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay of non-POET parameters"})
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "Adam β1, β2"})
     eps: float = field(default=1e-6, metadata={"help": "Adam ε (POETAdamW: 1e-6)"})
-    variant: str = field(default="bs", metadata={"help": "'bs' (block-stochastic) or 'fs' (fully stochastic)"})
-    fs_fraction: float = field(default=0.5, metadata={"help": "FS block as a fraction of each side (paper b=1/2)"})
-    cayley: str = field(default="neumann", metadata={"help": "'neumann' (CNP, k terms) or 'exact' Cayley"})
-    k: int = field(default=3, metadata={"help": "Neumann terms: R = (I+Q)(I+Q+…+Q^k)"})
-    memory_mode: bool = field(default=False, metadata={"help": "POET-X_mem: save only input + rotations"})
-    centric: str = field(default="auto", metadata={
+    variant: str = field(default=LAYER_DEFAULTS["variant"], metadata={"help": "'bs' (block-stochastic) or 'fs' (fully stochastic)"})
+    fs_fraction: float = field(default=LAYER_DEFAULTS["fs_fraction"], metadata={"help": "FS block as a fraction of each side (paper b=1/2)"})
+    cayley: str = field(default=LAYER_DEFAULTS["cayley"], metadata={"help": "'neumann' (CNP, k terms) or 'exact' Cayley"})
+    k: int = field(default=LAYER_DEFAULTS["k"], metadata={"help": "Neumann terms: R = (I+Q)(I+Q+…+Q^k)"})
+    memory_mode: bool = field(default=LAYER_DEFAULTS["memory_mode"], metadata={"help": "POET-X_mem: save only input + rotations"})
+    centric: str = field(default=LAYER_DEFAULTS["centric"], metadata={
         "help": "'input' (rotate the tokens, POET-X), 'weight' (build R·W0·P once per call, one matmul) or 'auto' "
                 "(the cheaper rotation cost per call: weight when tokens > 2mn/(m+n) for BS)"})
-    quantize: int | None = field(default=None, metadata={"help": "None, 8 or 4: group-quantized base (POET-XQ)"})
-    group_size: int = field(default=256, metadata={"help": "quantization group along in_features"})
-    init: str = field(default="normalized_gaussian", metadata={
+    quantize: int | None = field(default=LAYER_DEFAULTS["quantize"], metadata={"help": "None, 8 or 4: group-quantized base (POET-XQ)"})
+    group_size: int = field(default=LAYER_DEFAULTS["group_size"], metadata={"help": "quantization group along in_features"})
+    init: str = field(default=LAYER_DEFAULTS["init"], metadata={
         "help": "W0: 'normalized_gaussian' (paper), 'normalize' (row-normalize the given weight, released code), "
                 "'keep'"})
     targets: Rules = field(default=None, metadata={"help": "modules to adapt (peft rules); None: every nn.Linear"})
@@ -427,8 +457,8 @@ class POET(Method):
     clip_ramp_until: int = field(default=2000, metadata={"help": "no ramp after this step (gd_warmup_steps)"})
 
     def __post_init__(self):
-        if not isinstance(self.block, int) or self.block < 2:
-            raise ValueError(f"block must be an int ≥ 2 (a 1×1 rotation has no parameters), got {self.block!r}")
+        check_layer_settings(self.variant, self.block, self.fs_fraction, self.cayley, self.k, self.quantize,
+                             self.init, self.centric)
         if not isinstance(self.merge_every, int) or self.merge_every <= 0:
             raise ValueError(f"merge_every must be a positive int, got {self.merge_every!r}")
         check_positive("lr", self.lr, allow_zero=True)
@@ -438,35 +468,29 @@ class POET(Method):
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must lie in [0, 1), got {self.betas!r}")
-        for name, value, allowed in (("variant", self.variant, VARIANTS), ("cayley", self.cayley, CAYLEY_CHOICES),
-                                     ("init", self.init, INITS), ("quantize", self.quantize, (None, 8, 4)),
-                                     ("centric", self.centric, CENTRICS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if not 0.0 < self.fs_fraction <= 1.0:
-            raise ValueError(f"fs_fraction must lie in (0, 1], got {self.fs_fraction!r}")
-        if not isinstance(self.k, int) or self.k < 0:
-            raise ValueError(f"k (Neumann terms) must be an int ≥ 0, got {self.k!r}")
         if self.grad_clip is not None:
             check_positive("grad_clip", self.grad_clip)
-        self.skipped: list[str] = []
-        self._attached: tuple[list, torch.Generator] | None = None
 
     def attach(self, model: nn.Module) -> nn.Module:
         """Replace the selected ``nn.Linear`` layers by ``POETLinear`` in place (every layer is built before any
         is swapped, so an error leaves the model unchanged). Non-POET parameters keep ``requires_grad``."""
         generator = torch.Generator().manual_seed(self.seed)
+        if self.targets is not None:
+            problem = unsupported_target_message(model, self.targets, "POET", (nn.Linear,))
+            if problem:
+                raise ValueError(problem)
         paths = matched_modules(model, self.targets, self.exclude)
+        skipped = []
+        if self.targets is None:          # default targets tell the truth about layers POET cannot take (Conv1D …)
+            excluded = lambda p: bool(self.exclude) and path_matches(p, self.exclude)  # noqa: E731
+            skipped = skipped_compute(model, (nn.Linear,), excluded)
         if not paths:
+            layers = [f"{p} ({type(m).__name__})" for p, m in skipped[:8]]
+            other = f"; its weight layers are {layers}" if skipped else ""
             raise ValueError(f"POET: targets={self.targets!r} (exclude={self.exclude!r}) matched no nn.Linear in "
-                             f"{type(model).__name__}")
-        problems = {}
-        for p in paths:
-            m = model.get_submodule(p)
-            why = check_layer(p, m.in_features, m.out_features, self.variant, self.block, self.fs_fraction,
-                              self.group_size if self.quantize else None)
-            if why:
-                problems[p] = why
+                             f"{type(model).__name__}{other}. POET adapts nn.Linear only")
+        warn_skipped("POET", skipped, (nn.Linear,), (nn.Linear,))
+        problems = self._unfit(model, paths)
         if problems and not self.skip_indivisible:
             raise ValueError(f"POET cannot adapt {len(problems)} layer(s): " + "; ".join(problems.values()) +
                              ". Exclude them, pick another block size, or pass skip_indivisible=True to train them "
@@ -474,16 +498,35 @@ class POET(Method):
         if problems:
             warnings.warn(f"POET leaves {len(problems)} layer(s) as plain nn.Linear (skip_indivisible=True): "
                           f"{sorted(problems)}", stacklevel=2)
-        self.skipped = sorted(problems)
         paths = [p for p in paths if p not in problems]
         if not paths:
             raise ValueError("POET: every matched layer was skipped; nothing to train with POET")
         built = {p: self.make_layer(p, model.get_submodule(p), generator) for p in paths}
-        exact = "|".join(re.escape(p) for p in paths)
-        apply_adapter(model, lambda path, module: built[path], targets=exact, prefix=POETLinear.prefix,
-                      freeze_others=False)
-        self._attached = ([(p, built[p]) for p in paths], generator)
+        swap_in(model, built, POETLinear.prefix, freeze_others=False)
+        # The random stream the merges continue (new permutations) belongs to this model, not to the method: one
+        # POET object can attach to several models, each with its own stream. Checkpointed by POETMerge.
+        model.poet_generator = generator
         return model
+
+    def _unfit(self, model: nn.Module, paths) -> dict[str, str]:
+        """``{path: why}`` for the matched layers the block layout does not fit."""
+        problems = {}
+        for p in paths:
+            m = model.get_submodule(p)
+            why = check_layer(p, m.in_features, m.out_features, self.variant, self.block, self.fs_fraction,
+                              self.group_size if self.quantize else None)
+            if why:
+                problems[p] = why
+        return problems
+
+    def skipped_layers(self, model: nn.Module) -> list[str]:
+        """The layers this method's targets hit that it left as plain ``nn.Linear`` (``skip_indivisible=True``),
+        read from the model: the method keeps no record of the models it attached to."""
+        plain = [p for p, m in model.named_modules() if type(m) is nn.Linear and p
+                 and (self.targets is None or path_matches(p, self.targets))
+                 and not (self.exclude and path_matches(p, self.exclude))
+                 and not any(isinstance(model.get_submodule(q), AdaptedLayer) for q in _parents(p))]
+        return sorted(self._unfit(model, plain))
 
     def make_layer(self, path: str, module: nn.Linear, generator: torch.Generator) -> POETLinear:
         return POETLinear(module, path, variant=self.variant, block=self.block, fs_fraction=self.fs_fraction,
@@ -502,20 +545,27 @@ class POET(Method):
                            "weight_decay": self.weight_decay, "name": "base"})
         return torch.optim.AdamW(groups, betas=tuple(self.betas), eps=self.eps)
 
-    def interventions(self) -> list[Intervention]:
-        if self._attached is None:
-            raise RuntimeError("POET.interventions() needs attach(model) first (Run does this for you)")
-        layers, generator = self._attached
+    def interventions(self, model: nn.Module | None = None) -> list[Intervention]:
+        """The grad-clip ramp (with ``grad_clip``) and the periodic merge of ``model``'s POET layers, which continues
+        the random stream ``attach(model)`` started."""
+        if model is None or not poet_layers(model) or not hasattr(model, "poet_generator"):
+            raise RuntimeError("POET.interventions(model) needs the model POET.attach(model) returned "
+                               "(Run does this for you)")
         out: list[Intervention] = []
         if self.grad_clip:
             out.append(POETGradClip(self.grad_clip, self.merge_every, self.clip_ramp_steps,
                                     self.clip_ramp_min_ratio, self.clip_ramp_until))
-        return out + [POETMerge(self.merge_every, layers, generator)]
+        return out + [POETMerge(self.merge_every, poet_layers(model), model.poet_generator)]
 
     def label(self) -> str:
         size = f"b={self.block}" if self.variant == "bs" else f"b={self.fs_fraction}"
         extra = (", mem" if self.memory_mode else "") + (f", int{self.quantize}" if self.quantize else "")
         return f"POET-{self.variant.upper()}({size}, T_m={self.merge_every}, lr={self.lr:g}{extra})"
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def poet_layers(model: nn.Module) -> list[tuple[str, POETLinear]]:

@@ -34,9 +34,10 @@ from torch import nn
 from .. import kernels
 from .oft import OFTConfig, RotationMixin, divisors
 from .quant import SUPPORTED_BITS, QuantizedTensor, dequantize_groupwise, quantize_groupwise
+from .hf import is_conv1d
 from .registry import AdaptedLayer, AdapterMethod, register_adapter
 
-__all__ = ["QuantLinear", "QOFTLinear", "QOFTConfig", "QOFT"]
+__all__ = ["QuantLinear", "QOFTLinear", "QOFTConv1D", "QOFTConfig", "QOFT"]
 
 
 class _QuantMatmul(torch.autograd.Function):
@@ -71,15 +72,18 @@ class QuantLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int, group_size: int, path: str = "") -> "QuantLinear":
-        d = linear.in_features
+    def from_linear(cls, linear: nn.Module, bits: int, group_size: int, path: str = "") -> "QuantLinear":
+        """Quantize an ``nn.Linear`` or a ``transformers`` Conv1D (its ``W[in, out]`` is stored as ``[out, in]``)."""
+        weight = linear.weight.detach()
+        weight = weight.T if is_conv1d(linear) else weight
+        d = weight.shape[1]
         try:
-            qt = quantize_groupwise(linear.weight.detach(), bits=bits, group_size=group_size)
+            qt = quantize_groupwise(weight, bits=bits, group_size=group_size)
         except ValueError as e:
             valid = [g for g in divisors(d) if bits == 8 or g % 2 == 0]
             raise ValueError(f"cannot quantize layer {path!r} (in_features = {d}): {e}; valid group sizes for it: "
                              f"{valid}") from None
-        return cls(qt, linear.bias, linear.weight.dtype)
+        return cls(qt, linear.bias, weight.dtype)
 
     def quantized(self) -> QuantizedTensor:
         return QuantizedTensor(self.codes.clone(), self.scale.clone(), self.zero.clone(), self.bits, self.group_size,
@@ -108,14 +112,23 @@ class QuantLinear(nn.Module):
 class QOFTLinear(RotationMixin, AdaptedLayer):
     """``y = QuantLinear(x · blockdiag(R))``; ``W' = deq(W) · blockdiag(R)ᵀ``."""
 
-    def __init__(self, base_layer: nn.Linear, config, path: str = ""):
-        super().__init__(QuantLinear.from_linear(base_layer, config.bits, config.group_size, path), path)
+    def __init__(self, base_layer: nn.Module, config, path: str = ""):
+        quantized = QuantLinear.from_linear(base_layer, config.bits, config.group_size, path)
+        super().__init__(quantized, path)
         self.prefix = config.prefix
-        self._init_rotation(config, base_layer.in_features, "in_features")
+        self._init_rotation(config, quantized.in_features, "in_features")
         self._premerge: QuantizedTensor | None = None
 
     def base_weight(self) -> torch.Tensor:
         return self.base_layer.dequantized_weight()
+
+    @property
+    def in_features(self) -> int:
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base_layer.out_features
 
     def adapted_forward(self, x):
         return self.base_layer(kernels.block_rotate(x, self.rotation().to(x.dtype)))
@@ -154,10 +167,21 @@ class QOFTLinear(RotationMixin, AdaptedLayer):
         self.merged = False
 
 
+class QOFTConv1D(QOFTLinear):
+    """QOFT on ``transformers``' Conv1D: quantized as ``[out, in]`` like any QOFT base, but ``effective_weight()`` is
+    given in the replaced Conv1D's layout ``[in, out]`` (as every Conv1D adapter's), so a plain copy of the finetuned
+    model (``arena.plain_copy``) loads into the original architecture."""
+
+    fan_in_fan_out = True
+
+    def effective_weight(self) -> torch.Tensor:
+        return super().effective_weight().T
+
+
 @register_adapter
 @dataclass
 class QOFTConfig(OFTConfig):
-    """OFT on Linear modules whose base weight is quantized to int8 or 4-bit groups at attach time."""
+    """OFT on Linear and Conv1D (transformers) modules whose base weight is quantized to int8 or 4-bit groups at attach time."""
 
     bits: int = field(default=8, metadata={"help": "bits per base weight: 8 or 4 (4-bit codes packed two per byte)"})
     group_size: int = field(default=64, metadata={
@@ -166,6 +190,7 @@ class QOFTConfig(OFTConfig):
     adapter_name: ClassVar[str] = "qoft"
     prefix: ClassVar[str] = "qoft_"
     layers: ClassVar[dict] = {nn.Linear: QOFTLinear}
+    conv1d_layer: ClassVar[type] = QOFTConv1D
 
     def __post_init__(self):
         super().__post_init__()

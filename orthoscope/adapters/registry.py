@@ -17,7 +17,6 @@ does the bookkeeping: ``merge()`` / ``unmerge()`` are idempotent and run in floa
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -25,8 +24,10 @@ import torch
 from torch import nn
 
 from ..methods import Method, check_positive, trainable
-from ..targets import Rules
-from .core import apply_adapter, matched_modules
+from ..targets import Rules, path_matches
+from .core import AdaptedLayer, matched_modules, swap_in  # noqa: F401  (AdaptedLayer: re-exported)
+from .hf import (TIED_CHOICES, conv1d_type, resolve_ties, skipped_compute, unsupported_target_message,
+                 warn_skipped)
 
 ADAPTERS: dict[str, type] = {}
 
@@ -51,26 +52,43 @@ class AdapterConfig:
 
     targets: Rules = field(default=None, metadata={
         "help": "modules to adapt: a regex string (full match on the module path) or a list of names (exact path "
-                "or '.name' suffix); None adapts every nn.Linear"})
+                "or '.name' suffix); None adapts every nn.Linear and transformers Conv1D"})
     exclude: Rules = field(default=None, metadata={
         "help": "modules never to adapt (same rules as targets; wins over targets), e.g. ['lm_head']"})
+    tied: str = field(default="refuse", metadata={
+        "help": "a target whose weight another module shares (tied embedding/head): 'refuse' (error naming both) "
+                "or 'untie' (give the target its own copy of the weight first)"})
 
     adapter_name: ClassVar[str] = ""
     prefix: ClassVar[str] = ""
     layers: ClassVar[dict] = {}
+    conv1d_layer: ClassVar[type | None] = None     # the layer for transformers' Conv1D (looked up lazily, hf.py)
+
+    def __post_init__(self):
+        # subclasses with their own __post_init__ call this one first (super().__post_init__())
+        if self.tied not in TIED_CHOICES:
+            raise ValueError(f"tied must be one of {TIED_CHOICES}, got {self.tied!r}")
+
+    def supported_types(self) -> tuple[type, ...]:
+        conv1d = conv1d_type() if self.conv1d_layer is not None else None
+        return tuple(self.layers) + ((conv1d,) if conv1d is not None else ())
 
     def candidate_types(self) -> tuple[type, ...]:
-        """Module types a config may hit: every supported type with explicit targets, ``nn.Linear`` otherwise."""
+        """Module types a config may hit: every supported type with explicit targets; ``nn.Linear`` and ``Conv1D``
+        (the dense projections) with ``targets=None``."""
         if self.targets is None:
-            return (nn.Linear,)
-        return tuple(self.layers)
+            return tuple(t for t in self.supported_types() if t is nn.Linear or t is conv1d_type())
+        return self.supported_types()
 
     def layer_class(self, module: nn.Module) -> type:
+        conv1d = conv1d_type()
+        if self.conv1d_layer is not None and conv1d is not None and isinstance(module, conv1d):
+            return self.conv1d_layer
         for kind, cls in self.layers.items():
             if isinstance(module, kind):
                 return cls
         raise TypeError(f"{self.adapter_name} cannot adapt a {type(module).__name__}; supported: "
-                        f"{[k.__name__ for k in self.layers]}")
+                        f"{[k.__name__ for k in self.supported_types()]}")
 
     def make_layer(self, path: str, module: nn.Module) -> nn.Module:
         return self.layer_class(module)(module, self, path)
@@ -92,17 +110,29 @@ def _config_base(cls: type) -> type:
 def list_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
     """Module paths ``config`` would adapt, without changing anything (peft's ``targeted_module_names``).
 
-    Raises ``ValueError`` listing the candidate paths when a target names no supported module.
+    Raises ``ValueError`` listing the candidate paths when a target names no module, or naming the modules and
+    their type when a target names modules of a type the adapter does not support. With ``targets=None``, warns
+    about layers with weight matrices that no layer of this adapter fits (``hf.skipped_compute``).
     """
-    return matched_modules(model, config.targets, config.exclude, types=config.candidate_types())
+    types = config.candidate_types()
+    if config.targets is not None:
+        problem = unsupported_target_message(model, config.targets, config.adapter_name, types)
+        if problem:
+            raise ValueError(problem)
+    paths = matched_modules(model, config.targets, config.exclude, types=types)
+    if config.targets is None:
+        excluded = (lambda p: path_matches(p, config.exclude)) if config.exclude else (lambda p: False)
+        warn_skipped(config.adapter_name, skipped_compute(model, types, excluded), types, config.supported_types())
+    return paths
 
 
 def attach(model: nn.Module, config: AdapterConfig, freeze_others: bool = True) -> nn.Module:
     """Adapt every module ``config`` hits, in place; only parameters starting with ``config.prefix`` stay trainable.
 
     Layers that do not fit the config (a block size that does not divide the layer, …) raise ``ValueError`` naming
-    the layer; nothing is skipped or resized silently. On error the model is left unchanged: every layer is built
-    before any is swapped in.
+    the layer; nothing is skipped or resized silently. A target whose weight another module shares (a tied head)
+    is refused, or untied with ``config.tied="untie"`` (``hf.resolve_ties``). On error the model is left unchanged:
+    every layer is built before any is swapped in.
     """
     paths = list_targets(model, config)
     if not paths:
@@ -112,72 +142,9 @@ def attach(model: nn.Module, config: AdapterConfig, freeze_others: bool = True) 
     for p in paths:
         module = model.get_submodule(p)
         built[p] = config.make_layer(p, module).train(module.training)   # new layers start in the model's mode
-    exact = "|".join(re.escape(p) for p in paths)          # exactly these paths (a list would also match suffixes)
-    return apply_adapter(model, lambda path, module: built[path], targets=exact, prefix=config.prefix,
-                         types=config.candidate_types(), freeze_others=freeze_others)
-
-
-class AdaptedLayer(nn.Module):
-    """Base of every adapted layer: ``base_layer`` + ``merged`` flag + ``merge``/``unmerge``/``effective_weight``."""
-
-    prefix: ClassVar[str] = ""
-
-    def __init__(self, base_layer: nn.Module, path: str = ""):
-        super().__init__()
-        self.base_layer = base_layer
-        self.path = path
-        self.merged = False
-
-    # ---- subclasses implement ---------------------------------------------------------------------------------
-    def adapted_forward(self, x, *args, **kwargs):
-        raise NotImplementedError
-
-    def _merged_weight(self, w: torch.Tensor) -> torch.Tensor:
-        """W → W' (the weight the adapted layer computes with); differentiable in the adapter parameters."""
-        raise NotImplementedError
-
-    def _unmerged_weight(self, w: torch.Tensor) -> torch.Tensor:
-        """W' → W, the inverse of ``_merged_weight`` (called under no_grad in float64)."""
-        raise NotImplementedError
-
-    # ---- shared -----------------------------------------------------------------------------------------------
-    def forward(self, x, *args, **kwargs):
-        if self.merged:
-            return self.base_layer(x, *args, **kwargs)
-        return self.adapted_forward(x, *args, **kwargs)
-
-    def adapter_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters(recurse=False) if n.startswith(self.prefix)]
-
-    def base_weight(self) -> torch.Tensor:
-        return self.base_layer.weight
-
-    def effective_weight(self) -> torch.Tensor:
-        w = self.base_weight()
-        return w if self.merged else self._merged_weight(w)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the adapter into ``base_layer.weight`` (no-op when already merged)."""
-        if not self.merged:
-            self._store(self._merged_weight(self.base_weight().double()))
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Undo ``merge()`` (no-op when not merged)."""
-        if self.merged:
-            self._store(self._unmerged_weight(self.base_weight().double()))
-            self.merged = False
-
-    def _store(self, w: torch.Tensor) -> None:
-        if not torch.isfinite(w).all():
-            raise ValueError(f"merging the adapter of {self.path!r} produced non-finite weights")
-        target = self.base_weight()
-        target.copy_(w.to(target.dtype))
-
-    def extra_repr(self) -> str:
-        return f"path={self.path!r}, merged={self.merged}"
+    # refuse (nothing changed yet), or untie: the built layers hold the modules, so the new weight is theirs
+    resolve_ties(model, paths, config.tied, config.adapter_name)
+    return swap_in(model, built, config.prefix, freeze_others)
 
 
 @dataclass

@@ -96,8 +96,8 @@ class SoRA(AdapterMethod, SoRAConfig):
                   {"params": gate_params, "weight_decay": 0.0, "lr": self.gate_lr if self.gate_lr else self.lr}]
         return torch.optim.AdamW(groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
 
-    def interventions(self):
-        return [*super().interventions(), SoRAProximal(self.sparse_lambda)]
+    def interventions(self, model=None):
+        return [*super().interventions(model), SoRAProximal(self.sparse_lambda)]
 
 
 @torch.no_grad()

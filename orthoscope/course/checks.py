@@ -269,7 +269,7 @@ def check_harmonic_logits(fn) -> None:
 def check_bspline(fn) -> None:
     """``fn(x, grid, k) -> B[B, in, G+k]``: pykan's B-spline basis of order k on the extended knots ``grid[in, G+2k+1]``
     (Cox–de Boor recursion, zero outside the knots)."""
-    from orthoscope.models.kan_spline import bspline_basis, uniform_grid
+    from orthoscope.kernels.bspline import bspline_basis, uniform_grid
 
     for k in (1, 2, 3):
         grid = uniform_grid(2, 5, k, dtype=torch.float64)

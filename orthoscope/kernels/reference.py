@@ -8,6 +8,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+
+from ..ortho.blockdiag import block_rotate as _block_rotate      # the ortho package sits below the seam: pure algebra
+from ..ortho.cayley import cayley_neumann_packed
+from .bspline import kan_spline_torch
+from .harmonic import harmonic_logits
 
 
 def pairwise_energy(w: torch.Tensor, s: float = 1.0, angular: bool = False, half_space: bool = False,
@@ -60,8 +66,6 @@ def cayley_neumann(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.Tensor:
     ``Q`` = skew-symmetric matrix whose strict upper triangle (``triu_indices(b, b, 1)`` order) is the packed row;
     ``R = (I + Q)(I + Q + … + Q^k) = I + 2Q + … + 2Q^k + Q^{k+1}`` (k = 3: the POET Triton kernel's formula).
     """
-    from orthoscope.ortho.cayley import cayley_neumann_packed
-
     if q_packed.dim() != 2:
         raise ValueError(f"q_packed must have shape [r, b(b-1)/2], got {tuple(q_packed.shape)}")
     return cayley_neumann_packed(q_packed, b, k)          # saves only q_packed for backward, like the kernel
@@ -70,9 +74,7 @@ def cayley_neumann(q_packed: torch.Tensor, b: int, k: int = 3) -> torch.Tensor:
 def block_rotate(x: torch.Tensor, R: torch.Tensor, perm: torch.Tensor | None = None) -> torch.Tensor:
     """``y = (x[..., perm] if perm is not None else x).view(..., r, b) @ R`` per block, i.e. the row vectors ``x``
     times ``blockdiag(R)`` (input-centric; the (r·b)×(r·b) matrix is never built)."""
-    from orthoscope.ortho.blockdiag import block_rotate as _rotate
-
-    return _rotate(x, R, perm)
+    return _block_rotate(x, R, perm)
 
 
 def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int,
@@ -83,19 +85,13 @@ def kan_spline(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int,
     are pykan's (Cox–de Boor, zero outside the knots). The optional base branch (``base_weight[in, out]``, b =
     ``base_fun``: "silu" or "identity") is folded into the same contraction as one more basis function.
     Differentiable in ``x``, ``coef`` and ``base_weight`` (analytic backward). The twin computes the k+1 non-zero
-    B-splines per input and does one matmul forward, two backward (see ``orthoscope/models/kan_spline.py``)."""
-    from orthoscope.models.kan_spline import kan_spline_torch
-
+    B-splines per input and does one matmul forward, two backward (see ``orthoscope/kernels/bspline.py``)."""
     return kan_spline_torch(x, grid, coef, k, base_weight, base_fun)
 
 
 def harmonic_nll(h: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, n: float) -> torch.Tensor:
     """Mean harmonic loss: ``mean_b [logsumexp_v ℓ_bv − ℓ_b,target]`` with ``ℓ_bv = −(n/2)·log(‖h_b − w_v‖² + ε)``,
-    ``h[N, D]``, ``centers[V, D]``, ``target[N]``, ε = ``orthoscope.losses.HARMONIC_EPS`` (see ``losses.py``)."""
-    import torch.nn.functional as F
-
-    from orthoscope.losses import harmonic_logits
-
+    ``h[N, D]``, ``centers[V, D]``, ``target[N]``, ε = ``HARMONIC_EPS`` (see ``harmonic.py``)."""
     if h.dim() != 2 or target.shape != h.shape[:1]:
         raise ValueError(f"harmonic_nll needs h[N, D] and target[N]; got {tuple(h.shape)}, {tuple(target.shape)}")
     return F.cross_entropy(harmonic_logits(h, centers, n), target)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..losses import HARMONIC_EPS, check_harmonic_exponent, default_harmonic_exponent, harmonic_logits, squared_distances
+from ..kernels.harmonic import HARMONIC_EPS, check_harmonic_exponent, harmonic_logits, squared_distances
+from ..losses import default_harmonic_exponent
 
 
 class HarmonicHead(nn.Module):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kan_spline import check_spline_args, curve_to_coef, extend_grid, grid_from_samples, uniform_grid
+from ..kernels.bspline import check_spline_args, curve_to_coef, extend_grid, grid_from_samples, uniform_grid
 
 BASE_FUNCTIONS = {"silu": F.silu, "identity": lambda x: x, "zero": torch.zeros_like}
 OUTSIDE = ("zero", "clamp")
@@ -142,7 +142,7 @@ class KANLinear(nn.Module):
     # ---- compile=True -------------------------------------------------------------------------------------------
     def _grid_geometry(self):
         """``(centre, h, lo, hi)`` per input if the grid is evenly spaced, else None (cached per grid version)."""
-        from .kan_spline import _uniform_spacing
+        from ..kernels.bspline import _uniform_spacing
 
         grid = self.grid
         if self._uniform is None or self._uniform[0] is not grid or self._uniform[1] != grid._version:
@@ -186,7 +186,7 @@ class KANLinear(nn.Module):
 
     def edge_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Every edge's output ``φ_ij(x_i)·mask_ij`` as ``[B, in, out]`` (pykan's ``postacts``, transposed)."""
-        from .kan_spline import bspline_basis
+        from ..kernels.bspline import bspline_basis
 
         x = x.reshape(-1, self.in_features)
         basis = bspline_basis(self._spline_input(x), self.grid.to(x.dtype), self.k)        # [B, in, n]
@@ -212,7 +212,7 @@ class KANLinear(nn.Module):
 
     def _curves(self, x: torch.Tensor) -> torch.Tensor:
         """Raw spline values ``Σ_m coef_iom B_m(x_i)`` per edge, ``[B, in, out]`` (pykan's ``coef2curve``)."""
-        from .kan_spline import bspline_basis
+        from ..kernels.bspline import bspline_basis
 
         return torch.einsum("bin,ion->bio", bspline_basis(x, self.grid, self.k), self.coef.detach())
 

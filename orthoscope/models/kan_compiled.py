@@ -30,7 +30,7 @@ import warnings
 import torch
 from torch.autograd.function import once_differentiable
 
-from .kan_spline import _cardinal_pieces, matmul_nt
+from ..kernels.bspline import _cardinal_pieces, matmul_nt
 
 
 def cxx_compiler_problem(device: torch.device) -> str | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .kan_spline import check_spline_args
+from ..kernels.bspline import check_spline_args
 
 
 def check_width(width) -> list:
@@ -136,7 +136,7 @@ class PyKAN(nn.Module):
         **kan_kwargs: passed to ``MultKAN`` (``noise_scale``, ``grid_range``, ``base_fun``, ``grid_eps``, …).
 
     Structural changes (``refine``, ``prune``) replace the inner model, so the optimizer must be rebuilt — the
-    interventions in ``orthoscope.models.kan_train`` do that for a Run.
+    interventions in ``orthoscope.kan_train`` do that for a Run.
     """
 
     def __init__(self, width, grid: int = 3, k: int = 3, *, seed: int = 1, dtype: torch.dtype = torch.float64,

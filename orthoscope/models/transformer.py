@@ -131,3 +131,13 @@ class TinyTransformer(nn.Module):
         if self.cfg.readout == "last":
             x = x[:, -1]
         return F.linear(x, self.embed.weight) if self.unembed is None else self.unembed(x)
+
+
+def tiny_lm(task, d_model: int = 64, n_heads: int = 4, n_layers: int = 2, d_mlp: int = 256,
+            seed: int = 0):
+    """The causal ``TinyTransformer`` sized for ``task`` (a ``TinyLang``: its ``vocab_size`` and ``n_ctx``;
+    ``readout="all"``), initialized from ``seed`` — the model the optimizer comparison notebook and
+    ``benchmarks/bench_optimizers.py`` train."""
+    torch.manual_seed(seed)
+    return TinyTransformer(vocab_size=task.vocab_size, n_ctx=task.n_ctx, d_model=d_model, n_heads=n_heads,
+                           n_layers=n_layers, d_mlp=d_mlp, readout="all", causal=True)

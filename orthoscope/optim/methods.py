@@ -7,13 +7,19 @@
 
 Which weights are "hidden matrices" is decided by ``orthoscope.optim.matrix_param_groups`` (every ``nn.Linear``
 weight except the output head); ``exclude=`` overrides the head detection with peft-style module rules.
-``method.matrix_names(model)`` shows the split. Optimizer classes of the same names live in ``orthoscope.optim``.
+``method.matrix_names(model)`` shows the split.
+
+One declaration per setting: every default below is *read from the optimizer's signature* (``setting``), so the
+optimizer, its method, a run config and the docs cannot disagree; the method adds only the help text. Arguments are
+checked at construction by the optimizer's own checks, run on empty parameter groups (``check_settings``): no
+stand-in model, no second copy of the rules. The optimizer classes of the same names live in ``orthoscope.optim``;
+every method, these included, is also importable from the top level (``from orthoscope import Muon, POET, OFT``).
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
-
+import inspect
 import warnings
+from dataclasses import MISSING, dataclass, field, fields
 
 from torch import nn
 
@@ -23,6 +29,21 @@ from .focus import FOCUS as FOCUSOptimizer
 from .hyperball import AdamH, MuonH
 from .muon import Muon as MuonOptimizer
 from .pion import Pion as PionOptimizer
+
+
+def setting(optimizer: type, name: str, help: str):
+    """A method field whose default is ``optimizer``'s own default for argument ``name`` — read from its signature,
+    so the value is declared once, in the optimizer."""
+    parameter = inspect.signature(optimizer.__init__).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
+        raise TypeError(f"{optimizer.__name__}.{name} has no default to read")
+    return field(default=parameter.default, metadata={"help": help})
+
+
+def empty_groups() -> list[dict]:
+    """One empty matrix group and one empty AdamW group: an optimizer built on these runs all its argument checks
+    and touches no tensor, so a method checks its settings at construction without a stand-in model."""
+    return [{"params": [], "matrix": True}, {"params": [], "matrix": False}]
 
 
 def _short_label(method: Method) -> str:
@@ -59,27 +80,25 @@ class _MatrixMethod(Method):
         raise NotImplementedError
 
     def __post_init__(self):
-        # Build once on a stand-in model so bad arguments fail at construction, with the optimizer's own messages
-        # (warnings, e.g. Hyperball's weight-decay one, are left for the real make_optimizer).
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():      # e.g. Hyperball's weight-decay warning: left for the real optimizer
             warnings.simplefilter("ignore")
-            self.build(matrix_param_groups(_Probe(), exclude=[]))
+            self.build(empty_groups())        # the optimizer's own checks: a bad value fails here, with its message
 
 
 @dataclass
 class Muon(_MatrixMethod):
     """Muon (``orthoscope.optim.Muon``): Newton–Schulz-orthogonalized Nesterov momentum on hidden matrices."""
 
-    lr: float = field(default=0.02, metadata={"help": "Muon learning rate (0.02 reference; ~AdamW lr with rms_match)"})
-    momentum: float = field(default=0.95, metadata={"help": "momentum β"})
-    nesterov: bool = field(default=True, metadata={"help": "Nesterov look-ahead"})
-    weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay on matrices"})
-    ns_steps: int = field(default=5, metadata={"help": "Newton–Schulz iterations"})
-    backend: str = field(default="newton_schulz", metadata={"help": "'newton_schulz' or 'svd' (exact U Vᵀ)"})
-    rms_match: float | None = field(default=None, metadata={"help": "Kimi RMS matching constant (e.g. 0.2)"})
-    adamw_lr: float = field(default=3e-3, metadata={"help": "AdamW lr for embeddings, head and vectors"})
-    adamw_betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "AdamW betas"})
-    adamw_weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay"})
+    lr: float = setting(MuonOptimizer, "lr", "Muon learning rate (0.02 reference; ~AdamW lr with rms_match)")
+    momentum: float = setting(MuonOptimizer, "momentum", "momentum β")
+    nesterov: bool = setting(MuonOptimizer, "nesterov", "Nesterov look-ahead")
+    weight_decay: float = setting(MuonOptimizer, "weight_decay", "decoupled weight decay on matrices")
+    ns_steps: int = setting(MuonOptimizer, "ns_steps", "Newton–Schulz iterations")
+    backend: str = setting(MuonOptimizer, "backend", "'newton_schulz' or 'svd' (exact U Vᵀ)")
+    rms_match: float | None = setting(MuonOptimizer, "rms_match", "Kimi RMS matching constant (e.g. 0.2)")
+    adamw_lr: float = setting(MuonOptimizer, "adamw_lr", "AdamW lr for embeddings, head and vectors")
+    adamw_betas: tuple[float, float] = setting(MuonOptimizer, "adamw_betas", "AdamW betas")
+    adamw_weight_decay: float = setting(MuonOptimizer, "adamw_weight_decay", "AdamW decoupled weight decay")
 
     def build(self, groups):
         return MuonOptimizer(groups, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
@@ -92,16 +111,16 @@ class Muon(_MatrixMethod):
 class Pion(_MatrixMethod):
     """Pion (``orthoscope.optim.Pion``): hidden matrices move by rotations on both sides; spectrum preserved."""
 
-    lr: float = field(default=1e-3, metadata={"help": "learning rate (update RMS = lr·rms)"})
-    betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "Pion moment betas"})
-    side: str = field(default="both", metadata={"help": "'both', 'alternate', 'in' or 'out'"})
-    momentum: str = field(default="lie", metadata={"help": "'lie' or 'transported_ambient'"})
-    second_moment: bool = field(default=False, metadata={"help": "Adam-style division by √v"})
-    rms: float = field(default=0.2, metadata={"help": "RMS constant of the induced ambient update"})
-    degree: object = field(default=2, metadata={"help": "truncated-exponential degree, or 'exact'"})
-    form: str = field(default="product", metadata={"help": "'product' (paper) or 'additive' (released code)"})
-    adamw_lr: float = field(default=3e-3, metadata={"help": "AdamW lr for embeddings, head and vectors"})
-    adamw_weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay"})
+    lr: float = setting(PionOptimizer, "lr", "learning rate (update RMS = lr·rms)")
+    betas: tuple[float, float] = setting(PionOptimizer, "betas", "Pion moment betas")
+    side: str = setting(PionOptimizer, "side", "'both', 'alternate', 'in' or 'out'")
+    momentum: str = setting(PionOptimizer, "momentum", "'lie' or 'transported_ambient'")
+    second_moment: bool = setting(PionOptimizer, "second_moment", "Adam-style division by √v")
+    rms: float = setting(PionOptimizer, "rms", "RMS constant of the induced ambient update")
+    degree: object = setting(PionOptimizer, "degree", "truncated-exponential degree, or 'exact'")
+    form: str = setting(PionOptimizer, "form", "'product' (paper) or 'additive' (released code)")
+    adamw_lr: float = setting(PionOptimizer, "adamw_lr", "AdamW lr for embeddings, head and vectors")
+    adamw_weight_decay: float = setting(PionOptimizer, "adamw_weight_decay", "AdamW decoupled weight decay")
 
     def build(self, groups):
         return PionOptimizer(groups, lr=self.lr, betas=self.betas, side=self.side, momentum=self.momentum,
@@ -114,13 +133,13 @@ class Hyperball(_MatrixMethod):
     """AdamH / MuonH (``orthoscope.optim.AdamH``/``MuonH``): hidden matrices move on a sphere of fixed radius."""
 
     base: str = field(default="adam", metadata={"help": "'adam' (AdamH) or 'muon' (MuonH)"})
-    lr: float = field(default=0.01, metadata={"help": "angular step size η"})
-    granularity: str = field(default="frobenius", metadata={"help": "'frobenius' or 'column' norms"})
-    radius: float | None = field(default=None, metadata={"help": "None: keep ‖W₀‖; r: rescale to norm r"})
-    betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "AdamH moments (base='adam')"})
-    momentum: float = field(default=0.95, metadata={"help": "MuonH momentum (base='muon')"})
-    adamw_lr: float = field(default=3e-3, metadata={"help": "AdamW lr for embeddings, head and vectors"})
-    adamw_weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay"})
+    lr: float = setting(AdamH, "lr", "angular step size η")
+    granularity: str = setting(AdamH, "granularity", "'frobenius' or 'column' norms")
+    radius: float | None = setting(AdamH, "radius", "None: keep ‖W₀‖; r: rescale to norm r")
+    betas: tuple[float, float] = setting(AdamH, "betas", "AdamH moments (base='adam')")
+    momentum: float = setting(MuonH, "momentum", "MuonH momentum (base='muon')")
+    adamw_lr: float = setting(AdamH, "adamw_lr", "AdamW lr for embeddings, head and vectors")
+    adamw_weight_decay: float = setting(AdamH, "adamw_weight_decay", "AdamW decoupled weight decay")
 
     @property
     def name(self) -> str:
@@ -140,10 +159,10 @@ class Hyperball(_MatrixMethod):
 class FOCUS(Method):
     """FOCUS (``orthoscope.optim.FOCUS``) on every trainable parameter; ``gamma=0`` is Signum."""
 
-    lr: float = field(default=1e-3, metadata={"help": "step size (per-coordinate step ≈ lr)"})
-    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "(momentum β1, parameter-EMA β2)"})
-    gamma: float = field(default=0.1, metadata={"help": "attraction to the parameter EMA (0: Signum)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "decay applied through the parameter EMA"})
+    lr: float = setting(FOCUSOptimizer, "lr", "step size (per-coordinate step ≈ lr)")
+    betas: tuple[float, float] = setting(FOCUSOptimizer, "betas", "(momentum β1, parameter-EMA β2)")
+    gamma: float = setting(FOCUSOptimizer, "gamma", "attraction to the parameter EMA (0: Signum)")
+    weight_decay: float = setting(FOCUSOptimizer, "weight_decay", "decay applied through the parameter EMA")
 
     def label(self) -> str:
         return _short_label(self)
@@ -156,15 +175,8 @@ class FOCUS(Method):
                               weight_decay=self.weight_decay)
 
     def __post_init__(self):
-        self.make_optimizer(_Probe())
-
-
-class _Probe(nn.Module):
-    """A two-layer stand-in model used only to validate a method's arguments at construction."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden, self.head = nn.Linear(2, 2), nn.Linear(2, 2)
+        FOCUSOptimizer([{"params": []}], lr=self.lr, betas=self.betas, gamma=self.gamma,
+                       weight_decay=self.weight_decay)          # its own checks, on an empty group
 
 
 __all__ = ["Muon", "Pion", "Hyperball", "FOCUS"]

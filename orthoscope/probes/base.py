@@ -40,7 +40,10 @@ def weight_matrices(model: nn.Module, modules: Rules = None, exclude: Rules = No
 
     An adapted module (one with ``effective_weight()``) yields that weight and hides its children. With explicit
     ``modules`` and ``require_matrix``, a selected module whose weight is 1-D is an error (no silent skipping).
+    Matrices come as ``[out, in]``: a ``transformers`` Conv1D (GPT-2, stored ``[in, out]``) is transposed, adapted
+    or not, so row statistics compare across models (``adapters.hf.out_in_weight``).
     """
+    from ..adapters.hf import out_in_weight
     def has_weight(path, m):
         return hasattr(m, "effective_weight") or isinstance(getattr(m, "weight", None), torch.Tensor)
 
@@ -49,7 +52,7 @@ def weight_matrices(model: nn.Module, modules: Rules = None, exclude: Rules = No
     for path, module in chosen:
         if _inside_adapted(path, adapted):
             continue
-        w = module.effective_weight() if hasattr(module, "effective_weight") else module.weight
+        w = out_in_weight(module)
         if w.dim() < 2:
             if modules is not None and require_matrix:
                 raise ValueError(f"module {path!r} has a 1-D weight of shape {tuple(w.shape)}; spectral probes "

@@ -26,7 +26,6 @@ Numerics: everything is computed in float32 (float64 inputs stay float64); ε = 
 from __future__ import annotations
 
 import math
-import re
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..targets import Rules
+from ..targets import Rules, exactly
 from .base import Probe, weight_matrices
 
 EPS = 1e-12
@@ -245,11 +244,6 @@ def module_activations(model: nn.Module, x: torch.Tensor, paths: list[str], kind
 
 
 # ---- probes ---------------------------------------------------------------------------------------------------------
-def _exactly(paths: list[str]) -> str:
-    """A rule that selects exactly these module paths (a list rule would also hit longer paths ending in them)."""
-    return "|".join(re.escape(p) for p in paths)
-
-
 def _snapshot(source, modules: Rules, exclude: Rules) -> dict[str, torch.Tensor]:
     if isinstance(source, nn.Module):
         return {p: w.detach().clone() for p, w in weight_matrices(source, modules, exclude, require_matrix=False)}
@@ -352,10 +346,14 @@ class CapabilityDrift(_ActivationProbe):
 
     def _linear_paths(self, model) -> list[str]:
         paths = self._paths(model)
-        linear = [p for p in paths if isinstance(self.reference.get_submodule(p), nn.Linear)]
+        from ..adapters.hf import is_conv1d       # transformers' Conv1D is linear too (weight read as [out, in])
+
+        linear = [p for p in paths if isinstance(self.reference.get_submodule(p), nn.Linear)
+                  or is_conv1d(self.reference.get_submodule(p))]
         if self.modules is not None and len(linear) != len(paths):
             bad = sorted(set(paths) - set(linear))
-            raise ValueError(f"CSD needs linear layers (input activations times a weight); {bad} are not nn.Linear")
+            raise ValueError(f"CSD needs linear layers (input activations times a weight); {bad} are not nn.Linear "
+                             "or Conv1D")
         return linear
 
     @torch.no_grad()
@@ -364,11 +362,11 @@ class CapabilityDrift(_ActivationProbe):
         if not paths:
             return {}
         if self._cache is None:
-            w0 = dict(weight_matrices(self.reference, _exactly(paths)))
+            w0 = dict(weight_matrices(self.reference, exactly(paths)))
             h = {n: module_activations(self.reference, x, paths, kind="input") for n, x in self.inputs.items()}
             self._cache = {"w0": {p: w.clone() for p, w in w0.items()}, "h": h}
         out = {}
-        for path, w in weight_matrices(run.model, _exactly(paths)):
+        for path, w in weight_matrices(run.model, exactly(paths)):
             w0 = self._cache["w0"][path]
             for name in self.inputs:
                 for key, value in capability_drift(self._cache["h"][name][path], w0, w - w0).items():

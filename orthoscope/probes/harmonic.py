@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .base import Probe
+from ..keys import key
 
 
 def pca_explained_variance(x: torch.Tensor, top: int | None = None) -> torch.Tensor:
@@ -75,8 +76,8 @@ class CenterGeometry(Probe):
         out = {}
         for path, w in found:
             ratios = pca_explained_variance(w, self.top)
-            out[f"pca/{path}"] = ratios
-            out[f"pca_top2/{path}"] = float(ratios[:2].sum())
+            out[key("pca", path)] = ratios
+            out[key("pca_top2", path)] = float(ratios[:2].sum())
         return out
 
 
@@ -121,10 +122,10 @@ class DistanceMargin(Probe):
                 model(x)
                 h = captured[-1].reshape(-1, head.d_in)
                 m = distance_margins(h, head.centers, y.reshape(-1))
-                out[f"margin/{split}"] = float(m["margin"].mean())
-                out[f"margin_p10/{split}"] = float(torch.quantile(m["margin"], 0.1))
-                out[f"dist_true/{split}"] = float(m["d_true"].mean())
-                out[f"dist_other/{split}"] = float(m["d_other"].mean())
+                out[key("margin", split)] = float(m["margin"].mean())
+                out[key("margin_p10", split)] = float(torch.quantile(m["margin"], 0.1))
+                out[key("dist_true", split)] = float(m["d_true"].mean())
+                out[key("dist_other", split)] = float(m["d_other"].mean())
         finally:
             handle.remove()
             model.train(was)

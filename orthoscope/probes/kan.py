@@ -17,6 +17,7 @@ import contextlib
 import torch
 
 from .base import Probe
+from ..keys import key
 
 
 def kan_attribution(edge_std: list[torch.Tensor], node_std: list[torch.Tensor]):
@@ -127,8 +128,8 @@ class EdgeCurves(Probe):
                 curves.append((xs, phi))
         out = {}
         for path, (xs, phi) in zip(paths, curves):
-            out[f"edge_curve/{path}"] = phi
-            out[f"edge_curve_x/{path}"] = xs
+            out[key("edge_curve", path)] = phi
+            out[key("edge_curve_x", path)] = xs
         return out
 
 
@@ -163,8 +164,8 @@ class EdgeImportance(Probe):
             paths = [f"layers.{l}" for l in range(len(scores))]
         out = {}
         for path, s in zip(paths, scores):
-            out[f"edge_score/{path}"] = s
-            out[f"edge_score_sum/{path}"] = float(s.sum())
+            out[key("edge_score", path)] = s
+            out[key("edge_score_sum", path)] = float(s.sum())
         return out
 
 
@@ -184,7 +185,7 @@ class FitError(Probe):
             out = {}
             for split, (x, y) in run.task.eval_sets().items():
                 pred = run.model(x)
-                out[f"rmse/{split}"] = float(((pred - y.to(pred.dtype)) ** 2).mean().sqrt())
+                out[key("rmse", split)] = float(((pred - y.to(pred.dtype)) ** 2).mean().sqrt())
             return out
         finally:
             run.model.train(was)
@@ -193,7 +194,7 @@ class FitError(Probe):
 def plot_edge_curves(fig, history, layer: str, step: int | None = None, max_edges: int = 64):
     """Draw the recorded curves of one KAN layer at the recorded step nearest ``step`` (default: the last) as an
     ``out × in`` grid of small panels on the matplotlib figure ``fig``. Returns the step drawn."""
-    curves, xs = history[f"edge_curve/{layer}"], history[f"edge_curve_x/{layer}"]
+    curves, xs = history[key("edge_curve", layer)], history[key("edge_curve_x", layer)]
     idx = len(curves.steps) - 1 if step is None else min(range(len(curves.steps)),
                                                          key=lambda i: abs(curves.steps[i] - step))
     phi, x = curves.values[idx], xs.values[idx]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ..keys import key
 from ..targets import Rules, select_modules
 from . import metrics
 from .base import Probe, weight_matrices
@@ -40,7 +41,7 @@ class OrthogonalityError(Probe):
             errs = [metrics.orthogonality_error(g.double()).max() for g in module.rotations().values()
                     if g.numel()]
             if errs:
-                out[f"orth_err/{path}"] = float(torch.stack(errs).max())
+                out[key("orth_err", path)] = float(torch.stack(errs).max())
         return out
 
 
@@ -81,11 +82,11 @@ class SpectrumDrift(Probe):
         for path, w in weight_matrices(run.model, self.modules, self.exclude):
             sv = metrics.singular_values(w).double()
             ref = self._ref.get(path)
-            if ref is None and f"sv_ref/{path}" in run.history:          # resumed run: the original reference
-                ref = run.history[f"sv_ref/{path}"].values[0].double()
+            if ref is None and key("sv_ref", path) in run.history:          # resumed run: the original reference
+                ref = run.history[key("sv_ref", path)].values[0].double()
             if ref is None:
                 ref = sv.clone()
-                out[f"sv_ref/{path}"] = ref.float()
+                out[key("sv_ref", path)] = ref.float()
             self._ref[path] = ref
-            out[f"sv_drift/{path}"] = float((sv - ref).norm() / ref.norm().clamp_min(1e-30))
+            out[key("sv_drift", path)] = float((sv - ref).norm() / ref.norm().clamp_min(1e-30))
         return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..keys import key
 from ..targets import Rules
 from . import metrics
 from .base import Probe, weight_matrices
@@ -24,11 +25,11 @@ class Spectrum(Probe):
         for path, w in weight_matrices(run.model, self.modules, self.exclude):
             sv = metrics.singular_values(w)
             if self.keep_values:
-                out[f"sv/{path}"] = sv
-            out[f"sv_entropy/{path}"] = metrics.sv_entropy(sv).item()
-            out[f"stable_rank/{path}"] = metrics.stable_rank(sv).item()
-            out[f"spectral_norm/{path}"] = metrics.spectral_norm(sv).item()
-            out[f"condition_number/{path}"] = metrics.condition_number(sv).item()
+                out[key("sv", path)] = sv
+            out[key("sv_entropy", path)] = metrics.sv_entropy(sv).item()
+            out[key("stable_rank", path)] = metrics.stable_rank(sv).item()
+            out[key("spectral_norm", path)] = metrics.spectral_norm(sv).item()
+            out[key("condition_number", path)] = metrics.condition_number(sv).item()
         return out
 
 
@@ -43,7 +44,7 @@ class WeightNorm(Probe):
 
     @torch.no_grad()
     def __call__(self, run) -> dict:
-        out = {f"weight_norm/{p}": w.float().norm().item()
+        out = {key("weight_norm", p): w.float().norm().item()
                for p, w in weight_matrices(run.model, self.modules, self.exclude, require_matrix=False)}
         total = torch.sqrt(sum((p.detach().float() ** 2).sum() for p in run.model.parameters()))
         out["weight_norm/total"] = total.item()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..keys import key
 from ..losses import accuracy
 from .base import Probe
 
@@ -36,9 +37,9 @@ class Evaluate(Probe):
                 if self.max_examples is not None:
                     x, y = x[: self.max_examples], y[: self.max_examples]
                 output = run.model(x)
-                out[f"loss/{split}"] = run.loss_fn(output, y).item()
+                out[key("loss", split)] = run.loss_fn(output, y).item()
                 if getattr(run.task, "has_accuracy", True):
-                    out[f"acc/{split}"] = accuracy(output, y)
+                    out[key("acc", split)] = accuracy(output, y)
         finally:
             run.model.train(was_training)
         return out
@@ -62,7 +63,7 @@ class GradNorm(Probe):
             n = p.grad.float().norm().item()
             total += n * n
             if self.per_parameter:
-                out[f"grad_norm/{name}"] = n
+                out[key("grad_norm", name)] = n
         if run.step_count > 0:
             out["grad_norm/total"] = total ** 0.5
         return out

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.transformer import tiny_lm  # noqa: F401  (moved to models; kept importable from here)
 from .base import Task
 
 # ---- the grammar --------------------------------------------------------------------------------------------------
@@ -193,17 +194,6 @@ class TinyLang(Task):
         bi = pairs / pairs.sum(1, keepdim=True)
         bi_nll = -bi[val[:-1], val[1:]].log().mean().item()
         return {"uniform": math.log(v), "unigram": uni_nll, "bigram": bi_nll}
-
-
-def tiny_lm(task: TinyLang, d_model: int = 64, n_heads: int = 4, n_layers: int = 2, d_mlp: int = 256,
-            seed: int = 0):
-    """The causal ``TinyTransformer`` sized for ``task`` (``readout="all"``), initialized from ``seed`` — the model
-    the optimizer comparison notebook and ``benchmarks/bench_optimizers.py`` train."""
-    from ..models import TinyTransformer
-
-    torch.manual_seed(seed)
-    return TinyTransformer(vocab_size=task.vocab_size, n_ctx=task.n_ctx, d_model=d_model, n_heads=n_heads,
-                           n_layers=n_layers, d_mlp=d_mlp, readout="all", causal=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,12 +65,12 @@ class ScheduledAdamW(AdamW):
     total: int | None = None
     min_ratio: float = 0.05
 
-    def interventions(self):
+    def interventions(self, model=None):
         if self.total is None:
             sched = WarmupCosine(self.lr, total=10 ** 12, warmup=self.warmup, min_ratio=1.0)
         else:
             sched = WarmupCosine(self.lr, total=self.total, warmup=self.warmup, min_ratio=self.min_ratio)
-        return [sched, *super().interventions()]
+        return [sched, *super().interventions(model)]
 
 
 class BatchedAdamW(torch.optim.Optimizer):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..keys import key
 from ..methods import Method, check_positive
 from ..models import MLP
 from ..probes.base import Probe
@@ -186,8 +187,8 @@ class AdditionProbe(Probe):
         out = {}
         for split, (x, y) in task.eval_sets().items():
             o = model(x)
-            out[f"loss/{split}"] = task.default_loss(o, y).item()
-            out[f"acc/{split}"] = (task.predict(o) == y).float().mean().item()
+            out[key("loss", split)] = task.default_loss(o, y).item()
+            out[key("acc", split)] = (task.predict(o) == y).float().mean().item()
         out["rqi/embed"] = rqi(model.embed.weight, self._quads)
         return out
 
@@ -217,7 +218,7 @@ def train(*, steps: int = 5000, train_num: int = 45, seed: int = 58, reprs_dim: 
 def threshold_steps(run, threshold: float = 0.9) -> dict[str, int | None]:
     """First steps at which train / test accuracy reached ``threshold`` and RQI exceeded 0.95 (None: never)."""
     h = run.history
-    out = {s: first_crossing(h[f"acc/{s}"].steps, h[f"acc/{s}"].values, threshold) for s in ("train", "test")}
+    out = {s: first_crossing(h[key("acc", s)].steps, h[key("acc", s)].values, threshold) for s in ("train", "test")}
     out["rqi"] = first_crossing(h["rqi/embed"].steps, [v - 1e-12 for v in h["rqi/embed"].values], 0.95 + 1e-12)
     return out
 
@@ -291,7 +292,7 @@ class EnsembleProbe(Probe):
         out = {}
         for split, (x, y) in task.eval_sets().items():
             pred = torch.cdist(model(x), task.templates.expand(model.embed.shape[0], -1, -1)).argmin(-1)
-            out[f"acc/{split}"] = (pred == y).float().mean(1)
+            out[key("acc", split)] = (pred == y).float().mean(1)
         quads = parallelograms(task.p)
         out["rqi/embed"] = torch.tensor([rqi(e, quads) for e in model.embed])
         return out
@@ -318,7 +319,7 @@ def phase_diagram(decoder_lrs, weight_decays, *, steps: int = 5000, tau: float =
               name="phase diagram")
     run.train(steps, progress=progress)
     h = run.history
-    accs = {s: h[f"acc/{s}"].stack() for s in ("train", "test")}                  # [n_evals, K]
+    accs = {s: h[key("acc", s)].stack() for s in ("train", "test")}                  # [n_evals, K]
     evals = h["acc/train"].steps
     t_train, t_test, phases = [], [], []
     for i in range(len(weight_decays)):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..keys import key
 from ..methods import AdamW, Intervention, check_positive
 from ..models import MLP
 from ..probes import Probe
@@ -65,8 +66,8 @@ class ConstrainedAdamW(AdamW):
 
     norm: float = field(default=1.0, metadata={"help": "the global parameter norm to hold"})
 
-    def interventions(self):
-        return [*super().interventions(), ConstrainedNorm(self.norm)]
+    def interventions(self, model=None):
+        return [*super().interventions(model), ConstrainedNorm(self.norm)]
 
 
 # ---- models and runs ------------------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def plot_grokking(ax, run, *, norm_axis: bool = True):
     """Train and test accuracy against step (log x) and, on a twin axis, the global weight norm."""
     h = run.history
     for split in ("train", "test"):
-        s = h[f"acc/{split}"]
+        s = h[key("acc", split)]
         ax.plot([max(t, 1) for t in s.steps], s.values, label=f"{split} accuracy")
     ax.set_xscale("log")
     ax.set_xlabel("step")

@@ -142,9 +142,9 @@ class SuperpositionAdamW(Method):
     def make_optimizer(self, model):
         return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr, betas=(0.9, 0.999))
 
-    def interventions(self):
+    def interventions(self, model=None):
         return [WarmupCosine(self.lr, self.total_steps, self.warmup, self.min_ratio),
-                RowNormDecay(self.weight_decay), *super().interventions()]
+                RowNormDecay(self.weight_decay), *super().interventions(model)]
 
 
 # ---- probes ---------------------------------------------------------------------------------------------------

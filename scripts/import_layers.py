@@ -1,0 +1,197 @@
+"""The package's import graph, read from the code, and its layers: ``python scripts/import_layers.py [--mermaid]``.
+
+Every ``import`` and ``from … import`` in ``orthoscope/`` counts, at module level or inside a function (a lazy import
+is still a dependency; hiding one in a function only hides a loop). The Triton sources (``kernels/``, installed as
+``orthoscope.kernels.triton``) count too. Each module belongs to one layer (``LAYERS``, bottom first); an import of a
+module in a higher layer is an *upward* import. The ones the design accepts are listed, with their reason, in
+``DELIBERATE``; tests/test_import_graph.py asserts there are no others and no import loop.
+
+Prints the layers, the arrows between them (how many imports each stands for) and every upward import; with
+``--mermaid``, a Mermaid flowchart of the layers for docs/design.md.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import collections
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Bottom first. A module belongs to the first layer with a matching prefix (a package name covers its submodules).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundations", ("orthoscope.validate", "orthoscope.version", "orthoscope.keys", "orthoscope.checkpoint", "orthoscope.run_state",
+                     "orthoscope.history", "orthoscope.rundir", "orthoscope.targets", "orthoscope.ortho")),
+    ("kernel seam", ("orthoscope.kernels",)),
+    ("losses and methods", ("orthoscope.losses", "orthoscope.methods")),
+    ("parts", ("orthoscope.models", "orthoscope.tasks", "orthoscope.probes", "orthoscope.optim",
+               "orthoscope.adapters", "orthoscope.schedules")),
+    ("the training loop", ("orthoscope.run", "orthoscope.run_checks", "orthoscope.distributed",
+                           "orthoscope.distributed_matrices", "orthoscope.distributed_checkpoint")),
+    ("recipes", ("orthoscope.config", "orthoscope.specs", "orthoscope.config_run", "orthoscope.method_settings", "orthoscope.train",
+                 "orthoscope.llm", "orthoscope.kan_train", "orthoscope.arena", "orthoscope.scaling",
+                 "orthoscope.zoo", "orthoscope.course")),
+    ("views", ("orthoscope.viz", "orthoscope.report")),
+    ("the package and its entry points", ("orthoscope", "orthoscope.__main__", "orthoscope.demo")),
+]
+
+# Upward imports the design accepts, each with its reason (docs/design.md, "Layers").
+DELIBERATE: dict[tuple[str, str], str] = {
+    ("orthoscope.run", "orthoscope.config_run"):
+        "Run.config and Run.from_config are conveniences over orthoscope.config_run, imported when called",
+    ("orthoscope.run", "orthoscope.config"): "Run.from_config applies its overrides with orthoscope.config",
+    ("orthoscope.models.kan_train", "orthoscope.kan_train"): "",          # filled below: deprecated aliases
+}
+for _alias in [k for k, v in DELIBERATE.items() if not v]:
+    DELIBERATE[_alias] = f"deprecated alias: {_alias[0]} moved to {_alias[1]}"
+
+
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    """Dotted module name → file, for every module of the package and every Triton source."""
+    found = {}
+    for path in (root / "orthoscope").rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    for path in (root / "kernels").glob("*.py"):             # reached through the orthoscope/kernels/triton symlink
+        found[f"orthoscope.kernels.triton.{path.stem}"] = path
+    return found
+
+
+def _imported(module: str, path: Path, node: ast.AST, known: dict[str, Path]) -> list[str]:
+    """The package modules one import statement reaches (a name imported from a package resolves to the submodule
+    when it is one, else to the package)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = module.split(".")
+            if path.name != "__init__.py":
+                base = base[:-1]
+            base = base[:len(base) - (node.level - 1)]
+            source = ".".join(base + ([node.module] if node.module else []))
+        else:
+            source = node.module or ""
+        names = [f"{source}.{a.name}" if f"{source}.{a.name}" in known else source for a in node.names]
+    else:
+        return []
+    out = []
+    for name in names:
+        while name and name not in known:                  # `import orthoscope.kernels.reference` → that module
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            out.append(name)
+    return out
+
+
+def import_graph(root: Path = ROOT) -> set[tuple[str, str]]:
+    """Every (importer, imported) pair of package modules, lazy imports included."""
+    known = modules(root)
+    edges = set()
+    for module, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            edges.update((module, target) for target in _imported(module, path, node, known))
+    return edges
+
+
+def layer_of(module: str) -> int:
+    best, best_len = None, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+                best, best_len = i, len(prefix)
+    if best is None:
+        raise KeyError(f"{module} is in no layer of scripts/import_layers.py LAYERS; add it to one")
+    return best
+
+
+def upward(edges) -> list[tuple[str, str]]:
+    return sorted((a, b) for a, b in edges if layer_of(b) > layer_of(a))
+
+
+def cycles(edges) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iteratively)."""
+    graph = collections.defaultdict(list)
+    for a, b in edges:
+        graph[a].append(b)
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
+    for start in sorted({n for e in edges for n in e}):
+        if start in index:
+            continue
+        work = [(start, iter(graph[start]))]
+        index[start] = low[start] = counter[0]; counter[0] += 1
+        stack.append(start); on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter[0]; counter[0] += 1
+                    stack.append(child); on_stack.add(child)
+                    work.append((child, iter(graph[child])))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop(); on_stack.discard(member); component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def layer_arrows(edges) -> dict[tuple[int, int], int]:
+    """(from layer, to layer) → number of module imports it stands for (within-layer imports left out)."""
+    arrows = collections.Counter()
+    for a, b in edges:
+        la, lb = layer_of(a), layer_of(b)
+        if la != lb:
+            arrows[(la, lb)] += 1
+    return dict(arrows)
+
+
+def mermaid(edges) -> str:
+    lines = ["flowchart BT"]
+    for i, (name, prefixes) in enumerate(LAYERS):
+        shown = ", ".join(p.removeprefix("orthoscope.") for p in prefixes)
+        lines.append(f'    L{i}["{name}<br/><small>{shown}</small>"]')
+    for (la, lb), n in sorted(layer_arrows(edges).items()):
+        style = "-.->" if lb > la else "-->"
+        lines.append(f"    L{la} {style}|{n}| L{lb}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mermaid", action="store_true", help="print a Mermaid flowchart of the layers")
+    args = parser.parse_args(argv)
+    edges = import_graph()
+    if args.mermaid:
+        print(mermaid(edges))
+        return 0
+    for i, (name, prefixes) in enumerate(LAYERS):
+        print(f"{i} {name}: {', '.join(prefixes)}")
+    print("\nlayer arrows (from → to: imports):")
+    for (la, lb), n in sorted(layer_arrows(edges).items()):
+        print(f"  {LAYERS[la][0]} → {LAYERS[lb][0]}: {n}{'   (UPWARD)' if lb > la else ''}")
+    ups = upward(edges)
+    print(f"\nupward imports: {len(ups)}")
+    for a, b in ups:
+        print(f"  {a} → {b}" + (f"   deliberate: {DELIBERATE[(a, b)]}" if (a, b) in DELIBERATE else ""))
+    loops = cycles(set(edges) - set(DELIBERATE))
+    print(f"import loops (deliberate imports left out): {len(loops)}")
+    for loop in loops:
+        print("  " + " ↔ ".join(loop))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
