@@ -2,6 +2,7 @@
 
     python benchmarks/bench_distributed.py            # N = 1, 2, 4 processes; every llm_method; DDP and FSDP2
     python benchmarks/bench_distributed.py --quick    # N = 1, 2; adamw, muon, poet
+    python benchmarks/bench_distributed.py --probes   # llm_probes' share of step time: 1 process, N = 2 DDP/FSDP2
 
 For each world size N it launches ``torchrun --nproc_per_node N`` on this script (``--worker``); each rank builds the
 same seeded small Llama (hidden 256, 4 layers, vocab 512, 32-token windows, global batch 4) and trains 2 steps.
@@ -134,6 +135,65 @@ def measure(method: str, mode: str, counter: CommCounter) -> dict:
             "transient": top[1].item(), "comm": total[2].item()}
 
 
+def probe_cost(mode: str | None, steps: int, repeats: int) -> dict:
+    """Observation's share of training time on the small Llama with ``llm_probes`` at their default schedule
+    (Spectrum, WeightNorm, Energy, Evaluate every 50 steps; GradNorm every step): the time inside ``Run._observe``
+    (probes, the FSDP2 gathers they need, History logging) over the time of the rest of the steps, per repeat, after
+    one warm-up step (step 0's observation at initialization is not counted). Returns the median over repeats."""
+    import statistics
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    from orthoscope import Run
+    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.tasks import TinyLang
+
+    shares, step_ms = [], []
+    for _ in range(repeats):
+        task = TokenTask(TinyLang(n_ctx=32, batch_size=4, n_sentences=400, n_eval=8))
+        model = build_llama(llama_config("small", vocab_size=task.vocab_size, n_ctx=32), seed=0)
+        run = Run(model, task, llm_method("adamw"), probes=llm_probes(model), seed=0, distributed=mode)
+        run.train(1, progress=False)
+        observe, spent = run._observe, [0.0]
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return observe(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t0
+
+        run._observe = timed
+        if run.dist is not None:
+            run.dist.barrier()
+        t0 = time.perf_counter()
+        run.train(steps, progress=False)
+        total = time.perf_counter() - t0
+        stats = torch.tensor([spent[0], total], dtype=torch.float64)
+        if run.dist is not None:                       # the slowest rank sets the pace
+            dist.all_reduce(stats, op=dist.ReduceOp.MAX)
+        shares.append(stats[0].item() / (stats[1].item() - stats[0].item()))
+        step_ms.append(1e3 * (stats[1].item() - stats[0].item()) / steps)
+    world = run.dist.world if run.dist is not None else 1
+    return {"mode": mode or "one", "world": world, "share": statistics.median(shares), "shares": shares,
+            "step_ms": statistics.median(step_ms)}
+
+
+def probe_worker(modes: list[str], steps: int, repeats: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rows = [probe_cost(mode, steps, repeats) for mode in modes]
+    if dist.get_rank() == 0:
+        Path(out).write_text(json.dumps(rows))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def worker(methods: list[str], out: str) -> None:
     import torch
     import torch.distributed as dist
@@ -155,10 +215,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(n: int, methods, out: Path, timeout: float) -> list[dict]:
+def launch(n: int, methods, out: Path, timeout: float, extra=()) -> list[dict]:
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc_per_node", str(n), "--master_addr", "127.0.0.1", "--master_port",
-           str(free_port()), __file__, "--worker", "--methods", ",".join(methods), "--out", str(out)]
+           str(free_port()), __file__, "--worker", "--methods", ",".join(methods), "--out", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -195,6 +255,21 @@ def headline(rows: list[dict]) -> str:
     return f"HEADLINE comm/step under FSDP2 at N={n}, relative to AdamW: {others}"
 
 
+def probe_table(args) -> None:
+    """llm_probes' cost at the default schedule: one process, then N = 2 under DDP and FSDP2 (budget: ≤ 10 %)."""
+    flags = ["--probes", "--probe-steps", str(args.probe_steps), "--repeats", str(args.repeats)]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [probe_cost(None, args.probe_steps, args.repeats)]
+        rows += launch(2, ["ddp", "fsdp"], Path(tmp) / "probes.json", args.timeout, flags)
+    print(f"{'mode':<6}{'N':>3}{'step ms':>10}{'observe / step':>16}   per repeat")
+    for r in rows:
+        print(f"{r['mode']:<6}{r['world']:>3}{r['step_ms']:>10.1f}{100 * r['share']:>15.1f}%   "
+              + ", ".join(f"{100 * x:.1f}%" for x in r["shares"]))
+    worst = max(rows, key=lambda r: r["share"])
+    print(f"HEADLINE observation costs at most {100 * worst['share']:.1f}% of step time ({worst['mode']}, "
+          f"N={worst['world']}; budget 10%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1, 2 and three methods")
@@ -202,10 +277,18 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated llm_method names")
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per torchrun launch")
+    parser.add_argument("--probes", action="store_true", help="only the probe-cost table: llm_probes' share of "
+                        "step time, one process and N = 2 under DDP and FSDP2")
+    parser.add_argument("--probe-steps", type=int, default=100, help="timed steps per repeat (--probes)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats, median reported (--probes)")
     args = parser.parse_args()
     methods = args.methods.split(",") if args.methods else list(QUICK_METHODS if args.quick else METHODS)
+    if args.worker and args.probes:
+        return probe_worker(methods, args.probe_steps, args.repeats, args.out)
     if args.worker:
         return worker(methods, args.out)
+    if args.probes:
+        return probe_table(args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in ((1, 2) if args.quick else (1, 2, 4)):

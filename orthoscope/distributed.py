@@ -18,8 +18,9 @@ the one-process gradient up to the order of fp32 additions (a relative differenc
 reported on every rank is the all-reduced mean of the shard losses, the same mean. Randomness inside the forward
 (dropout) is drawn per rank and does not reproduce one process; models without it do.
 
-**Rank 0 observes.** The progress bar, the History, callbacks and files are rank 0's; under FSDP2 the probes run on
-every rank inside one all-gather of the weights (``full_weights``), because gathering is collective.
+**Rank 0 observes.** The progress bar, the History, callbacks and files are rank 0's; under FSDP2 the gradient norm
+runs on the shards (one all-reduce) and the other probes inside one all-gather of the weights (``run_probes``,
+``full_weights``), entered only on steps where such a probe is due, because gathering is collective.
 """
 from __future__ import annotations
 
@@ -81,10 +82,27 @@ def setup(distributed, run) -> "Seam | None":
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        init_process_group("nccl" if cuda else "gloo")
     seam = Seam(mode)
     seam.check(run)
     return seam
+
+
+def init_process_group(backend: str) -> None:
+    """``dist.init_process_group(backend)`` from the torchrun environment, with its keys under a prefix of the
+    restart attempt (``$TORCHELASTIC_RESTART_COUNT``).
+
+    torchrun's agent keeps one TCPStore for all attempts (``--max-restarts``); the process group writes each rank's
+    address into it under the same keys every attempt, so after a restart a rank can read the *dead* peer's address
+    before the new peer has overwritten it, and gloo's ``connectFullMesh`` fails with "Connection refused" (measured
+    on this 2-core machine: 2 restarts of 2 failed so). A fresh prefix per attempt leaves no stale key to read."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        dist.init_process_group(backend)
+        return
+    store, rank, world = next(dist.rendezvous("env://"))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"orthoscope/attempt-{attempt}", store), rank=rank,
+                            world_size=world)
 
 
 class Seam:
@@ -173,6 +191,28 @@ class Seam:
         dist.all_reduce(index, op=dist.ReduceOp.MIN)
         return None if int(index) == len(names) else names[int(index)]
 
+    def run_probes(self, probes: list, run) -> dict:
+        """The records of ``probes`` (due at this step), as one process would compute them.
+
+        DDP: on rank 0 (the caller checks ``probes_here``), on its full model. FSDP2: a probe with a sharded form
+        (``SHARDED_PROBES``: the gradient norm, due every step by default) runs on this rank's shards plus one
+        all-reduce of a few numbers; the others run inside one ``full_weights`` gather, which is entered only when
+        one of them is due — gathering the whole model and its gradients every step just for the gradient norm
+        cost 48 % of the small Llama's step time (benchmarks/bench_distributed.py --probes). Inside the gather,
+        probes that only read weights (``_weight_readers``: spectra, norms, energies) run on rank 0 alone, whose
+        record is the one kept; probes that run the model (``Evaluate``) run on every rank, since FSDP2's forward
+        is collective."""
+        if self.mode != "fsdp":
+            return {k: v for probe in probes for k, v in probe(run).items()}
+        sharded, readers = _sharded_probes(), _weight_readers()
+        results = {id(p): sharded[type(p)](p, run, self) for p in probes if type(p) in sharded}
+        whole = [p for p in probes if type(p) not in sharded]
+        if whole:
+            with self.full_weights(run.model):
+                for p in whole:                # a pure weight reader's result is rank 0's to record: run it there
+                    results[id(p)] = p(run) if self.is_main or type(p) not in readers else {}
+        return {k: v for p in probes for k, v in results[id(p)].items()}    # in the probes' order
+
     @contextlib.contextmanager
     def full_weights(self, model: nn.Module):
         """Under FSDP2, every parameter unsharded for the duration, with its full gradient (two all-gathers per
@@ -222,6 +262,42 @@ class Seam:
 
     def barrier(self) -> None:
         dist.barrier()
+
+
+def sharded_grad_norm(probe, run, seam: Seam) -> dict:
+    """``GradNorm`` on FSDP2 shards: each rank sums the squares of its gradient rows per parameter, one all-reduce
+    adds them over ranks, and the norms are their square roots — the one-process values up to the order of fp32
+    additions (``probes.training.GradNorm`` sums squared per-parameter norms the same way)."""
+    names = [name for name, _ in run.model.named_parameters()]
+    squares = torch.zeros(len(names), dtype=torch.float64, device=seam.device)
+    present = torch.zeros(len(names), dtype=torch.float64, device=seam.device)
+    with torch.no_grad():
+        for i, (_, p) in enumerate(run.model.named_parameters()):
+            if p.grad is not None:
+                squares[i] = local(p.grad).float().pow(2).sum().double()
+                present[i] = 1.0
+    dist.all_reduce(squares, op=dist.ReduceOp.SUM)
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    out = {}
+    if probe.per_parameter:
+        out.update({f"grad_norm/{name}": squares[i].sqrt().item() for i, name in enumerate(names) if present[i]})
+    if run.step_count > 0:
+        out["grad_norm/total"] = squares[present > 0].sum().sqrt().item()
+    return out
+
+
+def _sharded_probes() -> dict:
+    """Probe classes (exact types) that have a sharded form under FSDP2 → that form."""
+    from .probes.training import GradNorm
+
+    return {GradNorm: sharded_grad_norm}
+
+
+def _weight_readers() -> set:
+    """Stateless probe classes (exact types) that only read the gathered weights: no collective inside them."""
+    from .probes.spectrum import Energy, Spectrum, WeightNorm
+
+    return {Spectrum, WeightNorm, Energy}
 
 
 def global_batch_size(task) -> int:

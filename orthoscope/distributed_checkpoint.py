@@ -17,15 +17,18 @@ A directory holds:
   method's config. The data stream is one stream at every world size, so its RNG state resumes any of them.
 
 Resharding is DCP's: a tensor saved as two row shards loads into one full tensor, or into four shards, by offsets.
-Optimizer state held whole by one owning rank (``orthoscope.distributed_matrices``: Muon, Pion, Hyperball under
-DDP/FSDP2) is not a DTensor and DCP would keep only rank 0's copy, so those runs are refused with a clear error.
+Optimizer state held whole by one owning rank (``orthoscope.distributed_matrices``: Muon, Pion, AdamH, MuonH under
+DDP/FSDP2) is not a DTensor; ``orthoscope.distributed_matrix_state`` writes and reads it by parameter name.
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import torch
 
+from . import distributed_matrix_state as matrix_state
 from .checkpoint import CheckpointError, read_checked, rng_state, set_rng_state, write_atomic
 from .history import History
 
@@ -43,16 +46,28 @@ def tensors_of(run) -> dict[str, torch.Tensor]:
     the optimizer state if no step has run yet (DCP loads into existing tensors)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    if getattr(run.optimizer, "full_matrices", None) is not None:
-        raise CheckpointError(f"sharded checkpoints of {type(run.optimizer).__name__} under {run.dist.mode} are not "
-                              "supported: its matrix state is held whole by one rank each (orthoscope."
-                              "distributed_matrices), which DCP does not reshard")
     out = {f"model.{k}": v for k, v in get_model_state_dict(run.model, options=_options()).items()}
+    if matrix_state.applies(run):                  # Muon, Pion, AdamH, MuonH: matrix state owned whole by one rank
+        out.update(matrix_state.optimizer_tensors(run))
+        return out
     optim = get_optimizer_state_dict(run.model, run.optimizer, options=_options())
     for fqn, state in optim["state"].items():
         for name, value in state.items():
             out[f"optim.{fqn}.{name}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
     return out
+
+
+def _model_state(run) -> dict[str, torch.Tensor]:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(run.model, options=_options())
+
+
+def _apply_model(run, tensors: dict[str, torch.Tensor]) -> None:
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+    set_model_state_dict(run.model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+                         options=_options())
 
 
 def _apply(run, tensors: dict[str, torch.Tensor]) -> None:
@@ -77,8 +92,25 @@ def _record(run) -> tuple[dict[str, torch.Tensor], dict]:
     tensors.update({f"history.{k}": v for k, v in hist_tensors.items()})
     meta = {"kind": KIND, "step": run.step_count, "seed": run.seed, "last_loss": run.last_loss,
             "wall_time": run.wall_time, "method": run.method.config(), "history": hist_meta,
-            "world_size": run.dist.world if run.dist else 1, "mode": run.dist.mode if run.dist else None}
+            "world_size": run.dist.world if run.dist else 1, "mode": run.dist.mode if run.dist else None,
+            "overrides": run.overrides, "param_groups": _group_scalars(run.optimizer)}
     return tensors, meta
+
+
+@contextlib.contextmanager
+def _one_process_quiet(run):
+    """In one process DCP warns that it "assumes the intent is to save/load in a single process": it is."""
+    with warnings.catch_warnings():
+        if run.dist is None:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
+def _group_scalars(optimizer) -> list[dict]:
+    """The numeric hyperparameters of each parameter group (``lr`` as a schedule left it, ``weight_decay``, …).
+    DCP's optimizer state dict carries the per-parameter state; the groups' values travel in the JSON record."""
+    return [{k: v for k, v in g.items() if k != "params" and isinstance(v, (bool, int, float))}
+            for g in optimizer.param_groups]
 
 
 def save(run, directory) -> Path:
@@ -88,7 +120,8 @@ def save(run, directory) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    dcp.save(tensors_of(run), storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True))
+    with _one_process_quiet(run):
+        dcp.save(tensors_of(run), storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True))
     if run.dist is None or run.dist.is_main:
         write_atomic(directory / RUN_FILE, *_record(run))
     if run.dist is not None:
@@ -107,9 +140,18 @@ def load(run, directory):
     if _comparable(meta["method"]) != _comparable(run.method.config()):
         raise CheckpointError(f"checkpoint {str(directory)!r} was saved by {meta['method']}, not by "
                               f"{run.method.config()}")
-    tensors = tensors_of(run)
-    dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory)))
-    _apply(run, tensors)
+    with _one_process_quiet(run):
+        if matrix_state.applies(run):
+            reader = HuggingFaceStorageReader(str(directory))
+            tensors = {f"model.{k}": v for k, v in _model_state(run).items()}
+            tensors.update(matrix_state.load_targets(run, reader.read_metadata().state_dict_metadata))
+            dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory)))
+            _apply_model(run, tensors)
+            matrix_state.apply_optimizer(run, tensors)
+        else:
+            tensors = tensors_of(run)
+            dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory)))
+            _apply(run, tensors)
     set_rng_state(run.generator, record)
     for i, iv in enumerate(run.interventions):
         prefix = f"intervention{i}."
@@ -117,6 +159,9 @@ def load(run, directory):
     run.history = History.from_state(
         meta["history"], {k[len("history."):]: v for k, v in record.items() if k.startswith("history.")})
     run.step_count, run.last_loss, run.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
+    run.overrides = dict(meta.get("overrides") or {})
+    for group, saved in zip(run.optimizer.param_groups, meta.get("param_groups") or []):
+        group.update(saved)                            # the lr a schedule or run.override set, as saved
     return run
 
 

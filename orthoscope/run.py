@@ -16,7 +16,6 @@ Probes also run once at step 0, before the first update, so every curve starts a
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
 import time
 from typing import Callable, Sequence
@@ -90,7 +89,10 @@ class Run:
     # ---- the loop ----------------------------------------------------------------------------------------------
     def train(self, steps: int, *, progress: bool = True, checkpoint_every: int | None = None,
               checkpoint_path=None, until: Callable[["Run"], bool] | None = None) -> "Run":
-        """Train ``steps`` more steps (stopping early when ``until(run)`` is true). Returns ``self``."""
+        """Train ``steps`` more steps (stopping early when ``until(run)`` is true). Returns ``self``.
+
+        Every ``checkpoint_every`` steps: ``run.save(checkpoint_path)``, or ``checkpoint_path(run)`` when it is a
+        callable that writes the checkpoint itself (``orthoscope train``'s step-numbered directories)."""
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps <= 0:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         steps = int(steps)
@@ -104,8 +106,8 @@ class Run:
                 record = self.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{self.last_loss:.4g}", refresh=False)
-                if checkpoint_every and self.step_count % checkpoint_every == 0:
-                    self.save(checkpoint_path)
+                if checkpoint_every and self.step_count % checkpoint_every == 0:   # on every rank: collective
+                    checkpoint_path(self) if callable(checkpoint_path) else self.save(checkpoint_path)
                 if until is not None and until(self):
                     break
         finally:
@@ -201,10 +203,11 @@ class Run:
     def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
         due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
-        if due and (self.dist is None or self.dist.probes_here):
-            with self.dist.full_weights(self.model) if self.dist is not None else contextlib.nullcontext():
-                for probe in due:
-                    record.update(probe(self))
+        if due and self.dist is not None and self.dist.probes_here:
+            record.update(self.dist.run_probes(due, self))      # FSDP2: gathers only for probes that need it
+        elif due and self.dist is None:
+            for probe in due:
+                record.update(probe(self))
         if not self._is_main:
             return record                              # rank 0 observes: History and callbacks live there
         self.history.log(self.step_count, record)

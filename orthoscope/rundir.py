@@ -2,28 +2,34 @@
 
     runs/NAME/config.yaml                      the run's config (``orthoscope.config``), normalized
     runs/NAME/history.jsonl                    one JSON line per step: {"step": 12, "loss/batch": 2.3, "sv/fc1": [...]}
-    runs/NAME/checkpoints/step-00000100.safetensors     ``Run.save`` files; the newest ``keep`` are kept
+    runs/NAME/checkpoints/step-00000100/       a sharded checkpoint (any world size resumes it); newest ``keep`` kept
+    runs/NAME/checkpoints/latest               the name of the newest complete checkpoint (replaced atomically)
 
 The History is streamed as the run grows: each record is one line, written with one ``write`` and flushed, so a
 killed writer leaves a readable prefix (a torn last line is ignored by ``read_history``). ``pandas.read_json(path,
-lines=True)`` reads it as a wide table (one column per key). On restart, the file is cut back to the newest
-checkpoint's step before training goes on, so no record is duplicated or missing.
+lines=True)`` reads it as a wide table (one column per key). On restart, the file is cut back to the step of the
+checkpoint ``latest`` names before training goes on, so no record is duplicated or missing. Under torchrun rank 0
+alone writes the History and the pointer; every rank writes its shards of each checkpoint.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
 
+from . import distributed_checkpoint as sharded
+from .checkpoint import CheckpointError
 from .history import History
 
 HISTORY = "history.jsonl"
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
-_CKPT = re.compile(r"^step-(\d{8,})\.safetensors$")
+LATEST = "latest"
+_CKPT = re.compile(r"^step-(\d{8,})$")
 
 
 def _line(step: int, record: dict) -> str:
@@ -103,28 +109,105 @@ def cut_history(path, last_step: int) -> None:
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------
+#
+# A checkpoint is a directory ``checkpoints/step-00000040/`` written by ``Run.save`` (``orthoscope.
+# distributed_checkpoint``: every rank's shards plus rank 0's ``run.safetensors``; in one process the same layout
+# with one shard file), so a run resumes at any world size. It is written as ``step-00000040.partial/`` by every
+# rank, renamed by rank 0 once every rank has finished (``Run.save`` ends with a barrier), and only then named in
+# ``checkpoints/latest`` (a one-line file replaced atomically: temp file, fsync, ``os.replace``). ``latest`` is the
+# one truth: a ``.partial`` directory, or a step directory newer than ``latest`` (killed between the rename and the
+# pointer), is left over from a killed run and removed on the next start.
+
+def _barrier(run) -> None:
+    if run.dist is not None:
+        run.dist.barrier()
+
+
+def _main(run) -> bool:
+    return run.dist is None or run.dist.is_main
+
 
 def checkpoints(run_dir) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the run directory's checkpoints, oldest first."""
+    """``(step, path)`` of the run directory's complete checkpoint directories, oldest first (those up to
+    ``latest``; any newer one is a leftover of a killed run)."""
     folder = Path(run_dir) / CHECKPOINTS
-    found = [(int(m.group(1)), p) for p in folder.glob("step-*.safetensors") if (m := _CKPT.match(p.name))]
-    return sorted(found)
+    if not folder.is_dir():
+        return []
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CKPT.match(p.name)))
+    last = latest_checkpoint(run_dir)
+    return [(s, p) for s, p in found if last is not None and s <= last[0]]
+
+
+def latest_checkpoint(run_dir) -> tuple[int, Path] | None:
+    """``(step, path)`` of the checkpoint ``checkpoints/latest`` names (the newest one every rank finished), or
+    ``None`` before the first one."""
+    pointer = Path(run_dir) / CHECKPOINTS / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    m = _CKPT.match(name)
+    if not m or not (pointer.parent / name).is_dir():
+        raise CheckpointError(f"{str(pointer)!r} names {name!r}, which is not a checkpoint directory of "
+                              f"{str(pointer.parent)!r}; the run directory was changed by hand")
+    return int(m.group(1)), pointer.parent / name
+
+
+def _write_pointer(folder: Path, name: str) -> None:
+    tmp = folder / f"{LATEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / LATEST)
 
 
 def save_checkpoint(run, run_dir, keep: int) -> Path:
-    """``run.save`` into the run directory, then delete all but the newest ``keep`` checkpoints."""
-    path = Path(run_dir) / CHECKPOINTS / f"step-{run.step_count:08d}.safetensors"
-    run.save(path)
-    for _, old in checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
+    """Write ``run`` as ``checkpoints/step-<step>/`` (collective under torchrun: every rank calls it), point
+    ``latest`` at it, then delete all but the newest ``keep``. Returns its path."""
+    folder = Path(run_dir) / CHECKPOINTS
+    name = f"step-{run.step_count:08d}"
+    final, partial = folder / name, folder / f"{name}.partial"
+    if _main(run):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in (partial, final):          # a leftover of a killed attempt at this very step
+            shutil.rmtree(stale, ignore_errors=True)
+    _barrier(run)                               # nobody writes into the folder before it is clean
+    sharded.save(run, partial)                  # every rank's shards, then a barrier: all of it is on disk
+    if _main(run):
+        os.replace(partial, final)
+        _write_pointer(folder, name)
+        for _, old in checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def clean_checkpoints(run_dir) -> list[Path]:
+    """Remove what a killed run left behind: ``.partial`` directories, step directories newer than ``latest``
+    and a torn pointer temp file. Returns what was removed."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    last = latest_checkpoint(run_dir)
+    removed = []
+    for p in folder.iterdir():
+        m = _CKPT.match(p.name)
+        stale = (p.name.endswith(".partial") or p.name == f"{LATEST}.tmp"
+                 or (m is not None and (last is None or int(m.group(1)) > last[0])))
+        if stale:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def resume(run, run_dir) -> int:
-    """Load the newest checkpoint of ``run_dir`` into ``run`` (if any) and cut the streamed History back to its
-    step; returns the step the run continues from."""
-    found = checkpoints(run_dir)
+    """Load the checkpoint ``latest`` names into ``run`` (if any), cut the streamed History back to its step, and
+    remove leftovers of a killed run; returns the step the run continues from. Collective under torchrun."""
+    if _main(run):
+        clean_checkpoints(run_dir)
+    _barrier(run)
+    found = latest_checkpoint(run_dir)
     if found:
-        run.load(found[-1][1])
-    cut_history(Path(run_dir) / HISTORY, run.step_count if found else -1)
+        run.load(found[1])
+    if _main(run):
+        cut_history(Path(run_dir) / HISTORY, run.step_count if found else -1)
     return run.step_count

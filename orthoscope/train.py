@@ -4,7 +4,15 @@
 
 writes ``runs/poet-small/`` (``orthoscope.rundir``): the config, the History streamed line by line, and checkpoints
 every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again with the
-same config and it resumes from the newest checkpoint; a different config in the same directory is refused.
+same config and it resumes from the newest complete checkpoint; a different config in the same directory is refused.
+
+The same command runs unchanged under torchrun (DDP by default, ``ORTHOSCOPE_DISTRIBUTED=fsdp`` for FSDP2)::
+
+    torchrun --nproc_per_node 2 --max-restarts 1 -m orthoscope train poet.yaml
+
+rank 0 writes the config, the History and the progress bar; every rank writes its shards of each checkpoint. A
+rank killed mid-run makes torchrun restart all of them (``--max-restarts``), and the restarted run resumes from the
+last checkpoint every rank finished.
 """
 from __future__ import annotations
 
@@ -19,41 +27,51 @@ from .rundir import CONFIG, HISTORY, HistoryStream, resume, save_checkpoint
 
 def prepare(config_path, overrides, runs: str = "runs", name: str | None = None) -> tuple[object, dict, Path]:
     """The run (built, so every key is checked), its normalized config and its run directory; refuses a
-    directory that holds another config. Nothing is written before the config passed every check."""
+    directory that holds another config. Nothing is written before the config passed every check.
+
+    Under torchrun every rank builds the run (which joins the process group) and reads the saved config; rank 0
+    alone writes it, after every rank has read it."""
     from .config import parse_yaml
 
     cfg = normalize(load_config(config_path, overrides))
     run = build_run(cfg)
     run_dir = Path(runs) / (name or cfg["name"] or Path(config_path).stem)
     saved = run_dir / CONFIG
-    if saved.is_file() and parse_yaml(saved.read_text()) != cfg:
+    other = saved.is_file() and parse_yaml(saved.read_text()) != cfg
+    if run.dist is not None:
+        run.dist.barrier()                             # every rank has read the file before rank 0 rewrites it
+    if other:
         raise ConfigError(f"{str(run_dir)!r} holds a run of another config; resume it with the same config, or pass "
                           "--name for a new run directory")
-    save_config(cfg, saved)
+    if run.dist is None or run.dist.is_main:
+        save_config(cfg, saved)
     return run, cfg, run_dir
 
 
 def train(run, cfg: dict, run_dir, progress: bool = True):
-    """Resume ``run`` (built from ``cfg``) from ``run_dir`` and train it to ``cfg["steps"]``; returns it."""
+    """Resume ``run`` (built from ``cfg``) from ``run_dir`` and train it to ``cfg["steps"]``; returns it.
+
+    Under torchrun every rank calls this: checkpoints are collective (each rank writes its shards), while the
+    History stream and the progress bar are rank 0's (``Run`` calls ``on_step`` callbacks on rank 0 only)."""
     start = resume(run, run_dir)
     remaining = cfg["steps"] - start
     if remaining <= 0:
         return run
-    stream = HistoryStream(Path(run_dir) / HISTORY)
     every, keep = cfg["checkpoint"]["every"], cfg["checkpoint"]["keep"]
-    unsubscribe = run.on_step(stream)            # the stream first: a checkpoint never runs ahead of the History
-
-    def checkpoint(run, record):
-        if every and run.step_count % every == 0 and run.step_count > start:
-            save_checkpoint(run, run_dir, keep)
-
-    run.on_step(checkpoint)
+    main = run.dist is None or run.dist.is_main
+    stream = HistoryStream(Path(run_dir) / HISTORY) if main else None
+    # the stream subscribes first and runs inside the step, before the checkpoint that follows it: a checkpoint
+    # never runs ahead of the History
+    unsubscribe = run.on_step(stream) if main else (lambda: None)
     try:
-        run.train(remaining, progress=progress)
-        save_checkpoint(run, run_dir, keep)
+        run.train(remaining, progress=progress, checkpoint_every=every,
+                  checkpoint_path=lambda run: save_checkpoint(run, run_dir, keep))
+        if not every or run.step_count % every:        # the final step, unless it was just saved
+            save_checkpoint(run, run_dir, keep)
     finally:
         unsubscribe()
-        stream.close()
+        if stream is not None:
+            stream.close()
     return run
 
 
@@ -72,5 +90,10 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     train(run, cfg, run_dir, progress=not args.no_progress)
-    print(f"{run_dir}: step {run.step_count}, loss {run.last_loss}")
+    if run.dist is None or run.dist.is_main:
+        print(f"{run_dir}: step {run.step_count}, loss {run.last_loss}")
+    if run.dist is not None:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
     return 0

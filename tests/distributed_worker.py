@@ -20,7 +20,7 @@ P, BATCH, STEPS = 13, 8, 20
 def make_method(case: dict):
     import orthoscope
     from orthoscope import adapters
-    from orthoscope.models import kan_train
+    from orthoscope import kan_train
     from orthoscope.optim import methods as optim_methods
 
     name, kwargs = case["method"], case.get("kwargs", {})
@@ -28,8 +28,24 @@ def make_method(case: dict):
     return cls(**kwargs)
 
 
+def build_llm(case: dict, distributed=None):
+    """The LLM recipe of docs/distributed.md as written, on the tiny Llama (hidden 64, 2 layers) and TinyLang:
+    ``llm_method(case["llm"])``, ``llm_probes`` every 5 steps, global batch 4."""
+    from orthoscope import Run
+    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.tasks.tinylang import TinyLang
+
+    task = TokenTask(TinyLang(n_ctx=16, batch_size=4, n_sentences=300), n_eval=8)
+    model = build_llama(llama_config("tiny", task.vocab_size, task.n_ctx), seed=0)
+    return Run(model, task, llm_method(case["llm"], **case.get("kwargs", {})), probes=llm_probes(model, every=5),
+               seed=0, distributed=distributed)
+
+
 def build(case: dict, distributed=None):
-    """The seeded tiny run of ``case``: modular addition mod 13, a token MLP with two hidden matrices (15 rows: uneven shards), global batch 8, no dropout."""
+    """The seeded tiny run of ``case``: modular addition mod 13, a token MLP with two hidden matrices (15 rows: uneven
+    shards), global batch 8, no dropout; or, for an ``llm`` case, ``build_llm``."""
+    if case.get("llm"):
+        return build_llm(case, distributed)
     from orthoscope import Run
     from orthoscope.models import MLP
     from orthoscope.probes import default_probes

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from orthoscope.config import save_config
-from orthoscope.rundir import checkpoints, read_history, read_records
+from orthoscope.rundir import checkpoints, latest_checkpoint, read_history, read_records
 from orthoscope.tasks.tokenfile import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,8 @@ def test_train_writes_a_run_directory(config, tmp_path):
     run_dir = tmp_path / "runs" / "tiny"
     assert (run_dir / "config.yaml").is_file()
     assert [s for s, _ in checkpoints(run_dir)] == [5, 10]              # keep=2
+    assert latest_checkpoint(run_dir)[0] == 10 and (run_dir / "checkpoints" / "latest").read_text() == "step-00000010\n"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step-00000005", "step-00000010"]
     frame = pd.read_json(run_dir / "history.jsonl", lines=True)
     assert list(frame["step"]) == list(range(11)) and "loss/val" in frame
     assert read_history(run_dir)["loss/batch"].steps == list(range(1, 11))
@@ -78,3 +80,38 @@ def test_sigkill_and_resume_leave_exactly_one_record_per_step(config, tmp_path):
     a, b = read_history(run_dir), read_history(tmp_path / "straight" / "tiny")
     for key in ("loss/batch", "loss/val", "grad_norm/total"):
         assert a[key].steps == b[key].steps and a[key].values == b[key].values, key
+
+
+def test_latest_names_the_last_complete_checkpoint_and_leftovers_are_removed(tmp_path):
+    """A ``.partial`` directory and a step directory newer than ``latest`` (killed between rename and pointer) are
+    leftovers: ``checkpoints`` ignores them, ``resume`` removes them and loads what ``latest`` names."""
+    import torch
+
+    from orthoscope import Run
+    from orthoscope.models import MLP
+    from orthoscope.rundir import CHECKPOINTS, HistoryStream, resume, save_checkpoint
+    from orthoscope.tasks import ModularArithmetic
+
+    def tiny():
+        torch.manual_seed(0)
+        return Run(MLP(vocab_size=7, n_tokens=2, d_embed=4, hidden=(8,), d_out=7),
+                   ModularArithmetic(p=7, train_frac=0.5, batch_size=8), probes=[], seed=0)
+
+    run = tiny()
+    run.on_step(HistoryStream(tmp_path / "history.jsonl"))
+    for _ in range(3):
+        run.train(2, progress=False)
+        save_checkpoint(run, tmp_path, keep=2)
+    folder = tmp_path / CHECKPOINTS
+    assert [s for s, _ in checkpoints(tmp_path)] == [4, 6] and latest_checkpoint(tmp_path)[0] == 6
+    (folder / "step-00000008.partial").mkdir()                     # killed while writing
+    (folder / "step-00000006").rename(folder / "step-00000009")     # killed before the pointer moved...
+    (folder / "latest").write_text("step-00000004\n")               # ...to 9 (here: latest still says 4)
+    assert [s for s, _ in checkpoints(tmp_path)] == [4]
+    fresh = tiny()
+    assert resume(fresh, tmp_path) == 4
+    assert sorted(p.name for p in folder.iterdir()) == ["latest", "step-00000004"]
+    assert [r["step"] for r in read_records(tmp_path / "history.jsonl")[0]] == [0, 1, 2, 3, 4]
+    (folder / "latest").write_text("step-00000099\n")
+    with pytest.raises(Exception, match="names 'step-00000099', which is not a checkpoint directory"):
+        latest_checkpoint(tmp_path)
