@@ -21,15 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom first. A module belongs to the first layer with a matching prefix (a package name covers its submodules).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("orthoscope.validate", "orthoscope.version", "orthoscope.keys", "orthoscope.checkpoint", "orthoscope.run_state",
-                     "orthoscope.history", "orthoscope.rundir", "orthoscope.targets", "orthoscope.ortho")),
+    ("foundations", ("orthoscope.validate", "orthoscope.version", "orthoscope.keys", "orthoscope.memory", "orthoscope.checkpoint", "orthoscope.run_state",
+                     "orthoscope.history", "orthoscope.targets", "orthoscope.ortho")),
     ("kernel seam", ("orthoscope.kernels",)),
     ("losses and methods", ("orthoscope.losses", "orthoscope.methods")),
     ("parts", ("orthoscope.models", "orthoscope.tasks", "orthoscope.probes", "orthoscope.optim",
                "orthoscope.adapters", "orthoscope.schedules")),
     ("the training loop", ("orthoscope.run", "orthoscope.run_checks", "orthoscope.distributed",
-                           "orthoscope.distributed_matrices", "orthoscope.distributed_checkpoint")),
-    ("recipes", ("orthoscope.config", "orthoscope.specs", "orthoscope.config_run", "orthoscope.method_settings", "orthoscope.train",
+                           "orthoscope.distributed_matrices", "orthoscope.distributed_matrix_state",
+                           "orthoscope.distributed_checkpoint")),
+    ("recipes", ("orthoscope.rundir", "orthoscope.config", "orthoscope.specs", "orthoscope.config_run", "orthoscope.method_settings", "orthoscope.train",
                  "orthoscope.llm", "orthoscope.kan_train", "orthoscope.arena", "orthoscope.scaling",
                  "orthoscope.zoo", "orthoscope.course")),
     ("views", ("orthoscope.viz", "orthoscope.report")),
@@ -100,7 +101,8 @@ def layer_of(module: str) -> int:
     best, best_len = None, -1
     for i, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            covers = module == prefix or (module.startswith(prefix + ".") and prefix != "orthoscope")   # the root: itself only
+            if covers and len(prefix) > best_len:
                 best, best_len = i, len(prefix)
     if best is None:
         raise KeyError(f"{module} is in no layer of scripts/import_layers.py LAYERS; add it to one")

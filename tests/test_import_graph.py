@@ -101,3 +101,9 @@ def test_moved_modules_keep_their_old_names_with_a_warning(alias, new):
                           "print(sorted(n for n in dir(b) if not n.startswith('_') and not hasattr(a, n)))"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-1000:]
+
+
+def test_a_new_module_is_not_filed_under_the_package_by_default():
+    # The root layer holds `orthoscope` itself, not everything below it: an unfiled module must raise.
+    with pytest.raises(KeyError, match="in no layer"):
+        layers.layer_of("orthoscope.not_a_module_yet")
