@@ -167,7 +167,11 @@ def test_probe_writes_alpha_and_alpha_weighted_per_matrix():
     fit = fit_power_law(torch.linalg.svdvals(w) ** 2)
     assert out["alpha/0"] == pytest.approx(fit.alpha, rel=1e-5)
     assert out["alpha_weighted/0"] == pytest.approx(fit.alpha_weighted, rel=1e-5)
-    assert math.isnan(out["alpha/2"])                      # 4 eigenvalues < WeightWatcher's min_evals = 10
+    assert math.isnan(out["alpha/2"])                      # 4 eigenvalues < WeightWatcher's min_evals = 8
+    from orthoscope.probes.esd import MIN_EVALS, _alpha_pair
+    assert MIN_EVALS == 8
+    assert math.isnan(_alpha_pair(np.arange(1.0, 8.0))[0])           # 7 eigenvalues: skipped
+    assert _alpha_pair(np.arange(1.0, 9.0))[0] == fit_power_law(np.arange(1.0, 9.0)).alpha   # 8: fitted
 
 
 def test_conv_kernel_pools_its_slices_like_weightwatcher():

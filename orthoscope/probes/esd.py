@@ -17,7 +17,7 @@ Definitions (WeightWatcher's ``apply_esd`` / ``fit_powerlaw`` / ``WW_powerlaw.WW
   first one on a tie) and reports σ_α = (α−1)/√n there.
 * **Derived.** ``xmax`` = the largest eigenvalue; ``n_tail`` = #{λ ≥ x_min} (WW's ``num_pl_spikes``);
   ``alpha_weighted`` = α · log₁₀ λ_max; ``warning`` = ``"over-trained"`` if α < 2, ``"under-trained"`` if α > 6,
-  else ``""``. Layers with fewer than ``MIN_EVALS = 10`` eigenvalues are skipped by WeightWatcher; the probe and
+  else ``""``. Layers with fewer than ``MIN_EVALS = 8`` eigenvalues are skipped by WeightWatcher; the probe and
   ``alpha_over_time`` record NaN for them (a gap in plots), ``fit_power_law`` itself needs only two.
 
 The candidate loop of WWFit is vectorised: the suffix sums of ln x give every α_i at once, and every D_i comes from
@@ -39,7 +39,7 @@ from . import metrics
 from .base import Probe, weight_matrices
 
 EVALS_THRESH = 1e-5          # WeightWatcher's constants.EVALS_THRESH: smaller eigenvalues are numerical zeros
-MIN_EVALS = 10               # WeightWatcher's min_evals: layers with fewer eigenvalues are not fitted
+MIN_EVALS = 8                # WeightWatcher 0.7.7's DEFAULT_MIN_EVALS (its docstring says 10; the code uses 8)
 OVER_TRAINED, UNDER_TRAINED = 2.0, 6.0
 _BLOCK_ELEMS = 1 << 22       # ≤ 4 M float64 (32 MiB) per block of the KS matrix
 
@@ -154,7 +154,7 @@ def _alpha_pair(lam: np.ndarray) -> tuple[float, float]:
 
 class ESD(Probe):
     """Power-law exponent of every selected weight's ESD: ``alpha/<path>`` and ``alpha_weighted/<path>``
-    (WeightWatcher's α and α̂ = α·log₁₀λ_max; NaN for layers with fewer than 10 eigenvalues)."""
+    (WeightWatcher's α and α̂ = α·log₁₀λ_max; NaN for layers with fewer than 8 eigenvalues)."""
 
     name = "esd"
 
