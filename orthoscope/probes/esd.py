@@ -1,11 +1,13 @@
 """Empirical spectral density (ESD) and its power-law exponent α, exactly as WeightWatcher defines them.
 
-Definitions (WeightWatcher's ``apply_esd`` / ``fit_powerlaw`` / ``WW_powerlaw.WWFit``, default settings):
+Definitions (WeightWatcher 0.7.7's ``apply_esd`` / ``fit_powerlaw`` / ``WW_powerlaw.WWFit``, default settings):
 
 * **ESD.** The eigenvalues of ``X = WᵀW``: ``λᵢ = σᵢ²`` for the singular values σ of the weight. They are *not*
   divided by N (WeightWatcher's ``normalize`` line is commented out), so ``λ_max = σ_max²``. A convolution kernel
   ``(out, in, *k)`` is cut into its ``∏k`` slices ``W[:, :, i, j]`` whose eigenvalues are pooled into one ESD
-  (WeightWatcher's ``pool=True``; we apply the same rule to Conv1d/Conv3d kernels).
+  (WeightWatcher's ``pool=True``; we apply the same rule to Conv1d/Conv3d kernels). WeightWatcher 0.7.7 also
+  multiplies a Conv2d kernel by √(kh·kw/2) first (``conv2d_norm``); we do not, which leaves α unchanged (it is
+  scale-free) but not ``alpha_weighted`` of convolutions.
 * **Fit.** Only eigenvalues above ``EVALS_THRESH = 1e-5`` enter. Sorted ascending as x₀ ≤ … ≤ x_{N−1}, every
   x_i except the largest is a candidate x_min. For candidate i the tail is x_i … x_{N−1}, n = N − i values, and the
   Clauset–Shalizi–Newman MLE of the continuous power law ρ(λ) ∝ λ^(−α), λ ≥ x_min, is
