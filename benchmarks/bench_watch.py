@@ -7,8 +7,8 @@ The scene of notebook 08: the tiny-Llama POET run in the notebook, beside a wide
 ``python -m orthoscope train`` writes in a background process (``poet-big``, probes every 5 steps, gradient norm
 every step), shown by a Dashboard that refreshes every 0.5 s on the asyncio loop — the loop a Jupyter kernel runs
 and handles widget messages on. A second thread plays the user: at random moments, alternately 0.3–0.9 s and 2.5–4 s
-after the previous answer (scrubbing, then watching for a while), it posts a click to the loop (``call_soon_threadsafe``, as a widget message arrives) that moves the step
-slider between its ends; the Dashboard answers by redrawing. *Latency* = from posting to the end of that redraw:
+after the previous answer (scrubbing, then watching for a while), it posts a click to the loop
+(``call_soon_threadsafe``, as a widget message arrives) that moves the step slider between its ends; the Dashboard answers by redrawing. *Latency* = from posting to the end of that redraw:
 the wait behind whatever the loop was doing (refreshes, live redraws) plus the click's own redraw. The browser's
 share (image transfer, paint) is not included: tests/test_browser_watch.py measures end to end, once.
 
@@ -202,7 +202,8 @@ def main() -> None:
             breakdown = redraw_breakdown(current_wiring(folder / "poet-big", poet))
     load = os.getloadavg()[0]
     print(f"\nclick latency, ms (posted → redrawn); {rounds} round(s) × {n_clicks} clicks; load average {load:.1f}")
-    print(f"{'wiring':<10} {'clicks':>6} {'median':>8} {'p90':>8} {'max':>8} {'waited':>8}   target < {TARGET_MS:.0f} ms")
+    print(f"{'wiring':<10} {'clicks':>6} {'median':>8} {'p90':>8} {'max':>8} {'waited':>8}   "
+          f"target < {TARGET_MS:.0f} ms")
     for name, pairs in results.items():
         ms, waited = [p[0] for p in pairs], [p[1] for p in pairs]
         med, p90 = summary(ms)

@@ -50,7 +50,7 @@ def test_pareto_draws_give_their_alpha(alpha):
 
 def test_hand_computed_five_eigenvalues_with_the_ks_choice_of_xmin():
     logs = np.array([0.0, 2.0, 2.5, 3.0, 3.5])
-    fit = fit_power_law(np.exp(logs))
+    fit = fit_power_law(np.exp(logs), small_n=False)             # the standard fit (WW's for N ≥ 20)
     # candidate 0: α = 1 + 5/11, and at λ = e² the CDF gap is 1 − e^(−10/11) − 1/5 ≈ 0.397
     # candidate 1 (x_min = e²): Σ ln(λ/x_min) = 0 + ½ + 1 + 3/2 = 3, α = 1 + 4/3; the gaps at k = 1, 2, 3 are
     #   1 − e^(−2/3) − ¼ = 0.23658, 1 − e^(−4/3) − ½ = 0.23640, 1 − e^(−2) − ¾ = 0.11466
@@ -65,8 +65,29 @@ def test_hand_computed_five_eigenvalues_with_the_ks_choice_of_xmin():
     assert fit.warning == ""
 
 
+def test_small_n_fit_is_weightwatchers_bias_corrected_one():
+    # N = 5 < 20: no tail reaches 8 values, so WW 0.7.7 takes the whole sample, α = 1 + (n − 1)/Σ ln(λ/λ_min)
+    fit = fit_power_law(np.exp([0.0, 2.0, 2.5, 3.0, 3.5]))
+    assert fit.alpha == pytest.approx(1 + 4 / 11, rel=1e-14) and fit.xmin == 1.0 and fit.n_tail == 5
+    # N = 12: candidates 0–4 have tails of ≥ 8; the smallest KS distance among them wins
+    lam = pareto_grid(3.0, n=12)
+    fit = fit_power_law(lam)
+    logs = np.log(np.sort(lam))
+    best = None
+    for i in range(5):
+        n = 12 - i
+        alpha = 1 + (n - 1) / np.sum(logs[i:] - logs[i])
+        D = np.max(np.abs(1 - np.exp((1 - alpha) * (logs[i:] - logs[i])) - np.arange(n) / n))
+        if best is None or D < best[0]:
+            best = (D, alpha, np.exp(logs[i]))
+    assert (fit.D, fit.alpha, fit.xmin) == (pytest.approx(best[0], abs=1e-14), pytest.approx(best[1], rel=1e-13),
+                                             pytest.approx(best[2], rel=1e-14))
+    with pytest.raises(ValueError, match="are equal"):
+        fit_power_law([2.0, 2.0, 2.0])
+
+
 def test_warnings_follow_weightwatcher_thresholds():
-    assert fit_power_law(np.exp([0.0, 1, 2, 3, 4])).warning == "over-trained"     # α = 1.5 at x_min = 1
+    assert fit_power_law(np.exp([0.0, 1, 2, 3, 4])).warning == "over-trained"     # α = 1 + 4/10 at x_min = 1
     assert fit_power_law(pareto_grid(3.0)).warning == ""
     assert fit_power_law(pareto_grid(8.0)).warning == "under-trained"
 
@@ -167,7 +188,11 @@ def test_probe_writes_alpha_and_alpha_weighted_per_matrix():
     fit = fit_power_law(torch.linalg.svdvals(w) ** 2)
     assert out["alpha/0"] == pytest.approx(fit.alpha, rel=1e-5)
     assert out["alpha_weighted/0"] == pytest.approx(fit.alpha_weighted, rel=1e-5)
-    assert math.isnan(out["alpha/2"])                      # 4 eigenvalues < WeightWatcher's min_evals = 10
+    assert math.isnan(out["alpha/2"])                      # 4 eigenvalues < WeightWatcher's min_evals = 8
+    from orthoscope.probes.esd import MIN_EVALS, _alpha_pair
+    assert MIN_EVALS == 8
+    assert math.isnan(_alpha_pair(np.arange(1.0, 8.0))[0])           # 7 eigenvalues: skipped
+    assert _alpha_pair(np.arange(1.0, 9.0))[0] == fit_power_law(np.arange(1.0, 9.0)).alpha   # 8: fitted
 
 
 def test_conv_kernel_pools_its_slices_like_weightwatcher():

@@ -1,11 +1,13 @@
 """Empirical spectral density (ESD) and its power-law exponent α, exactly as WeightWatcher defines them.
 
-Definitions (WeightWatcher's ``apply_esd`` / ``fit_powerlaw`` / ``WW_powerlaw.WWFit``, default settings):
+Definitions (WeightWatcher 0.7.7's ``apply_esd`` / ``fit_powerlaw`` / ``WW_powerlaw.WWFit``, default settings):
 
 * **ESD.** The eigenvalues of ``X = WᵀW``: ``λᵢ = σᵢ²`` for the singular values σ of the weight. They are *not*
   divided by N (WeightWatcher's ``normalize`` line is commented out), so ``λ_max = σ_max²``. A convolution kernel
   ``(out, in, *k)`` is cut into its ``∏k`` slices ``W[:, :, i, j]`` whose eigenvalues are pooled into one ESD
-  (WeightWatcher's ``pool=True``; we apply the same rule to Conv1d/Conv3d kernels).
+  (WeightWatcher's ``pool=True``; we apply the same rule to Conv1d/Conv3d kernels). WeightWatcher 0.7.7 also
+  multiplies a Conv2d kernel by √(kh·kw/2) first (``conv2d_norm``); we do not, which leaves α unchanged (it is
+  scale-free) but not ``alpha_weighted`` of convolutions.
 * **Fit.** Only eigenvalues above ``EVALS_THRESH = 1e-5`` enter. Sorted ascending as x₀ ≤ … ≤ x_{N−1}, every
   x_i except the largest is a candidate x_min. For candidate i the tail is x_i … x_{N−1}, n = N − i values, and the
   Clauset–Shalizi–Newman MLE of the continuous power law ρ(λ) ∝ λ^(−α), λ ≥ x_min, is
@@ -15,9 +17,12 @@ Definitions (WeightWatcher's ``apply_esd`` / ``fit_powerlaw`` / ``WW_powerlaw.WW
   with KS distance ``D_i = max_{j≥i} |1 − (x_j/x_i)^(1−α_i) − (j−i)/n|`` (theoretical CDF minus the empirical CDF
   taken just *below* each point, WWFit's ``np.arange(n)/n``). The fit keeps the candidate with the smallest D (the
   first one on a tie) and reports σ_α = (α−1)/√n there.
+* **Small N.** With fewer than 20 values above the threshold, WeightWatcher 0.7.7 (``fit_powerlaw_smallN``) takes
+  only tails of at least 8 values and the bias-corrected α_i = 1 + (n − 1) / Σ_{j≥i} ln(x_j / x_i); the
+  smallest D still chooses (with no such tail, the whole sample is the tail).
 * **Derived.** ``xmax`` = the largest eigenvalue; ``n_tail`` = #{λ ≥ x_min} (WW's ``num_pl_spikes``);
   ``alpha_weighted`` = α · log₁₀ λ_max; ``warning`` = ``"over-trained"`` if α < 2, ``"under-trained"`` if α > 6,
-  else ``""``. Layers with fewer than ``MIN_EVALS = 10`` eigenvalues are skipped by WeightWatcher; the probe and
+  else ``""``. Layers with fewer than ``MIN_EVALS = 8`` eigenvalues are skipped by WeightWatcher; the probe and
   ``alpha_over_time`` record NaN for them (a gap in plots), ``fit_power_law`` itself needs only two.
 
 The candidate loop of WWFit is vectorised: the suffix sums of ln x give every α_i at once, and every D_i comes from
@@ -40,7 +45,8 @@ from . import metrics
 from .base import Probe, weight_matrices
 
 EVALS_THRESH = 1e-5          # WeightWatcher's constants.EVALS_THRESH: smaller eigenvalues are numerical zeros
-MIN_EVALS = 10               # WeightWatcher's min_evals: layers with fewer eigenvalues are not fitted
+SMALL_N, SMALL_N_MIN_TAIL = 20, 8   # WeightWatcher 0.7.7's SMALL_N_CUTOFF and fit_powerlaw_smallN's k_min
+MIN_EVALS = 8                # WeightWatcher 0.7.7's DEFAULT_MIN_EVALS (its docstring says 10; the code uses 8)
 OVER_TRAINED, UNDER_TRAINED = 2.0, 6.0
 _BLOCK_ELEMS = 1 << 22       # ≤ 4 M float64 (32 MiB) per block of the KS matrix
 
@@ -119,8 +125,25 @@ def _ks_distances(logx: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_power_law(eigenvalues) -> PowerLawFit:
-    """WeightWatcher's power-law fit of an ESD (see the module docstring for every formula)."""
+def _small_n_candidates(logx: np.ndarray, n: np.ndarray, log_ratio_sum: np.ndarray):
+    """WeightWatcher 0.7.7's fit for N < 20 (``WWFit.fit_powerlaw_smallN`` as its ``__init__`` then uses it):
+    only tails of at least 8 values with Σ ln(x_j/x_i) > 1e-12 are candidates, α is the bias-corrected
+    1 + (n − 1)/Σ ln(x_j/x_i), and the candidate with the smallest KS distance wins (the J objective that function
+    computes is overridden by ``__init__``'s argmin of D). With no candidate the whole sample is the tail."""
+    valid = (n >= SMALL_N_MIN_TAIL) & (log_ratio_sum > 1e-12)
+    if not valid.any():
+        valid[0] = log_ratio_sum[0] > 1e-12
+        if not valid[0]:
+            raise ValueError(f"all {n[0]:.0f} eigenvalues above EVALS_THRESH are equal: no power law to fit")
+    safe = np.where(valid, log_ratio_sum, 1.0)
+    alphas = np.where(valid, 1.0 + (n - 1.0) / safe, 0.0)
+    Ds = np.where(valid, _ks_distances(logx, np.where(valid, alphas, 2.0)), 1.0)
+    return alphas, Ds
+
+
+def fit_power_law(eigenvalues, small_n: bool = True) -> PowerLawFit:
+    """WeightWatcher's power-law fit of an ESD (see the module docstring for every formula). ``small_n=False`` uses
+    the standard fit for every N (WeightWatcher before its small-N fit, and the textbook CSN estimator)."""
     lam = _as_numpy(eigenvalues, "eigenvalues")
     if (lam < 0).any():
         raise ValueError(f"eigenvalues of WᵀW are ≥ 0; got {int((lam < 0).sum())} negative, e.g. "
@@ -132,10 +155,13 @@ def fit_power_law(eigenvalues) -> PowerLawFit:
     N = x.size
     logx = np.log(x)
     n = (N - np.arange(N - 1)).astype(np.float64)                  # tail sizes of candidates 0 … N−2
-    tail_log_sum = np.cumsum(logx[::-1])[::-1][:-1]                 # Σ_{j≥i} ln x_j
-    with np.errstate(divide="ignore"):
-        alphas = 1.0 + n / (tail_log_sum - n * logx[:-1])          # = inf when the whole tail ties with x_i
-    Ds = _ks_distances(logx, alphas)
+    log_ratio_sum = np.cumsum(logx[::-1])[::-1][:-1] - n * logx[:-1]   # Σ_{j≥i} ln(x_j / x_i)
+    if small_n and N < SMALL_N:
+        alphas, Ds = _small_n_candidates(logx, n, log_ratio_sum)
+    else:
+        with np.errstate(divide="ignore"):
+            alphas = 1.0 + n / log_ratio_sum                       # = inf when the whole tail ties with x_i
+        Ds = _ks_distances(logx, alphas)
     best = int(np.argmin(Ds))
     alpha = float(alphas[best])
     lam_max = float(lam.max())
@@ -155,7 +181,7 @@ def _alpha_pair(lam: np.ndarray) -> tuple[float, float]:
 
 class ESD(Probe):
     """Power-law exponent of every selected weight's ESD: ``alpha/<path>`` and ``alpha_weighted/<path>``
-    (WeightWatcher's α and α̂ = α·log₁₀λ_max; NaN for layers with fewer than 10 eigenvalues)."""
+    (WeightWatcher's α and α̂ = α·log₁₀λ_max; NaN for layers with fewer than 8 eigenvalues)."""
 
     name = "esd"
 

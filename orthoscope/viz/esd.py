@@ -59,7 +59,7 @@ def _density(lam: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 def _tail_line(lam: np.ndarray):
     """(λ grid, density) of the fitted power law over [x_min, x_max], scaled to the tail's share of the ESD; None
-    when WeightWatcher would not fit this layer (fewer than 10 eigenvalues)."""
+    when WeightWatcher would not fit this layer (fewer than MIN_EVALS = 8 eigenvalues)."""
     from ..probes.esd import MIN_EVALS
 
     if lam.size < MIN_EVALS or _positive(lam).size < 2:
