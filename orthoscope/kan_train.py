@@ -101,8 +101,20 @@ class KANLoss:
         return mse + self.lamb * self.model.regularizer(**self.terms)
 
 
+class _ExtraInterventions:
+    """For a method with an ``interventions_`` field: those run after the method's own (e.g. ``GridUpdate()``)."""
+
+    def interventions(self, model=None):
+        return super().interventions(model) + list(self.interventions_)
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg["interventions_"] = [repr(iv) for iv in self.interventions_]
+        return cfg
+
+
 @dataclass
-class LBFGS(Method):
+class LBFGS(_ExtraInterventions, Method):
     """L-BFGS with a strong-Wolfe line search, as pykan's ``fit(opt="LBFGS")`` uses it (lr 1, history 10, up to
     20 iterations per step, tolerances 1e-32 so it never stops early). ``impl="pykan"`` is pykan's own copy of
     torch's LBFGS (it also skips the curvature-pair update only below ``tolerance_ys = 1e-32`` instead of 1e-10);
@@ -133,17 +145,10 @@ class LBFGS(Method):
 
         return PykanLBFGS(trainable(model), tolerance_ys=1e-32, **kwargs)
 
-    def interventions(self, model=None):
-        return super().interventions(model) + list(self.interventions_)
-
-    def config(self) -> dict:
-        cfg = super().config()
-        cfg["interventions_"] = [repr(iv) for iv in self.interventions_]
-        return cfg
 
 
 @dataclass
-class Adam(Method):
+class Adam(_ExtraInterventions, Method):
     """``torch.optim.Adam`` (pykan's ``fit(opt="Adam")``), with optional extra interventions such as GridUpdate."""
 
     lr: float = field(default=1e-2, metadata={"help": "learning rate"})
@@ -155,13 +160,6 @@ class Adam(Method):
     def make_optimizer(self, model):
         return torch.optim.Adam(trainable(model), lr=self.lr)
 
-    def interventions(self, model=None):
-        return super().interventions(model) + list(self.interventions_)
-
-    def config(self) -> dict:
-        cfg = super().config()
-        cfg["interventions_"] = [repr(iv) for iv in self.interventions_]
-        return cfg
 
 
 def begin_fit(run) -> None:

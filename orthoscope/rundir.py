@@ -52,15 +52,19 @@ class HistoryStream:
         self.file.close()
 
 
-def read_records(path, offset: int = 0) -> tuple[list[dict], int]:
-    """Complete records of ``path`` from byte ``offset``; returns them and the offset after the last complete line
-    (a torn last line — a killed writer — is left for the next read)."""
+def read_records(path, offset: int = 0, max_bytes: int | None = None) -> tuple[list[dict], int, bool]:
+    """Complete records of ``path`` from byte ``offset``, reading at most ``max_bytes`` when given (but always at least
+    one whole line); returns them, the offset after the last complete line, and whether complete lines remain unread.
+    A torn last line (a killed writer) is left for the next read."""
     path = Path(path)
     if not path.is_file():
-        return [], offset
+        return [], offset, False
     with open(path, "rb") as f:
         f.seek(offset)
-        data = f.read()
+        data = f.read() if max_bytes is None else f.read(max_bytes)
+        if max_bytes is not None and data and b"\n" not in data:    # one record longer than max_bytes: finish it
+            data += f.readline()
+        more = max_bytes is not None and bool(f.read(1))
     records, end = [], 0
     for raw in data.split(b"\n")[:-1]:              # the part after the last newline is incomplete
         try:
@@ -68,7 +72,7 @@ def read_records(path, offset: int = 0) -> tuple[list[dict], int]:
         except json.JSONDecodeError:
             break
         end += len(raw) + 1
-    return records, offset + end
+    return records, offset + end, more and end > 0
 
 
 def add_records(history: History, records: list[dict]) -> None:

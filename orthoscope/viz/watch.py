@@ -34,37 +34,19 @@ So (measured in benchmarks/bench_watch.py, BENCHMARKS.md "Watch"):
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..history import History
-from ..rundir import CONFIG, HISTORY, add_records
+from ..rundir import CONFIG, HISTORY, add_records, read_records
 
 MAX_BYTES = 1 << 20          # a refresh parses at most ~1 MiB of new lines (~40 ms of json.loads here)
 
 
 def read_new_lines(path: Path, offset: int, max_bytes: int | None = MAX_BYTES) -> tuple[list[dict], int, bool]:
-    """Complete records of ``path`` from byte ``offset``, reading at most ``max_bytes`` (but always at least one
-    whole line); returns the records, the offset after the last one, and whether complete lines remain unread.
-    A torn last line (a killed writer) is left for the next read."""
-    if not path.is_file():
-        return [], offset, False
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read() if max_bytes is None else f.read(max_bytes)
-        if max_bytes is not None and data and b"\n" not in data:    # one record longer than max_bytes: finish it
-            data += f.readline()
-        more = max_bytes is not None and bool(f.read(1))
-    records, end = [], 0
-    for raw in data.split(b"\n")[:-1]:              # the part after the last newline is incomplete
-        try:
-            records.append(json.loads(raw))
-        except json.JSONDecodeError:
-            break
-        end += len(raw) + 1
-    return records, offset + end, more and end > 0
+    """``rundir.read_records`` with a byte cap per refresh (``MAX_BYTES``): records, next offset, more to read."""
+    return read_records(path, offset, max_bytes)
 
 
 class WatchedRun:
