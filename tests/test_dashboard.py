@@ -68,6 +68,53 @@ def test_live_state_scrub_back_return_to_live_and_stop_button(make_run):
     dash.close()
 
 
+def _pixels(dash):
+    return np.asarray(dash.fig.canvas.buffer_rgba()).copy()
+
+
+def test_a_slider_move_repaints_only_the_step_panels_and_matches_a_full_redraw(make_run):
+    """``scrub`` (a slider move) re-plots the spectrum and ESD panels and moves the step markers over the kept
+    background; the picture is the one a full redraw at that step gives, pixel for pixel, and the curve panels are
+    not rebuilt."""
+    import time
+
+    runs = [_trained(make_run, 16, name="a", weight_decay=0.0, lr=3e-2), _trained(make_run, 16, name="b")]
+    dash = _dash(runs, layer="layers.0")
+    dash._last_layout = time.perf_counter() + 1e9             # the layout stays as drawn (it re-runs every 5 s)
+    rebuilt = []
+    full = dash.redraw
+    dash.redraw = lambda: (rebuilt.append(dash.viewed_step), full())[1]
+    for step in (4, 16, 10):
+        loss_lines = list(dash.axes["loss"].lines)
+        dash.slider.value = step
+        assert rebuilt == [] and list(dash.axes["loss"].lines) == loss_lines           # not rebuilt
+        assert dash.axes["spectrum"].get_title().endswith(f"at step {step}")
+        assert all(list(m.get_xdata()) == [step, step] for m in dash._markers)
+        assert len(dash._markers) == sum(1 for name, ax in dash.axes.items()             # one per panel over steps
+                                         if name not in ("spectrum", "esd", "heatmap", "colorbar") and ax.lines)
+        assert f"at step {step}:" in dash.status.value
+        scrubbed = _pixels(dash)
+        full()
+        assert np.array_equal(scrubbed, _pixels(dash)), f"step {step}: the scrub differs from a full redraw"
+    png = np.asarray(Image.open(dash.export_png(dash.export_dir / "scrubbed.png")).convert("RGBA"))
+    assert png.shape == scrubbed.shape and (png != scrubbed).any(-1).mean() < 1e-3   # the export shows the same
+    dash.close()
+
+
+def test_a_scrub_falls_back_to_a_full_redraw_when_the_view_changed(make_run):
+    dash = _dash(_trained(make_run, 8), layer="layers.0")
+    assert dash.scrub()
+    dash._quiet = True
+    dash.smooth.value = 0.5                                   # changed without its redraw: the background is stale
+    dash._quiet = False
+    assert not dash.scrub()
+    dash.redraw()
+    assert dash.scrub()
+    dash.fig.set_size_inches(dash.fig.get_size_inches() * 0.9)   # resized: the kept background no longer fits
+    assert not dash.scrub()
+    dash.close()
+
+
 def test_one_heatmap_per_run_on_a_shared_colour_scale_with_colorbar(make_run):
     runs = [_trained(make_run, 6, weight_decay=1.0, name="wd=1"), _trained(make_run, 6, weight_decay=0.0, name="wd=0"),
             _trained(make_run, 6, weight_decay=0.1, name="wd=0.1")]

@@ -168,6 +168,8 @@ def _watched_dashboard(path, quiet_s, live_share=1.0):
     draws = []
     redraw = dash.redraw
     dash.redraw = lambda: (draws.append(dash.watched[0].step_count), redraw())[1]
+    scrub = dash.scrub
+    dash.scrub = lambda: (draws.append(f"scrub to {dash.viewed_step}"), scrub())[1]
     return dash, draws
 
 
@@ -183,17 +185,34 @@ def test_watched_dashboard_redraws_once_per_refresh_and_not_while_the_user_scrub
     assert dash.slider.value == 5                                         # following: not a touch of the user's
     writer.train(1, progress=False)
     assert watched.refresh() == 1 and draws == [5, 6]                        # live_share=1: no spacing
-    dash.slider.value = 2                                                 # the user scrubs: one redraw
-    assert draws == [5, 6, 6]
+    dash.slider.value = 2                                 # the user scrubs: the step panels only, no full redraw
+    assert draws == [5, 6, "scrub to 2"]
     writer.train(2, progress=False)
-    assert watched.refresh() == 2 and draws == [5, 6, 6]                  # held back while the user is active
+    assert watched.refresh() == 2 and draws == [5, 6, "scrub to 2"]       # held back while the user is active
     assert dash.slider.value == 2
     time.sleep(0.35)
-    assert watched.refresh() == 0 and draws == [5, 6, 6, 8]               # the first quiet tick draws what came
+    assert watched.refresh() == 0 and draws == [5, 6, "scrub to 2", 8]   # the first quiet tick draws what came
     dash.close()
     assert not watched.watching and not watched._callbacks and not watched._after_refresh
     writer.train(1, progress=False)
-    assert watched.refresh() == 1 and draws == [5, 6, 6, 8]               # a closed Dashboard is not drawn
+    assert watched.refresh() == 1 and draws == [5, 6, "scrub to 2", 8]   # a closed Dashboard is not drawn
+
+
+def test_a_scrub_keeps_the_held_back_live_redraw(run_dir):
+    """A slider move redraws only the step panels, so records that were held back before it are still drawn."""
+    import time
+
+    path, cfg = run_dir
+    writer = _write_steps(path, cfg, 2)
+    dash, draws = _watched_dashboard(path, quiet_s=0.3)
+    watched = dash.watched[0]
+    dash.slider.value = 1
+    writer.train(2, progress=False)
+    assert watched.refresh() == 2 and draws == ["scrub to 1"]               # held back: the user is active
+    dash.slider.value = 0                                                   # another touch, curves still at 2
+    time.sleep(0.35)
+    assert watched.refresh() == 0 and draws == ["scrub to 1", "scrub to 0", 4]
+    dash.close()
 
 
 def test_live_redraws_take_at_most_their_share_of_the_time():

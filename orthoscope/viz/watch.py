@@ -185,10 +185,14 @@ class _LiveGate:
         self.subscriptions = []
         self.pending.clear()
 
-    def touch(self, change=None) -> None:
+    def touch(self, change=None, full_redraw: bool = True) -> None:
+        """The user moved a control. A control answered by a full redraw (the layer) shows the whole History, so
+        nothing held back is left to show; a slider move redraws only the step panels (``Dashboard.scrub``), so a
+        held-back redraw stays due."""
         if not self.drawing:
             self.last_touch = time.monotonic()
-            self.pending.clear()     # the control's own redraw reads the whole History: nothing is left to show
+            if full_redraw:
+                self.pending.clear()
 
     def _allowed(self) -> bool:
         now = time.monotonic()
@@ -229,10 +233,10 @@ def _gate_live_redraws(dashboard, watched: list[WatchedRun], first_callback: dic
         run._callbacks[since:] = [(gate.wrap(cb), True) for cb, _ in run._callbacks[since:]]
         run._after_refresh.append(gate.flush)
         gate.subscriptions.append((run, run._callbacks[since:]))
-    for name in ("slider", "layer"):
+    for name, full_redraw in (("slider", False), ("layer", True)):
         control = getattr(dashboard, name, None)
         if control is not None and hasattr(control, "observe"):
-            control.observe(gate.touch, "value")
+            control.observe(lambda change, full=full_redraw: gate.touch(change, full), "value")
     return gate
 
 
