@@ -71,6 +71,10 @@ class CausalLM(nn.Module):
     as ``"q_proj"`` match them unchanged).
     """
 
+    # devices whose forward autocasts: CUDA only — on a CPU bf16 matmuls are slower than fp32 (tests add "cpu" to
+    # check the autocast path itself without a GPU)
+    autocast_devices: tuple[str, ...] = ("cuda",)
+
     def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = torch.bfloat16):
         super().__init__()
         self.model = model
@@ -83,8 +87,9 @@ class CausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if input_ids.dtype != torch.long or input_ids.dim() != 2:
             raise ValueError(f"input_ids must be an int64 tensor [B, T], got {input_ids.dtype} {list(input_ids.shape)}")
-        use_autocast = input_ids.is_cuda and self.autocast_dtype is not None
-        context = torch.autocast("cuda", dtype=self.autocast_dtype) if use_autocast else contextlib.nullcontext()
+        device = input_ids.device.type
+        use_autocast = device in self.autocast_devices and self.autocast_dtype is not None
+        context = torch.autocast(device, dtype=self.autocast_dtype) if use_autocast else contextlib.nullcontext()
         with context:
             out = self.model(input_ids=input_ids, use_cache=False)
         return out.logits.float()

@@ -95,6 +95,31 @@ def test_wrapper_returns_logits_and_checkpointing_keeps_gradients(config):
         model(x.float())
 
 
+@pytest.mark.parametrize("name", ["adamw", "poet"])
+def test_bf16_autocast_path_trains_with_fp32_weights(name, task, config):
+    """The autocast path (bf16 on CUDA) checked on the CPU: matmuls run in bf16 inside the forward, the logits come
+    back fp32, weights, gradients and optimizer state stay fp32, and training matches fp32 training to bf16 accuracy."""
+    losses = {}
+    for devices in ((), ("cpu",)):
+        model = build_llama(config, seed=0)
+        model.autocast_devices = devices
+        seen = []
+        hook = model.model.lm_head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        run = Run(model, task, llm_method(name), probes=[], seed=0)
+        run.train(4, progress=False)
+        hook.remove()
+        assert seen and set(seen) == ({torch.bfloat16} if devices else {torch.float32})
+        assert model(task.batch(torch.Generator().manual_seed(0))[0][:1]).dtype == torch.float32
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+        states = [t for st in run.optimizer.state.values() for t in st.values() if torch.is_tensor(t) and t.numel() > 1]
+        assert states and all(t.dtype == torch.float32 for t in states)
+        losses[devices] = run.history["loss/batch"].values
+    assert all(math.isfinite(v) for v in losses[("cpu",)])
+    assert losses[("cpu",)] == pytest.approx(losses[()], rel=3e-2)          # bf16 has 8 bits of mantissa
+    assert losses[("cpu",)] != losses[()]                                    # … and was used
+
+
 def test_same_seed_same_model(config):
     a, b = build_llama(config, seed=5), build_llama(config, seed=5)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
