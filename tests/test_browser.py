@@ -149,9 +149,10 @@ def lab_page(root: Path, work: Path, tmp_path: Path, width: int = 1400, height: 
 
 
 # Every figure-like element in a notebook output, and the output column it sits in.
-FIGURE_WIDTHS = """() => Array.from(document.querySelectorAll(
+FIGURE_WIDTHS = """(within) => Array.from(document.querySelectorAll(
         '.jp-OutputArea-output canvas, .jp-OutputArea-output img, .jp-OutputArea-output .orthoscope-dashboard'))
-    .filter(el => el.getBoundingClientRect().width > 0)
+    .filter(el => el.getBoundingClientRect().width > 0 && el.closest('.jp-OutputArea-output')
+                  && (!within || el.closest(within)))
     .map(el => { const r = el.getBoundingClientRect();
                  const col = el.closest('.jp-OutputArea-output').getBoundingClientRect();
                  return {what: el.tagName + '.' + el.className, left: r.left, right: r.right, colLeft: col.left,
@@ -246,11 +247,39 @@ def _drive_tour(page, url):
     if shots:                                                       # docs/img: the Dashboard as a student sees it
         dash.screenshot(path=str(Path(shots) / "dashboard-tour.png"))
         dashboards.last.screenshot(path=str(Path(shots) / "dashboard-compare.png"))
+    _follows_the_column_width(page, dash)
 
 
-def _check_widths(page):
-    """Every canvas, image and Dashboard of every output fits inside its output column (no sideways scrolling)."""
-    figures = page.evaluate(FIGURE_WIDTHS)
+def _follows_the_column_width(page, dash):
+    """Narrower windows: each Dashboard's canvas shrinks to its column (the browser reports the column's width, the
+    kernel resizes the figure and flows its panels two or one per row); a wide one: back to its full width. (The
+    tour's own 900 px figure and animation player are plain matplotlib output and keep their size.)"""
+    canvas = dash.locator(".jupyter-matplotlib-canvas-div canvas").first
+    width = "(c) => c.getBoundingClientRect().width"
+    full = canvas.evaluate(width)
+    fits = """() => {
+        const canvases = Array.from(document.querySelectorAll('.orthoscope-dashboard canvas'));
+        return canvases.length === 4 && canvases.every(c => { const r = c.getBoundingClientRect();
+            const col = c.closest('.jp-OutputArea-output');
+            return r.width > 0 && col && r.right <= col.getBoundingClientRect().right + 1; }); }"""
+    for viewport in (900, 700):
+        page.set_viewport_size({"width": viewport, "height": 1000})
+        try:
+            page.wait_for_function(fits, timeout=30_000)
+        except Exception as exc:
+            print("waiting for the Dashboards to fit:", exc)
+            _check_widths(page, within=".orthoscope-dashboard")       # says which figure did not fit
+            raise
+        _check_widths(page, within=".orthoscope-dashboard")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.wait_for_function(f"([c, w]) => Math.abs(({width})(c) - w) < 2", arg=[canvas.element_handle(), full],
+                           timeout=30_000)
+
+
+def _check_widths(page, within: str | None = None):
+    """Every canvas, image and Dashboard of every output (``within``: of those inside elements matching this CSS
+    selector) fits inside its output column (no sideways scrolling)."""
+    figures = page.evaluate(FIGURE_WIDTHS, within)
     assert len(figures) >= 4, figures
     wide = [f for f in figures if f["right"] > f["colRight"] + 1 or f["left"] < f["colLeft"] - 1]
     assert not wide, f"figures wider than their notebook column: {wide}"

@@ -244,12 +244,22 @@ def test_export_png_writes_the_figure(make_run, tmp_path):
 
 
 # ---- layout ----------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("n_runs, metrics", [(1, ("sv_entropy", "he_s1")), (6, ("sv_entropy", "he_s1", "stable_rank"))])
-def test_figure_fits_the_column_and_nothing_overlaps(make_run, n_runs, metrics):
+@pytest.mark.parametrize("n_runs, metrics, column", [(1, ("sv_entropy", "he_s1"), None),
+                                                     (6, ("sv_entropy", "he_s1", "stable_rank"), None),
+                                                     (2, ("sv_entropy", "he_s1"), 560),
+                                                     (6, ("sv_entropy",), 400)])
+def test_figure_fits_the_column_and_nothing_overlaps(make_run, n_runs, metrics, column):
     runs = [_trained(make_run, 4, name=f"run {i}", weight_decay=0.1 * i) for i in range(n_runs)]
     dash = _dash(runs if n_runs > 1 else runs[0], metrics=metrics)
+    if column is not None:
+        dash._column.value = column                   # what the browser reports (viz.column): the figure refits
+        assert dash._n_cols == (2 if column > 420 else 1)
     width, height = dash.fig.get_size_inches() * dash.fig.dpi
-    assert width <= 900 and height <= 800                                     # a ~950 px column, a laptop window
+    if column is None:
+        assert width <= 900 and height <= 800                                 # a ~950 px column, a laptop window
+    else:
+        assert width <= column - 10
+    assert dash.scrub()                                                       # the background follows the size
     renderer = dash.fig.canvas.get_renderer()
     dash.fig.set_layout_engine("constrained")
     dash.fig.draw(renderer)
@@ -269,6 +279,32 @@ def test_figure_fits_the_column_and_nothing_overlaps(make_run, n_runs, metrics):
         assert not legend.overlaps(ax.get_window_extent(renderer)), name
     assert all(ax.get_legend() is None for ax in dash.axes.values())
     dash.close()
+
+
+def test_fit_width_follows_the_column_and_keeps_width_px_as_its_most():
+    from orthoscope.viz.column import MIN_WIDTH_PX, fitted_width
+    from orthoscope.viz.layout import columns_for
+
+    assert fitted_width(2000, 840) == 840 and fitted_width(700, 840) == 688 and fitted_width(100, 840) == MIN_WIDTH_PX
+    for bad in (0, -5, 3.5, "600"):
+        with pytest.raises(ValueError, match="column width"):
+            fitted_width(bad, 840)
+    assert [columns_for(w) for w in (840, 600, 599, 420, 419, 300)] == [3, 3, 2, 2, 1, 1]
+
+
+def test_the_column_script_reports_into_this_dashboards_box(make_run):
+    from orthoscope.viz.column import column_script
+
+    dash, other = _dash(_trained(make_run, 4)), _dash(_trained(make_run, 4))
+    script = column_script(dash._column).data
+    mine = next(c for c in dash._column._dom_classes if c.startswith("orthoscope-column-"))
+    theirs = next(c for c in other._column._dom_classes if c.startswith("orthoscope-column-"))
+    assert mine != theirs and f"'.{mine}'" in script and theirs not in script
+    assert "ResizeObserver" in script and "dispatchEvent(new Event('change'" in script
+    dash._column.value = 1500                                                 # wider than width_px: unchanged
+    assert round(dash.fig.get_figwidth() * dash.fig.dpi) == 840
+    dash.close()
+    other.close()
 
 
 # ---- words -----------------------------------------------------------------------------------------------------------

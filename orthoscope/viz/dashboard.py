@@ -42,14 +42,15 @@ once.
 Scrubbing is cheap. A slider move does not rebuild the figure (``scrub``): only the spectrum and ESD panels depend on
 the viewed step, the other panels only mark it with a dotted line. Those two panels and the markers are matplotlib
 *animated* artists — left out of a full render, whose pixels are kept as a background — so a slider move re-plots the
-two panels, moves the markers and paints them over the background (matplotlib's blitting), and ipympl sends only the
-pixels that changed: ~0.1 s against ~0.4 s for a full redraw (benchmarks/bench_watch.py), and the picture is the same
+two panels, moves the markers and paints them over the background (matplotlib's blitting) before ipympl sends the
+image: ~0.1 s against ~0.4 s for a full redraw (benchmarks/bench_watch.py), and the picture is the same
 pixel for pixel (tested). New records, another layer, smoothing, shown runs or a resize take the full redraw.
 
-Width. The figure is ``width_px`` wide (default 840, inside a ~950 px JupyterLab column with room to spare); the
-control rows wrap; the ipympl canvas can be resized by dragging its lower-right corner (the kernel re-lays out the
-panels). The static fallback image scales down to a narrower column; an ipympl canvas cannot be scaled by CSS
-without breaking its mouse positions, so in a narrow column pass a smaller ``width_px`` (or drag the corner).
+Width. The figure fits its notebook column: at most ``width_px`` wide (default 840, a ~950 px JupyterLab column),
+narrower when the column is — the browser reports the column's width as it changes (``viz.column``: a hidden box and
+a ResizeObserver; an ipympl canvas cannot be scaled by CSS without breaking its mouse positions, so the kernel
+resizes the figure instead). The control rows wrap; the canvas's lower-right corner can still be dragged. Where the
+front end runs no JavaScript outputs the figure stays ``width_px`` wide.
 """
 from __future__ import annotations
 
@@ -61,11 +62,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .column import column_box, column_script, fitted_width
 from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
                                 _watched, message_age)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..keys import key as make_key, metric_of, where_of
-from .layout import HEATMAPS_PER_ROW, RC, build_figure, figure_legend
+from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend
 from .plots import (metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
                     plot_spectrum_heatmap, scalar_keys, smooth_ema, spectrum_limits)
 
@@ -136,6 +138,8 @@ class Dashboard:
         self._check_metrics()
         self.error: Exception | None = None
         self.interactive = ipympl_active()
+        self._dpi = dpi
+        self._max_width_px = round(figsize[0] * dpi) if figsize else width_px
         self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
@@ -153,7 +157,8 @@ class Dashboard:
                 raise ValueError(f"metrics {bad} are not recorded by these runs; recorded scalar metrics: {recorded}")
 
     def _make_figure(self, figsize, dpi) -> None:
-        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, esd=self.esd)
+        self._n_cols = columns_for(figsize[0] * dpi)
+        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, esd=self.esd, n_cols=self._n_cols)
         if self.interactive:
             # The canvas is built directly rather than through pyplot, so the figure is not registered with pyplot:
             # a later plt.close("all") in the notebook cannot blank the dashboard, and it never shows twice.
@@ -165,7 +170,7 @@ class Dashboard:
             self.canvas.toolbar_visible = False      # export PNG replaces its download button; the footer stays
             self.canvas.footer_visible = True        # for the values under the mouse (format_coord)
             self.canvas.resizable = True
-            self.fig.canvas.mpl_connect("resize_event", lambda _: self._relayout_soon())
+            self.fig.canvas.mpl_connect("resize_event", self._on_resize)
         else:
             import ipywidgets as W
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -226,7 +231,10 @@ class Dashboard:
             w.observe(self._on_control, names="value")
         options = W.HBox([self.fixed_axes, self.smooth, *self.run_boxes, self.export_button, self.export_anim_button],
                          layout=W.Layout(flex_flow="row wrap"))
-        rows = [self._controls, options, self.status, W.HTML(_CSS), self.canvas]
+        self._column = column_box()          # the browser types the column's width into it (viz.column)
+        self._column.observe(lambda change: self.fit_width(change["new"]) if change["new"] > 0 else None,
+                             names="value")
+        rows = [self._controls, options, self.status, W.HTML(_CSS), self.canvas, self._column]
         if not self.interactive:
             rows.insert(3, W.HTML("<small>static redraws (ipympl not active — run <code>%matplotlib widget</code> "
                                   "before creating the Dashboard for an interactive canvas)</small>"))
@@ -386,6 +394,35 @@ class Dashboard:
     def _relayout_soon(self) -> None:
         self._last_layout = -math.inf
 
+    def _on_resize(self, event) -> None:
+        """The canvas changed size (its corner dragged, or ``fit_width``): the draw ipympl makes next lays the panels
+        out anew, so tick labels and titles are not clipped at the new width."""
+        self.fig.set_layout_engine("constrained")
+        self._last_layout = time.perf_counter()
+
+    def fit_width(self, column_px: int) -> None:
+        """Resize the figure for a notebook column ``column_px`` wide (``viz.column.fitted_width``: the column less a
+        margin, at most ``width_px``). The browser calls this through a hidden box when the Dashboard is shown and
+        whenever its column changes width. Below ``layout.MIN_3_COLUMNS_PX`` the panels flow two per row (one below
+        ``MIN_2_COLUMNS_PX``) and the figure grows taller."""
+        width = fitted_width(column_px, self._max_width_px)
+        n_cols = columns_for(width)
+        if abs(width - self.fig.get_figwidth() * self._dpi) < 1 and n_cols == self._n_cols:
+            return
+        height = self.fig.get_figheight()
+        if n_cols != self._n_cols:
+            self._n_cols = n_cols
+            self.axes = add_panels(self.fig, self.names, self.metrics, self.esd, n_cols)
+            self._markers, self._background = [], None
+            height = figure_height(self.names, self.metrics, self.esd, n_cols)
+        if self.interactive and not self.canvas.syncing_data_url:
+            # what dragging the canvas's corner does: resize the figure and tell the view its new size
+            self.canvas.handle_event({"type": "resize", "width": width, "height": round(height * self._dpi)})
+        else:
+            self.fig.set_size_inches(width / self._dpi, height)
+        self._relayout_soon()
+        self.redraw()
+
     # ---- status line -------------------------------------------------------------------------------------------
     def _status_html(self) -> str:
         return status_html(self)
@@ -535,7 +572,7 @@ class Dashboard:
         (self._mesh,) = plot_spectrum_heatmap(ax, history, layer, vmin=math.log10(lo), vmax=math.log10(hi))
         # small multiples: the run's name is the title (the layer is named by the spectrum panel and the status line)
         ax.set_title(name if len(self.runs) > 1 else f"log10 σ of {layer}")
-        if i % HEATMAPS_PER_ROW:               # same index axis as the heat-map to its left
+        if getattr(ax, "_orthoscope_beside_heatmap", False):     # same index axis as the heat-map to its left
             ax.set_ylabel("")
             ax.tick_params(labelleft=False)
 
@@ -609,18 +646,23 @@ class Dashboard:
 
     def _send(self, blit: bool) -> None:
         """Push the image to the browser: after a full render (``blit=False``) or after painting over the kept
-        background (``scrub``). ipympl sends the pixels that changed since its last image; the static fallback
-        encodes the whole canvas as a PNG (fast zlib level: it is replaced at the next redraw)."""
+        background (``scrub``). ipympl gets whole images (below); the static fallback encodes the canvas as a PNG
+        (fast zlib level: it is replaced at the next redraw)."""
         from PIL import Image
 
         if self.interactive:
+            # Every image whole, not as the pixels that changed since the last: ipympl's view loads each image it is
+            # sent into one <img>, so an image that arrives while the previous is still loading replaces it — and
+            # a lost difference image would leave the view torn (seen with fast scrubs after a full redraw). A whole
+            # image costs the kernel ~1 ms more to encode (95 against 21 KB, sent to the browser on this machine).
+            self.canvas._force_full = True
             if self.canvas.syncing_data_url:
                 # No browser view has initialized this canvas yet (it is initialized once the creating cell ends;
                 # with no front end, never). Drawing now would make ipympl 0.10 push an image the view cannot
                 # decode ("broken" image, 0×0 canvas); instead ask for a draw, which the view requests on start.
                 self.canvas.draw_idle()
             elif blit:
-                self.canvas.blit(self.fig.bbox)      # sends the changed pixels (renders nothing)
+                self.canvas.blit(self.fig.bbox)      # sends the painted buffer (renders nothing)
             else:
                 self.canvas.draw()   # renders now and sends the image over the comm (works mid-cell too)
             return
@@ -676,6 +718,7 @@ class Dashboard:
         from IPython.display import display
 
         display(self.widget)
+        display(column_script(self._column))      # reports the column's width (viz.column)
 
     def close(self) -> None:
         """Stop playing, unsubscribe from the runs and close the widgets."""
@@ -688,7 +731,7 @@ class Dashboard:
         self._unsubscribe = []
         for w in (self.play, self.step_button, self.live_button, self.slider, self.layer, self.fixed_axes,
                   self.smooth, self.export_button, self.export_anim_button, *self.run_boxes, self.status, self.canvas,
-                  self.widget):
+                  self._column, self.widget):
             w.close()
 
     def __repr__(self) -> str:

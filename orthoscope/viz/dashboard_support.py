@@ -59,11 +59,19 @@ def _call_later(delay: float, callback):
 
 def _no_minor_ticks(ax) -> None:
     """Log axes' minor ticks cost about a third of a redraw (matplotlib builds each tick's artists) and add little
-    on panels this small: the Dashboard keeps the major ones only."""
-    from matplotlib.ticker import NullLocator
+    on panels this small: the Dashboard keeps the major ones only. A log axis spanning less than a decade would then
+    show no number at all, so it gets a few plain-number ticks instead (evenly spaced: within a decade the log scale
+    is nearly linear)."""
+    import math
 
-    for axis in (ax.xaxis, ax.yaxis):
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullLocator
+
+    for axis, limits in ((ax.xaxis, ax.get_xlim), (ax.yaxis, ax.get_ylim)):
         axis.set_minor_locator(NullLocator())
+        lo, hi = sorted(limits())
+        if axis.get_scale() == "log" and lo > 0 and math.log10(hi / lo) < 1:
+            axis.set_major_locator(MaxNLocator(nbins=4))
+            axis.set_major_formatter(FormatStrFormatter("%.3g"))
 
 
 def message_age() -> float | None:

@@ -1,0 +1,84 @@
+"""Fitting a Dashboard to its notebook column: the browser reports the column's width, the kernel resizes the figure.
+
+An ipympl canvas has a fixed pixel size, and it cannot be scaled by CSS: its mouse events carry positions in CSS
+pixels of the element, which the kernel maps to figure pixels one to one (values on hover would point at the wrong
+place). Neither ipympl (0.10) nor ipywidgets reports how wide the column is. So the Dashboard carries a hidden
+``IntText`` (``column_box``) and, when it is displayed, a few lines of JavaScript (``column_script``; JupyterLab runs
+``application/javascript`` outputs of the session's own cells) that watch the output column with a
+``ResizeObserver`` and type its width into that box — a ``change`` event, as if a person had typed it, which the
+widget sends to the kernel. The Dashboard then resizes its figure (``fitted_width``): never wider than the column,
+never wider than the ``width_px`` asked for, never narrower than ``MIN_WIDTH_PX``.
+
+Where the front end runs no JavaScript outputs (nbconvert, some hosted notebooks) nothing is reported and the figure
+keeps ``width_px`` (drag the canvas's corner, or pass a smaller ``width_px``).
+"""
+from __future__ import annotations
+
+import itertools
+
+MIN_WIDTH_PX = 300
+MARGIN_PX = 12            # the column's own padding and the canvas's border: no horizontal scroll bar
+STEP_PX = 8               # smaller changes of the column are not worth a re-render
+
+_ids = itertools.count()
+
+_SCRIPT = """
+(function () {
+  // orthoscope Dashboard: report the width of the notebook column it sits in (orthoscope/viz/column.py)
+  function attach(triesLeft) {
+    const boxes = document.querySelectorAll('.%(cls)s');
+    const fresh = Array.from(boxes).filter(b => !b.dataset.orthoscopeColumn);
+    if (!fresh.length) {
+      if (!boxes.length && triesLeft > 0) setTimeout(() => attach(triesLeft - 1), 100);  // views render late
+      return;
+    }
+    for (const box of fresh) {
+      box.dataset.orthoscopeColumn = '1';
+      const dashboard = box.closest('.orthoscope-dashboard');
+      const column = dashboard && dashboard.parentElement;
+      const input = box.querySelector('input');
+      if (!column || !input) continue;
+      let last = -1;
+      const report = () => {
+        const width = Math.floor(column.clientWidth);
+        if (width > 0 && Math.abs(width - last) >= %(step)d) {
+          last = width;
+          input.value = String(width);
+          input.dispatchEvent(new Event('change', {bubbles: true}));
+        }
+      };
+      new ResizeObserver(report).observe(column);
+      report();
+    }
+  }
+  attach(100);
+})();
+"""
+
+
+def fitted_width(column_px: int, max_px: int) -> int:
+    """The figure's width in a column ``column_px`` wide: the column less a margin, at most ``max_px``, at least
+    ``MIN_WIDTH_PX`` (below that the panels' labels cannot fit; the column scrolls instead)."""
+    if not isinstance(column_px, int) or column_px <= 0:
+        raise ValueError(f"column width must be a positive number of pixels, got {column_px!r}")
+    return max(MIN_WIDTH_PX, min(max_px, column_px - MARGIN_PX))
+
+
+def column_box():
+    """The hidden ``IntText`` the browser types the column's width into, with a class unique to it."""
+    import ipywidgets as W
+
+    box = W.IntText(value=0, layout=W.Layout(display="none"))
+    box.add_class(f"orthoscope-column-{next(_ids)}")
+    return box
+
+
+def column_script(box):
+    """The JavaScript output that reports the column's width into ``box`` (module docstring)."""
+    from IPython.display import Javascript
+
+    cls = next(c for c in box._dom_classes if c.startswith("orthoscope-column-"))
+    return Javascript(_SCRIPT % {"cls": cls, "step": STEP_PX})
+
+
+__all__ = ["fitted_width", "column_box", "column_script", "MIN_WIDTH_PX"]
