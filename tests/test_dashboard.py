@@ -307,6 +307,34 @@ def test_the_column_script_reports_into_this_dashboards_box(make_run):
     other.close()
 
 
+def test_long_layer_names_wrap_inside_their_panels():
+    """A Llama's module paths (``model.model.layers.0.self_attn.q_proj``) make titles wider than a panel: they are
+    broken into lines, and every title stays inside its own panel's width and the figure."""
+    pytest.importorskip("transformers")
+    from orthoscope import Run
+    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.tasks.tinylang import TinyLang
+
+    task = TokenTask(TinyLang(n_ctx=16, batch_size=4, n_sentences=100), n_eval=4)
+    model = build_llama(llama_config("tiny", task.vocab_size, task.n_ctx), seed=0)
+    run = Run(model, task, llm_method("adamw"), probes=llm_probes(model, every=2), seed=0).train(4, progress=False)
+    dash = _dash(run)
+    assert dash.layer.value.startswith("model.model.layers.")
+    dash._relayout_soon()
+    dash.redraw()
+    renderer = dash.fig.canvas.get_renderer()
+    wrapped = 0
+    for name, ax in dash.axes.items():
+        if name in ("heatmap", "colorbar") or not ax.get_title():
+            continue
+        title, panel = ax.title.get_window_extent(renderer), ax.get_window_extent(renderer)
+        wrapped += "\n" in ax.get_title()
+        assert title.width <= panel.width + 2, (name, ax.get_title())
+        assert title.x0 >= -1 and title.x1 <= dash.fig.bbox.width + 1, (name, ax.get_title())
+    assert wrapped >= 3
+    dash.close()
+
+
 # ---- words -----------------------------------------------------------------------------------------------------------
 def test_every_panel_has_axis_labels_and_a_human_title(make_run):
     dash = _dash(_trained(make_run, 4), layer="layers.0")

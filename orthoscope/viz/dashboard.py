@@ -64,7 +64,7 @@ import numpy as np
 
 from .column import column_box, column_script, fitted_width
 from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
-                                _watched, message_age)
+                                _watched, message_age, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..keys import key as make_key, metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend
@@ -485,6 +485,7 @@ class Dashboard:
             draw(axs)
             for ax in axs:
                 _no_minor_ticks(ax)
+                wrap_title(ax)
                 drop_hidden(ax, hidden)
                 if names[0] not in _STEP_PANELS:       # x is the step: mark the viewed one
                     self._markers.append(ax.axvline(self.viewed_step, color="0.35", lw=0.8, ls=":",

@@ -1,7 +1,8 @@
 """Plumbing for the Dashboard (``viz.dashboard``): checking its runs, naming them, re-wiring a re-created widget,
-scheduling on the kernel's loop, cheaper ticks."""
+scheduling on the kernel's loop, cheaper ticks, titles that fit their panel."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 
@@ -72,6 +73,36 @@ def _no_minor_ticks(ax) -> None:
         if axis.get_scale() == "log" and lo > 0 and math.log10(hi / lo) < 1:
             axis.set_major_locator(MaxNLocator(nbins=4))
             axis.set_major_formatter(FormatStrFormatter("%.3g"))
+
+
+def wrap_title(ax) -> None:
+    """Break a title wider than its panel into lines (a long module path such as
+    ``model.model.layers.0.self_attn.q_proj`` would otherwise run into the next panel or off the figure)."""
+    text = ax.title
+    title = text.get_text()
+    if not title or "\n" in title:
+        return
+    fig = ax.get_figure(root=True)
+    room = ax.get_position().width * fig.bbox.width
+    width = text.get_window_extent(fig.canvas.get_renderer()).width
+    if width > room:
+        text.set_text(_wrap(title, max(12, int(len(title) * room / width))))
+
+
+def _wrap(title: str, chars: int) -> str:
+    """Greedy lines of at most ``chars`` characters, broken at spaces — and inside a word longer than a line, after
+    its dots (a module path splits between its components)."""
+    lines, line = [], ""
+    for word in title.split(" "):
+        parts = re.split(r"(?<=\.)", word) if len(word) > chars else [word]
+        for k, part in enumerate(parts):
+            joined = line + ("" if not line or k else " ") + part
+            if line and len(joined) > chars:
+                lines.append(line)
+                line = part
+            else:
+                line = joined
+    return "\n".join(lines + [line])
 
 
 def message_age() -> float | None:
