@@ -75,6 +75,9 @@ def _no_minor_ticks(ax) -> None:
             axis.set_major_formatter(FormatStrFormatter("%.3g"))
 
 
+_TITLE_SHARE = 0.85
+
+
 def wrap_title(ax) -> None:
     """Break a title wider than its panel into lines (a long module path such as
     ``model.model.layers.0.self_attn.q_proj`` would otherwise run into the next panel or off the figure)."""
@@ -83,7 +86,10 @@ def wrap_title(ax) -> None:
     if not title or "\n" in title:
         return
     fig = ax.get_figure(root=True)
-    room = ax.get_position().width * fig.bbox.width
+    # the room is the panel's grid cell less a share for its y-axis labels, not the axes' current width: that
+    # changes with each constrained layout, and the decision to wrap must not (a scrub repaints over an older render)
+    share = getattr(ax, "_orthoscope_title_share", _TITLE_SHARE)     # (less beside a colorbar: layout.add_panels)
+    room = share * ax.get_subplotspec().get_position(fig).width * fig.bbox.width
     width = text.get_window_extent(fig.canvas.get_renderer()).width
     if width > room:
         text.set_text(_wrap(title, max(12, int(len(title) * room / width))))

@@ -93,6 +93,7 @@ def add_panels(fig, names: list[str], metrics: list[str], esd: bool = True, n_co
                 if name == f"heatmap:{names[-1]}":     # the last flowing heat-map has the shared colorbar beside it
                     sub = grid[0, j].subgridspec(1, 2, width_ratios=[1, 0.06], wspace=0.02)
                     axes[name] = fig.add_subplot(sub[0, 0])
+                    axes[name]._orthoscope_title_share = 0.55     # the colorbar's ticks and label take the rest
                     axes["colorbar"] = fig.add_subplot(sub[0, 1])
                 else:
                     axes[name] = fig.add_subplot(grid[0, j])
