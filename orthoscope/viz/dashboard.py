@@ -67,7 +67,7 @@ from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_
                                 _watched, message_age, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..keys import key as make_key, metric_of, where_of
-from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend
+from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
 from .plots import (metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
                     plot_spectrum_heatmap, scalar_keys, smooth_ema, spectrum_limits)
 
@@ -144,7 +144,7 @@ class Dashboard:
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
         self._note, self._trailing, self._step_time, self._min_age = "", None, 0.0, math.inf
-        self._background, self._drawn_view, self._markers = None, None, []
+        self._background, self._drawn_view, self._markers, self._laid_out_room = None, None, [], None
         self._unsubscribe = [r.on_step(self._on_run_step) for r in self.runs]
         self.redraw()
 
@@ -631,13 +631,15 @@ class Dashboard:
         ax.set_title(title)
 
     def _render(self) -> None:
-        # Constrained layout costs about as much as drawing itself, so it re-runs at most every _RELAYOUT_S seconds
-        # (and at once after a change of layer, size or visible runs); in between the panels keep their positions.
-        now = time.perf_counter()
-        relayout = now - self._last_layout >= _RELAYOUT_S
+        # Constrained layout costs about as much as drawing itself, so it re-runs only when the room the labels need
+        # may have changed — an axis crossing a power of ten (step 99 → 100, a loss 0.1 → 0.09), a title gaining a
+        # line (``label_room``) — after a change of layer, size or visible runs, and at least every _RELAYOUT_S
+        # seconds; in between the panels keep their positions.
+        now, room = time.perf_counter(), label_room(self.fig)
+        relayout = now - self._last_layout >= _RELAYOUT_S or room != self._laid_out_room
         self.fig.set_layout_engine("constrained" if relayout else "none")
         if relayout and any(len(r.history) for r in self.runs):
-            self._last_layout = now
+            self._last_layout, self._laid_out_room = now, room
         for name in _STEP_PANELS:                  # drawn over the background by _on_draw_event
             if name in self.axes:
                 self.axes[name].set_animated(True)

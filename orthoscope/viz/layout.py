@@ -103,6 +103,21 @@ def add_panels(fig, names: list[str], metrics: list[str], esd: bool = True, n_co
     return axes
 
 
+def label_room(fig) -> tuple:
+    """What decides how much room the panels' tick labels and titles take, cheaply (no tick is computed): per axis
+    the decade of its largest limit and of its span (tick labels gain a digit or a decimal when one changes) and the
+    sign of its lower limit; per panel its title's number of lines. Constrained layout re-runs when this changes."""
+    def decade(v: float) -> int:
+        return math.floor(math.log10(v)) if v > 0 and math.isfinite(v) else 0
+
+    room = []
+    for ax in fig.axes:
+        for lo, hi in (ax.get_xlim(), ax.get_ylim()):
+            room.append((decade(max(abs(lo), abs(hi))), decade(abs(hi - lo)), min(lo, hi) < 0))
+        room.append(ax.get_title().count("\n"))
+    return tuple(room)
+
+
 def figure_legend(fig, runs: list[tuple[int, str]], splits: list[str]):
     """Replace the figure's legend: one entry per shown run (colour C<i>), one per split (line style, as
     ``plots._style`` draws them) and the grey step-0 reference. Placed above every panel."""
