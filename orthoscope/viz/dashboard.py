@@ -68,8 +68,9 @@ from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_
 from .dashboard_text import drop_hidden, hover, status_html
 from ..keys import key as make_key, metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
-from .plots import (metric_title, metric_ylabel, plot_loss_accuracy, plot_metric, plot_spectrum_at,
-                    plot_spectrum_heatmap, scalar_keys, smooth_ema, spectrum_limits)
+from .dashboard_panels import (alpha_panel, colorbar_panel, esd_panel, heatmap_panel, signals_panel,
+                               spectrum_panel)
+from .plots import plot_loss_accuracy, plot_metric, scalar_keys
 
 _STEP_PANELS = ("spectrum", "esd")     # panels drawn at the viewed step (the others have steps on x and mark it)
 _BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
@@ -443,14 +444,14 @@ class Dashboard:
                    for i, name in enumerate(self.names)]
         panels += [((f"metric:{m}",), lambda axs, m=m: plot_metric(axs[0], pairs, m, modules=[layer], smooth=smooth,
                                                                    legend=False)) for m in self.metrics]
-        panels += [(("signals",), lambda axs: self._signals(axs[0], pairs, smooth))]
+        panels += [(("signals",), lambda axs: signals_panel(axs[0], self._visible_pairs(), self.names, smooth))]
         if self.esd:
-            panels += [(("alpha",), lambda axs: self._alpha(axs[0], pairs, layer))]
+            panels += [(("alpha",), lambda axs: alpha_panel(axs[0], pairs, layer))]
         with matplotlib.rc_context(RC):
             self._mesh, self._markers = None, []
             for names, draw in panels:
                 self._draw_panel(names, draw, layer, hidden)
-            self._colorbar()
+            colorbar_panel(self.fig, self.axes["colorbar"], self._mesh)
             shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden]
             figure_legend(self.fig, shown if len(self.runs) > 1 else [], self._splits(pairs))
         self._drawn_view = self._view()
@@ -459,9 +460,10 @@ class Dashboard:
 
     def _step_panels(self, pairs, layer, at) -> list:
         """The panels whose content depends on the viewed step (every other panel only marks it)."""
-        panels = [(("spectrum",), lambda axs: self._spectrum(axs[0], pairs, layer, at))]
+        fixed = bool(self.fixed_axes.value)
+        panels = [(("spectrum",), lambda axs: spectrum_panel(axs[0], pairs, self._visible_pairs(), layer, at, fixed))]
         if self.esd:
-            panels += [(("esd",), lambda axs: self._esd(axs[0], pairs, layer, at))]
+            panels += [(("esd",), lambda axs: esd_panel(axs[0], pairs, layer, at))]
         return panels
 
     def _draw_panel(self, names, draw, layer, hidden) -> None:
@@ -557,78 +559,10 @@ class Dashboard:
     def _visible_pairs(self) -> list:
         return [p for i, p in enumerate(self._pairs()) if not self.run_boxes or self.run_boxes[i].value]
 
-    def _spectrum(self, ax, pairs, layer, at) -> None:
-        visible = self._visible_pairs()
-        ylim = spectrum_limits(visible, layer) if self.fixed_axes.value else None
-        plot_spectrum_at(ax, pairs, layer, at, reference_step=0, ylim=ylim, legend=False)
-
     def _heatmap(self, ax, i, layer) -> None:
-        name, history = self.names[i], self.runs[i].history
-        if self.run_boxes and not self.run_boxes[i].value:
-            raise ValueError(f"{name} hidden")
-        if make_key("sv", layer) not in history:
-            raise ValueError(f"{name} records no spectrum of {layer}")
-        # one colour scale for every run's heat-map, so colours compare across the small multiples
-        lo, hi = spectrum_limits(self._visible_pairs(), layer, margin=1.0)
-        (self._mesh,) = plot_spectrum_heatmap(ax, history, layer, vmin=math.log10(lo), vmax=math.log10(hi))
-        # small multiples: the run's name is the title (the layer is named by the spectrum panel and the status line)
-        ax.set_title(name if len(self.runs) > 1 else f"log10 σ of {layer}")
-        if getattr(ax, "_orthoscope_beside_heatmap", False):     # same index axis as the heat-map to its left
-            ax.set_ylabel("")
-            ax.tick_params(labelleft=False)
-
-    def _esd(self, ax, pairs, layer, at) -> None:
-        """WeightWatcher's view of the layer at the viewed step: the log-log density of λ = σ² (grey: step 0; dashed:
-        the fitted power-law tail). Its axes are fixed over the whole history by ``plot_esd`` itself."""
-        from .esd import plot_esd
-
-        plot_esd(ax, pairs, layer, at, reference_step=0)
-        ax.get_legend().remove()             # the figure legend names the runs; α is the next panel
-        ax.set_title(f"ESD (λ = σ²) of {layer} at step {at}, fit dashed")
-
-    def _alpha(self, ax, pairs, layer) -> None:
-        from .esd import plot_alpha
-
-        plot_alpha(ax, pairs, layer)
-        ax.get_legend().remove()
-        ax.set_title(f"power-law exponent α of {layer}")
-
-    def _colorbar(self) -> None:
-        cax = self.axes["colorbar"]
-        cax.clear()
-        if self._mesh is None:
-            cax.set_axis_off()
-            return
-        cax.set_axis_on()
-        self.fig.colorbar(self._mesh, cax=cax, label="log10 σ")
-
-    def _signals(self, ax, pairs, smooth) -> None:
-        """Gradient norm (log y) and, on a right-hand axis, the learning rate when an ``lr/*`` series exists."""
-        drawn, pairs = [], self._visible_pairs()
-        for name, h in pairs:
-            colour = f"C{self.names.index(name) % 10}" if len(self.runs) > 1 else "C0"
-            if "grad_norm/total" in h:
-                s = h["grad_norm/total"]
-                label = f"{name} · gradient norm" if len(self.runs) > 1 else "gradient norm"
-                drawn += ax.plot(s.steps, smooth_ema(s.values, smooth), color=colour, label=label)
-        if not drawn:
-            raise ValueError("no gradient norm recorded (add a GradNorm probe)")
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(metric_ylabel("grad_norm"))
-        lr_keys = [k for _, h in pairs for k in h.keys("lr")]
-        title = metric_title("grad_norm")
-        if lr_keys:
-            twin = ax.twinx()
-            ax._orthoscope_twin = twin
-            for name, h in pairs:
-                colour = f"C{self.names.index(name) % 10}" if len(self.runs) > 1 else "C0"
-                for k in h.keys("lr"):
-                    twin.plot(h[k].steps, h[k].values, color=colour, ls="--", lw=0.9,
-                              label=f"{name} · {k}" if len(self.runs) > 1 else k)
-            twin.set_ylabel("learning rate (dashed)")
-            title += " & learning rate"
-        ax.set_title(title)
+        shown = not self.run_boxes or self.run_boxes[i].value
+        self._mesh = heatmap_panel(ax, self.names[i], self.runs[i].history, self._visible_pairs(), layer, shown,
+                                   several=len(self.runs) > 1)
 
     def _render(self) -> None:
         # Constrained layout costs about as much as drawing itself, so it re-runs only when the room the labels need

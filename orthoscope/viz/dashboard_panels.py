@@ -1,0 +1,98 @@
+"""The Dashboard's panels that are more than one ``plots`` call (``viz.dashboard`` lays them out and calls them).
+
+Each draws on the axes it is given from ``(name, History)`` pairs and raises ``ValueError`` with a sentence for
+what is missing — the Dashboard writes that sentence in the panel instead of breaking the others. ``visible`` are
+the pairs of the runs shown (the per-run checkboxes); ``names`` all runs' names, so run i keeps colour C<i>.
+"""
+from __future__ import annotations
+
+import math
+
+from ..keys import key as make_key
+from .plots import (metric_title, metric_ylabel, plot_spectrum_at, plot_spectrum_heatmap, smooth_ema,
+                    spectrum_limits)
+
+
+def spectrum_panel(ax, pairs, visible, layer: str, at: int, fixed: bool) -> None:
+    """σ_i of ``layer`` at step ``at`` with the step-0 spectrum in grey; ``fixed``: the y-range of every recorded
+    step of the shown runs (so scrubbing shows motion, not a rescaled axis)."""
+    ylim = spectrum_limits(visible, layer) if fixed else None
+    plot_spectrum_at(ax, pairs, layer, at, reference_step=0, ylim=ylim, legend=False)
+
+
+def heatmap_panel(ax, name: str, history, visible, layer: str, shown: bool, several: bool):
+    """One run's log10 σ heat-map over time, on the colour scale shared by every shown run's; returns its mesh."""
+    if not shown:
+        raise ValueError(f"{name} hidden")
+    if make_key("sv", layer) not in history:
+        raise ValueError(f"{name} records no spectrum of {layer}")
+    # one colour scale for every run's heat-map, so colours compare across the small multiples
+    lo, hi = spectrum_limits(visible, layer, margin=1.0)
+    (mesh,) = plot_spectrum_heatmap(ax, history, layer, vmin=math.log10(lo), vmax=math.log10(hi))
+    # small multiples: the run's name is the title (the layer is named by the spectrum panel and the status line)
+    ax.set_title(name if several else f"log10 σ of {layer}")
+    if getattr(ax, "_orthoscope_beside_heatmap", False):     # same index axis as the heat-map to its left
+        ax.set_ylabel("")
+        ax.tick_params(labelleft=False)
+    return mesh
+
+
+def esd_panel(ax, pairs, layer: str, at: int) -> None:
+    """WeightWatcher's view of the layer at the viewed step: the log-log density of λ = σ² (grey: step 0; dashed:
+    the fitted power-law tail). Its axes are fixed over the whole history by ``plot_esd`` itself."""
+    from .esd import plot_esd
+
+    plot_esd(ax, pairs, layer, at, reference_step=0)
+    ax.get_legend().remove()             # the figure legend names the runs; α is the next panel
+    ax.set_title(f"ESD (λ = σ²) of {layer} at step {at}, fit dashed")
+
+
+def alpha_panel(ax, pairs, layer: str) -> None:
+    """WeightWatcher's power-law exponent α of the layer over time."""
+    from .esd import plot_alpha
+
+    plot_alpha(ax, pairs, layer)
+    ax.get_legend().remove()
+    ax.set_title(f"power-law exponent α of {layer}")
+
+
+def colorbar_panel(fig, cax, mesh) -> None:
+    """The heat-maps' shared colorbar (hidden when no heat-map was drawn)."""
+    cax.clear()
+    if mesh is None:
+        cax.set_axis_off()
+        return
+    cax.set_axis_on()
+    fig.colorbar(mesh, cax=cax, label="log10 σ")
+
+
+def signals_panel(ax, visible, names: list[str], smooth: float) -> None:
+    """Gradient norm (log y) and, on a right-hand axis, the learning rate when an ``lr/*`` series exists."""
+    several = len(names) > 1
+    drawn = []
+    for name, h in visible:
+        colour = f"C{names.index(name) % 10}" if several else "C0"
+        if "grad_norm/total" in h:
+            s = h["grad_norm/total"]
+            drawn += ax.plot(s.steps, smooth_ema(s.values, smooth), color=colour,
+                             label=f"{name} · gradient norm" if several else "gradient norm")
+    if not drawn:
+        raise ValueError("no gradient norm recorded (add a GradNorm probe)")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric_ylabel("grad_norm"))
+    title = metric_title("grad_norm")
+    if any(h.keys("lr") for _, h in visible):
+        twin = ax.twinx()
+        ax._orthoscope_twin = twin                 # removed with the panel at the next redraw
+        for name, h in visible:
+            colour = f"C{names.index(name) % 10}" if several else "C0"
+            for k in h.keys("lr"):
+                twin.plot(h[k].steps, h[k].values, color=colour, ls="--", lw=0.9,
+                          label=f"{name} · {k}" if several else k)
+        twin.set_ylabel("learning rate (dashed)")
+        title += " & learning rate"
+    ax.set_title(title)
+
+
+__all__ = ["spectrum_panel", "heatmap_panel", "esd_panel", "alpha_panel", "colorbar_panel", "signals_panel"]
