@@ -314,8 +314,8 @@ def test_dashboard_shows_training_errors_and_rejects_bad_arguments(make_run, das
 
 
 def test_dashboard_uses_ipympl_canvas_when_active(make_run, dashboard_module):
+    old = matplotlib.get_backend()          # before importing ipympl: its import makes itself the backend
     pytest.importorskip("ipympl")
-    old = matplotlib.get_backend()
     matplotlib.use("module://ipympl.backend_nbagg")
     try:
         run = make_run()

@@ -4,53 +4,27 @@
     Dashboard(run)                       # a bare Dashboard in a cell displays itself
     Dashboard([run_wd1, run_wd0])        # comparison: every panel draws each run in its own colour, named by run.name
 
-Controls (every one has a tooltip): *play* / *pause* / *stop* (an ``ipywidgets.Play``) and *step* train every run by
-``every`` steps per tick or press; the *step* slider scrubs the recorded history (Home/End reach its current ends);
-*live* returns the view to the newest step and keeps it there; the *layer* dropdown picks the ``sv/<module>`` shown;
-*fixed axes* keeps the spectrum's y-range fixed over the whole recorded history (so motion reads as motion, not as a
-rescaled axis; the heat-maps always share one colour scale); *smooth* is an EMA on the curves; one checkbox per run
-hides or shows it; *export PNG* writes the figure as shown, *export animation* an offline HTML player of the layer's
-spectrum. The status line says which step is viewed, whether the view follows
-training, each run's numbers at that step, and what the chosen layer is.
+The controls, panels and comparisons, with pictures: docs/dashboard.md. Below: how it works.
 
-Panels: loss and accuracy; the spectrum σ_i of the chosen layer at the viewed step with each run's step-0 spectrum in
-grey behind it; its log10 σ heat-map over time, one per run (small multiples on one colour scale, with a colorbar);
-one curve panel per ``metrics`` entry; the gradient norm (and the learning rate, when an ``lr/*`` series is recorded).
-Legends are drawn once, above the panels, never over data. Hovering a curve panel lists every run's value at that step
-in the canvas footer.
+How "play" stays pausable. A Python loop in a widget callback would hold the kernel, so *pause* could not be handled
+until training ended. Instead the *browser* drives training: the ``Play`` widget ticks in JavaScript every
+``interval_ms``, and the kernel's handler trains one chunk, redraws and returns. Ticks sent while a chunk ran queue up
+in front of the pause; the handler drops each tick that waited in that queue (sent more than half an interval before
+the freshest tick; without a kernel: arrived within half an interval of the last chunk's end), so after *pause* at
+most the chunk in flight finishes. No threads (torch and matplotlib are not thread-safe here).
 
-Honest comparisons. The runs of one Dashboard advance together: *step* and *play* bring every run to
-``min(step counts) + every`` (a run that is ahead waits). A run trained elsewhere (``run.train`` in another cell or a
-second Dashboard) is not silently shown at another step: the slider ends at the last step *every* run has recorded,
-all panels mark that common step, and the status line states how far each run has trained.
+Drawing. With ipympl active (``%matplotlib widget``) the figure is an ipympl canvas and each redraw pushes the image
+to the browser at once, so the Dashboard also follows ``run.train(...)`` in another cell (``run.on_step``, at most one
+redraw per ``live_every_s``). Without ipympl a static PNG in an ``ipywidgets.Image`` is replaced instead (said once).
 
-How "play" stays pausable. A Python loop in a widget callback would hold the kernel until it returned, so the pause
-button's message could not be handled until training ended. Instead the *browser* drives training: the ``Play``
-widget's timer ticks in JavaScript every ``interval_ms`` and sends each new value to the kernel, whose handler trains
-one chunk and redraws, then returns. Ticks that the browser sent while a chunk was running queue up in front of the
-pause message; the handler drops every tick that waited in that queue (its message was sent more than half an
-interval longer ago than the freshest tick's; without a kernel: it arrived within half an interval of the previous
-chunk's end), so after *pause* at most the chunk in flight finishes. No threads (torch and matplotlib are not
-thread-safe here), no asyncio loop tricks.
+Scrubbing is cheap (``scrub``). Only the spectrum and ESD panels depend on the viewed step; the others mark it with a
+dotted line. Those panels and the markers are matplotlib *animated* artists, left out of a full render whose pixels
+are kept as a background; a slider move re-plots the two panels, moves the markers and paints them over it
+(blitting): ~0.1 s against ~0.4 s for a full redraw, the same picture pixel for pixel (tested).
 
-Drawing. With ipympl active (``%matplotlib widget``) the figure is an interactive ipympl canvas; each redraw calls
-``canvas.draw()``, which renders and pushes the image to the browser at once — so the dashboard also updates while
-``run.train(...)`` runs in another cell (``run.on_step`` callbacks, throttled to one redraw per ``live_every_s``).
-Without ipympl it falls back to a static PNG in an ``ipywidgets.Image`` that is replaced on each redraw, and says so
-once.
-
-Scrubbing is cheap. A slider move does not rebuild the figure (``scrub``): only the spectrum and ESD panels depend on
-the viewed step, the other panels only mark it with a dotted line. Those two panels and the markers are matplotlib
-*animated* artists — left out of a full render, whose pixels are kept as a background — so a slider move re-plots the
-two panels, moves the markers and paints them over the background (matplotlib's blitting) before ipympl sends the
-image: ~0.1 s against ~0.4 s for a full redraw (benchmarks/bench_watch.py), and the picture is the same
-pixel for pixel (tested). New records, another layer, smoothing, shown runs or a resize take the full redraw.
-
-Width. The figure fits its notebook column: at most ``width_px`` wide (default 840, a ~950 px JupyterLab column),
-narrower when the column is — the browser reports the column's width as it changes (``viz.column``: a hidden box and
-a ResizeObserver; an ipympl canvas cannot be scaled by CSS without breaking its mouse positions, so the kernel
-resizes the figure instead). The control rows wrap; the canvas's lower-right corner can still be dragged. Where the
-front end runs no JavaScript outputs the figure stays ``width_px`` wide.
+Width (``fit_width``). The browser reports the notebook column's width (``viz.column``) and the figure follows it, at
+most ``width_px`` wide, its panels flowing two or one per row when narrow (an ipympl canvas cannot be scaled by CSS
+without breaking its mouse positions). Where JavaScript outputs do not run, it stays ``width_px`` wide.
 """
 from __future__ import annotations
 
@@ -66,8 +40,10 @@ from .column import column_box, column_script, fitted_width
 from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
                                 _watched, message_age, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
-from ..keys import key as make_key, metric_of, where_of
+from ..keys import metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
+from .dashboard_controls import make_controls, make_slider
+from .dashboard_export import export_animation, export_png
 from .dashboard_panels import (alpha_panel, colorbar_panel, esd_panel, heatmap_panel, signals_panel,
                                spectrum_panel)
 from .plots import plot_loss_accuracy, plot_metric, scalar_keys
@@ -185,40 +161,12 @@ class Dashboard:
     def _make_controls(self, layer, interval_ms) -> None:
         import ipywidgets as W
 
-        each = "each run" if len(self.runs) > 1 else "the run"
-        self.play = W.Play(value=0, min=0, max=10**9, step=1, interval=interval_ms, description="play",
-                           tooltip=f"▶ train {self.every} steps of {each} per tick · ❚❚ pause: stops after the "
-                                   "chunk in flight · ■ stop: pause and return the view to the newest step",
-                           show_repeat=False)
-        self.step_button = W.Button(description="step", icon="step-forward", layout=W.Layout(width="auto"),
-                                    tooltip=f"train {self.every} steps of {each} (runs that are behind catch up first)")
-        self.live_button = W.Button(description="live", icon="fast-forward", layout=W.Layout(width="auto"),
-                                    tooltip="return the view to the newest step and follow training")
-        self.layer = W.Dropdown(options=[], description="layer", layout=W.Layout(width="250px"),
-                                tooltip="the weight matrix whose spectrum, heat-map and metrics are shown")
-        self.fixed_axes = W.ToggleButton(value=True, description="fixed axes", icon="lock",
-                                         layout=W.Layout(width="auto"),
-                                         tooltip="keep the spectrum's y-range fixed over the whole recorded history, "
-                                                 "so scrubbing shows motion (off: fit the viewed step)")
-        self.smooth = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smooth",
-                                    continuous_update=False, layout=W.Layout(width="230px"),
-                                    tooltip="exponential moving average of the curves (0 = raw values)")
-        self.export_button = W.Button(description="export PNG", icon="download", layout=W.Layout(width="auto"),
-                                      tooltip=f"write the figure as shown to a PNG in {str(self.export_dir)!r}")
-        self.export_anim_button = W.Button(description="export animation", icon="film", layout=W.Layout(width="auto"),
-                                           tooltip="write an offline HTML player of the chosen layer's spectrum over "
-                                                   f"training (every shown run) to {str(self.export_dir)!r}")
-        self.run_boxes = [W.Checkbox(value=True, description=name, indent=False, layout=W.Layout(width="auto"),
-                                     tooltip=f"show or hide {name} in every panel")
-                          for name in self.names] if len(self.runs) > 1 else []
-        self.status = W.HTML()
+        controls = make_controls(self.every, self.names, self.export_dir, interval_ms)
+        self.play, self.step_button, self.live_button = controls.play, controls.step_button, controls.live_button
+        self.layer, self.fixed_axes, self.smooth = controls.layer, controls.fixed_axes, controls.smooth
+        self.export_button, self.export_anim_button = controls.export_button, controls.export_anim_button
+        self.run_boxes, self.status = controls.run_boxes, controls.status
         self.slider = self._new_slider(0)
-        for w, cls in ((self.play, "orthoscope-play"), (self.step_button, "orthoscope-step"),
-                       (self.live_button, "orthoscope-live"), (self.layer, "orthoscope-layer"),
-                       (self.fixed_axes, "orthoscope-fixed"), (self.smooth, "orthoscope-smooth"),
-                       (self.export_button, "orthoscope-export"), (self.export_anim_button, "orthoscope-export-anim"),
-                       (self.status, "orthoscope-status")):
-            w.add_class(cls)
         self._wanted_layer, self._quiet = layer, False
         self._controls = W.HBox([self.play, self.step_button, self.live_button, self.slider, self.layer],
                                 layout=W.Layout(flex_flow="row wrap"))
@@ -243,15 +191,7 @@ class Dashboard:
         self.widget.add_class("orthoscope-dashboard")
 
     def _new_slider(self, maximum: int):
-        """A fresh step slider. ipywidgets 8's slider (noUiSlider 15) keeps the range it was *created* with for its
-        Home/End keys even after ``max`` changes, so End would jump to a stale step: the slider is re-created
-        whenever its range grows, and keyboard and mouse always see the current range."""
-        import ipywidgets as W
-
-        slider = W.IntSlider(value=maximum, min=0, max=maximum, description="step",
-                             continuous_update=self.interactive, layout=W.Layout(width="340px"),
-                             tooltip="scrub the recorded history (Home/End: first/newest step)")
-        slider.add_class("orthoscope-slider")
+        slider = make_slider(maximum, continuous=self.interactive)       # (re-created as the range grows)
         slider.observe(self._on_control, names="value")
         return slider
 
@@ -286,7 +226,7 @@ class Dashboard:
         except Exception as exc:
             self.error = exc
             self.play.playing = False
-            self.status.value = self._status_html()
+            self.status.value = status_html(self)
 
     def _on_tick(self, change) -> None:
         now = time.perf_counter()
@@ -424,10 +364,6 @@ class Dashboard:
         self._relayout_soon()
         self.redraw()
 
-    # ---- status line -------------------------------------------------------------------------------------------
-    def _status_html(self) -> str:
-        return status_html(self)
-
     # ---- drawing -----------------------------------------------------------------------------------------------
     def redraw(self) -> None:
         """Rebuild every panel from the histories at the viewed step, then push the image to the browser."""
@@ -444,7 +380,7 @@ class Dashboard:
                    for i, name in enumerate(self.names)]
         panels += [((f"metric:{m}",), lambda axs, m=m: plot_metric(axs[0], pairs, m, modules=[layer], smooth=smooth,
                                                                    legend=False)) for m in self.metrics]
-        panels += [(("signals",), lambda axs: signals_panel(axs[0], self._visible_pairs(), self.names, smooth))]
+        panels += [(("signals",), lambda axs: signals_panel(axs[0], self._pairs(True), self.names, smooth))]
         if self.esd:
             panels += [(("alpha",), lambda axs: alpha_panel(axs[0], pairs, layer))]
         with matplotlib.rc_context(RC):
@@ -455,13 +391,13 @@ class Dashboard:
             shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden]
             figure_legend(self.fig, shown if len(self.runs) > 1 else [], self._splits(pairs))
         self._drawn_view = self._view()
-        self.status.value = self._status_html()
+        self.status.value = status_html(self)
         self._render()
 
     def _step_panels(self, pairs, layer, at) -> list:
         """The panels whose content depends on the viewed step (every other panel only marks it)."""
         fixed = bool(self.fixed_axes.value)
-        panels = [(("spectrum",), lambda axs: spectrum_panel(axs[0], pairs, self._visible_pairs(), layer, at, fixed))]
+        panels = [(("spectrum",), lambda axs: spectrum_panel(axs[0], pairs, self._pairs(True), layer, at, fixed))]
         if self.esd:
             panels += [(("esd",), lambda axs: esd_panel(axs[0], pairs, layer, at))]
         return panels
@@ -549,19 +485,16 @@ class Dashboard:
                 self.fig.draw_artist(self.axes[name])
         for marker in self._markers:
             self.fig.draw_artist(marker)
-        self.status.value = self._status_html()
+        self.status.value = status_html(self)
         self._send(blit=True)
         return True
 
     def _splits(self, pairs) -> list[str]:
         return [where_of(k) for k in scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
 
-    def _visible_pairs(self) -> list:
-        return [p for i, p in enumerate(self._pairs()) if not self.run_boxes or self.run_boxes[i].value]
-
     def _heatmap(self, ax, i, layer) -> None:
         shown = not self.run_boxes or self.run_boxes[i].value
-        self._mesh = heatmap_panel(ax, self.names[i], self.runs[i].history, self._visible_pairs(), layer, shown,
+        self._mesh = heatmap_panel(ax, self.names[i], self.runs[i].history, self._pairs(True), layer, shown,
                                    several=len(self.runs) > 1)
 
     def _render(self) -> None:
@@ -614,25 +547,14 @@ class Dashboard:
     def export_png(self, path=None) -> Path:
         """Write the figure as shown (all panels at the viewed step) to ``path`` (default: ``export_dir`` /
         ``dashboard-<layer>-step<N>.png``); returns the path."""
-        layer = (self.layer.value or "none").replace("/", "_")
-        path = Path(path) if path is not None else self.export_dir / f"dashboard-{layer}-step{self.viewed_step}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fig.savefig(path, dpi=self.fig.dpi)
-        self.exported = path
-        return path
+        self.exported = export_png(self.fig, self.export_dir, self.layer.value, self.viewed_step, path)
+        return self.exported
 
     def export_animation(self, path=None) -> Path:
-        """Write an offline HTML player (``viz.animate.export_animation``: no request leaves the machine) of the
-        chosen layer's spectrum over training — one panel per shown run — to ``path`` (default: ``export_dir`` /
-        ``spectrum-<layer>.html``); returns the path."""
-        from .animate import export_animation
-
-        if self.layer.value is None:
-            raise ValueError("no singular values recorded yet: nothing to animate")
-        layer = self.layer.value
-        path = Path(path) if path is not None else self.export_dir / f"spectrum-{layer.replace('/', '_')}.html"
-        pairs = [(n, h) for n, h in self._visible_pairs() if make_key("sv", layer) in h]
-        self.exported = export_animation(pairs if len(self.runs) > 1 else pairs[0][1], layer, path)
+        """Write an offline HTML player (no request leaves the machine) of the chosen layer's spectrum over training
+        — one panel per shown run — to ``path`` (default: ``export_dir`` / ``spectrum-<layer>.html``)."""
+        self.exported = export_animation(self._pairs(True), len(self.runs) > 1, self.export_dir,
+                                         self.layer.value, path)
         return self.exported
 
     def _export_from_widget(self, export) -> None:
@@ -640,7 +562,7 @@ class Dashboard:
             self._note = f"wrote {export()}"
         except (OSError, ValueError) as exc:
             self._note = f"export failed: {exc}"
-        self.status.value = self._status_html()
+        self.status.value = status_html(self)
 
     # ---- display and teardown ----------------------------------------------------------------------------------
     @classmethod
