@@ -262,8 +262,9 @@ def _follows_the_column_width(page, dash):
         return canvases.length === 4 && canvases.every(c => { const r = c.getBoundingClientRect();
             const col = c.closest('.jp-OutputArea-output');
             return r.width > 0 && col && r.right <= col.getBoundingClientRect().right + 1; }); }"""
+    height = page.viewport_size["height"]
     for viewport in (900, 700):
-        page.set_viewport_size({"width": viewport, "height": 1000})
+        page.set_viewport_size({"width": viewport, "height": height})
         try:
             page.wait_for_function(fits, timeout=30_000)
         except Exception as exc:
@@ -271,7 +272,10 @@ def _follows_the_column_width(page, dash):
             _check_widths(page, within=".orthoscope-dashboard")       # says which figure did not fit
             raise
         _check_widths(page, within=".orthoscope-dashboard")
-    page.set_viewport_size({"width": 1400, "height": 1000})
+        shots = os.environ.get("ORTHOSCOPE_SCREENSHOT_DIR")
+        if shots and viewport == 900:                              # docs/img: two panels per row in a narrower column
+            dash.screenshot(path=str(Path(shots) / "dashboard-narrow.png"))
+    page.set_viewport_size({"width": 1400, "height": height})
     page.wait_for_function(f"([c, w]) => Math.abs(({width})(c) - w) < 2", arg=[canvas.element_handle(), full],
                            timeout=30_000)
 
