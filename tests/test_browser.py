@@ -263,8 +263,13 @@ def _follows_the_column_width(page, dash):
             const col = c.closest('.jp-OutputArea-output');
             return r.width > 0 && col && r.right <= col.getBoundingClientRect().right + 1; }); }"""
     height = page.viewport_size["height"]
+    column = "(d) => d.closest('.jp-OutputArea-output').getBoundingClientRect().width"
     for viewport in (900, 700):
+        before = dash.evaluate(column)
         page.set_viewport_size({"width": viewport, "height": height})
+        # JupyterLab lays its panels out again a frame or more later: until then the old (wider) column still fits
+        page.wait_for_function(f"([d, w]) => ({column})(d) < w - 50", arg=[dash.element_handle(), before],
+                               timeout=30_000)
         try:
             page.wait_for_function(fits, timeout=30_000)
         except Exception as exc:

@@ -7,15 +7,15 @@
 The controls, panels and comparisons, with pictures: docs/dashboard.md. Below: how it works.
 
 How "play" stays pausable. A Python loop in a widget callback would hold the kernel, so *pause* could not be handled
-until training ended. Instead the *browser* drives training: the ``Play`` widget ticks in JavaScript every
-``interval_ms``, and the kernel's handler trains one chunk, redraws and returns. Ticks sent while a chunk ran queue up
-in front of the pause; the handler drops each tick that waited in that queue (sent more than half an interval before
-the freshest tick; without a kernel: arrived within half an interval of the last chunk's end), so after *pause* at
-most the chunk in flight finishes. No threads (torch and matplotlib are not thread-safe here).
+until training ended. Instead the *browser* drives training: the ``Play`` widget ticks every ``interval_ms``, and
+the kernel trains one chunk, redraws and returns. Ticks that queued up while a chunk ran (sent more than half an
+interval before the freshest; without a kernel: arrived within half an interval of the last chunk's end) are dropped,
+so after *pause* at most the chunk in flight finishes. JupyterLab 4.4+ (ipykernel 7) handles widget messages on a
+thread of their own while cells run, and matplotlib and torch are not thread-safe: drawing and training through a
+Dashboard hold one lock (``dashboard_support.DASHBOARD_LOCK``).
 
-Drawing. With ipympl active (``%matplotlib widget``) the figure is an ipympl canvas and each redraw pushes the image
-to the browser at once, so the Dashboard also follows ``run.train(...)`` in another cell (``run.on_step``, at most one
-redraw per ``live_every_s``). Without ipympl a static PNG in an ``ipywidgets.Image`` is replaced instead (said once).
+Drawing. With ipympl (``%matplotlib widget``) each redraw pushes the image at once, so the Dashboard also follows
+``run.train(...)`` in another cell (``run.on_step``, at most one redraw per ``live_every_s``); without, a PNG.
 
 Scrubbing is cheap (``scrub``). Only the spectrum and ESD panels depend on the viewed step; the others mark it with a
 dotted line. Those panels and the markers are matplotlib *animated* artists, left out of a full render whose pixels
@@ -38,7 +38,7 @@ import numpy as np
 
 from .column import column_box, column_script, fitted_width
 from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
-                                _watched, message_age, wrap_title)
+                                _watched, message_age, serialized, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..keys import metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
@@ -84,15 +84,11 @@ class Dashboard:
         interval_ms: the play timer's period in the browser.
         live_every_s: redraw at most this often when the runs are trained elsewhere (``run.train`` in another cell);
             ``None`` turns those live redraws off.
-        width_px: the figure's width in pixels (its height follows from the number of panel rows).
-        figsize, dpi: matplotlib's; ``figsize`` overrides ``width_px``.
-        export_dir: where *export PNG* writes.
-        esd: draw the empirical-spectral-density panels (``viz.esd``: the ESD at the viewed step, α over time).
+        width_px: the figure's most width in pixels (a narrower notebook column narrows it; the height follows the
+            number of panel rows). figsize, dpi: matplotlib's (``figsize`` overrides ``width_px``).
+        export_dir: where *export PNG* writes. esd: draw the ESD panels (``viz.esd``).
 
-    Attributes for code and tests: ``runs``, ``names``, ``fig``, ``axes`` (by panel name), ``play``, ``step_button``,
-    ``live_button``, ``slider``, ``layer``, ``fixed_axes``, ``smooth``, ``run_boxes``, ``export_button``, ``status``,
-    ``canvas``, ``widget``, ``interactive``, ``error``, ``following`` (the view sits at the newest common step),
-    ``viewed_step``, ``exported`` (the last exported path).
+    Its widgets and parts (``play``, ``slider``, ``layer``, ``fig``, ``axes`` by panel name, …): docs/dashboard.md.
     """
 
     def __init__(self, run_or_runs, every: int = 10, metrics=("sv_entropy", "he_s1"), *, layer: str | None = None,
@@ -147,6 +143,7 @@ class Dashboard:
             self.canvas.toolbar_visible = False      # export PNG replaces its download button; the footer stays
             self.canvas.footer_visible = True        # for the values under the mouse (format_coord)
             self.canvas.resizable = True
+            self.canvas.draw = serialized(self.canvas.draw)   # ipympl draws on the browser's request, too
             self.fig.canvas.mpl_connect("resize_event", self._on_resize)
         else:
             import ipywidgets as W
@@ -196,6 +193,7 @@ class Dashboard:
         return slider
 
     # ---- driving the runs --------------------------------------------------------------------------------------
+    @serialized
     def advance(self, steps: int | None = None) -> None:
         """Train the runs together: each trainable run up to ``min(step counts) + steps`` (default ``every``), so a
         run that is ahead waits for the others; watched run directories are re-read. Then redraw once. Errors
@@ -266,6 +264,7 @@ class Dashboard:
         if self._last_draw < self._step_time:     # a step landed after the last redraw
             self.redraw()
 
+    @serialized
     def go_live(self) -> None:
         """Move the view to the newest common step; it then follows training."""
         self._refresh_controls()
@@ -336,11 +335,11 @@ class Dashboard:
         self._last_layout = -math.inf
 
     def _on_resize(self, event) -> None:
-        """The canvas changed size (its corner dragged, or ``fit_width``): the draw ipympl makes next lays the panels
-        out anew, so tick labels and titles are not clipped at the new width."""
+        """The canvas changed size (corner dragged, ``fit_width``): ipympl's next draw lays the panels out anew."""
         self.fig.set_layout_engine("constrained")
         self._last_layout = time.perf_counter()
 
+    @serialized
     def fit_width(self, column_px: int) -> None:
         """Resize the figure for a notebook column ``column_px`` wide (``viz.column.fitted_width``: the column less a
         margin, at most ``width_px``). The browser calls this through a hidden box when the Dashboard is shown and
@@ -365,6 +364,7 @@ class Dashboard:
         self.redraw()
 
     # ---- drawing -----------------------------------------------------------------------------------------------
+    @serialized
     def redraw(self) -> None:
         """Rebuild every panel from the histories at the viewed step, then push the image to the browser."""
         import matplotlib
@@ -388,8 +388,9 @@ class Dashboard:
             for names, draw in panels:
                 self._draw_panel(names, draw, layer, hidden)
             colorbar_panel(self.fig, self.axes["colorbar"], self._mesh)
-            shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden]
-            figure_legend(self.fig, shown if len(self.runs) > 1 else [], self._splits(pairs))
+            shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden and len(self.runs) > 1]
+            splits = [where_of(k) for k in scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
+            figure_legend(self.fig, shown, splits)
         self._drawn_view = self._view()
         self.status.value = status_html(self)
         self._render()
@@ -460,6 +461,7 @@ class Dashboard:
             for marker in self._markers:
                 marker.draw(event.renderer)
 
+    @serialized
     def scrub(self) -> bool:
         """Show the viewed step without rebuilding the figure: re-plot the step panels (spectrum, ESD), move the
         step markers, and paint them over the background kept from the last full render — a few percent of a full
@@ -488,9 +490,6 @@ class Dashboard:
         self.status.value = status_html(self)
         self._send(blit=True)
         return True
-
-    def _splits(self, pairs) -> list[str]:
-        return [where_of(k) for k in scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
 
     def _heatmap(self, ax, i, layer) -> None:
         shown = not self.run_boxes or self.run_boxes[i].value
@@ -544,12 +543,14 @@ class Dashboard:
         self.canvas.value = buf.getvalue()
 
     # ---- export ------------------------------------------------------------------------------------------------
+    @serialized
     def export_png(self, path=None) -> Path:
         """Write the figure as shown (all panels at the viewed step) to ``path`` (default: ``export_dir`` /
         ``dashboard-<layer>-step<N>.png``); returns the path."""
         self.exported = export_png(self.fig, self.export_dir, self.layer.value, self.viewed_step, path)
         return self.exported
 
+    @serialized
     def export_animation(self, path=None) -> Path:
         """Write an offline HTML player (no request leaves the machine) of the chosen layer's spectrum over training
         — one panel per shown run — to ``path`` (default: ``export_dir`` / ``spectrum-<layer>.html``)."""

@@ -2,9 +2,27 @@
 scheduling on the kernel's loop, cheaper ticks, titles that fit their panel."""
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import time
 from datetime import datetime
+
+
+# JupyterLab 4.4+ with ipykernel 7 handles widget messages on a kernel *subshell*, a thread of its own, while cells run
+# on the main thread: a click's redraw (or ipympl's own draw) could run while a cell redraws or trains, and matplotlib
+# (its shared mathtext parser: seen as a sporadic ParseException) and torch are not thread-safe. One lock for every
+# Dashboard, since they share matplotlib: drawing and training through a Dashboard take it.
+DASHBOARD_LOCK = threading.RLock()
+
+
+def serialized(method):
+    """Run ``method`` holding ``DASHBOARD_LOCK`` (re-entrant: a redraw inside an advance is fine)."""
+    @functools.wraps(method)
+    def locked(*args, **kwargs):
+        with DASHBOARD_LOCK:
+            return method(*args, **kwargs)
+    return locked
 
 
 def _as_run_list(run_or_runs) -> list:
