@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .column import column_box, column_script, fitted_width
-from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _no_minor_ticks, _unique_names,
+from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
                                 _watched, message_age, serialized, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..keys import metric_of, where_of
@@ -423,7 +423,7 @@ class Dashboard:
                 raise ValueError("no singular values recorded (add a Spectrum probe to the runs)")
             draw(axs)
             for ax in axs:
-                _no_minor_ticks(ax)
+                _lean_ticks(ax)
                 wrap_title(ax)
                 drop_hidden(ax, hidden)
                 if names[0] not in _STEP_PANELS:       # x is the step: mark the viewed one

@@ -36,10 +36,10 @@ def make_controls(every: int, names: list[str], export_dir, interval_ms: int) ->
                               tooltip=f"show or hide {name} in every panel")
                    for name in names] if len(names) > 1 else []
     c.status = W.HTML()
-    for name in ("play", "step", "live", "layer", "fixed", "smooth", "export", "export-anim", "status"):
-        attr = {"step": "step_button", "live": "live_button", "fixed": "fixed_axes", "export": "export_button",
-                "export-anim": "export_anim_button"}.get(name, name)
-        getattr(c, attr).add_class(f"orthoscope-{name}")
+    for widget, name in ((c.play, "play"), (c.step_button, "step"), (c.live_button, "live"), (c.layer, "layer"),
+                         (c.fixed_axes, "fixed"), (c.smooth, "smooth"), (c.export_button, "export"),
+                         (c.export_anim_button, "export-anim"), (c.status, "status")):
+        widget.add_class(f"orthoscope-{name}")
     return c
 
 

@@ -76,7 +76,7 @@ def _call_later(delay: float, callback):
     return loop.call_later(delay, callback) if loop.is_running() else None
 
 
-def _no_minor_ticks(ax) -> None:
+def _lean_ticks(ax) -> None:
     """Log axes' minor ticks cost about a third of a redraw (matplotlib builds each tick's artists) and add little
     on panels this small: the Dashboard keeps the major ones only. A log axis spanning less than a decade would then
     show no number at all, so it gets a few plain-number ticks instead (evenly spaced: within a decade the log scale
