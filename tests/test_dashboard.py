@@ -72,7 +72,7 @@ def _pixels(dash):
     return np.asarray(dash.fig.canvas.buffer_rgba()).copy()
 
 
-def test_a_slider_move_repaints_only_the_step_panels_and_matches_a_full_redraw(make_run):
+def test_a_slider_move_repaints_only_the_step_panels_and_matches_a_full_redraw(make_run, tmp_path):
     """``scrub`` (a slider move) re-plots the spectrum and ESD panels and moves the step markers over the kept
     background; the picture is the one a full redraw at that step gives, pixel for pixel, and the curve panels are
     not rebuilt."""
@@ -96,7 +96,7 @@ def test_a_slider_move_repaints_only_the_step_panels_and_matches_a_full_redraw(m
         scrubbed = _pixels(dash)
         full()
         assert np.array_equal(scrubbed, _pixels(dash)), f"step {step}: the scrub differs from a full redraw"
-    png = np.asarray(Image.open(dash.export_png(dash.export_dir / "scrubbed.png")).convert("RGBA"))
+    png = np.asarray(Image.open(dash.export_png(tmp_path / "scrubbed.png")).convert("RGBA"))
     assert png.shape == scrubbed.shape and (png != scrubbed).any(-1).mean() < 1e-3   # the export shows the same
     dash.close()
 
