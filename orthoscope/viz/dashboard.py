@@ -267,8 +267,7 @@ class Dashboard:
     @serialized
     def go_live(self) -> None:
         """Move the view to the newest common step; it then follows training."""
-        self._refresh_controls()
-        self.slider.value = self.slider.max     # fires the redraw (unless it was already there)
+        self._refresh_controls(to_newest=True)
         self.redraw()
 
     @property
@@ -294,9 +293,9 @@ class Dashboard:
         lasts = [r.history.last_step for r in self.runs if len(r.history)]
         return min(lasts) if lasts else 0
 
-    def _refresh_controls(self) -> None:
-        """Slider range and layer list from the histories. Widget observers are muted meanwhile (``_quiet``):
-        changing a dropdown's options or a slider's range fires value events that would otherwise redraw again."""
+    def _refresh_controls(self, to_newest: bool = False) -> None:
+        """Slider range (``to_newest``: and value, the newest step) and layer list from the histories. Observers are
+        muted meanwhile (``_quiet``): changing these fires value events that would otherwise redraw again."""
         self._quiet = True
         try:
             last = self.common_step()
@@ -308,6 +307,8 @@ class Dashboard:
                 _copy_observers(old, self.slider, exclude=self._on_control)
                 self._controls.children = tuple(self.slider if c is old else c for c in self._controls.children)
                 old.close()
+            if to_newest:
+                self.slider.value = self.slider.max
             layers = self._layers()
             if layers and list(self.layer.options) != layers:
                 keep = self._wanted_layer or self.layer.value
@@ -446,6 +447,10 @@ class Dashboard:
         return (self.layer.value, frozenset(self._hidden()), float(self.smooth.value), bool(self.fixed_axes.value),
                 self.slider.max)
 
+    def _step_axes(self) -> list:
+        """The axes of the panels drawn at the viewed step: animated artists (``_render``), painted last."""
+        return [self.axes[name] for name in _STEP_PANELS if name in self.axes]
+
     def _on_draw_event(self, event) -> None:
         """After every full render of the figure (ours, ipympl's on a resize, a savefig): the step panels and the
         step markers are animated artists, which matplotlib leaves out of a render, so keep the render without them
@@ -454,9 +459,8 @@ class Dashboard:
         saving = canvas.is_saving()
         if not saving:
             self._background = (canvas.copy_from_bbox(self.fig.bbox), canvas.get_renderer())
-        for name in _STEP_PANELS:
-            if name in self.axes:
-                self.axes[name].draw(event.renderer)
+        for ax in self._step_axes():
+            ax.draw(event.renderer)
         if not saving:                   # (a savefig draws the animated lines of its axes itself)
             for marker in self._markers:
                 marker.draw(event.renderer)
@@ -476,15 +480,12 @@ class Dashboard:
         pairs, layer, at = self._pairs(), self.layer.value, self.viewed_step
         with matplotlib.rc_context(RC):
             for names, draw in self._step_panels(pairs, layer, at):
-                for name in names:
-                    self.axes[name].set_animated(True)
                 self._draw_panel(names, draw, layer, self._hidden())
         for marker in self._markers:
             marker.set_xdata([at, at])
         canvas.restore_region(background[0])
-        for name in _STEP_PANELS:
-            if name in self.axes:
-                self.fig.draw_artist(self.axes[name])
+        for ax in self._step_axes():
+            self.fig.draw_artist(ax)
         for marker in self._markers:
             self.fig.draw_artist(marker)
         self.status.value = status_html(self)
@@ -506,9 +507,8 @@ class Dashboard:
         self.fig.set_layout_engine("constrained" if relayout else "none")
         if relayout and any(len(r.history) for r in self.runs):
             self._last_layout, self._laid_out_room = now, room
-        for name in _STEP_PANELS:                  # drawn over the background by _on_draw_event
-            if name in self.axes:
-                self.axes[name].set_animated(True)
+        for ax in self._step_axes():               # drawn over the background by _on_draw_event
+            ax.set_animated(True)
         self._send(blit=False)
         self._last_draw = time.perf_counter()    # the throttle counts from the end of a draw: a slow draw never
                                                  # turns live redraws into back-to-back ones
