@@ -25,7 +25,8 @@ Wirings, measured alternately while the same job writes:
 
 The canvas is ipympl's, as in the notebook (``%matplotlib widget``), with the browser replaced by a recorder of the
 images it would be sent (``--png``: the static-PNG fallback instead): what is timed is the kernel's whole answer —
-re-plot, render, and encoding the image ipympl sends (the pixels that changed); the transfer and paint are not.
+re-plot, render, and encoding the image ipympl sends (a whole image each time: ``Dashboard._send``); the transfer
+and paint are not.
 
 Prints a table (median and 90th percentile per wiring) and, last, one headline line.
 """
