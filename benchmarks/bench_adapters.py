@@ -99,7 +99,7 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def saved_activation_bytes(model, tokens) -> int:
     """Bytes of the distinct non-parameter storages autograd saves for backward in one forward."""
-    from orthoscope.memory import model_state, saved_tensor_bytes
+    from orthoscope.core.memory import model_state, saved_tensor_bytes
 
     nbytes, loss = saved_tensor_bytes(lambda: model(input_ids=tokens, labels=tokens).loss, exclude=model_state(model))
     loss.backward()

@@ -1,4 +1,4 @@
-"""Distributed cost of every method on the "small" Llama (orthoscope/llm.py), CPU, gloo, torchrun.
+"""Distributed cost of every method on the "small" Llama (orthoscope/recipes/llm.py), CPU, gloo, torchrun.
 
     python benchmarks/bench_distributed.py            # N = 1, 2, 4 processes; every llm_method; DDP and FSDP2
     python benchmarks/bench_distributed.py --quick    # N = 1, 2; adamw, muon, poet
@@ -114,7 +114,7 @@ def measure(method: str, mode: str, counter: CommCounter) -> dict:
     import torch.distributed as dist
 
     from orthoscope import Run
-    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method
+    from orthoscope.recipes.llm import TokenTask, build_llama, llama_config, llm_method
     from orthoscope.tasks import TinyLang
 
     task = TokenTask(TinyLang(n_ctx=32, batch_size=4, n_sentences=400, n_eval=8))
@@ -147,7 +147,7 @@ def probe_cost(mode: str | None, steps: int, repeats: int) -> dict:
     import torch.distributed as dist
 
     from orthoscope import Run
-    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.recipes.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
     from orthoscope.tasks import TinyLang
 
     shares, step_ms = [], []

@@ -119,7 +119,7 @@ def check_compiled(impls, x):
 
 def reproduce_hellokan():
     """pykan's hellokan (float64) with orthoscope's PyKAN wrapper and a Run; pykan's published numbers beside."""
-    from orthoscope.kan_train import hellokan
+    from orthoscope.recipes.kan_fit import hellokan
 
     published = {"fit": (1.85e-2, 1.77e-2), "prune+fit": (1.79e-2, 1.72e-2), "refine(10)+fit": (4.67e-4, 4.73e-4),
                  "auto_symbolic+fit": (3.33e-10, 7.20e-11)}

@@ -46,7 +46,7 @@ torch._logging.set_logs(dynamo=logging.ERROR, graph_breaks=False)   # torch.comp
 
 from orthoscope import kernels  # noqa: E402
 from orthoscope.kernels import reference  # noqa: E402
-from orthoscope.memory import saved_tensor_bytes  # noqa: E402
+from orthoscope.core.memory import saved_tensor_bytes  # noqa: E402
 
 PEAK_HBM = {"H100 SXM": 3.35e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
 

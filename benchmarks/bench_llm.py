@@ -1,7 +1,7 @@
 """LLM scale: ``Run`` on a transformers ``LlamaForCausalLM`` built from a config, one method per fresh process.
 
 Methods: AdamW, LoRA (r 8, all projections), OFT (b 32, CNP), POET (b 256 on a GPU, 32 on CPU; plain and memory
-mode), Pion, Muon — ``orthoscope.llm.llm_method``. Every method trains the same model (same seed) on the same
+mode), Pion, Muon — ``orthoscope.recipes.llm.llm_method``. Every method trains the same model (same seed) on the same
 batches with gradient checkpointing on every decoder layer and, on CUDA, bf16 autocast (fp32 weights and states).
 
 * GPU (default ``--size 1b``: hidden 2048, 22 layers, MLP 5632, vocab 32000 — TinyLlama-1.1B's shape):
@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from orthoscope.memory import model_state, saved_tensor_bytes
+from orthoscope.core.memory import model_state, saved_tensor_bytes
 
 DEFAULTS = {"cpu": dict(size="tiny", batch=8, seq=64, steps=10, warmup=2, block=32),
             "cuda": dict(size="1b", batch=8, seq=1024, steps=10, warmup=3, block=256)}
@@ -70,7 +70,7 @@ def sync():
 def worker(args) -> dict:
     """One method in this process: build, warm up, time ``steps`` steps, measure memory and a probe pass."""
     from orthoscope import Run
-    from orthoscope.llm import SyntheticTokens, TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.recipes.llm import SyntheticTokens, TokenTask, build_llama, llama_config, llm_method, llm_probes
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

@@ -92,7 +92,7 @@ def train_step(run) -> float:
 def saved_activation_bytes(run) -> int:
     import torch
 
-    from orthoscope.memory import model_state, saved_tensor_bytes
+    from orthoscope.core.memory import model_state, saved_tensor_bytes
 
     x, y = run.task.batch(torch.Generator().manual_seed(123))
     nbytes, loss = saved_tensor_bytes(lambda: run.loss_fn(run.model(x), y), exclude=model_state(run.model))

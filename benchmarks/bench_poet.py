@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from orthoscope.adapters.poet import POET, poet_layers
-from orthoscope.memory import model_state, saved_tensor_bytes
+from orthoscope.core.memory import model_state, saved_tensor_bytes
 from orthoscope.probes.metrics import orthogonality_error
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_stream.py            # full sizes
     .venv/bin/python benchmarks/bench_stream.py --quick    # seconds (CI runs this)
 
-(a) stream: a run trained with ``orthoscope.rundir.HistoryStream`` subscribed (what ``orthoscope train`` does) at
+(a) stream: a run trained with ``orthoscope.config.rundir.HistoryStream`` subscribed (what ``orthoscope train`` does) at
     the default probe schedule; the time spent inside the stream callback (JSON encoding + write + flush of every
     record) is added up with ``perf_counter`` and divided by the run's training time. Two runs: the tour's MLP on
     modular addition with ``default_probes()`` (every 20 steps; millisecond steps, the worst case for the ratio) and
@@ -29,7 +29,7 @@ class TimedStream:
     """``HistoryStream`` with the time spent inside it added up."""
 
     def __init__(self, path):
-        from orthoscope.rundir import HistoryStream
+        from orthoscope.config.rundir import HistoryStream
 
         self.stream, self.seconds = HistoryStream(path), 0.0
 
@@ -64,7 +64,7 @@ def mlp_run():
 
 def llama_run(task, size: str):
     from orthoscope import Run
-    from orthoscope.llm import build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.recipes.llm import build_llama, llama_config, llm_method, llm_probes
 
     model = build_llama(llama_config(size, task.vocab_size, task.n_ctx), seed=0)
     return Run(model, task, llm_method("adamw"), probes=llm_probes(model), seed=0, name=f"llama-{size}")

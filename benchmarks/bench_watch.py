@@ -58,7 +58,7 @@ def setup(folder: Path):
 
     from orthoscope import Run
     from orthoscope.config import save_config
-    from orthoscope.llm import build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.recipes.llm import build_llama, llama_config, llm_method, llm_probes
     from orthoscope.tasks import TokenFile
     from orthoscope.tasks.tokenfile import tokenize
 

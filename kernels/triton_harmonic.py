@@ -1,5 +1,5 @@
 """Fused harmonic loss: distance logits + HarMax + NLL over a large vocabulary without an [N × V] tensor, forward and
-backward, in Triton (twin: ``reference.harmonic_nll``; math in ``orthoscope/losses.py``).
+backward, in Triton (twin: ``reference.harmonic_nll``; math in ``orthoscope/methods/losses.py``).
 
 For representations ``h[N, D]``, centres ``w[V, D]`` and targets ``t[N]`` (``-100`` = ignored, as
 ``F.cross_entropy``):

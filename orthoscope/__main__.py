@@ -10,9 +10,10 @@ import sys
 COMMANDS = {
     "demo": ("orthoscope.demo", "train modular addition until it groks; write DIR/report.html"),
     "reproduce": ("orthoscope.zoo.reproduce", "re-run one toy-model reproduction (see REPRODUCTIONS.md)"),
-    "train": ("orthoscope.train", "train a run config into runs/NAME/ (resumable; see docs/scale.md)"),
+    "train": ("orthoscope.config.train", "train a run config into runs/NAME/ (resumable; see docs/scale.md)"),
     "tokenize": ("orthoscope.tasks.tokenfile", "turn a text file into a token .bin for the TokenFile task"),
-    "methods": ("orthoscope.method_settings", "every method's settings and defaults (--markdown: docs/methods.md)"),
+    "methods": ("orthoscope.config.method_settings",
+                "every method's settings and defaults (--markdown: docs/methods.md)"),
     "course": ("orthoscope.course.build", "course build OUT: student notebooks (solutions removed) + answer key"),
 }
 

@@ -68,8 +68,8 @@ def make_config(args) -> DemoConfig:
 def build_run(cfg: DemoConfig):
     import torch
 
-    from .methods import AdamW
-    from .run import Run
+    from .methods.base import AdamW
+    from .training.run import Run
     from .models import MLP
     from .probes import default_probes
     from .tasks import ModularArithmetic
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
 
 def write(out, cfg: DemoConfig, result: DemoResult, lines: list[str], argv) -> Path:
     """Write ``out/report.html`` and say where it is."""
-    from .report import write_report
+    from .viz.report import write_report
 
     t = time.perf_counter()
     pct = f"{100 * cfg.target:g}%"

@@ -2,9 +2,14 @@
 
 Every ``import`` and ``from … import`` in ``orthoscope/`` counts, at module level or inside a function (a lazy import
 is still a dependency; hiding one in a function only hides a loop). The Triton sources (``kernels/``, installed as
-``orthoscope.kernels.triton``) count too. Each module belongs to one layer (``LAYERS``, bottom first); an import of a
-module in a higher layer is an *upward* import. The ones the design accepts are listed, with their reason, in
-``DELIBERATE``; tests/test_import_graph.py asserts there are no others and no import loop.
+``orthoscope.kernels.triton``) count too.
+
+**A module's layer is its folder's.** ``LAYERS`` lists the layers bottom first, each with the folders of
+``orthoscope/`` that make it up; a module belongs to the layer of the top-level folder it sits in, and the modules at
+the root of the package (``ROOT_MODULES``) are the top layer. A folder that is in no layer, or a module at the root
+that is not listed, is an error: the picture and the folders cannot drift apart. An import of a module in a higher
+layer is an *upward* import; the ones the design accepts are listed, with their reason, in ``DELIBERATE``.
+tests/test_import_graph.py asserts there are no others and no import loop.
 
 Prints the layers, the arrows between them (how many imports each stands for) and every upward import; with
 ``--mermaid``, a Mermaid flowchart of the layers for docs/design.md.
@@ -19,33 +24,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Bottom first. A module belongs to the first layer with a matching prefix (a package name covers its submodules).
+# Bottom first: (layer, its folders under orthoscope/). docs/design.md, "Layers", says what each one holds.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("orthoscope.validate", "orthoscope.version", "orthoscope.keys", "orthoscope.memory", "orthoscope.checkpoint", "orthoscope.run_state",
-                     "orthoscope.history", "orthoscope.targets", "orthoscope.ortho")),
-    ("kernel seam", ("orthoscope.kernels",)),
-    ("losses and methods", ("orthoscope.losses", "orthoscope.methods")),
-    ("parts", ("orthoscope.models", "orthoscope.tasks", "orthoscope.probes", "orthoscope.optim",
-               "orthoscope.adapters", "orthoscope.schedules")),
-    ("the training loop", ("orthoscope.run", "orthoscope.run_checks", "orthoscope.distributed",
-                           "orthoscope.distributed_matrices", "orthoscope.distributed_matrix_state",
-                           "orthoscope.distributed_checkpoint")),
-    ("recipes", ("orthoscope.rundir", "orthoscope.config", "orthoscope.specs", "orthoscope.config_run", "orthoscope.method_settings", "orthoscope.train",
-                 "orthoscope.llm", "orthoscope.kan_train", "orthoscope.arena", "orthoscope.scaling",
-                 "orthoscope.zoo", "orthoscope.course")),
-    ("views", ("orthoscope.viz", "orthoscope.report")),
-    ("the package and its entry points", ("orthoscope", "orthoscope.__main__", "orthoscope.demo")),
+    ("foundations", ("core", "ortho")),
+    ("kernel seam", ("kernels",)),
+    ("methods and losses", ("methods",)),
+    ("parts", ("models", "tasks", "probes", "optim", "adapters")),
+    ("distributed seam", ("distributed",)),
+    ("the training loop", ("training",)),
+    ("runs as data, and recipes", ("config", "recipes", "zoo", "arena", "course")),
+    ("views", ("viz",)),
+    ("the package and its entry points", ("",)),        # the modules at the root of orthoscope/
 ]
+# The only modules at the root of orthoscope/: the package itself, the command line, the demo, the old-path aliases.
+ROOT_MODULES = ("orthoscope", "orthoscope.__main__", "orthoscope.demo", "orthoscope._moved")
 
-# Upward imports the design accepts, each with its reason (docs/design.md, "Layers").
-DELIBERATE: dict[tuple[str, str], str] = {
-    ("orthoscope.run", "orthoscope.config_run"):
-        "Run.config and Run.from_config are conveniences over orthoscope.config_run, imported when called",
-    ("orthoscope.run", "orthoscope.config"): "Run.from_config applies its overrides with orthoscope.config",
-    ("orthoscope.models.kan_train", "orthoscope.kan_train"): "",          # filled below: deprecated aliases
-}
-for _alias in [k for k, v in DELIBERATE.items() if not v]:
-    DELIBERATE[_alias] = f"deprecated alias: {_alias[0]} moved to {_alias[1]}"
+# Upward imports the design accepts, each with its reason (docs/design.md, "Layers"). None today.
+DELIBERATE: dict[tuple[str, str], str] = {}
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
@@ -87,6 +82,9 @@ def _imported(module: str, path: Path, node: ast.AST, known: dict[str, Path]) ->
     return out
 
 
+_PACKAGES = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "orthoscope").glob("*/__init__.py")}
+
+
 def import_graph(root: Path = ROOT) -> set[tuple[str, str]]:
     """Every (importer, imported) pair of package modules, lazy imports included."""
     known = modules(root)
@@ -97,16 +95,26 @@ def import_graph(root: Path = ROOT) -> set[tuple[str, str]]:
     return edges
 
 
+def folder_of(module: str) -> str:
+    """The top-level folder of ``orthoscope/`` a module sits in; ``""`` for a module at the root."""
+    parts = module.split(".")
+    if parts[0] != "orthoscope":
+        raise KeyError(f"{module} is not a module of orthoscope")
+    if module in ROOT_MODULES:
+        return ""
+    if len(parts) == 2 and module not in _PACKAGES:
+        raise KeyError(f"{module} is a module at the root of orthoscope/ that scripts/import_layers.py ROOT_MODULES "
+                       "does not list: put it in the folder of its layer")
+    return parts[1]
+
+
 def layer_of(module: str) -> int:
-    best, best_len = None, -1
-    for i, (_, prefixes) in enumerate(LAYERS):
-        for prefix in prefixes:
-            covers = module == prefix or (module.startswith(prefix + ".") and prefix != "orthoscope")   # the root: itself only
-            if covers and len(prefix) > best_len:
-                best, best_len = i, len(prefix)
-    if best is None:
-        raise KeyError(f"{module} is in no layer of scripts/import_layers.py LAYERS; add it to one")
-    return best
+    folder = folder_of(module)
+    for i, (_, folders) in enumerate(LAYERS):
+        if folder in folders:
+            return i
+    raise KeyError(f"{module}: the folder orthoscope/{folder}/ is in no layer of scripts/import_layers.py LAYERS; "
+                   "add it to one")
 
 
 def upward(edges) -> list[tuple[str, str]]:
@@ -162,8 +170,8 @@ def layer_arrows(edges) -> dict[tuple[int, int], int]:
 
 def mermaid(edges) -> str:
     lines = ["flowchart BT"]
-    for i, (name, prefixes) in enumerate(LAYERS):
-        shown = ", ".join(p.removeprefix("orthoscope.") for p in prefixes)
+    for i, (name, folders) in enumerate(LAYERS):
+        shown = ", ".join(f"{f}/" if f else "__init__, __main__, demo, _moved" for f in folders)
         lines.append(f'    L{i}["{name}<br/><small>{shown}</small>"]')
     for (la, lb), n in sorted(layer_arrows(edges).items()):
         style = "-.->" if lb > la else "-->"
@@ -179,8 +187,8 @@ def main(argv=None) -> int:
     if args.mermaid:
         print(mermaid(edges))
         return 0
-    for i, (name, prefixes) in enumerate(LAYERS):
-        print(f"{i} {name}: {', '.join(prefixes)}")
+    for i, (name, folders) in enumerate(LAYERS):
+        print(f"{i} {name}: {', '.join(f'{f}/' if f else 'the root' for f in folders)}")
     print("\nlayer arrows (from → to: imports):")
     for (la, lb), n in sorted(layer_arrows(edges).items()):
         print(f"  {LAYERS[la][0]} → {LAYERS[lb][0]}: {n}{'   (UPWARD)' if lb > la else ''}")

@@ -20,7 +20,7 @@ P, BATCH, STEPS = 13, 8, 20
 def make_method(case: dict):
     import orthoscope
     from orthoscope import adapters
-    from orthoscope import kan_train
+    from orthoscope.recipes import kan_fit as kan_train
     from orthoscope.optim import methods as optim_methods
 
     name, kwargs = case["method"], case.get("kwargs", {})
@@ -32,7 +32,7 @@ def build_llm(case: dict, distributed=None):
     """The LLM recipe of docs/distributed.md as written, on the tiny Llama (hidden 64, 2 layers) and TinyLang:
     ``llm_method(case["llm"])``, ``llm_probes`` every 5 steps, global batch 4."""
     from orthoscope import Run
-    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.recipes.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
     from orthoscope.tasks.tinylang import TinyLang
 
     task = TokenTask(TinyLang(n_ctx=16, batch_size=4, n_sentences=300), n_eval=8)

@@ -131,7 +131,7 @@ BAD_CALLS = [
                                                                2.0), "dtype"),
     ("pairwise_energy not a tensor", lambda: kernels().pairwise_energy([[1.0, 2.0]]), "w"),
     # losses / history
-    ("harmonic_loss exponent string", lambda: orthoscope.losses.harmonic_loss(torch.zeros(2, 3), torch.zeros(4, 3),
+    ("harmonic_loss exponent string", lambda: orthoscope.methods.losses.harmonic_loss(torch.zeros(2, 3), torch.zeros(4, 3),
                                                                                torch.zeros(2, dtype=torch.long),
                                                                                n="2"), "n"),
     ("History unknown key", lambda: orthoscope.History()["loss/nope"], "loss/nope"),

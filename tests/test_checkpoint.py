@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from orthoscope import AdamW, Run
-from orthoscope.checkpoint import CheckpointError, read_checked, write_atomic
+from orthoscope.core.checkpoint import CheckpointError, read_checked, write_atomic
 from orthoscope.models import MLP, TinyTransformer
 from orthoscope.probes import default_probes
 from orthoscope.tasks import ModularArithmetic
@@ -186,7 +186,7 @@ def test_scalar_and_bool_tensors_round_trip(tmp_path):
     assert all(torch.equal(back[k], v) and back[k].dtype == v.dtype for k, v in tensors.items())
 
 
-@pytest.mark.parametrize("module", ["orthoscope/checkpoint.py", "orthoscope/run.py", "orthoscope/history.py"])
+@pytest.mark.parametrize("module", ["orthoscope/core/checkpoint.py", "orthoscope/training/run.py", "orthoscope/core/history.py"])
 def test_loading_never_unpickles(module):
     tree = ast.parse((ROOT / module).read_text())
     unsafe_modules = {"pickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from orthoscope import SGD, AdamW, NonFiniteError, Run
-from orthoscope.checkpoint import CheckpointError, _digest, read_checked
+from orthoscope.core.checkpoint import CheckpointError, _digest, read_checked
 from orthoscope.models import MLP
 from orthoscope.probes import default_probes
 from orthoscope.tasks import ModularArithmetic
@@ -183,12 +183,12 @@ def test_a_failure_while_applying_restores_the_run(saved, monkeypatch):
     good, _, _ = saved
     run = make_run().train(2, progress=False)
     before = state_of(run)
-    import orthoscope.history
+    import orthoscope.core.history
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk hiccup")
 
-    monkeypatch.setattr(orthoscope.history.History, "from_state", broken)   # after model + optimizer were applied
+    monkeypatch.setattr(orthoscope.core.history.History, "from_state", broken)   # after model + optimizer were applied
     with pytest.raises(CheckpointError, match="the run is unchanged"):
         run.load(good)
     assert same(before, state_of(run))
@@ -198,7 +198,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     import safetensors.torch
     import torch
-    from orthoscope.checkpoint import write_atomic
+    from orthoscope.core.checkpoint import write_atomic
 
     real = safetensors.torch.save_file
 

@@ -6,7 +6,7 @@ import torch
 
 from orthoscope import Run, models, tasks
 from orthoscope.config import ConfigError, load_config, method_classes, save_config
-from orthoscope.schedules import add_schedule
+from orthoscope.methods.schedules import add_schedule
 from test_run import assert_same_history
 
 STEPS = 3
@@ -46,7 +46,7 @@ def test_every_method_round_trips(name):
 
 
 def test_every_task_round_trips():
-    from orthoscope.llm import SyntheticTokens, TokenTask, build_llama, llama_config, llm_probes
+    from orthoscope.recipes.llm import SyntheticTokens, TokenTask, build_llama, llama_config, llm_probes
 
     torch.manual_seed(1)
     digits = Run(models.MLP(d_in=64, hidden=(8,), d_out=10), tasks.Digits(n_train=200, batch_size=32), seed=1)
@@ -147,7 +147,7 @@ def test_notebook_objects_a_config_cannot_hold():
 def test_grad_accum_updates_with_the_mean_gradient_of_its_batches():
     import copy
 
-    from orthoscope.losses import resolve_loss
+    from orthoscope.methods.losses import resolve_loss
 
     cfg = mlp_run(method_classes()["SGD"](lr=1.0)).config
     cfg.update(grad_accum=3, probes=[])

@@ -312,7 +312,7 @@ def test_long_layer_names_wrap_inside_their_panels():
     broken into lines, and every title stays inside its own panel's width and the figure."""
     pytest.importorskip("transformers")
     from orthoscope import Run
-    from orthoscope.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
+    from orthoscope.recipes.llm import TokenTask, build_llama, llama_config, llm_method, llm_probes
     from orthoscope.tasks.tinylang import TinyLang
 
     task = TokenTask(TinyLang(n_ctx=16, batch_size=4, n_sentences=100), n_eval=4)

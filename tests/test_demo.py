@@ -6,7 +6,7 @@ import torch
 
 from orthoscope import History
 from orthoscope import demo
-from orthoscope.report import build_report, offline_player
+from orthoscope.viz.report import build_report, offline_player
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_report_refuses_an_unrecorded_layer_and_strips_external_links():
 
 def test_report_of_a_run_with_only_evaluation(tmp_path):
     from orthoscope.probes import Evaluate
-    from orthoscope.report import write_report
+    from orthoscope.viz.report import write_report
 
     run = demo.build_run(demo.DemoConfig(**{**demo.SMOKE, "max_steps": 3}))
     run.probes = [Evaluate(every=1)]

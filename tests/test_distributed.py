@@ -99,7 +99,7 @@ def resume_cases(out: Path) -> list[dict]:
         base = base_case(method)
         run = build(base)
         run.train(10, progress=False)
-        from orthoscope.distributed_checkpoint import save
+        from orthoscope.distributed.checkpoint import save
         save(run, out / f"{method}_one")
         for mode in ("ddp", "fsdp"):
             cases.append(dict(base, name=f"{method}_{mode}_from1", mode=mode, steps=10,
@@ -245,7 +245,7 @@ def test_resume_across_world_sizes(launched, method, mode):
 
 def test_single_file_converters(launched, tmp_path):
     """A sharded directory → one safetensors file → a sharded directory: the same run resumes from each."""
-    from orthoscope.distributed_checkpoint import from_single_file, to_single_file
+    from orthoscope.distributed.checkpoint import from_single_file, to_single_file
 
     base = next(c for c in CASES if c["method"] == "AdamW")
     to_single_file(build(base), launched / "AdamW_fsdp_two", tmp_path / "one.safetensors")

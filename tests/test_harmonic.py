@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from orthoscope import kernels
-from orthoscope.losses import (HARMONIC_EPS, LOSSES, harmax, harmonic_logits, harmonic_loss, resolve_loss,
+from orthoscope.methods.losses import (HARMONIC_EPS, LOSSES, harmax, harmonic_logits, harmonic_loss, resolve_loss,
                                squared_distances)
 from orthoscope.models import MLP, TinyTransformer
 from orthoscope.models.heads import HarmonicHead, use_harmonic_head

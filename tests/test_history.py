@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from orthoscope import History
-from orthoscope.checkpoint import CheckpointError
+from orthoscope.core.checkpoint import CheckpointError
 
 
 def make_history() -> History:
@@ -109,7 +109,7 @@ def test_load_refuses_other_files(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         History.load(tmp_path / "missing.safetensors")
     # a Run checkpoint is not a History file
-    from orthoscope.checkpoint import write_atomic
+    from orthoscope.core.checkpoint import write_atomic
 
     write_atomic(tmp_path / "run.safetensors", {"x": torch.ones(1)}, {"kind": "orthoscope.Run"})
     with pytest.raises(CheckpointError, match="expected a 'orthoscope.History'"):
@@ -127,7 +127,7 @@ def test_saved_metadata_is_plain_json(tmp_path):
 
 
 def test_keys_are_built_and_read_by_one_helper():
-    from orthoscope.keys import key, metric_of, split_key, where_of
+    from orthoscope.core.keys import key, metric_of, split_key, where_of
 
     assert key("sv", "layers.0.mlp") == "sv/layers.0.mlp" and key("step_time") == "step_time"
     assert split_key("sv/layers.0.mlp") == ("sv", "layers.0.mlp") and split_key("step_time") == ("step_time", None)

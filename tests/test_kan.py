@@ -262,7 +262,7 @@ def test_drop_in_mlp_and_transformer_kan_ffn():
 
 def test_run_trains_fast_kan_with_grid_updates_and_probes():
     from orthoscope import Run
-    from orthoscope.kan_train import Adam, FunctionTask, GridUpdate, Refine
+    from orthoscope.recipes.kan_fit import Adam, FunctionTask, GridUpdate, Refine
     from orthoscope.probes.kan import EdgeCurves, EdgeImportance, FitError
 
     task = FunctionTask(lambda x: torch.exp(torch.sin(torch.pi * x[:, 0]) + x[:, 1] ** 2), n_var=2,

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 pytest.importorskip("transformers")
 
 from orthoscope import Run  # noqa: E402
-from orthoscope.llm import (METHODS, CausalLM, SyntheticTokens, TokenTask, build_llama, llama_config,  # noqa: E402
+from orthoscope.recipes.llm import (METHODS, CausalLM, SyntheticTokens, TokenTask, build_llama, llama_config,  # noqa: E402
                             llm_method, llm_probes, sample_layers)
 from orthoscope.tasks.tinylang import TinyLang  # noqa: E402
 

@@ -90,7 +90,7 @@ def test_methods_check_arguments_without_building_a_model(monkeypatch):
 def test_docs_methods_md_is_generated_from_the_declarations():
     from pathlib import Path
 
-    from orthoscope.method_settings import markdown, settings
+    from orthoscope.config.method_settings import markdown, settings
 
     docs = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
     assert docs.read_text() == markdown(), "regenerate: python -m orthoscope methods --markdown > docs/methods.md"

@@ -102,7 +102,7 @@ def test_export_png(tmp_path):
 
 
 def test_report_page_is_offline(make_run):
-    from orthoscope.report import build_report
+    from orthoscope.viz.report import build_report
 
     run = make_run(every=2).train(4, progress=False)
     page = build_report(run, title="t", max_frames=3)

@@ -70,7 +70,7 @@ def test_import_is_light_silent_and_writes_nothing(tmp_path):
 def test_core_subpackages_stay_light(tmp_path):
     # one fresh process imports them in turn (core ones may use pandas/sklearn lazily, never the heavy extras)
     modules = ["orthoscope.tasks", "orthoscope.models", "orthoscope.probes", "orthoscope.kernels",
-               "orthoscope.checkpoint", "orthoscope.run"]
+               "orthoscope.core.checkpoint", "orthoscope.training.run"]
     _, _, result = import_in_fresh_process(tmp_path, "\n".join(f"import {m}" for m in modules))
     heavy = [m for m in result["heavy"] if m not in ("pandas", "sklearn")]
     assert heavy == [], f"importing {modules} imported {heavy}"
@@ -117,7 +117,7 @@ def test_no_top_level_folder_is_a_regular_package_and_benchmarks_are_prefixed():
 
 
 def test_version_agrees_with_pyproject():
-    from orthoscope.version import __version__
+    from orthoscope.core.version import __version__
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     assert project["version"] == __version__

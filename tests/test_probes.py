@@ -16,7 +16,7 @@ class FakeRun:
     """What a probe reads from a run: the model, the task, the loss and the step."""
 
     def __init__(self, model, task=None, step_count=0):
-        from orthoscope.losses import cross_entropy
+        from orthoscope.methods.losses import cross_entropy
 
         self.model, self.task, self.loss_fn, self.step_count = model, task, cross_entropy, step_count
 

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("kan")
 
 from orthoscope import Run  # noqa: E402
-from orthoscope.kan_train import (LBFGS, Adam, FunctionTask, GridUpdate, KANLoss, Prune, Refine,  # noqa: E402
+from orthoscope.recipes.kan_fit import (LBFGS, Adam, FunctionTask, GridUpdate, KANLoss, Prune, Refine,  # noqa: E402
                                          begin_fit)
 from orthoscope.models.pykan_bridge import PyKAN, contained  # noqa: E402
 from orthoscope.probes.kan import EdgeCurves, EdgeImportance, FitError  # noqa: E402

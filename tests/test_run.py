@@ -176,7 +176,7 @@ def test_non_finite_gradient_names_the_first_bad_parameter():
 def test_closure_path_runs_before_step_interventions_on_every_gradient():
     """LBFGS-style methods re-evaluate the loss in a closure; gradient clipping must still apply to each gradient."""
     from orthoscope.methods import Intervention
-    from orthoscope.kan_train import LBFGS
+    from orthoscope.recipes.kan_fit import LBFGS
 
     seen = []
 

@@ -1,10 +1,10 @@
-"""orthoscope.scaling: power-law fits recover planted exponents; sweeps collect what they are given."""
+"""orthoscope.zoo.scaling: power-law fits recover planted exponents; sweeps collect what they are given."""
 import math
 
 import numpy as np
 import pytest
 
-from orthoscope.scaling import PowerLawFit, SweepResult, fit_power_law, plot_power_law, sweep
+from orthoscope.zoo.scaling import PowerLawFit, SweepResult, fit_power_law, plot_power_law, sweep
 
 
 def planted(slope=-0.7, noise=0.1, n=25, seed=0, prefactor=3.0):

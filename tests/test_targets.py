@@ -6,7 +6,7 @@ import torch
 
 from orthoscope.models import MLP, TinyTransformer
 from orthoscope.probes import Spectrum
-from orthoscope.targets import path_matches, select_modules
+from orthoscope.core.targets import path_matches, select_modules
 
 
 def transformer():
@@ -85,7 +85,7 @@ def test_agrees_with_peft_check_target_module_exists():
 
 
 def test_exactly_selects_only_the_given_paths():
-    from orthoscope.targets import exactly, path_matches
+    from orthoscope.core.targets import exactly, path_matches
 
     rule = exactly(["layers.0.fc", "head"])
     assert path_matches("layers.0.fc", rule) and path_matches("head", rule)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from orthoscope.config import save_config
-from orthoscope.rundir import checkpoints, latest_checkpoint, read_history, read_records
+from orthoscope.config.rundir import checkpoints, latest_checkpoint, read_history, read_records
 from orthoscope.tasks.tokenfile import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_latest_names_the_last_complete_checkpoint_and_leftovers_are_removed(tmp
 
     from orthoscope import Run
     from orthoscope.models import MLP
-    from orthoscope.rundir import CHECKPOINTS, HistoryStream, resume, save_checkpoint
+    from orthoscope.config.rundir import CHECKPOINTS, HistoryStream, resume, save_checkpoint
     from orthoscope.tasks import ModularArithmetic
 
     def tiny():

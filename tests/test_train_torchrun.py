@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from orthoscope.config import save_config
-from orthoscope.rundir import checkpoints, latest_checkpoint, read_history, read_records
+from orthoscope.config.rundir import checkpoints, latest_checkpoint, read_history, read_records
 from orthoscope.tasks.tokenfile import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def one_process(config, tmp_path_factory):
     """The same config trained in this process: the reference History."""
-    from orthoscope.train import prepare, train
+    from orthoscope.config.train import prepare, train
 
     run, cfg, run_dir = prepare(config, [], tmp_path_factory.mktemp("one"), None)
     train(run, cfg, run_dir, progress=False)
@@ -153,7 +153,7 @@ def test_train_under_torchrun_equals_one_process(launched, one_process, mode):
 def test_torchrun_checkpoint_resumes_in_one_process(launched, one_process, config, tmp_path):
     """The FSDP2 run's last checkpoint, loaded in one process, is the one-process run at step 20."""
     from orthoscope.config import load_config, normalize
-    from orthoscope.config_run import build_run
+    from orthoscope.config.build import build_run
 
     run = build_run(normalize(load_config(config, [])))
     run.load(latest_checkpoint(launched["fsdp"][0])[1])

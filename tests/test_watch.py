@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from orthoscope import Run, models, tasks
-from orthoscope.config_run import build_run
-from orthoscope.rundir import HistoryStream, cut_history, read_history
-from orthoscope.train import train
+from orthoscope.config.build import build_run
+from orthoscope.config.rundir import HistoryStream, cut_history, read_history
+from orthoscope.config.train import train
 from orthoscope.viz.watch import WatchedRun
 from test_run import assert_same_history as same
 

@@ -43,7 +43,7 @@ def test_training_reduces_the_error_and_sweep_collects_it():
 
 
 def test_slopes_by_seed_fits_each_seed_and_takes_the_median():
-    from orthoscope.scaling import SweepResult
+    from orthoscope.zoo.scaling import SweepResult
 
     widths = [4, 8, 16, 32]
     planted = {0: -1.0, 1: -2.0, 2: -0.5}                                  # exact power laws, one per seed

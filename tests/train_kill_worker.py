@@ -24,8 +24,9 @@ def die(runs: Path, rank: int) -> None:
 def main(argv: list[str]) -> int:
     import faulthandler
     faulthandler.register(signal.SIGUSR1)          # `kill -USR1 PID` prints a hung worker's Python stacks
-    from orthoscope import distributed_checkpoint, run as run_module
-    from orthoscope.train import main as train_main
+    from orthoscope.distributed import checkpoint as distributed_checkpoint
+    from orthoscope.training import run as run_module
+    from orthoscope.config.train import main as train_main
 
     rank_s, step_s, where = os.environ["ORTHOSCOPE_TEST_KILL"].split(":")
     kill_rank, kill_step = int(rank_s), int(step_s)

@@ -1,4 +1,4 @@
-"""Attach reparametrizations to any ``nn.Module`` by module path (peft's rules; see ``orthoscope.targets``).
+"""Attach reparametrizations to any ``nn.Module`` by module path (peft's rules; see ``orthoscope.core.targets``).
 
 Every adapter — OFT, BOFT, QOFT, LoRA, SoRA and POET — attaches the same way, in three steps: **select** the module
 paths once (``matched_modules``: peft's rules, plus each method's own checks), **build** every adapted layer (so a
@@ -22,7 +22,7 @@ from typing import Callable, ClassVar, Iterator
 import torch
 from torch import nn
 
-from ..targets import Rules, select_modules
+from ..core.targets import Rules, select_modules
 
 
 class AdaptedLayer(nn.Module):

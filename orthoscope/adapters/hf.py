@@ -155,7 +155,7 @@ def unsupported_target_message(model: nn.Module, targets, adapter: str, types: t
     "unknown target"): ``"'c_attn' matches 2 module(s) of type ['Conv1D'] …; boft supports ['Linear']"``. ``None``
     when every entry hits a supported module or names no module at all (then the unknown-target error lists the
     candidates). Adapted layers and the modules inside them are not candidates."""
-    from ..targets import path_matches
+    from ..core.targets import path_matches
 
     adapted = [p for p, m in model.named_modules() if p and hasattr(m, "base_layer") and hasattr(m, "merged")]
     modules = [(p, m) for p, m in model.named_modules()

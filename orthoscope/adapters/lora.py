@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..methods import check_positive
+from ..methods.base import check_positive
 from .oft import adapter_dtype
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter
 

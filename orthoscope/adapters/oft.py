@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import kernels
-from ..methods import check_positive
+from ..methods.base import check_positive
 from ..ortho import cayley, n_packed, skew_from_packed
 from .hf import Conv1DLayout
 from .registry import AdaptedLayer, AdapterConfig, AdapterMethod, register_adapter

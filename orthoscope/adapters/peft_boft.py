@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..ortho import packed_from_skew, skew_from_packed
-from ..targets import exactly
+from ..core.targets import exactly
 from .boft import BOFTConfig, BOFTConv1D, BOFTLinear
 from .peft_common import PREFIX, check_shape, load_base_weights, refuse_merged, split_keys
 from .registry import attach

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..targets import exactly
+from ..core.targets import exactly
 from .oft import OFTConfig, OFTConv1D, OFTConv2d, OFTEmbedding, OFTLinear
 from .peft_common import PREFIX, load_base_weights, refuse_merged, split_keys
 from .registry import attach

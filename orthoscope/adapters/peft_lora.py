@@ -23,7 +23,7 @@ import re
 import torch
 from torch import nn
 
-from ..targets import exactly
+from ..core.targets import exactly
 from .lora import LoRAConfig, _LowRank
 from .peft_common import PREFIX, check_shape, load_base_weights, refuse_merged, split_keys
 from .registry import attach

@@ -54,8 +54,8 @@ import torch
 from torch import nn
 
 from .. import kernels
-from ..methods import Intervention, Method, check_positive
-from ..targets import Rules, path_matches
+from ..methods.base import Intervention, Method, check_positive
+from ..core.targets import Rules, path_matches
 from .core import AdaptedLayer, matched_modules, swap_in
 from .hf import skipped_compute, unsupported_target_message, warn_skipped
 from ..ortho import cayley, invert_permutation, n_packed, random_block_permutation, skew_from_packed

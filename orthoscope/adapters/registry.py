@@ -23,8 +23,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..methods import Method, check_positive, trainable
-from ..targets import Rules, path_matches
+from ..methods.base import Method, check_positive, trainable
+from ..core.targets import Rules, path_matches
 from .core import AdaptedLayer, matched_modules, swap_in  # noqa: F401  (AdaptedLayer: re-exported)
 from .hf import (TIED_CHOICES, conv1d_type, resolve_ties, skipped_compute, unsupported_target_message,
                  warn_skipped)

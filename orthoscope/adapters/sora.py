@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..methods import Intervention, check_positive, trainable
+from ..methods.base import Intervention, check_positive, trainable
 from .core import _replace
 from .lora import LoRAConfig, _LowRank
 from .registry import AdapterMethod, register_adapter

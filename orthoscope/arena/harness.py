@@ -8,10 +8,10 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..methods import AdamW, Method
+from ..methods.base import AdamW, Method
 from ..probes import Evaluate, Spectrum
 from ..probes.geometry import ActivationGeometry, CapabilityDrift, WeightGeometry
-from ..run import Run
+from ..training.run import Run
 from .interpolation import interpolation_models
 from .results import ArenaResult, _transpose, count_trainable, evaluate, sora_summary, summarize_geometry
 from .tasks import PairTask, digits_task

@@ -7,8 +7,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..losses import accuracy, resolve_loss
-from ..run import Run
+from ..methods.losses import accuracy, resolve_loss
+from ..training.run import Run
 
 GEOMETRY_SUMMARY = ("delta_erank", "retention_smoothness", "adaptation_smoothness", "procrustes_A", "gram_A",
                     "cka_A", "csd_rel_A", "csd_rel_B")

@@ -243,7 +243,7 @@ def check_newton_schulz(fn) -> None:
 
 def check_harmonic_logits(fn) -> None:
     """``fn(h, centers, n) -> −n·log d``, ``d = √(‖h − w‖² + ε)``, ε = 1e-6, for h[N, D], centers[V, D]."""
-    from orthoscope.losses import HARMONIC_EPS, harmonic_logits
+    from orthoscope.methods.losses import HARMONIC_EPS, harmonic_logits
 
     h = torch.randn(5, 3, generator=gen(0), dtype=torch.float64)
     centers = torch.randn(4, 3, generator=gen(1), dtype=torch.float64)

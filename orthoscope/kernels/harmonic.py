@@ -1,6 +1,6 @@
 """Harmonic (distance) logits: the math shared by the harmonic loss, ``HarmonicHead`` and the kernel seam's
 ``harmonic_nll`` twin. It lives here, inside ``orthoscope.kernels``, so that the seam never imports its callers
-(``orthoscope.losses`` and ``orthoscope.models.heads`` import it from here; docs/design.md, "Layers")."""
+(``orthoscope.methods.losses`` and ``orthoscope.models.heads`` import it from here; docs/design.md, "Layers")."""
 from __future__ import annotations
 
 import math as _math

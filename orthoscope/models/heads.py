@@ -4,7 +4,7 @@
 centre ``w_v``). Softmax of these logits is HarMax, ``p_v ∝ d_v^(−n)``, so the ordinary cross-entropy loss on the
 head's output IS the harmonic loss (the loss name ``"harmonic"`` says so); argmax is the nearest centre, so
 accuracy probes work unchanged. Conventions (exponent on d, default n = √D, ε at d → 0) are in
-``orthoscope.losses``.
+``orthoscope.methods.losses``.
 
 ``use_harmonic_head(model)`` swaps the classifier of an ``MLP`` (its last layer) or a ``TinyTransformer`` (its
 unembedding) — or any ``nn.Linear`` named by ``module=`` — for a HarmonicHead, optionally tied to the token
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..kernels.harmonic import HARMONIC_EPS, check_harmonic_exponent, harmonic_logits, squared_distances
-from ..losses import default_harmonic_exponent
+from ..methods.losses import default_harmonic_exponent
 
 
 class HarmonicHead(nn.Module):

@@ -30,7 +30,7 @@ class MLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if vocab_size is not None:
-            from ..validate import check_number
+            from ..core.validate import check_number
 
             check_number("vocab_size", vocab_size, low=1, integer=True)
             if not n_tokens or n_tokens <= 0:

@@ -136,7 +136,7 @@ class PyKAN(nn.Module):
         **kan_kwargs: passed to ``MultKAN`` (``noise_scale``, ``grid_range``, ``base_fun``, ``grid_eps``, …).
 
     Structural changes (``refine``, ``prune``) replace the inner model, so the optimizer must be rebuilt — the
-    interventions in ``orthoscope.kan_train`` do that for a Run.
+    interventions in ``orthoscope.recipes.kan_fit`` do that for a Run.
     """
 
     def __init__(self, width, grid: int = 3, k: int = 3, *, seed: int = 1, dtype: torch.dtype = torch.float64,

@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..targets import Rules, path_matches
+from ..core.targets import Rules, path_matches
 
 #: module names treated as the output head by ``matrix_param_groups`` (last path component)
 HEAD_NAMES = ("unembed", "lm_head", "head", "classifier", "readout")
@@ -165,7 +165,7 @@ class GroupedOptimizer(torch.optim.Optimizer):
     aux_adamw = True
     matrix_max_dim = 2
     #: set by ``orthoscope.distributed`` under DDP/FSDP2: ``full_matrices(self, group)`` runs ``update`` on full
-    #: matrices, each on one rank (``orthoscope.distributed_matrices``); ``None`` in one process
+    #: matrices, each on one rank (``orthoscope.distributed.matrices``); ``None`` in one process
     full_matrices = None
 
     def __init__(self, groups: list[dict], check_finite: bool = True):

@@ -23,7 +23,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from torch import nn
 
-from ..methods import Method
+from ..methods.base import Method
 from .common import matrix_param_groups
 from .focus import FOCUS as FOCUSOptimizer
 from .hyperball import AdamH, MuonH

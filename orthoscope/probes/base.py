@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..targets import Rules, select_modules
+from ..core.targets import Rules, select_modules
 
 
 class Probe:

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..keys import key as make_key
-from ..targets import Rules
+from ..core.keys import key as make_key
+from ..core.targets import Rules
 from . import metrics
 from .base import Probe, weight_matrices
 
@@ -204,7 +204,7 @@ _FITTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # History -
 
 
 def _history_of(history):
-    from ..history import History
+    from ..core.history import History
 
     if isinstance(history, History):
         return history

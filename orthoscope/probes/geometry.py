@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..targets import Rules, exactly
+from ..core.targets import Rules, exactly
 from .base import Probe, weight_matrices
 
 EPS = 1e-12

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .base import Probe
-from ..keys import key
+from ..core.keys import key
 
 
 def pca_explained_variance(x: torch.Tensor, top: int | None = None) -> torch.Tensor:

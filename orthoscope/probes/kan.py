@@ -17,7 +17,7 @@ import contextlib
 import torch
 
 from .base import Probe
-from ..keys import key
+from ..core.keys import key
 
 
 def kan_attribution(edge_std: list[torch.Tensor], node_std: list[torch.Tensor]):

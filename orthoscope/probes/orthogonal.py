@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from ..keys import key
-from ..targets import Rules, select_modules
+from ..core.keys import key
+from ..core.targets import Rules, select_modules
 from . import metrics
 from .base import Probe, weight_matrices
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..keys import key
-from ..targets import Rules
+from ..core.keys import key
+from ..core.targets import Rules
 from . import metrics
 from .base import Probe, weight_matrices
 

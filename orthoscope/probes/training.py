@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..keys import key
-from ..losses import accuracy
+from ..core.keys import key
+from ..methods.losses import accuracy
 from .base import Probe
 
 

@@ -36,7 +36,7 @@ class Task:
         return {"task": type(self).__name__, **{f.name: getattr(self, f.name) for f in fields(self)}}
 
     def _check_batch_size(self):
-        from ..validate import check_number
+        from ..core.validate import check_number
 
         if self.batch_size is not None:
             check_number("batch_size", self.batch_size, low=1, integer=True)

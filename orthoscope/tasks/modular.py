@@ -61,7 +61,7 @@ class ModularArithmetic(Task):
             raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
         if self.op == "/" and not is_prime(self.p):
             raise ValueError(f"op '/' needs a prime p (a field, so every b ≠ 0 has an inverse); {self.p} is not prime")
-        from ..validate import check_number
+        from ..core.validate import check_number
 
         check_number("train_frac", self.train_frac)
         if not 0.0 < self.train_frac < 1.0:

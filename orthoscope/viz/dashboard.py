@@ -40,7 +40,7 @@ from .column import column_box, column_script, fitted_width
 from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
                                 _watched, message_age, serialized, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
-from ..keys import metric_of, where_of
+from ..core.keys import metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
 from .dashboard_controls import make_controls, make_slider
 from .dashboard_export import export_animation, export_png

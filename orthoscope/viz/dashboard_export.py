@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..keys import key as make_key
+from ..core.keys import key as make_key
 
 
 def export_png(fig, export_dir: Path, layer: str | None, step: int, path=None) -> Path:

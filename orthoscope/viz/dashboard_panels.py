@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..keys import key as make_key
+from ..core.keys import key as make_key
 from .plots import (metric_title, metric_ylabel, plot_spectrum_at, plot_spectrum_heatmap, smooth_ema,
                     spectrum_limits)
 

@@ -15,7 +15,7 @@ import weakref
 
 import numpy as np
 
-from ..keys import key as make_key
+from ..core.keys import key as make_key
 from ..probes.esd import EVALS_THRESH, OVER_TRAINED, UNDER_TRAINED, alpha_over_time, esd_eigenvalues, fit_power_law
 from .plots import _as_runs, _sv_key, nearest_step
 

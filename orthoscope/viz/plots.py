@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..keys import key as make_key, metric_of, where_of
+from ..core.keys import key as make_key, metric_of, where_of
 
 LINESTYLES = ("-", "--", ":", "-.")
 LOG_FLOOR = 1e-12   # σ below LOG_FLOOR·max σ is drawn at that floor: log10(0) would be −inf and blank the heat-map
@@ -68,7 +68,7 @@ def smooth_ema(values, weight: float) -> np.ndarray:
 def _as_runs(history) -> list[tuple[str, object]]:
     """Normalize ``history`` to ``[(label, History)]``. A bare History or Run gives one unlabelled entry; in a list,
     a Run is labelled with its ``name``, a History with ``run <i>``."""
-    from ..history import History
+    from ..core.history import History
 
     def one(item, default_label):
         if isinstance(item, History):

@@ -5,8 +5,8 @@
     big.refresh()                             # read the records that landed since the last refresh
     Dashboard.watch("runs/poet-small", "runs/adamw-small", toy_run)   # side by side, refreshing on a timer
 
-The History on disk (``orthoscope.rundir``) is read incrementally: each ``refresh`` reads only the bytes after the
-last complete line it saw, logs those records into ``.history`` (a plain ``History``, so every plot and the
+The History on disk (``orthoscope.config.rundir``) is read incrementally: each ``refresh`` reads only the bytes after
+the last complete line it saw, logs those records into ``.history`` (a plain ``History``, so every plot and the
 Dashboard read it as they read a live run's) and calls the ``on_step`` subscribers once per record, as ``Run`` does.
 
 Refreshing without blocking the kernel: ``start(interval_s)`` schedules ``refresh`` with ``loop.call_later`` on the
@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..history import History
-from ..rundir import CONFIG, HISTORY, add_records, read_records
+from ..core.history import History
+from ..config.rundir import CONFIG, HISTORY, add_records, read_records
 
 MAX_BYTES = 1 << 20          # a refresh parses at most ~1 MiB of new lines (~40 ms of json.loads here)
 
@@ -72,7 +72,7 @@ class WatchedRun:
     @property
     def config(self) -> dict:
         """The run's config, as written in the run directory."""
-        from ..config import parse_yaml
+        from ..config.format import parse_yaml
 
         return parse_yaml((self.run_dir / CONFIG).read_text())
 

@@ -24,7 +24,7 @@ import random
 
 import torch
 
-from ..methods import check_positive
+from ..methods.base import check_positive
 from ..probes.base import Probe
 from .common import ScheduledAdamW
 
@@ -132,7 +132,7 @@ def train(*, attn_rate: float = 1.0, p: int = 59, train_frac: float = 0.8, d_mod
           probe_every: int | None = None, progress: bool = False):
     """Train one model (full batch, AdamW β = (0.9, 0.98), 10-step warmup); probes: accuracy and the two metrics."""
     from ..probes import Evaluate
-    from ..run import Run
+    from ..training.run import Run
     from ..tasks import ModularArithmetic
 
     if not 0.0 <= attn_rate <= 1.0:
@@ -147,8 +147,8 @@ def train(*, attn_rate: float = 1.0, p: int = 59, train_frac: float = 0.8, d_mod
 
 
 def metrics_vs_rate(rates, *, seeds=(0,), progress: bool = True, **kwargs):
-    """``orthoscope.scaling.sweep`` over attention rates: final ``grad_sym``, ``dist_irr``, ``test_acc``."""
-    from ..scaling import sweep
+    """``orthoscope.zoo.scaling.sweep`` over attention rates: final ``grad_sym``, ``dist_irr``, ``test_acc``."""
+    from .scaling import sweep
 
     def one(rate, seed):
         h = train(attn_rate=float(rate), seed=seed, **kwargs).history

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..methods import AdamW, Intervention, check_positive
+from ..methods.base import AdamW, Intervention, check_positive
 
 
 def zipf_frequencies(n: int, exponent: float, *, offset: int = 0) -> torch.Tensor:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..keys import key
-from ..methods import Method, check_positive
+from ..core.keys import key
+from ..methods.base import Method, check_positive
 from ..models import MLP
 from ..probes.base import Probe
 from ..tasks.base import Task
@@ -199,7 +199,7 @@ def train(*, steps: int = 5000, train_num: int = 45, seed: int = 58, reprs_dim: 
           stop_when_generalized: bool = False, progress: bool = False):
     """Train the toy; returns the ``Run``. With ``stop_when_generalized`` it stops once train and test accuracy both
     reached 0.9 (the phase is then known)."""
-    from ..run import Run
+    from ..training.run import Run
 
     task = ToyAddition(train_num=train_num, seed=seed)
     torch.manual_seed(seed)
@@ -303,7 +303,7 @@ def phase_diagram(decoder_lrs, weight_decays, *, steps: int = 5000, tau: float =
                   progress: bool = True) -> PhaseDiagram:
     """Train one toy per (decoder lr, decoder weight decay) — all at once, as a ``ToyAdditionEnsemble`` under
     ``BatchedAdamW`` — and classify each by the paper's rule."""
-    from ..run import Run
+    from ..training.run import Run
 
     decoder_lrs, weight_decays = [float(v) for v in decoder_lrs], [float(v) for v in weight_decays]
     if not decoder_lrs or not weight_decays:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from ..methods import AdamW
+from ..methods.base import AdamW
 from ..models.heads import use_harmonic_head
 from ..models.mlp import MLP
 from ..probes.harmonic import CenterGeometry, DistanceMargin
 from ..probes.spectrum import Spectrum
 from ..probes.training import Evaluate
-from ..run import Run
+from ..training.run import Run
 from ..tasks.digits import Digits
 from ..tasks.modular import ModularArithmetic
 
@@ -87,7 +87,7 @@ def digits_run(loss: str = "harmonic", *, n_train: int = 1000, lr: float = 1e-2,
                batch_size: int | None = 64, seed: int = 0, every: int = 25) -> Run:
     """One layer on the 64 pixels: ``nn.Linear(64, 10)`` with CE, or a ``HarmonicHead(64, 10)`` whose 10 centres
     are images. Both start from the same weights (the head copies the linear layer's). ``n = 16 = 2·√64`` is the
-    official MNIST setting (``n_code = √D`` on d², see ``orthoscope.losses``); n = √64 = 8 costs ~3 points of
+    official MNIST setting (``n_code = √D`` on d², see ``orthoscope.methods.losses``); n = √64 = 8 costs ~3 points of
     accuracy here."""
     _check_loss(loss)
     torch.manual_seed(seed)

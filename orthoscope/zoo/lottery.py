@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..methods import check_positive
+from ..methods.base import check_positive
 from ..tasks.base import Task
 
 
@@ -66,7 +66,7 @@ def train(width: int, *, steps: int = 5000, lr: float = 1e-2, min_ratio: float =
           n_train: int = 1000, seed: int = 0, progress: bool = False):
     """Full-batch Adam with a cosine decay from ``lr`` to ``min_ratio·lr`` (a constant lr leaves an Adam noise
     floor that hides the width dependence); returns the ``Run`` (``test_mse(run)`` evaluates it)."""
-    from ..run import Run
+    from ..training.run import Run
     from .common import ScheduledAdamW
 
     check_positive("steps", steps)
@@ -83,8 +83,8 @@ def test_mse(run) -> float:
 
 
 def mse_vs_width(widths, *, seeds=(0,), progress: bool = True, **kwargs):
-    """``orthoscope.scaling.sweep`` over widths; metric ``mse`` (held-out)."""
-    from ..scaling import sweep
+    """``orthoscope.zoo.scaling.sweep`` over widths; metric ``mse`` (held-out)."""
+    from .scaling import sweep
 
     return sweep(lambda w, s: {"mse": test_mse(train(int(w), seed=s, **kwargs))}, widths, seeds, progress=progress,
                  desc="y = x² width")
@@ -117,7 +117,7 @@ class SeedSlopes:
 
 def slopes_by_seed(res, metric: str = "mse") -> SeedSlopes:
     """Fit ``metric ∝ width^slope`` separately for every seed of a ``sweep`` result (log-log least squares)."""
-    from ..scaling import fit_power_law
+    from .scaling import fit_power_law
 
     seeds = sorted({r["seed"] for r in res.records})
     slopes = []

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..keys import key
-from ..methods import AdamW, Intervention, check_positive
+from ..core.keys import key
+from ..methods.base import AdamW, Intervention, check_positive
 from ..models import MLP
 from ..probes import Probe
 from .common import first_crossing
@@ -94,7 +94,7 @@ class AtSteps(Probe):
 
 def _run(model, task, method, *, loss, steps, eval_every, seed, name, progress, per_decade=None):
     from ..probes import Evaluate, WeightNorm
-    from ..run import Run
+    from ..training.run import Run
 
     if per_decade is None:
         probes = [Evaluate(eval_every), WeightNorm(eval_every)]
@@ -181,7 +181,7 @@ def lu_landscape(scales, *, steps: int = 1500, width: int = 200, lr: float = 1e-
         raise ValueError("lu_landscape needs at least one scale")
     for s in scales:
         check_positive("scale", s)
-    from ..scaling import sweep
+    from .scaling import sweep
 
     init_norm = global_norm(digits_mlp(1.0, width=width, seed=seed))
 

@@ -127,9 +127,9 @@ def train(width: int, *, n_tasks: int = 32, n_bits: int = 20, k: int = 3, alpha:
           batch_size: int = 2000, n_train: int | None = None, lr: float = 1e-3, seed: int = 0, every: int = 100,
           progress: bool = False):
     """A one-hidden-layer ReLU MLP of ``width`` on multitask sparse parity; returns the ``Run``."""
-    from ..methods import AdamW
+    from ..methods.base import AdamW
     from ..models import MLP
-    from ..run import Run
+    from ..training.run import Run
 
     task = MultitaskSparseParity(n_tasks=n_tasks, n_bits=n_bits, k=k, alpha=alpha, batch_size=batch_size,
                                  n_train=n_train, seed=seed)
@@ -146,7 +146,7 @@ def n_params(model) -> int:
 
 def loss_vs_width(widths, *, seeds=(0,), progress: bool = True, **kwargs):
     """Sweep over widths; metrics ``loss`` (best frequency-weighted test loss in bits over training) and ``params``."""
-    from ..scaling import sweep
+    from .scaling import sweep
 
     def one(width, seed):
         run = train(int(width), seed=seed, **kwargs)
@@ -157,7 +157,7 @@ def loss_vs_width(widths, *, seeds=(0,), progress: bool = True, **kwargs):
 
 def loss_vs_data(sizes, *, width: int = 128, seeds=(0,), progress: bool = True, **kwargs):
     """Sweep over training-set sizes D (fixed data, best test loss over training, as the paper reports)."""
-    from ..scaling import sweep
+    from .scaling import sweep
 
     def one(d, seed):
         run = train(width, n_train=int(d), seed=seed, **kwargs)
@@ -186,6 +186,6 @@ def plot_emergence(ax, run, n_show: int = 12):
 
 def fit_loss_vs_params(result, method: str = "ols"):
     """Power-law fit of the sweep's best test loss against parameter count."""
-    from ..scaling import fit_power_law
+    from .scaling import fit_power_law
 
     return fit_power_law(result.points("params")[1], result.points("loss")[1], method=method)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..methods import Intervention, Method, check_positive
+from ..methods.base import Intervention, Method, check_positive
 from ..probes.base import Probe
 from ..tasks.base import Task
 from .common import WarmupCosine, zipf_frequencies
@@ -182,7 +182,7 @@ def train(m: int, *, n_features: int = 1000, exponent: float = 1.2, weight_decay
           batch_size: int = 512, lr: float = 1e-2, warmup_frac: float = 0.1, seed: int = 0, probes=(),
           progress: bool = False):
     """Train one toy of width ``m``; returns the ``Run`` (``final_loss(run)`` evaluates it)."""
-    from ..run import Run
+    from ..training.run import Run
 
     task = Superposition(n_features=n_features, exponent=exponent, batch_size=batch_size, seed=seed + 10_000)
     model = SuperpositionModel(n_features, m, generator=torch.Generator().manual_seed(seed))
@@ -198,8 +198,8 @@ def final_loss(run) -> float:
 
 
 def loss_vs_m(ms, *, seeds=(0,), progress: bool = True, **kwargs):
-    """``orthoscope.scaling.sweep`` over widths: metrics ``loss``, ``represented``, ``interference``."""
-    from ..scaling import sweep
+    """``orthoscope.zoo.scaling.sweep`` over widths: metrics ``loss``, ``represented``, ``interference``."""
+    from .scaling import sweep
 
     def one(m, seed):
         run = train(int(m), seed=seed, **kwargs)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..methods import AdamW, check_positive
+from ..methods.base import AdamW, check_positive
 from ..probes.base import Probe
 from ..tasks.base import Task
 
@@ -111,7 +111,7 @@ class LogSpacedKL(Probe):
 def train(*, temperature: float = 0.02, lr: float = 3e-3, steps: int = 20_000, batch_size: int = 1024,
           d: int = 32, vocab: int = 128, seed: int = 0, progress: bool = False):
     """One student trained on one teacher; ``run.history["loss/test"]`` holds the log-spaced KL curve."""
-    from ..run import Run
+    from ..training.run import Run
 
     task = PeakedTeacher(d=d, vocab=vocab, temperature=temperature, batch_size=batch_size, seed=seed)
     student = SoftmaxHead(d, vocab, zero_init=True)
@@ -122,7 +122,7 @@ def train(*, temperature: float = 0.02, lr: float = 3e-3, steps: int = 20_000, b
 
 def fit_time_exponent(run, start_frac: float = 0.1, method: str = "ols"):
     """Power-law fit of the held-out KL against the step over ``[start_frac · t_end, t_end]``."""
-    from ..scaling import fit_power_law
+    from .scaling import fit_power_law
 
     series = run.history["loss/test"]
     t_end = series.steps[-1]

@@ -1,8 +1,8 @@
 """Sharded checkpoints of the whole-matrix optimizers (Muon, Pion, AdamH, MuonH: ``GroupedOptimizer``).
 
-Under torchrun their matrix state is held whole by one owning rank per matrix (``orthoscope.distributed_matrices``:
+Under torchrun their matrix state is held whole by one owning rank per matrix (``orthoscope.distributed.matrices``:
 matrix i of a group on rank i mod N), which DCP's optimizer state dict cannot describe. This module writes and reads
-that state itself, by parameter name, in the layout of ``orthoscope.distributed_checkpoint`` (``optim.<fqn>.<name>``):
+that state itself, by parameter name, in the layout of ``orthoscope.distributed.checkpoint`` (``optim.<fqn>.<name>``):
 
 * **save**: each matrix's state is broadcast from its owner, so every rank holds the same full tensors and DCP writes
   them once (it deduplicates replicated plain tensors); the state of the other parameters (the auxiliary AdamW on

@@ -19,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from .methods import Intervention, Method, check_positive, trainable
-from .probes.kan import FitError
-from .run import Run
-from .tasks.base import Task
+from ..methods.base import Intervention, Method, check_positive, trainable
+from ..probes.kan import FitError
+from ..training.run import Run
+from ..tasks.base import Task
 
 
 @dataclass(init=False)
@@ -259,7 +259,7 @@ def hellokan(steps: int = 50, train_num: int = 1000, seed: int = 42, progress: b
     Returns the train/test RMSE after each fit, the symbolic fits and the formula (4 digits)."""
     import torch
 
-    from .models.pykan_bridge import PyKAN          # imports pykan, which is slow to import: only when asked
+    from ..models.pykan_bridge import PyKAN          # imports pykan, which is slow to import: only when asked
 
     task = FunctionTask(lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2), n_var=2,
                         train_num=train_num, test_num=train_num)

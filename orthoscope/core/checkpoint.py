@@ -26,6 +26,7 @@ FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 64 * 2 ** 20       # the JSON document; a 1B-model run's header is a few hundred kB
 MAX_NUMBER_CHARS = 40                 # digits of one JSON number (a float64's repr needs at most 24)
 MAX_DEPTH = 64                        # nesting of the JSON document (ours is at most 6 deep)
+MAX_STEP = 10 ** 12                  # the largest step a run checkpoint or a History may record
 
 
 class CheckpointError(ValueError):
@@ -224,3 +225,9 @@ def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
 def set_rng_state(generator: torch.Generator, tensors: dict[str, torch.Tensor]) -> None:
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
+
+
+def comparable_method_config(config: dict) -> dict:
+    """A method's ``config()`` as saved vs as rebuilt: ``repr()`` of a non-JSON value carries a memory address that
+    differs per process, so addresses are blanked before the two are compared."""
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", " at 0x?", json.dumps(config)))

@@ -1,14 +1,18 @@
-"""A ``Run`` from its config and back: ``build_run(cfg)`` and ``run_config(run)`` (the format: ``orthoscope.config``;
-the task, model and probe sections: ``orthoscope.specs``). ``Run.from_config`` and ``run.config`` call these."""
+"""A ``Run`` from its config and back: ``build_run(cfg)``, ``from_config(cfg, overrides)`` and ``run_config(run)``
+(the format: ``orthoscope.config.format``; the task, model and probe sections: ``orthoscope.config.specs``).
+
+``Run.from_config`` and ``run.config`` call these. They live here, one floor above ``Run``, because describing and
+rebuilding a run needs every task, model and method; the package root hands them to ``Run``
+(``orthoscope/__init__.py``), so ``orthoscope.training.run`` never imports this module."""
 from __future__ import annotations
 
 import copy
 import json
 
-from .config import DEFAULTS, ConfigError, _check_loss, construct, describe, method_classes, normalize
-from .losses import LOSSES
-from .run import Run
-from .schedules import LRSchedule, add_schedule, check_schedule
+from ..methods.losses import LOSSES
+from ..methods.schedules import LRSchedule, add_schedule, check_schedule
+from ..training.run import Run
+from .format import DEFAULTS, ConfigError, _check_loss, apply_overrides, construct, describe, method_classes, normalize
 from .specs import build_model, build_probes, build_task, describe_model, describe_probes, describe_task
 
 
@@ -28,6 +32,11 @@ def build_run(cfg: dict):
     run.config_extra = {"steps": cfg["steps"], "checkpoint": cfg["checkpoint"], "device": cfg["device"],
                         "probes_spec": cfg["probes"]}
     return run
+
+
+def from_config(cfg: dict, overrides=()) -> Run:
+    """The run a config describes, with ``key.path=value`` overrides; checked before anything is built."""
+    return build_run(apply_overrides(cfg, list(overrides)))
 
 
 def run_config(run) -> dict:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .methods import Intervention
-from .validate import ConfigError
+from .base import Intervention
+from ..core.validate import ConfigError
 
 DECAYS = ("constant", "linear", "cosine")
 SCHEDULE_KEYS = ("warmup", "decay", "min_ratio", "total")

@@ -169,7 +169,7 @@ class Seam:
         """Give an optimizer with a full-matrix path (``GroupedOptimizer``: Muon, Pion, Hyperball) the
         ``FullMatrices`` hook, so each matrix is updated whole, on one rank."""
         if hasattr(optimizer, "full_matrices"):
-            from .distributed_matrices import FullMatrices
+            from .matrices import FullMatrices
             optimizer.full_matrices = FullMatrices(self.rank, self.world)
 
     # ---- during training ---------------------------------------------------------------------------------------
@@ -288,14 +288,14 @@ def sharded_grad_norm(probe, run, seam: Seam) -> dict:
 
 def _sharded_probes() -> dict:
     """Probe classes (exact types) that have a sharded form under FSDP2 → that form."""
-    from .probes.training import GradNorm
+    from ..probes.training import GradNorm
 
     return {GradNorm: sharded_grad_norm}
 
 
 def _weight_readers() -> set:
     """Stateless probe classes (exact types) that only read the gathered weights: no collective inside them."""
-    from .probes.spectrum import Energy, Spectrum, WeightNorm
+    from ..probes.spectrum import Energy, Spectrum, WeightNorm
 
     return {Spectrum, WeightNorm, Energy}
 

@@ -8,22 +8,12 @@ intervention refusing its state, say), the run is put back exactly as it was bef
 from __future__ import annotations
 
 import copy
-import json
 import math
-import re
 
 import torch
 
-from .checkpoint import CheckpointError, require
-
-MAX_STEP = 10 ** 12
-
-
-def comparable_method_config(config: dict) -> dict:
-    """A method's ``config()`` as saved vs as rebuilt: ``repr()`` of a non-JSON value carries a memory address that
-    differs per process, so addresses are blanked before the two are compared."""
-    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", " at 0x?", json.dumps(config)))
-
+from ..core.checkpoint import MAX_STEP, CheckpointError, require
+from ..core.history import check_history
 
 def check_run_checkpoint(path, meta: dict, tensors: dict[str, torch.Tensor], run, override: dict) -> None:
     """Every field of a run checkpoint, checked against ``run`` (see the module docstring)."""
@@ -105,23 +95,6 @@ def _check_optimizer(path, optim: dict, tensors, run, overrides: dict, replaced:
 
 def _normalized(value):
     return list(value) if isinstance(value, tuple) else value
-
-
-def check_history(history: dict, tensors, fail) -> None:
-    for key, entry in history.items():
-        field = f"history.{key}"
-        steps = entry.get("steps") if isinstance(entry, dict) else None
-        if not isinstance(steps, list) or not all(isinstance(s, int) and 0 <= s <= MAX_STEP for s in steps):
-            fail(field, "must hold a list of steps")
-        values = entry.get("values", entry.get("tensors"))
-        if not isinstance(values, list) or len(values) != len(steps) or ("values" in entry) == ("tensors" in entry):
-            fail(field, f"must hold 'values' or 'tensors', one per step ({len(steps)})")
-        if "tensors" in entry and not all(isinstance(n, str) and f"history.{n}" in tensors for n in values):
-            fail(field, "names tensors that the file lacks")
-        # numbers, or the strings History writes for non-finite ones
-        if "values" in entry and not all((isinstance(v, (int, float)) and not isinstance(v, bool)) or
-                                         v in ("nan", "inf", "-inf") for v in values):
-            fail(field, "must hold numbers")
 
 
 # ---- all-or-nothing ------------------------------------------------------------------------------------------------

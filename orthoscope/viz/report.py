@@ -1,6 +1,6 @@
 """A self-contained HTML report of one run: curves, a spectrum animation, entropy/energy curves, the configuration.
 
-    from orthoscope.report import write_report
+    from orthoscope.viz.report import write_report
     write_report("out/report.html", run, title="My run", intro="<p>What this run shows.</p>",
                  summary=["Test accuracy reached 99% at step 540."], config={"lr": 1e-2}, layer="embed")
 
@@ -54,7 +54,7 @@ def figure_html(fig, caption: str, alt: str) -> str:
 
 def offline_player(jshtml: str) -> str:
     """matplotlib's ``to_jshtml`` output without its external stylesheet, icons as text (``viz.offline``)."""
-    from .viz.offline import offline_html
+    from .offline import offline_html
 
     return offline_html(jshtml)
 
@@ -76,7 +76,7 @@ def _fmt(v) -> str:
 # ---- figures -----------------------------------------------------------------------------------------------------
 def curves_figure(history, marks: dict[str, int] | None = None):
     """Loss (log y) and accuracy per split, with dotted vertical lines at the steps in ``marks`` ({label: step})."""
-    from .viz.plots import plot_loss_accuracy
+    from .plots import plot_loss_accuracy
 
     fig, axes = new_figure(ncols=2)
     plot_loss_accuracy(axes, history)
@@ -88,7 +88,7 @@ def curves_figure(history, marks: dict[str, int] | None = None):
 
 
 def spectrum_figure(history, layer: str):
-    from .viz.plots import plot_spectrum_heatmap, plot_spectrum_lines
+    from .plots import plot_spectrum_heatmap, plot_spectrum_lines
 
     fig, axes = new_figure(ncols=2)
     plot_spectrum_heatmap(axes[0], history, layer, colorbar=True)
@@ -106,7 +106,7 @@ def geometry_panels(history) -> tuple[list[str], bool]:
 
 def geometry_figure(history):
     """Singular-value entropy and hyperspherical energy of every recorded layer, and the total weight norm."""
-    from .viz.plots import plot_curves, plot_metric
+    from .plots import plot_curves, plot_metric
 
     panels, norm = geometry_panels(history)
     fig, axes = new_figure(figsize=(4.0 * (len(panels) + norm), 3.3), ncols=len(panels) + norm)
@@ -119,7 +119,7 @@ def geometry_figure(history):
 
 
 def animation_html(history, layer: str, max_frames: int) -> str:
-    from .viz.animate import spectrum_animation, to_html
+    from .animate import spectrum_animation, to_html
 
     return to_html(spectrum_animation(history, layer, kind="lines", max_frames=max_frames))   # offline player
 
@@ -151,7 +151,7 @@ def build_report(run, *, title: str, intro: str = "", summary: list[str] = (), c
     if summary:
         parts.append('<ul class="summary">' + "".join(f"<li>{s}</li>" for s in summary) + "</ul>")
     parts += [f"<h2>{i}. {heading}</h2>\n{content}" for i, (heading, content) in enumerate(sections, 1)]
-    from .version import __version__
+    from ..core.version import __version__
 
     parts.append(f"<footer>Written by orthoscope {__version__}. Keys follow <code>&lt;metric&gt;/&lt;module "
                  f"path&gt;</code>; every curve is a series in <code>run.history</code>.</footer>")

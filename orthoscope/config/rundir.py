@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from . import distributed_checkpoint as sharded
-from .checkpoint import CheckpointError
-from .history import History
+from ..distributed import checkpoint as sharded
+from ..core.checkpoint import CheckpointError
+from ..core.history import History
 
 HISTORY = "history.jsonl"
 CONFIG = "config.yaml"

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import kernels
-from .kernels.harmonic import HARMONIC_EPS, check_harmonic_exponent, harmonic_logits, squared_distances  # noqa: F401
+from .. import kernels
+from ..kernels.harmonic import HARMONIC_EPS, check_harmonic_exponent, harmonic_logits, squared_distances  # noqa: F401
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -23,14 +23,14 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from . import distributed as _dist
-from .checkpoint import (CheckpointError, flatten_optimizer_state, read_checked, require, rng_state, set_rng_state,
-                         unflatten_optimizer_state, write_atomic)
-from .history import History
-from .keys import key
-from .losses import resolve_loss
-from .methods import AdamW, Method
-from .run_checks import check_model_fits_task, check_override, check_run_arguments
+from ..core.checkpoint import (CheckpointError, comparable_method_config, flatten_optimizer_state, read_checked,
+                               require, rng_state, set_rng_state, unflatten_optimizer_state, write_atomic)
+from ..core.history import History
+from ..core.keys import key
+from ..distributed import seam as _dist
+from ..methods.base import AdamW, Method
+from ..methods.losses import resolve_loss
+from .checks import check_model_fits_task, check_override, check_run_arguments
 
 CHECKPOINT_KIND = "orthoscope.Run"
 GUARD_MAX_PARAMS = 5_000_000
@@ -61,7 +61,7 @@ class Run:
 
     def __init__(self, model: nn.Module, task, method: Method | None = None, *, loss=None,
                  probes: Sequence | None = None, seed: int = 0, name: str | None = None, distributed="auto"):
-        from .probes import default_probes
+        from ..probes import default_probes
 
         check_run_arguments(model, task, method, probes, seed, name)
         self.method = method if method is not None else AdamW()
@@ -285,7 +285,7 @@ class Run:
     def save(self, path) -> None:
         """Write model, optimizer, RNG, interventions and history to one safetensors file, atomically."""
         if self.dist is not None:                      # a directory of shards (torch.distributed.checkpoint)
-            from .distributed_checkpoint import save
+            from ..distributed.checkpoint import save
             save(self, path)
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -315,18 +315,18 @@ class Run:
     def load(self, path, override: dict | None = None) -> "Run":
         """Restore a checkpoint written by ``save`` into this (identically constructed) run; with ``override``
         (e.g. ``{"lr": 1e-4}``), then change those hyperparameters as ``override`` does. A directory is a sharded
-        checkpoint (``torch.distributed.checkpoint``, any world size; ``orthoscope.distributed_checkpoint``).
+        checkpoint (``torch.distributed.checkpoint``, any world size; ``orthoscope.distributed.checkpoint``).
 
-        All or nothing: every field is checked first (``orthoscope.run_state``), and if applying still fails the run
-        is left exactly as it was. A bad file raises ``CheckpointError`` naming the file and the field."""
+        All or nothing: every field is checked first (``orthoscope.training.state``), and if applying still fails the
+        run is left exactly as it was. A bad file raises ``CheckpointError`` naming the file and the field."""
         from pathlib import Path
 
-        from . import run_state
+        from . import state as run_state
 
         override = dict(override or {})
         check_override(self.optimizer, override)
         if Path(path).is_dir() and (Path(path) / "run.safetensors").is_file():   # sharded, any world size
-            from .distributed_checkpoint import load
+            from ..distributed.checkpoint import load
             load(self, path)
             return self.override(**override) if override else self
         tensors, meta = read_checked(path, kind=CHECKPOINT_KIND)
@@ -335,8 +335,8 @@ class Run:
             raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another shape: {mismatch}")
         # The optimizer's hyperparameters come from the checkpoint; a run built with other ones would silently
         # train with the saved ones, so a checkpoint resumes only the run (method and settings) that wrote it.
-        mine = run_state.comparable_method_config(self.method.config())
-        theirs = run_state.comparable_method_config(require(path, meta, "method", dict))
+        mine = comparable_method_config(self.method.config())
+        theirs = comparable_method_config(require(path, meta, "method", dict))
         if mine != theirs:
             diff = [f"{k}: run has {mine.get(k)!r}, checkpoint has {theirs.get(k)!r}"
                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
@@ -367,23 +367,36 @@ class Run:
         self.overrides = dict(meta.get("overrides") or {})
 
     # ---- configs (orthoscope.config) ---------------------------------------------------------------------------
+    # The config layer sits above Run (it must know every task, model and method), so Run never imports it: the
+    # package root connects it (``connect_config_layer`` in orthoscope/__init__.py).
     @property
     def config(self) -> dict:
         """Plain JSON data that rebuilds this run with ``Run.from_config`` (``orthoscope.config``)."""
-        from .config_run import run_config
-
-        return run_config(self)
+        return _config_layer().run_config(self)
 
     @classmethod
     def from_config(cls, config: dict, overrides: Sequence[str] = ()) -> "Run":
         """The run a config describes, with ``key.path=value`` overrides; checked before anything is built."""
-        from .config import apply_overrides
-        from .config_run import build_run
-
-        return build_run(apply_overrides(config, list(overrides)))
+        return _config_layer().from_config(config, overrides)
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, step={self.step_count}, task={type(self.task).__name__})"
+
+
+_config_layer_getter: Callable[[], object] | None = None
+
+
+def connect_config_layer(getter: Callable[[], object]) -> None:
+    """Give ``Run.config`` and ``Run.from_config`` the config layer: ``getter()`` returns a module with
+    ``run_config(run)`` and ``from_config(cfg, overrides)`` (``orthoscope.config.build``), imported when first used."""
+    global _config_layer_getter
+    _config_layer_getter = getter
+
+
+def _config_layer():
+    if _config_layer_getter is None:
+        raise RuntimeError("Run.config / Run.from_config need the config layer, which `import orthoscope` connects")
+    return _config_layer_getter()
 
 
 def _signature_mismatch(mine: dict, theirs: dict) -> str:

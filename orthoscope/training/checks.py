@@ -1,6 +1,6 @@
 """What ``Run`` checks before anything is built or trained: its arguments, the first forward, an override.
 
-Each error names the argument, the value and what is allowed (single numbers: ``orthoscope.validate``)."""
+Each error names the argument, the value and what is allowed (single numbers: ``orthoscope.core.validate``)."""
 from __future__ import annotations
 
 import numbers
@@ -8,8 +8,8 @@ import numbers
 import torch
 from torch import nn
 
-from .methods import Method
-from .validate import check_number
+from ..methods.base import Method
+from ..core.validate import check_number
 
 
 def check_run_arguments(model, task, method, probes, seed, name) -> None:

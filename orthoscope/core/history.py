@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 
+from .checkpoint import MAX_STEP
 from .keys import metric_of, split_key, where_of
 
 
@@ -142,7 +143,6 @@ class History:
     @classmethod
     def load(cls, path) -> "History":
         from .checkpoint import CheckpointError, read_checked, require
-        from .run_state import check_history
 
         tensors, meta = read_checked(path, kind="orthoscope.History")
 
@@ -170,3 +170,20 @@ def _normalize(key: str, value):
 def _json_float(v: float):
     # JSON has no NaN/inf; store them as strings and let float() parse them back.
     return v if math.isfinite(v) else repr(v)
+
+
+def check_history(history: dict, tensors, fail) -> None:
+    for key, entry in history.items():
+        field = f"history.{key}"
+        steps = entry.get("steps") if isinstance(entry, dict) else None
+        if not isinstance(steps, list) or not all(isinstance(s, int) and 0 <= s <= MAX_STEP for s in steps):
+            fail(field, "must hold a list of steps")
+        values = entry.get("values", entry.get("tensors"))
+        if not isinstance(values, list) or len(values) != len(steps) or ("values" in entry) == ("tensors" in entry):
+            fail(field, f"must hold 'values' or 'tensors', one per step ({len(steps)})")
+        if "tensors" in entry and not all(isinstance(n, str) and f"history.{n}" in tensors for n in values):
+            fail(field, "names tensors that the file lacks")
+        # numbers, or the strings History writes for non-finite ones
+        if "values" in entry and not all((isinstance(v, (int, float)) and not isinstance(v, bool)) or
+                                         v in ("nan", "inf", "-inf") for v in values):
+            fail(field, "must hold numbers")

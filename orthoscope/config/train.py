@@ -2,8 +2,8 @@
 
     python -m orthoscope train poet.yaml method.lr=3e-4 steps=2000 --runs runs --name poet-small
 
-writes ``runs/poet-small/`` (``orthoscope.rundir``): the config, the History streamed line by line, and checkpoints
-every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again with the
+writes ``runs/poet-small/`` (``orthoscope.config.rundir``): the config, the History streamed line by line, and
+checkpoints every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again with the
 same config and it resumes from the newest complete checkpoint; a different config in the same directory is refused.
 
 The same command runs unchanged under torchrun (DDP by default, ``ORTHOSCOPE_DISTRIBUTED=fsdp`` for FSDP2)::
@@ -20,8 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config, normalize, save_config
-from .config_run import build_run
+from .format import ConfigError, load_config, normalize, save_config
+from .build import build_run
 from .rundir import CONFIG, HISTORY, HistoryStream, resume, save_checkpoint
 
 
@@ -31,7 +31,7 @@ def prepare(config_path, overrides, runs: str = "runs", name: str | None = None)
 
     Under torchrun every rank builds the run (which joins the process group) and reads the saved config; rank 0
     alone writes it, after every rank has read it."""
-    from .config import parse_yaml
+    from .format import parse_yaml
 
     cfg = normalize(load_config(config_path, overrides))
     run = build_run(cfg)

@@ -5,7 +5,7 @@
     run2 = Run.from_config(load_config("poet.yaml", ["method.lr=3e-4"]))   # same seed -> same History
 
 This module is the format (keys, defaults, checks, files, overrides) and the registries of the package's classes;
-turning a config into a ``Run`` and back is ``orthoscope.config_run`` (``build_run``, ``run_config``), one floor up.
+turning a config into a ``Run`` and back is ``orthoscope.config.build`` (``build_run``, ``run_config``), one floor up.
 
 A config has these top-level keys (``KEYS``):
 
@@ -18,7 +18,7 @@ A config has these top-level keys (``KEYS``):
   built right after ``torch.manual_seed(init_seed)`` (default: the run's seed), as the notebooks do;
 * ``method`` — ``{"name": <any Method in the package>, <its fields>}`` (optimizer, adapter, interventions);
 * ``schedule`` — null or ``{"warmup": int, "decay": "cosine" | "linear" | "constant", "min_ratio": float,
-  "total": int | null}`` (``orthoscope.schedules``);
+  "total": int | null}`` (``orthoscope.methods.schedules``);
 * ``probes`` — ``"default"``, ``{"preset": "default" | "llm", <preset arguments>}``, or a list of
   ``{"name": <probe class>, <its arguments>}``;
 * ``checkpoint`` — ``{"every": int | null, "keep": int}`` (used by ``orthoscope train``).
@@ -43,18 +43,18 @@ KEYS = ("name", "seed", "steps", "grad_accum", "device", "task", "model", "metho
 DEFAULTS = {"name": None, "seed": 0, "steps": 1000, "grad_accum": 1, "device": "cpu", "loss": None, "schedule": None,
             "probes": "default",
             "checkpoint": {"every": None, "keep": 3}}
-METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.kan_train",
+METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.adapters", "orthoscope.recipes.kan_fit",
                   "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory", "orthoscope.zoo.omnigrok")
 
 
-from .validate import ConfigError  # noqa: E402,F401  (defined at the bottom layer: schedules raise it too)
+from ..core.validate import ConfigError  # noqa: E402,F401  (defined at the bottom layer: schedules raise it too)
 
 
 # ---- registries: every name a config may use ----------------------------------------------------------------------
 
 def method_classes() -> dict[str, type]:
     """Every concrete ``Method`` subclass in the package, by class name."""
-    from .methods import Method
+    from ..methods.base import Method
 
     for module in METHOD_MODULES:
         importlib.import_module(module)
@@ -70,23 +70,23 @@ def method_classes() -> dict[str, type]:
 
 
 def task_classes() -> dict[str, type]:
-    from . import tasks
-    from .llm import SyntheticTokens, TokenTask
+    from .. import tasks
+    from ..tasks.tokens import SyntheticTokens, TokenTask
 
     found = {name: getattr(tasks, name) for name in tasks.__all__ if name != "Task"}
     return {**found, "SyntheticTokens": SyntheticTokens, "TokenTask": TokenTask}
 
 
 def probe_classes() -> dict[str, type]:
-    from . import probes
+    from .. import probes
 
     return {n: getattr(probes, n) for n in probes.__all__
             if inspect.isclass(getattr(probes, n)) and issubclass(getattr(probes, n), probes.Probe) and n != "Probe"}
 
 
 def model_classes() -> dict[str, type]:
-    from .models import MLP, TinyTransformer
-    from .models.kan import KAN
+    from ..models import MLP, TinyTransformer
+    from ..models.kan import KAN
 
     return {"MLP": MLP, "TinyTransformer": TinyTransformer, "KAN": KAN}
 
@@ -215,7 +215,7 @@ def _check_checkpoint(ck) -> None:
 
 
 def _check_loss(loss) -> None:
-    from .losses import LOSSES
+    from ..methods.losses import LOSSES
 
     if loss is not None and loss not in LOSSES:
         raise ConfigError(f"loss: unknown {loss!r}; valid values: null (the task's default) or one of {sorted(LOSSES)}")

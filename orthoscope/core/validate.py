@@ -1,7 +1,7 @@
 """One user-given number, checked: each error names the argument, the value and what is allowed.
 
 This module sits at the bottom of the package (it imports nothing from orthoscope), so every layer can use it; the
-checks that need a ``Run``'s parts (model, task, method) live one floor up, in ``orthoscope.run_checks``.
+checks that need a ``Run``'s parts (model, task, method) live one floor up, in ``orthoscope.training.checks``.
 
 Numbers are checked for type as well as range — ``AdamW(lr="1e-3")`` is refused with a message, never a
 ``TypeError`` from deep inside a comparison — and a ``bool`` is not accepted where a number is meant.

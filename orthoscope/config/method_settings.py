@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 
-from .config import method_classes
+from .format import method_classes
 
 HEADER = """# Method settings
 

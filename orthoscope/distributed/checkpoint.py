@@ -12,13 +12,13 @@ A directory holds:
   pickled (DCP's default ``.metadata`` file is a pickle; this writer keeps the layout in the safetensors headers), so
   loading executes no code. Keys are ``model.<fqn>`` and ``optim.<fqn>.<state name>``: optimizer state by parameter
   *name* (``get_optimizer_state_dict``), so it does not depend on the world size;
-* ``run.safetensors``, written by rank 0 with ``orthoscope.checkpoint.write_atomic`` (atomic, checksummed): step,
+* ``run.safetensors``, written by rank 0 with ``orthoscope.core.checkpoint.write_atomic`` (atomic, checksummed): step,
   seed, losses, the data generator's RNG state, interventions (POET's permutation generator), the History and the
   method's config. The data stream is one stream at every world size, so its RNG state resumes any of them.
 
 Resharding is DCP's: a tensor saved as two row shards loads into one full tensor, or into four shards, by offsets.
-Optimizer state held whole by one owning rank (``orthoscope.distributed_matrices``: Muon, Pion, AdamH, MuonH under
-DDP/FSDP2) is not a DTensor; ``orthoscope.distributed_matrix_state`` writes and reads it by parameter name.
+Optimizer state held whole by one owning rank (``orthoscope.distributed.matrices``: Muon, Pion, AdamH, MuonH under
+DDP/FSDP2) is not a DTensor; ``orthoscope.distributed.matrix_state`` writes and reads it by parameter name.
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
-from . import distributed_matrix_state as matrix_state
-from .checkpoint import CheckpointError, read_checked, rng_state, set_rng_state, write_atomic
-from .history import History
+from . import matrix_state
+from ..core.checkpoint import (CheckpointError, comparable_method_config, read_checked, rng_state, set_rng_state,
+                               write_atomic)
+from ..core.history import History
 
 KIND = "orthoscope.ShardedRun"
 RUN_FILE = "run.safetensors"
@@ -136,8 +137,7 @@ def load(run, directory):
 
     directory = Path(directory)
     record, meta = read_checked(directory / RUN_FILE, kind=KIND)
-    from .run_state import comparable_method_config as _comparable
-    if _comparable(meta["method"]) != _comparable(run.method.config()):
+    if comparable_method_config(meta["method"]) != comparable_method_config(run.method.config()):
         raise CheckpointError(f"checkpoint {str(directory)!r} was saved by {meta['method']}, not by "
                               f"{run.method.config()}")
     with _one_process_quiet(run):

@@ -10,7 +10,7 @@ import dataclasses
 
 import torch
 
-from .config import ConfigError, construct, describe, model_classes, probe_classes, task_classes
+from .format import ConfigError, construct, describe, model_classes, probe_classes, task_classes
 
 PRESETS = ("default", "llm")
 
@@ -18,7 +18,7 @@ PRESETS = ("default", "llm")
 # ---- tasks --------------------------------------------------------------------------------------------------------
 
 def describe_task(task) -> dict:
-    from .llm import TokenTask
+    from ..tasks.tokens import TokenTask
 
     if isinstance(task, TokenTask):
         return {"name": "TokenTask", "device": str(task.device), "n_eval": task.n_eval,
@@ -30,7 +30,7 @@ def describe_task(task) -> dict:
 
 
 def build_task(spec, device: str = "cpu"):
-    from .llm import TokenTask
+    from ..tasks.tokens import TokenTask
 
     if isinstance(spec, dict) and spec.get("name") == "TokenTask":
         unknown = sorted(set(spec) - {"name", "device", "n_eval", "task"})
@@ -50,8 +50,8 @@ def build_task(spec, device: str = "cpu"):
 
 def describe_model(model, seed: int) -> dict:
     """The model's spec; ``init_seed`` is the seed it was built after (``model.init_seed``, else the run's seed)."""
-    from .llm import CausalLM
-    from .models import TinyTransformer
+    from ..models.llama import CausalLM
+    from ..models import TinyTransformer
 
     head = {"init_seed": int(getattr(model, "init_seed", seed))}
     if isinstance(model, CausalLM):
@@ -83,7 +83,7 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
     if rest.get("name") == "Llama":
         model = _build_llama(rest, task, init_seed, device)
     elif rest.get("name") == "TinyTransformer":                 # its arguments are TransformerConfig's fields
-        from .models import TinyTransformer, TransformerConfig
+        from ..models import TinyTransformer, TransformerConfig
 
         model = TinyTransformer(construct(rest, {"TinyTransformer": TransformerConfig}, "model")).to(device)
     else:
@@ -100,7 +100,7 @@ LLAMA_KEYS = ("size", "vocab_size", "n_ctx", "overrides", "config", "checkpointi
 def _build_llama(spec: dict, task, seed: int, device: str):
     from transformers import LlamaConfig
 
-    from .llm import SIZES, build_llama, llama_config
+    from ..models.llama import SIZES, build_llama, llama_config
 
     unknown = sorted(set(spec) - {"name", *LLAMA_KEYS})
     if unknown:
@@ -139,7 +139,7 @@ def describe_probes(probes) -> list[dict]:
 
 def build_probes(spec, model) -> list:
     """``"default"``, ``{"preset": "default" | "llm", ...}`` or a list of ``{"name": <probe>, ...}``."""
-    from .probes import default_probes
+    from ..probes import default_probes
 
     if spec == "default":
         return default_probes()
@@ -151,7 +151,7 @@ def build_probes(spec, model) -> list:
         try:
             if preset == "default":
                 return default_probes(**kwargs)
-            from .llm import llm_probes
+            from ..recipes.llm import llm_probes
 
             return llm_probes(model, **kwargs)
         except (ValueError, TypeError) as e:

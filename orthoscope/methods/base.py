@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import nn
 
-from .validate import check_number
+from ..core.validate import check_number
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:
