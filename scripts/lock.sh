@@ -7,7 +7,7 @@
 # and would lock the multi-GB CUDA build. The lock is a plain pip requirements file with --hash lines, so set-up
 # needs nothing but pip (`pip install --require-hashes`).
 #
-# Inputs: pyproject.toml (dependencies + the `test` extra: the honest lower bounds users see) and
+# Inputs: pyproject.toml (dependencies + the `test`, `integrations` and `course` extras: the honest lower bounds users see) and
 # requirements/pins.in (what the lock pins beyond them: the CPU torch, Triton, the build backend).
 #
 #   bash scripts/lock.sh              # keep today's pins, resolve only what pyproject/pins.in changed
@@ -20,7 +20,7 @@ tools=$(mktemp -d)
 trap 'rm -rf "$tools"' EXIT
 "$PY" -m venv "$tools/venv"
 "$tools/venv/bin/python" -m pip install -q "pip-tools==7.7.0"
-"$tools/venv/bin/pip-compile" --quiet --extra test --generate-hashes --allow-unsafe --strip-extras \
+"$tools/venv/bin/pip-compile" --quiet --extra test --extra integrations --extra course --generate-hashes --allow-unsafe --strip-extras \
     --no-emit-index-url --no-emit-find-links --no-header \
     --output-file requirements/test.lock "$@" pyproject.toml requirements/pins.in
 echo "[lock] wrote requirements/test.lock ($(grep -c '^[A-Za-z]' requirements/test.lock) packages); review: git diff requirements/"
