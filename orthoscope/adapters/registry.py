@@ -142,6 +142,7 @@ def attach(model: nn.Module, config: AdapterConfig, freeze_others: bool = True) 
     for p in paths:
         module = model.get_submodule(p)
         built[p] = config.make_layer(p, module).train(module.training)   # new layers start in the model's mode
+        built[p].attached_with = config        # how it was made: run.config expresses a hand-attached adapter by it
     # refuse (nothing changed yet), or untie: the built layers hold the modules, so the new weight is theirs
     resolve_ties(model, paths, config.tied, config.adapter_name)
     return swap_in(model, built, config.prefix, freeze_others)

@@ -12,7 +12,8 @@ import json
 from ..methods.losses import LOSSES
 from ..methods.schedules import LRSchedule, add_schedule, check_schedule
 from ..training.run import Run
-from .format import DEFAULTS, ConfigError, _check_loss, apply_overrides, construct, describe, method_classes, normalize
+from .format import DEFAULTS, ConfigError, _check_loss, apply_overrides, construct, method_classes, normalize
+from .exact import describe_method, verify
 from .specs import build_model, build_probes, build_task, describe_model, describe_probes, describe_task
 
 
@@ -40,11 +41,12 @@ def from_config(cfg: dict, overrides=()) -> Run:
 
 
 def run_config(run) -> dict:
-    """The config that rebuilds ``run`` (module docstring); a ``ConfigError`` names what cannot be expressed."""
+    """The config that rebuilds ``run`` exactly (module docstring), checked against the run it builds
+    (``orthoscope.config.exact``); a ``ConfigError`` names what cannot be expressed and the first difference."""
     extra = getattr(run, "config_extra", {})
-    method_spec = describe(run.method, "method")
     if type(run.method).__name__ not in method_classes():
         raise ConfigError(f"method {type(run.method).__name__} is not a method of the orthoscope package")
+    method_spec = describe_method(run)
     loss = [name for name, fn in LOSSES.items() if fn is run.loss_fn]
     if not loss:
         raise ConfigError(f"loss {run.loss_fn!r} is a custom callable, which a config cannot express; "
@@ -58,4 +60,5 @@ def run_config(run) -> dict:
            "probes": extra.get("probes_spec") or describe_probes(run.probes),
            "checkpoint": extra.get("checkpoint", copy.deepcopy(DEFAULTS["checkpoint"]))}
     json.dumps(cfg)                                   # a config is JSON data by construction
+    verify(run, normalize(cfg))                       # the run it builds is this one, or a ConfigError says where
     return cfg

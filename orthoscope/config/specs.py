@@ -49,7 +49,19 @@ def build_task(spec, device: str = "cpu"):
 # ---- models -------------------------------------------------------------------------------------------------------
 
 def describe_model(model, seed: int) -> dict:
-    """The model's spec; ``init_seed`` is the seed it was built after (``model.init_seed``, else the run's seed)."""
+    """The model's spec; ``init_seed`` is the seed it was built after (``model.init_seed``, else the run's seed).
+    A harmonic head swapped in (``use_harmonic_head``) is ``head``, a dtype other than float32 is ``dtype``."""
+    spec = _describe_architecture(model, seed)
+    head = _describe_head(model)
+    if head is not None:
+        spec["head"] = head
+    dtype = _describe_dtype(model)
+    if dtype is not None:
+        spec["dtype"] = dtype
+    return spec
+
+
+def _describe_architecture(model, seed: int) -> dict:
     from ..models.llama import CausalLM
     from ..models import TinyTransformer
 
@@ -71,6 +83,46 @@ def describe_model(model, seed: int) -> dict:
                       "arguments)")
 
 
+HEAD_KEYS = ("name", "module", "n", "tie", "eps")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def _describe_head(model) -> dict | None:
+    """``{"name": "HarmonicHead", "module": path, "n": ..., "tie": ..., "eps": ...}`` for the one harmonic head
+    ``use_harmonic_head`` put in (untied centres start as the replaced layer's weight, so no value is lost)."""
+    from ..models.heads import HarmonicHead, _embedding_of
+
+    heads = [(p, m) for p, m in model.named_modules() if isinstance(m, HarmonicHead)]
+    if not heads:
+        return None
+    if len(heads) > 1:
+        raise ConfigError(f"model has {len(heads)} harmonic heads ({[p for p, _ in heads]}); a config holds one "
+                          "(model.head)")
+    path, head = heads[0]
+    if head.tied:
+        try:
+            own = head._tied is _embedding_of(model)
+        except ValueError:
+            own = False
+        if not own:
+            raise ConfigError(f"model.{path} is a HarmonicHead tied to something other than the model's token "
+                              "embedding, which a config cannot express (model.head.tie ties it to the embedding)")
+    return {"name": "HarmonicHead", "module": path, "n": float(head.n), "tie": head.tied, "eps": float(head.eps)}
+
+
+def _describe_dtype(model) -> str | None:
+    """The one floating dtype of the model's own parameters (adapters' parameters aside), when it is not float32."""
+    from ..adapters.core import AdaptedLayer
+
+    adapter_params = {id(p) for m in model.modules() if isinstance(m, AdaptedLayer)
+                      for p in m.parameters(recurse=False)}
+    kinds = {p.dtype for p in model.parameters() if p.is_floating_point() and id(p) not in adapter_params}
+    if len(kinds) != 1:
+        return None                                   # none, or mixed: the comparison names the first one that differs
+    kind = str(kinds.pop()).removeprefix("torch.")
+    return kind if kind != "float32" and kind in DTYPES else None
+
+
 def build_model(spec, task, seed: int, device: str = "cpu"):
     """The model of ``spec``, built right after ``torch.manual_seed(spec.get("init_seed", seed))``."""
     if not isinstance(spec, dict):
@@ -78,7 +130,10 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
     init_seed = spec.get("init_seed", seed)
     if not isinstance(init_seed, int) or isinstance(init_seed, bool) or init_seed < 0:
         raise ConfigError(f"model.init_seed must be an integer >= 0, got {init_seed!r}")
-    rest = {k: v for k, v in spec.items() if k != "init_seed"}
+    rest = {k: v for k, v in spec.items() if k not in ("init_seed", "head", "dtype")}
+    dtype = spec.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ConfigError(f"model.dtype must be one of {list(DTYPES)}, got {dtype!r:.80}")
     torch.manual_seed(init_seed)
     if rest.get("name") == "Llama":
         model = _build_llama(rest, task, init_seed, device)
@@ -90,8 +145,32 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
         model = construct(rest, model_classes(), "model")
         model.arguments = {k: v for k, v in rest.items() if k != "name"}
         model = model.to(device)
+    if spec.get("head") is not None:
+        _build_head(model, spec["head"])
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
     model.init_seed = init_seed
     return model
+
+
+def _build_head(model, head) -> None:
+    """``use_harmonic_head`` as the spec says (after the model is built, before its dtype changes)."""
+    from ..models.heads import use_harmonic_head
+
+    if not isinstance(head, dict) or head.get("name") != "HarmonicHead":
+        raise ConfigError(f"model.head must be a mapping with name: HarmonicHead, got {head!r:.80}")
+    unknown = sorted(set(head) - set(HEAD_KEYS))
+    if unknown:
+        raise ConfigError(f"model.head.{unknown[0]}: unknown key; valid keys: {list(HEAD_KEYS)}")
+    kwargs = {"module": head.get("module"), "n": head.get("n"), "tie": head.get("tie", False)}
+    if not isinstance(kwargs["tie"], bool):
+        raise ConfigError(f"model.head.tie must be a boolean, got {kwargs['tie']!r:.80}")
+    if head.get("eps") is not None:
+        kwargs["eps"] = head["eps"]
+    try:
+        use_harmonic_head(model, **kwargs)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"model.head: {e}") from e
 
 
 LLAMA_KEYS = ("size", "vocab_size", "n_ctx", "overrides", "config", "checkpointing", "autocast_dtype")

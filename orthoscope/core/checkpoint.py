@@ -191,6 +191,43 @@ def require(path, meta: dict, field: str, kind, *, low=None, high=None, optional
     return value
 
 
+# ---- the model's structure (``orthoscope.core.structure``) ---------------------------------------------------------
+
+def check_structure(path, meta: dict, model) -> None:
+    """Refuse a checkpoint whose recorded module structure (field ``structure``: every module's path and type, every
+    tensor's name, shape and dtype) differs from ``model``'s, naming the first difference. Checkpoints written
+    before the field existed have none and are checked by their ``signature`` (names and shapes) only."""
+    from .structure import first_difference, fingerprint
+
+    saved = require(path, meta, "structure", dict, optional=True)
+    if saved is None:
+        return
+    _check_fingerprint_schema(path, saved)
+    problem = first_difference(fingerprint(model), saved)
+    if problem:
+        raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another structure: {problem} "
+                              "(field 'structure')")
+
+
+def _check_fingerprint_schema(path, saved: dict) -> None:
+    def bad(where, value):
+        raise CheckpointError(f"checkpoint {str(path)!r}: field 'structure.{where}' is malformed ({value!r:.80})")
+
+    if set(saved) != {"modules", "tensors"}:
+        bad("keys", sorted(saved))
+    for what, width in (("modules", 2), ("tensors", 3)):
+        entries = saved[what]
+        if not isinstance(entries, list):
+            bad(what, entries)
+        for i, entry in enumerate(entries):
+            if not (isinstance(entry, list) and len(entry) == width and isinstance(entry[0], str)
+                    and isinstance(entry[-1], str)):
+                bad(f"{what}[{i}]", entry)
+            if what == "tensors" and not (isinstance(entry[1], list) and all(
+                    isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry[1])):
+                bad(f"{what}[{i}]", entry)
+
+
 # ---- optimizer state as tensors + JSON (torch's own state_dict would need pickle) --------------------------------
 
 def flatten_optimizer_state(state_dict: dict, prefix: str = "optim") -> tuple[dict, dict[str, torch.Tensor]]:

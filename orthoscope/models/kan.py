@@ -58,6 +58,10 @@ class KANLinear(nn.Module):
     ``update_grid``) it warns once and runs eagerly until the grid is uniform again.
     """
 
+    # ``coef`` starts as a least-squares fit (torch.linalg.lstsq), whose last bit varies between two builds in one
+    # process (~1 build in 5 differs by ≤ 3e-8): run.config compares it to a tolerance, not bit for bit.
+    nondeterministic_init = ("coef",)
+
     def __init__(self, in_features: int, out_features: int, grid: int = 5, k: int = 3, *, grid_range=(-1.0, 1.0),
                  noise_scale: float = 0.3, scale_base_mu: float = 0.0, scale_base_sigma: float = 1.0,
                  scale_sp: float = 1.0, base_fun: str = "silu", grid_eps: float = 0.02, sp_trainable: bool = True,

@@ -23,10 +23,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..core.checkpoint import (CheckpointError, comparable_method_config, flatten_optimizer_state, read_checked,
-                               require, rng_state, set_rng_state, unflatten_optimizer_state, write_atomic)
+from ..core.checkpoint import (CheckpointError, check_structure, comparable_method_config, flatten_optimizer_state,
+                               read_checked, require, rng_state, set_rng_state, unflatten_optimizer_state, write_atomic)
 from ..core.history import History
 from ..core.keys import key
+from ..core.structure import fingerprint, tensor_digests
 from ..distributed import seam as _dist
 from ..methods.base import AdamW, Method
 from ..methods.losses import resolve_loss
@@ -68,6 +69,7 @@ class Run:
         self.task = task
         self.dist = _dist.setup(distributed, self)     # None in one process; checks run before anything changes
         self.model = self.method.attach(model)
+        self._record_initial_state()                   # before FSDP2 shards it: run.config checks the values
         self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:
@@ -117,6 +119,8 @@ class Run:
     def step(self) -> dict:
         """One training step; returns the record logged at this step (probes that were due, and the batch loss)."""
         if self.step_count == 0 and len(self.history) == 0:
+            if self.dist is None:
+                self._record_initial_state()           # the values training starts from, edits after Run(...) too
             self._observe(initial=True)
         t0 = time.perf_counter()
         self.model.train()
@@ -223,6 +227,13 @@ class Run:
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
+    def _record_initial_state(self) -> None:
+        """Digests of the model's values as training starts (``tensor_digests``), so ``run.config`` can check that
+        its config builds these very weights; kept for models up to ``GUARD_MAX_PARAMS`` parameters, where hashing
+        them is cheap (larger ones are checked for structure only, and must record their ``init_seed``)."""
+        small = sum(p.numel() for p in self.model.parameters()) <= GUARD_MAX_PARAMS
+        self.initial_digests = tensor_digests(self.model) if small else None
+
     @property
     def _is_main(self) -> bool:
         return self.dist is None or self.dist.is_main
@@ -298,7 +309,8 @@ class Run:
         tensors.update({f"history.{k}": v for k, v in hist_tensors.items()})
         meta = {"kind": CHECKPOINT_KIND, "step": self.step_count, "seed": self.seed, "last_loss": self.last_loss,
                 "wall_time": self.wall_time, "method": self.method.config(), "signature": self._signature(),
-                "optimizer": optim_meta, "history": hist_meta, "overrides": self.overrides}
+                "structure": fingerprint(self.model), "optimizer": optim_meta, "history": hist_meta,
+                "overrides": self.overrides}
         write_atomic(path, tensors, meta)
 
     def override(self, **hyperparameters) -> "Run":
@@ -333,6 +345,7 @@ class Run:
         mismatch = _signature_mismatch(self._signature(), require(path, meta, "signature", dict))
         if mismatch:
             raise CheckpointError(f"checkpoint {str(path)!r} was saved from a model of another shape: {mismatch}")
+        check_structure(path, meta, self.model)        # module types too: a HarmonicHead is not a Linear
         # The optimizer's hyperparameters come from the checkpoint; a run built with other ones would silently
         # train with the saved ones, so a checkpoint resumes only the run (method and settings) that wrote it.
         mine = comparable_method_config(self.method.config())
