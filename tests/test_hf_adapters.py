@@ -11,6 +11,8 @@ on-disk format both ways.
 from __future__ import annotations
 
 import copy
+import re
+import warnings
 
 import pytest
 import torch
@@ -25,6 +27,7 @@ from orthoscope.adapters.lora import LoRAConfig  # noqa: E402
 from orthoscope.adapters.oft import OFTConfig  # noqa: E402
 from orthoscope.adapters.qoft import QOFTConfig  # noqa: E402
 from orthoscope.adapters.sora import SoRAConfig  # noqa: E402
+from orthoscope.adapters.hf import TiedExportWarning  # noqa: E402
 
 V = 97
 
@@ -369,7 +372,11 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
             if getattr(layer, "gate", None) is not None:
                 layer.gate[0] = 0.0                                        # a pruned rank: exported as rank r−1
     y, grad = out_and_input_grad(ours)
-    save_peft(ours, tmp_path / "ours")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_peft(ours, tmp_path / "ours")
+    tied = [w for w in caught if issubclass(w.category, TiedExportWarning)]
+    assert len(tied) == (1 if case.endswith("-head") else 0), [str(w.message) for w in caught]
     theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "ours")).eval()
     y_peft, grad_peft = out_and_input_grad(theirs)
     torch.testing.assert_close(y_peft, y, atol=1e-5, rtol=0)
@@ -379,6 +386,36 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     y_back, grad_back = out_and_input_grad(back)
     torch.testing.assert_close(y_back, y, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_back, grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind, adapter", [("gpt2", "lora"), ("gpt2", "oft"), ("opt", "lora")])
+def test_export_of_a_tied_head_warns_and_peft_merge_moves_the_embedding(kind, adapter, tmp_path):
+    """issue 30, part 6: the warning is true — peft's merge_and_unload on the tied base moves the input embedding,
+    and on a base loaded with tie_word_embeddings=False it does not."""
+    head, embed = TIED[kind]
+    base = build(kind)
+    ours = attach(copy.deepcopy(base), ADAPTERS[adapter](targets=[head], tied="untie"))
+    train_steps(ours)
+    with pytest.warns(TiedExportWarning, match=rf"'{head}' is tied to \['{re.escape(embed)}'\].*merge_and_unload"):
+        save_peft(ours, tmp_path / "a")
+    before = base.get_submodule(embed).weight.detach().clone()
+    merged = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "a")).merge_and_unload()
+    moved = (merged.get_submodule(embed).weight.detach() - before).abs().max().item()
+    assert moved > 1e-3, moved                       # 0.008–0.045 measured (docs/adapters.md)
+    untied = copy.deepcopy(base)
+    untied.config.tie_word_embeddings = False
+    untied.get_submodule(head).weight = nn.Parameter(base.get_submodule(head).weight.detach().clone())
+    kept = peft.PeftModel.from_pretrained(untied, str(tmp_path / "a")).merge_and_unload()
+    assert torch.equal(kept.get_submodule(embed).weight.detach(), before)
+    with torch.no_grad():
+        torch.testing.assert_close(out(kept), out(ours), atol=1e-5, rtol=0)
+
+
+def test_export_of_untied_targets_does_not_warn(tmp_path):
+    ours = attach(build("gpt2"), LoRAConfig(rank=2, targets=["c_attn"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TiedExportWarning)
+        save_peft(ours, tmp_path / "a")
 
 
 def test_sora_on_conv1d_prunes_to_an_equal_lora():

@@ -16,7 +16,9 @@ The OFT map (tests/test_peft_interop.py checks the outputs agree to 1e-5):
 * exact Cayley: peft computes ``(I − Q)(I + Q)⁻¹ = cayley(Q)ᵀ``, so the stored tensor is negated both ways.
 
 peft holds one config for all layers, so every exported layer must share block size, Cayley choice, COFT and
-sharing. Conv2d layers are refused: peft's Conv2d OFT forward folds rotated patches back into an image
+sharing. An adapter on a module tied to another in the base model (GPT-2's head and input embedding) is exported
+with a ``TiedExportWarning`` naming the tie: peft's ``merge_and_unload()`` on the tied base moves both. Conv2d
+layers are refused: peft's Conv2d OFT forward folds rotated patches back into an image
 (``F.fold`` sums overlapping patches), which is not the layer its own ``merge()`` produces, nor ours.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import nn
 
 from ..core.targets import exactly
 from .oft import OFTConfig, OFTConv1D, OFTConv2d, OFTEmbedding, OFTLinear
+from .hf import warn_tied_export
 from .peft_common import PREFIX, load_base_weights, refuse_merged, split_keys
 from .registry import attach
 
@@ -71,6 +74,7 @@ def to_peft(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
     if len(families) > 1:
         raise ValueError(f"a peft adapter directory holds one adapter type; this model has {sorted(families)} "
                          f"layers ({families}); export them from separate models")
+    warn_tied_export(model, [p for p, _ in layers])
     family = families.popitem()[0]
     if family == "OFT":
         return oft_to_peft(model)
@@ -215,7 +219,9 @@ def _read(directory) -> tuple[dict, dict]:
 
 def save_oft_peft(model: nn.Module, directory) -> Path:
     """OFT only (kept for existing callers): ``save_peft`` refusing anything but OFT layers."""
-    return _write(oft_to_peft(model), directory)
+    exported = oft_to_peft(model)
+    warn_tied_export(model, [p for p, _ in _oft_layers(model)])
+    return _write(exported, directory)
 
 
 def load_oft_peft(model: nn.Module, directory, tied: str = "refuse") -> nn.Module:
