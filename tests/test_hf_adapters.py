@@ -388,6 +388,75 @@ def test_peft_parity_and_round_trip(case, tmp_path, monkeypatch):
     torch.testing.assert_close(grad_back, grad, atol=1e-5, rtol=0)
 
 
+def qoft_layer_inputs(model) -> dict:
+    """The input every QOFT layer sees on IDS."""
+    inputs, hooks = {}, []
+    for path, layer in adapter_layers(model):
+        hooks.append(layer.register_forward_hook(lambda m, args, y, path=path: inputs.__setitem__(path, args[0])))
+    with torch.no_grad():
+        out(model)
+    for h in hooks:
+        h.remove()
+    return inputs
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_qoft_merge_stays_within_the_bound_in_terms_of_the_weights(kind, bits):
+    """issue 30, part 6 (docs/adapters.md, "QOFT merge bound"): after three Adam steps, merging every QOFT layer
+    moves each weight by at most half a quantization step of its merged group, which is at most
+    ‖W[j, block]‖₂ / (2^bits − 1) of the pre-merge weights, and each layer's output by at most
+    ½ Σ_g step[j, g]·‖x_g‖₁ — without a MergeBoundWarning."""
+    from orthoscope.adapters.qoft import MergeBoundWarning
+
+    model = attach(build(kind), QOFTConfig(block=8, bits=bits, group_size=16, **DEFAULT[kind]))
+    train_steps(model)
+    inputs = qoft_layer_inputs(model)
+    layers = dict(adapter_layers(model))
+    with torch.no_grad():
+        adapted = {p: layer(inputs[p]).double() for p, layer in layers.items()}
+        effective = {p: layer.effective_weight().double() for p, layer in layers.items()}
+        blocks = {p: layer.base_layer.dequantized_weight(torch.float64) for p, layer in layers.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", MergeBoundWarning)
+            merge_all(model)
+        for path, layer in layers.items():
+            assert layer.merge_error <= layer.merge_bound, path
+            w = blocks[path]                                              # deq(W) before the merge, [out, in]
+            row_block_norm = w.reshape(w.shape[0], -1, 8).norm(dim=-1).amax(-1, keepdim=True)   # max_B ‖W[j,B]‖₂
+            target = effective[path] if not layer.fan_in_fan_out else effective[path].T
+            moved = (layer.base_layer.dequantized_weight(torch.float64) - target).abs()
+            assert (moved <= row_block_norm / (2 ** bits - 1) * (1 + 1e-5)).all(), path
+            x = inputs[path].double().reshape(-1, w.shape[1])
+            step = layer.base_layer.scale.double()                         # the merged groups' steps [out, in/16]
+            bound = 0.5 * x.abs().reshape(x.shape[0], -1, 16).sum(-1) @ step.T
+            rounding = 64 * 2.0 ** -24 * (x.abs() @ w.abs().T)             # float32 matmuls of both outputs
+            diff = (layer(inputs[path]).double() - adapted[path]).reshape(x.shape[0], -1).abs()
+            assert (diff <= bound + rounding).all(), (path, float((diff - bound).max()))
+
+
+def test_qoft_merge_warns_when_it_exceeds_the_bound(monkeypatch):
+    """A re-quantization that lands off its grid (forced: codes moved by 3 steps) is named, layer and size."""
+    import orthoscope.adapters.qoft as qoft
+
+    real = qoft.quantize_groupwise
+
+    def off_by_three(w, bits, group_size):
+        qt = real(w, bits=bits, group_size=group_size)
+        if bits == 8:
+            qt.codes[..., 0] = (qt.codes[..., 0].int() + 3).clamp(0, 255).to(torch.uint8)
+        return qt
+
+    model = attach(build("llama"), QOFTConfig(block=8, bits=8, group_size=16, targets=["q_proj"]))
+    train_steps(model)
+    monkeypatch.setattr(qoft, "quantize_groupwise", off_by_three)
+    with pytest.warns(qoft.MergeBoundWarning, match=r"QOFT merge of 'model\.layers\.0\.self_attn\.q_proj'.*"
+                                                   r"further than the re-quantization bound"):
+        merge_all(model)
+    layer = model.get_submodule("model.layers.0.self_attn.q_proj")
+    assert layer.merge_error > layer.merge_bound
+
+
 @pytest.mark.parametrize("kind, adapter", [("gpt2", "lora"), ("gpt2", "oft"), ("opt", "lora")])
 def test_export_of_a_tied_head_warns_and_peft_merge_moves_the_embedding(kind, adapter, tmp_path):
     """issue 30, part 6: the warning is true — peft's merge_and_unload on the tied base moves the input embedding,

@@ -33,11 +33,15 @@ from torch import nn
 
 from .. import kernels
 from .oft import OFTConfig, RotationMixin, divisors
-from .quant import SUPPORTED_BITS, QuantizedTensor, dequantize_groupwise, quantize_groupwise
+from .quant import SUPPORTED_BITS, QuantizedTensor, dequantize_groupwise, quantize_groupwise, requantization_bound
 from .hf import is_conv1d
 from .registry import AdaptedLayer, AdapterMethod, register_adapter
 
-__all__ = ["QuantLinear", "QOFTLinear", "QOFTConv1D", "QOFTConfig", "QOFT"]
+__all__ = ["QuantLinear", "QOFTLinear", "QOFTConv1D", "QOFTConfig", "QOFT", "MergeBoundWarning"]
+
+
+class MergeBoundWarning(UserWarning):
+    """A QOFT merge moved a weight further than the re-quantization bound (``quant.requantization_bound``)."""
 
 
 class _QuantMatmul(torch.autograd.Function):
@@ -147,11 +151,33 @@ class QOFTLinear(RotationMixin, AdaptedLayer):
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold R into the weight and re-quantize it (lossy: ≤ scale/2 per weight); keeps the old codes for unmerge."""
+        """Fold R into the weight and re-quantize it (lossy: ≤ scale/2 per weight); keeps the old codes for unmerge.
+
+        The merged weight ``W' = deq(W)·Rᵀ`` is re-quantized with its own group scales; every entry must land
+        within ``requantization_bound(W')`` of ``W'`` (half a step of its group). ``merge_error`` and
+        ``merge_bound`` keep the largest error and bound of this merge; a ``MergeBoundWarning`` names the layer
+        when an entry lands further (docs/adapters.md, "QOFT merge bound")."""
         if not self.merged:
             self._premerge = self.base_layer.quantized()
-            self._requantize(self._merged_weight(self.base_layer.dequantized_weight(torch.float64)))
+            target = self._merged_weight(self.base_layer.dequantized_weight(torch.float64))
+            self._requantize(target)
+            self._check_merge_bound(target)
             self.merged = True
+
+    def _check_merge_bound(self, target: torch.Tensor) -> None:
+        base = self.base_layer
+        error = (base.dequantized_weight(torch.float64) - target).abs()
+        bound = requantization_bound(target, base.bits, base.group_size)
+        self.merge_error, self.merge_bound = float(error.max()), float(bound.max())
+        over = error > bound
+        if over.any():
+            ratio = float((error / bound.clamp_min(torch.finfo(torch.float64).tiny)).max())
+            where = tuple(int(i) for i in over.nonzero()[0])
+            warnings.warn(f"QOFT merge of {self.path!r}: {int(over.sum())} weight(s) moved further than the "
+                          f"re-quantization bound (half a quantization step of their group), up to {ratio:.3g}× it "
+                          f"(first at {list(where)}: error {float(error[where]):.3g}, bound {float(bound[where]):.3g}); "
+                          "the merged layer is not the adapted one to the stated accuracy", MergeBoundWarning,
+                          stacklevel=3)
 
     @torch.no_grad()
     def unmerge(self) -> None:

@@ -13,6 +13,10 @@ is set to 1 so it round-trips exactly instead of dividing by zero.
 
     qt = quantize_groupwise(w, bits=8, group_size=64)
     w_hat = dequantize_groupwise(qt)            # float32 by default, same shape as w
+
+``requantization_bound(w, bits, group_size)`` is that error bound per entry — half the step of the entry's group,
+``(max_g − min_g) / (2^bits − 1) / 2 ≤ max_g |w| / (2^bits − 1)``, plus the float32 arithmetic's rounding — which a
+QOFT merge checks after re-quantizing (``qoft.py``; docs/adapters.md states the bound in terms of the weights).
 """
 from __future__ import annotations
 
@@ -80,3 +84,22 @@ def dequantize_groupwise(qt: QuantizedTensor, dtype: torch.dtype = torch.float32
     g = codes.float().reshape(*qt.shape[:-1], n // qt.group_size, qt.group_size)
     w = (g - qt.zero[..., None]) * qt.scale[..., None]
     return w.reshape(qt.shape).to(dtype)
+
+
+FLOAT32_EPS = 2.0 ** -23
+
+
+def requantization_bound(w: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """Per-entry bound on ``|dequantize_groupwise(quantize_groupwise(w)) − w|`` (float64, the shape of ``w``).
+
+    The grid of a group is ``scale_g · ℤ`` shifted by the integer zero point, so rounding moves an entry by at most
+    ``scale_g / 2`` (the clamp never binds in exact arithmetic: ``round(w/s) + zero`` stays in [0, 2^bits − 1]).
+    Quantizing in float32 adds rounding of ``w``, of ``scale_g`` and of ``w / scale_g`` near a half-step; each is a
+    few float32 ulps of ``max_g |w| + scale_g``, and 8 ulps are allowed for them together."""
+    shape = tuple(w.shape)
+    _check(shape, bits, group_size)
+    g = w.detach().double().reshape(*shape[:-1], shape[-1] // group_size, group_size)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+    step = (hi - lo) / (2 ** bits - 1)
+    slack = 8 * FLOAT32_EPS * (g.abs().amax(-1, keepdim=True) + step)
+    return (step / 2 + slack).expand_as(g).reshape(shape)
