@@ -13,17 +13,20 @@ from ..methods.losses import LOSSES
 from ..methods.schedules import LRSchedule, add_schedule, check_schedule
 from ..training.run import Run
 from .format import DEFAULTS, ConfigError, _check_loss, apply_overrides, construct, describe, method_classes, normalize
+from .shapes import check_model_fits_task
 from .specs import build_model, build_probes, build_task, describe_model, describe_probes, describe_task
 
 
 def build_run(cfg: dict):
-    """``Run`` from a config (module docstring). Every section is checked before the model is built."""
+    """``Run`` from a config (module docstring). Every section is checked before the model is built, and the model
+    against the task before the run is."""
     cfg = normalize(cfg)
     check_schedule(cfg["schedule"])
     _check_loss(cfg["loss"])
     task = build_task(cfg["task"], cfg["device"])
     method = construct(cfg["method"], method_classes(), "method")
     model = build_model(cfg["model"], task, cfg["seed"], cfg["device"])
+    check_model_fits_task(model, task, cfg["model"])        # before any step (orthoscope.config.shapes)
     probes = build_probes(cfg["probes"], model)
     run = Run(model, task, method, loss=cfg["loss"], probes=probes, seed=cfg["seed"], name=cfg["name"])
     if cfg["schedule"] is not None:

@@ -20,30 +20,38 @@ import argparse
 import sys
 from pathlib import Path
 
-from .format import ConfigError, load_config, normalize, save_config
 from .build import build_run
-from .rundir import CONFIG, HISTORY, HistoryStream, resume, save_checkpoint
+from .format import ConfigError, apply_overrides, bounded, normalize, save_config
+from .rundir import CONFIG, HISTORY, HistoryStream, resume, run_directory, save_checkpoint
+from .yamlfile import read_config, shown_path, where
 
 
 def prepare(config_path, overrides, runs: str = "runs", name: str | None = None) -> tuple[object, dict, Path]:
     """The run (built, so every key is checked), its normalized config and its run directory; refuses a
-    directory that holds another config. Nothing is written before the config passed every check.
+    directory that holds another config. Nothing is written before the config passed every check, and nothing at
+    all when the directory already holds this config (a finished run re-invoked on a read-only disk).
 
-    Under torchrun every rank builds the run (which joins the process group) and reads the saved config; rank 0
-    alone writes it, after every rank has read it."""
-    from .format import parse_yaml
-
-    cfg = normalize(load_config(config_path, overrides))
-    run = build_run(cfg)
-    run_dir = Path(runs) / (name or cfg["name"] or Path(config_path).stem)
+    Every refusal is a one-line ``ConfigError`` naming the file and, where the key came from the file, its line
+    (``orthoscope.config.yamlfile.where``). Under torchrun every rank builds the run (which joins the process group)
+    and reads the saved config; rank 0 alone writes it, after every rank has read it."""
+    source = shown_path(config_path)
+    data, lines = read_config(config_path)
+    overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
+    try:
+        cfg = normalize(apply_overrides(data, overrides))
+        run_dir = run_directory(runs, name, cfg["name"], config_path)
+        run = build_run(cfg)
+    except ConfigError as e:
+        raise ConfigError(where(str(e), source, lines, overridden)) from None
     saved = run_dir / CONFIG
-    other = saved.is_file() and parse_yaml(saved.read_text()) != cfg
+    exists = saved.is_file()
+    other = exists and read_config(saved)[0] != cfg
     if run.dist is not None:
-        run.dist.barrier()                             # every rank has read the file before rank 0 rewrites it
+        run.dist.barrier()                             # every rank has read the file before rank 0 writes it
     if other:
-        raise ConfigError(f"{str(run_dir)!r} holds a run of another config; resume it with the same config, or pass "
-                          "--name for a new run directory")
-    if run.dist is None or run.dist.is_main:
+        raise ConfigError(f"{source}: {bounded(str(run_dir))} holds a run of another config; resume it with the same "
+                          "config, or pass --name for a new run directory")
+    if not exists and (run.dist is None or run.dist.is_main):
         save_config(cfg, saved)
     return run, cfg, run_dir
 
@@ -87,7 +95,7 @@ def main(argv: list[str]) -> int:
     try:
         run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)     # one line, whatever the message held
         return 2
     train(run, cfg, run_dir, progress=not args.no_progress)
     if run.dist is None or run.dist.is_main:
