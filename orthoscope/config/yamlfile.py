@@ -183,6 +183,8 @@ def _marked(e: yaml.MarkedYAMLError, source: str, numbered: bool = True) -> str:
         problem = "a tab character where YAML expects a token: YAML indents and separates with spaces, not tabs"
     elif "could not determine a constructor" in problem:
         problem = f"{problem} (a config holds plain data: numbers, strings, lists, mappings)"
+    elif e.context and problem.startswith("but "):          # "expected a single document…, but found another…"
+        problem = f"{e.context}, {problem}"
     elif e.context and not isinstance(e, ConstructorError):
         problem = f"{problem} ({e.context}" + (f" at line {e.context_mark.line + 1})" if e.context_mark else ")")
     where = f"{source}:{mark.line + 1}" if mark and numbered else source
