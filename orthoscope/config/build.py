@@ -12,7 +12,8 @@ import json
 from ..methods.losses import LOSSES
 from ..methods.schedules import LRSchedule, add_schedule, check_schedule
 from ..training.run import Run
-from .format import DEFAULTS, ConfigError, _check_loss, apply_overrides, construct, describe, method_classes, normalize
+from .format import (DEFAULTS, ConfigError, _check_loss, apply_overrides, bounded, construct, describe, method_classes,
+                     normalize)
 from .shapes import check_model_fits_task
 from .specs import build_model, build_probes, build_task, describe_model, describe_probes, describe_task
 
@@ -50,7 +51,7 @@ def run_config(run) -> dict:
         raise ConfigError(f"method {type(run.method).__name__} is not a method of the orthoscope package")
     loss = [name for name, fn in LOSSES.items() if fn is run.loss_fn]
     if not loss:
-        raise ConfigError(f"loss {run.loss_fn!r} is a custom callable, which a config cannot express; "
+        raise ConfigError(f"loss {bounded(run.loss_fn)} is a custom callable, which a config cannot express; "
                           f"use one of {sorted(LOSSES)}")
     schedules = [iv for iv in run.interventions if isinstance(iv, LRSchedule)]
     cfg = {"name": run.name if run.name != run.method.label() else None, "seed": run.seed,

@@ -3,8 +3,12 @@
     python -m orthoscope train poet.yaml method.lr=3e-4 steps=2000 --runs runs --name poet-small
 
 writes ``runs/poet-small/`` (``orthoscope.config.rundir``): the config, the History streamed line by line, and
-checkpoints every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again with the
-same config and it resumes from the newest complete checkpoint; a different config in the same directory is refused.
+checkpoints every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again
+with the same config and it resumes from the newest complete checkpoint (a finished run: nothing is written); a
+different config in the same directory is refused.
+
+A config that cannot run is refused before anything is written, with exit status 2 and one line
+``error: FILE:LINE: what is wrong`` (``orthoscope.config.yamlfile``; docs/scale.md lists what is refused).
 
 The same command runs unchanged under torchrun (DDP by default, ``ORTHOSCOPE_DISTRIBUTED=fsdp`` for FSDP2)::
 
@@ -83,6 +87,16 @@ def train(run, cfg: dict, run_dir, progress: bool = True):
     return run
 
 
+MESSAGE_CHARS = 2000
+
+
+def bounded_line(message: str) -> str:
+    """``message`` on one line and at most ``MESSAGE_CHARS`` long: a value a method or task formatted in full (the
+    config's own messages are bounded already) can never flood the terminal."""
+    line = " ".join(message.split())
+    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 1] + "…"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m orthoscope train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="a YAML or JSON run config (orthoscope.config)")
@@ -95,7 +109,7 @@ def main(argv: list[str]) -> int:
     try:
         run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name)
     except ConfigError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)     # one line, whatever the message held
+        print(f"error: {bounded_line(str(e))}", file=sys.stderr)
         return 2
     train(run, cfg, run_dir, progress=not args.no_progress)
     if run.dist is None or run.dist.is_main:
