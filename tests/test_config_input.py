@@ -363,3 +363,51 @@ def test_where_points_at_the_line_or_the_override():
     assert where("seed must be", "c.yaml", lines) == "c.yaml: seed must be"
     assert where("method.lr must\nbe", "c.yaml", lines, {"method.lr": "method.lr=x"}) == \
         "c.yaml (override 'method.lr=x'): method.lr must be"
+
+
+# ---- the model against the task, beyond ModularArithmetic ------------------------------------------------------------
+
+TINYLANG = {"name": "TinyLang", "n_ctx": 8, "n_sentences": 200, "n_eval": 4, "batch_size": 4}
+SYNTHETIC = {"name": "SyntheticTokens", "vocab_size": 50, "n_ctx": 8, "batch_size": 2, "n_eval": 2}
+TRANSFORMER = {"name": "TinyTransformer", "vocab_size": 60, "n_ctx": 8, "d_model": 8, "n_heads": 2, "d_mlp": 8}
+
+
+@pytest.mark.parametrize("task, model", [
+    ({"name": "Digits", "n_train": 100}, {"name": "MLP", "d_in": 64, "hidden": [8], "d_out": 10}),
+    ({"name": "Digits", "n_train": 100}, {"name": "KAN", "width": [64, 10]}),
+    (TINYLANG, {**TRANSFORMER, "readout": "all"}),
+    (SYNTHETIC, {"name": "Llama", "size": "tiny"}),                       # vocabulary from the task
+    (SYNTHETIC, {"name": "Llama", "size": "tiny", "vocab_size": 64}),     # padded: every id fits, outputs ≥ vocab
+    ({"name": "ModularArithmetic", "p": 7, "equals_token": True},
+     {"name": "TinyTransformer", "vocab_size": 8, "n_ctx": 3, "d_model": 8, "n_heads": 2, "d_mlp": 8, "n_out": 7}),
+], ids=["digits-mlp", "digits-kan", "tinylang-transformer", "tokens-llama", "tokens-llama-padded", "equals-token"])
+def test_models_that_fit_their_task_are_accepted_and_step(task, model):
+    from orthoscope.config import build_run
+
+    run = build_run({"seed": 0, "task": task, "model": model, "method": {"name": "AdamW"}, "probes": []})
+    run.train(1, progress=False)
+
+
+@pytest.mark.parametrize("task, model, words", [
+    (TINYLANG, {**TRANSFORMER, "readout": "last"}, ["model.readout", "next token at each position",
+                                                    "set model.readout: all"]),
+    (TINYLANG, {**TRANSFORMER, "vocab_size": 30, "readout": "all"}, ["model.vocab_size", "30", "60",
+                                                                     "the TinyLang vocabulary"]),
+    (TINYLANG, {**TRANSFORMER, "n_ctx": 4, "readout": "all"}, ["model.n_ctx", "context is 4", "8 (task.n_ctx)"]),
+    (TINYLANG, {"name": "MLP", "vocab_size": 60, "n_tokens": 8, "d_out": 60}, ["model MLP", "one per example",
+                                                                              "TinyTransformer (readout: all)"]),
+    (SYNTHETIC, {"name": "Llama", "size": "tiny", "vocab_size": 40}, ["model.vocab_size", "40",
+                                                                      "50 (task.vocab_size)"]),
+    (SYNTHETIC, {"name": "Llama", "config": {"vocab_size": 40, "hidden_size": 16, "intermediate_size": 32,
+                                             "num_hidden_layers": 1, "num_attention_heads": 2}},
+     ["model.config.vocab_size", "40"]),
+    ({"name": "Digits", "n_train": 100}, {"name": "KAN", "width": [64, 9]}, ["model.width[1]", "9", "10 (digits)"]),
+    ({"name": "Digits", "n_train": 100}, {**TRANSFORMER, "vocab_size": 16}, ["vector of numbers", "64 (8×8 pixels)"]),
+])
+def test_models_that_do_not_fit_are_named_with_both_numbers(task, model, words):
+    from orthoscope.config import build_run
+
+    with pytest.raises(ConfigError) as err:
+        build_run({"seed": 0, "task": task, "model": model, "method": {"name": "AdamW"}, "probes": []})
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
