@@ -12,19 +12,23 @@ import json
 from ..methods.losses import LOSSES
 from ..methods.schedules import LRSchedule, add_schedule, check_schedule
 from ..training.run import Run
-from .format import DEFAULTS, ConfigError, _check_loss, apply_overrides, construct, method_classes, normalize
+from .format import (DEFAULTS, ConfigError, _check_loss, apply_overrides, bounded, construct, method_classes,
+                     normalize)
 from .exact import describe_method, verify
+from .shapes import check_model_fits_task
 from .specs import build_model, build_probes, build_task, describe_model, describe_probes, describe_task
 
 
 def build_run(cfg: dict):
-    """``Run`` from a config (module docstring). Every section is checked before the model is built."""
+    """``Run`` from a config (module docstring). Every section is checked before the model is built, and the model
+    against the task before the run is."""
     cfg = normalize(cfg)
     check_schedule(cfg["schedule"])
     _check_loss(cfg["loss"])
     task = build_task(cfg["task"], cfg["device"])
     method = construct(cfg["method"], method_classes(), "method")
     model = build_model(cfg["model"], task, cfg["seed"], cfg["device"])
+    check_model_fits_task(model, task, cfg["model"])        # before any step (orthoscope.config.shapes)
     probes = build_probes(cfg["probes"], model)
     run = Run(model, task, method, loss=cfg["loss"], probes=probes, seed=cfg["seed"], name=cfg["name"])
     if cfg["schedule"] is not None:
@@ -49,7 +53,7 @@ def run_config(run) -> dict:
     method_spec = describe_method(run)
     loss = [name for name, fn in LOSSES.items() if fn is run.loss_fn]
     if not loss:
-        raise ConfigError(f"loss {run.loss_fn!r} is a custom callable, which a config cannot express; "
+        raise ConfigError(f"loss {bounded(run.loss_fn)} is a custom callable, which a config cannot express; "
                           f"use one of {sorted(LOSSES)}")
     schedules = [iv for iv in run.interventions if isinstance(iv, LRSchedule)]
     cfg = {"name": run.name if run.name != run.method.label() else None, "seed": run.seed,

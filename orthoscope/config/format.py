@@ -47,7 +47,8 @@ METHOD_MODULES = ("orthoscope.methods", "orthoscope.optim.methods", "orthoscope.
                   "orthoscope.zoo.superposition", "orthoscope.zoo.effective_theory", "orthoscope.zoo.omnigrok")
 
 
-from ..core.validate import ConfigError  # noqa: E402,F401  (defined at the bottom layer: schedules raise it too)
+from ..core.validate import ConfigError, bounded, shown_key  # noqa: E402,F401  (bottom layer: schedules raise it)
+from .yamlfile import load_yaml, read_config  # noqa: E402
 
 
 # ---- registries: every name a config may use ----------------------------------------------------------------------
@@ -103,7 +104,7 @@ def _plain(value, where: str):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
-    raise ConfigError(f"{where} holds a {type(value).__name__} ({value!r:.60}), which a config cannot express "
+    raise ConfigError(f"{where} holds a {type(value).__name__} ({bounded(value)}), which a config cannot express "
                       "(only numbers, strings, booleans, null, lists and string-keyed maps)")
 
 
@@ -147,7 +148,7 @@ def _check_value(value, default, where: str):
             if kind is int or kind is float:
                 ok = ok and not isinstance(value, bool)
             if not ok:
-                raise ConfigError(f"{where} must be {words} (default {default!r}), got {value!r}")
+                raise ConfigError(f"{where} must be {words} (default {default!r}), got {bounded(value)}")
             if kind == (list, tuple):
                 return tuple(value) if isinstance(default, tuple) else list(value)
             return float(value) if kind is float else value
@@ -157,10 +158,10 @@ def _check_value(value, default, where: str):
 def construct(spec, registry: dict[str, type], where: str, extra: tuple = ()):
     """Build ``registry[spec["name"]](**rest)`` after checking names, keys and types; errors name ``where``."""
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"{where} must be a mapping with a 'name' (one of {sorted(registry)}), got {spec!r}")
+        raise ConfigError(f"{where} must be a mapping with a 'name' (one of {sorted(registry)}), got {bounded(spec)}")
     name = spec["name"]
-    if name not in registry:
-        raise ConfigError(f"{where}.name: unknown {name!r}; valid names: {sorted(registry)}")
+    if not isinstance(name, str) or name not in registry:
+        raise ConfigError(f"{where}.name: unknown {bounded(name)}; valid names: {sorted(registry)}")
     cls = registry[name]
     args = _arguments(cls)
     kwargs = {}
@@ -168,7 +169,7 @@ def construct(spec, registry: dict[str, type], where: str, extra: tuple = ()):
         if key == "name" or key in extra:
             continue
         if key not in args:
-            raise ConfigError(f"{where}.{key}: unknown key for {name}; valid keys: {sorted(args)}")
+            raise ConfigError(f"{where}.{shown_key(key)}: unknown key for {name}; valid keys: {sorted(args)}")
         kwargs[key] = _check_value(value, args[key], f"{where}.{key}")
     missing = [a for a, d in args.items() if d is inspect.Parameter.empty and a not in kwargs]
     if missing:
@@ -177,7 +178,7 @@ def construct(spec, registry: dict[str, type], where: str, extra: tuple = ()):
         return cls(**kwargs)
     except ConfigError:
         raise
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise ConfigError(f"{where} ({name}): {e}") from e
 
 
@@ -185,93 +186,108 @@ def construct(spec, registry: dict[str, type], where: str, extra: tuple = ()):
 
 def normalize(cfg: dict) -> dict:
     """Check the top level of ``cfg`` and fill defaults; returns a new dict. Raises ``ConfigError``."""
+    if cfg is None:
+        raise ConfigError(f"the config is empty; it needs the sections 'task', 'model' and 'method' (keys: "
+                          f"{list(KEYS)})")
     if not isinstance(cfg, dict):
-        raise ConfigError(f"a config must be a mapping with keys {list(KEYS)}, got {type(cfg).__name__}")
+        raise ConfigError(f"a config must be a mapping with keys {list(KEYS)}, got {type(cfg).__name__} "
+                          f"{bounded(cfg)}")
     unknown = [k for k in cfg if k not in KEYS]
     if unknown:
-        raise ConfigError(f"unknown top-level key(s) {unknown}; valid keys: {list(KEYS)}")
+        raise ConfigError(f"{shown_key(unknown[0])}: unknown top-level key; valid keys: {list(KEYS)}")
     for key in ("task", "model", "method"):
         if key not in cfg:
             raise ConfigError(f"the config needs a {key!r} section")
     out = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(cfg)}
     for key in ("seed", "steps", "grad_accum"):
         value = out[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
-            raise ConfigError(f"{key} must be an integer {'>= 0' if key == 'seed' else '> 0'}, got {value!r}")
+        # 64 bits: torch's seeds and step counters are int64
+        if not isinstance(value, int) or isinstance(value, bool) or not (0 if key == "seed" else 1) <= value < 2 ** 63:
+            raise ConfigError(f"{key} must be an integer {'>= 0' if key == 'seed' else '> 0'} (below 2**63), got "
+                              f"{bounded(value)}")
     if out["name"] is not None and not isinstance(out["name"], str):
-        raise ConfigError(f"name must be a string or null, got {out['name']!r}")
+        raise ConfigError(f"name must be a string or null, got {bounded(out['name'])}")
+    check_device(out["device"], "device")
     _check_checkpoint(out["checkpoint"])
     return out
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
+def check_device(device, where: str) -> None:
+    """``device`` must name a torch device of ``DEVICE_TYPES`` that this machine has (``cuda:1`` needs two GPUs)."""
+    if not isinstance(device, str):
+        raise ConfigError(f"{where} must be a string such as 'cpu', 'cuda' or 'cuda:1', got {bounded(device)}")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in DEVICE_TYPES:
+        raise ConfigError(f"{where}: {bounded(device)} is not a device; use one of {list(DEVICE_TYPES)}, optionally "
+                          "with an index ('cuda:1')")
+    backend = getattr(torch, parsed.type, None) if parsed.type != "cpu" else None
+    if backend is not None:
+        count = backend.device_count() if backend.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise ConfigError(f"{where}: {device!r} is not available on this machine ({parsed.type} devices: "
+                              f"{count})")
+
+
 def _check_checkpoint(ck) -> None:
     if not isinstance(ck, dict) or set(ck) - {"every", "keep"}:
-        raise ConfigError(f"checkpoint must be a mapping with keys ['every', 'keep'], got {ck!r}")
+        raise ConfigError(f"checkpoint must be a mapping with keys ['every', 'keep'], got {bounded(ck)}")
     every, keep = ck.get("every"), ck.get("keep", 3)
     if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every <= 0):
-        raise ConfigError(f"checkpoint.every must be a positive integer or null, got {every!r}")
+        raise ConfigError(f"checkpoint.every must be a positive integer or null, got {bounded(every)}")
     if not isinstance(keep, int) or isinstance(keep, bool) or keep <= 0:
-        raise ConfigError(f"checkpoint.keep must be a positive integer, got {keep!r}")
+        raise ConfigError(f"checkpoint.keep must be a positive integer, got {bounded(keep)}")
 
 
 def _check_loss(loss) -> None:
     from ..methods.losses import LOSSES
 
-    if loss is not None and loss not in LOSSES:
-        raise ConfigError(f"loss: unknown {loss!r}; valid values: null (the task's default) or one of {sorted(LOSSES)}")
+    if loss is not None and (not isinstance(loss, str) or loss not in LOSSES):
+        raise ConfigError(f"loss: unknown {bounded(loss)}; valid values: null (the task's default) or one of "
+                          f"{sorted(LOSSES)}")
 
 
 # ---- files and overrides ------------------------------------------------------------------------------------------
 
-def _yaml_loader():
-    """PyYAML's SafeLoader, also reading ``3e-4`` as a number (YAML 1.1 insists on ``3.0e-4``)."""
-    import re
-
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
-        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-        r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.nan)$", re.X), list("-+0123456789."))
-    return Loader
-
-
-def parse_yaml(text: str):
-    import yaml
-
-    return yaml.load(text, Loader=_yaml_loader())
+def parse_yaml(text: str, source: str = "YAML text"):
+    """The data of YAML (or JSON) ``text``, read by ``orthoscope.config.yamlfile.ConfigLoader``: bounded aliases and
+    nesting, 64-bit integers, no duplicate keys; a ``ConfigError`` naming ``source`` otherwise."""
+    return load_yaml(text, source)[0]
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``["method.lr=3e-4", "task.batch_size=16"]`` applied to a copy of ``cfg``; values are parsed as YAML."""
+    if not isinstance(cfg, dict):
+        normalize(cfg)                                 # the error for a config that is not a mapping
     cfg = copy.deepcopy(cfg)
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.path=value (e.g. method.lr=3e-4)")
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"override {bounded(item)} must look like key.path=value (e.g. method.lr=3e-4)")
         path, text = item.split("=", 1)
         keys = path.strip().split(".")
         node = cfg
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node.get(key), dict):
                 where = ".".join(keys[:depth + 1])
-                raise ConfigError(f"override {path!r}: {where!r} is not a section of the config "
-                                  f"(sections here: {sorted(k for k, v in node.items() if isinstance(v, dict))})")
+                sections = sorted(str(k) for k, v in node.items() if isinstance(v, dict))
+                raise ConfigError(f"override {bounded(path)}: {bounded(where)} is not a section of the config "
+                                  f"(sections here: {bounded(sections, 200)})")
             node = node[key]
         if len(keys) == 1 and keys[0] not in KEYS:
-            raise ConfigError(f"override {path!r}: unknown top-level key; valid keys: {list(KEYS)}")
-        node[keys[-1]] = parse_yaml(text)
+            raise ConfigError(f"override {bounded(path)}: unknown top-level key; valid keys: {list(KEYS)}")
+        node[keys[-1]] = load_yaml(text, f"override {bounded(item)}", numbered=False)[0]
     return cfg
 
 
 def load_config(path, overrides: list[str] = ()) -> dict:
-    """Read a YAML or JSON config file and apply ``key.path=value`` overrides."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    cfg = parse_yaml(path.read_text())                 # JSON is YAML
-    return apply_overrides(cfg, list(overrides))
+    """Read a YAML or JSON config file (``orthoscope.config.yamlfile.read_config``: every problem with the file is a
+    ``ConfigError`` ``FILE:LINE: what is wrong``) and apply ``key.path=value`` overrides."""
+    return apply_overrides(read_config(path)[0], list(overrides))
 
 
 def save_config(cfg: dict, path) -> Path:

@@ -93,7 +93,8 @@ def read_history(run_dir) -> History:
 
 
 def cut_history(path, last_step: int) -> None:
-    """Drop every record after ``last_step`` (and any torn tail) from the stream at ``path``."""
+    """Drop every record after ``last_step`` (and any torn tail) from the stream at ``path``; a stream with nothing
+    to drop is not opened for writing (a finished run re-invoked on a read-only disk writes nothing)."""
     path = Path(path)
     if not path.is_file():
         return
@@ -109,7 +110,38 @@ def cut_history(path, last_step: int) -> None:
                 break
             offset += len(raw)
             keep = offset
-    os.truncate(path, keep)
+    if keep < path.stat().st_size:
+        os.truncate(path, keep)
+
+
+# ---- the run directory's name ------------------------------------------------------------------------------------
+
+NAME_BYTES = 255                        # a file name's limit on Linux and macOS
+
+
+def run_directory(runs, name: str | None, config_name: str | None, config_path) -> Path:
+    """``runs/<name>``: the ``--name`` given, else the config's ``name``, else the config file's name. The name must be
+    one folder name, so the run directory is a child of ``runs`` (never ``runs/..``, ``/abs`` or ``a/b``); a name
+    that is not is refused with a ``ConfigError`` naming where it came from, before anything is written."""
+    from ..core.validate import ConfigError, bounded
+
+    if name is not None:
+        chosen, origin = name, f"--name {bounded(name)}"
+    elif config_name is not None:
+        chosen, origin = config_name, f"name {bounded(config_name)}"
+    else:
+        chosen, origin = Path(config_path).stem, f"the config file's name {bounded(Path(config_path).stem)}"
+    problem = (
+        "is empty" if not chosen else
+        "is '.' or '..'" if chosen in (".", "..") else
+        "holds a path separator" if any(sep in chosen for sep in ("/", "\\", os.sep, os.altsep or "/")) else
+        "holds a control character (NUL, newline, …)" if any(ord(c) < 32 or ord(c) == 127 for c in chosen) else
+        "is an absolute path" if Path(chosen).anchor else
+        f"is longer than {NAME_BYTES} bytes" if len(chosen.encode("utf-8", "surrogatepass")) > NAME_BYTES else None)
+    if problem:
+        raise ConfigError(f"{origin}: a run name is one folder name inside --runs {bounded(str(runs))}, and this one "
+                          f"{problem}; pick a plain name such as 'poet-small'")
+    return Path(runs) / chosen
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import dataclasses
 
 import torch
 
-from .format import ConfigError, construct, describe, model_classes, probe_classes, task_classes
+from .format import (ConfigError, bounded, check_device, construct, describe, model_classes, probe_classes, shown_key,
+                     task_classes)
 
 PRESETS = ("default", "llm")
 
@@ -33,13 +34,16 @@ def build_task(spec, device: str = "cpu"):
     from ..tasks.tokens import TokenTask
 
     if isinstance(spec, dict) and spec.get("name") == "TokenTask":
-        unknown = sorted(set(spec) - {"name", "device", "n_eval", "task"})
+        unknown = [k for k in spec if k not in ("name", "device", "n_eval", "task")]
         if unknown:
-            raise ConfigError(f"task.{unknown[0]}: unknown key for TokenTask; valid keys: ['device', 'n_eval', 'task']")
+            raise ConfigError(f"task.{shown_key(unknown[0])}: unknown key for TokenTask; valid keys: ['device', "
+                              "'n_eval', 'task']")
         inner = construct(spec.get("task"), {k: v for k, v in task_classes().items() if k != "TokenTask"}, "task.task")
         n_eval = spec.get("n_eval", 64)
         if n_eval is not None and (not isinstance(n_eval, int) or isinstance(n_eval, bool) or n_eval <= 0):
-            raise ConfigError(f"task.n_eval must be a positive integer or null, got {n_eval!r}")
+            raise ConfigError(f"task.n_eval must be a positive integer or null, got {bounded(n_eval)}")
+        if "device" in spec:
+            check_device(spec["device"], "task.device")
         return TokenTask(inner, device=spec.get("device", device), n_eval=n_eval)
     task = construct(spec, task_classes(), "task")
     # batches follow the model to the device (evaluation sets uncapped, as on the CPU)
@@ -126,14 +130,14 @@ def _describe_dtype(model) -> str | None:
 def build_model(spec, task, seed: int, device: str = "cpu"):
     """The model of ``spec``, built right after ``torch.manual_seed(spec.get("init_seed", seed))``."""
     if not isinstance(spec, dict):
-        raise ConfigError(f"model must be a mapping with a 'name', got {spec!r}")
+        raise ConfigError(f"model must be a mapping with a 'name', got {bounded(spec)}")
     init_seed = spec.get("init_seed", seed)
-    if not isinstance(init_seed, int) or isinstance(init_seed, bool) or init_seed < 0:
-        raise ConfigError(f"model.init_seed must be an integer >= 0, got {init_seed!r}")
+    if not isinstance(init_seed, int) or isinstance(init_seed, bool) or not 0 <= init_seed < 2 ** 63:
+        raise ConfigError(f"model.init_seed must be an integer >= 0 (below 2**63), got {bounded(init_seed)}")
     rest = {k: v for k, v in spec.items() if k not in ("init_seed", "head", "dtype")}
     dtype = spec.get("dtype", "float32")
     if dtype not in DTYPES:
-        raise ConfigError(f"model.dtype must be one of {list(DTYPES)}, got {dtype!r:.80}")
+        raise ConfigError(f"model.dtype must be one of {list(DTYPES)}, got {bounded(dtype)}")
     torch.manual_seed(init_seed)
     if rest.get("name") == "Llama":
         model = _build_llama(rest, task, init_seed, device)
@@ -181,26 +185,38 @@ def _build_llama(spec: dict, task, seed: int, device: str):
 
     from ..models.llama import SIZES, build_llama, llama_config
 
-    unknown = sorted(set(spec) - {"name", *LLAMA_KEYS})
+    unknown = [k for k in spec if k not in ("name", *LLAMA_KEYS)]
     if unknown:
-        raise ConfigError(f"model.{unknown[0]}: unknown key for Llama; valid keys: {list(LLAMA_KEYS)}")
+        raise ConfigError(f"model.{shown_key(unknown[0])}: unknown key for Llama; valid keys: "
+                          f"{list(LLAMA_KEYS)}")
     dtype = spec.get("autocast_dtype", "bfloat16")
     if dtype not in (None, "bfloat16", "float16"):
-        raise ConfigError(f"model.autocast_dtype must be 'bfloat16', 'float16' or null, got {dtype!r}")
-    if "config" in spec:
-        config = LlamaConfig(**spec["config"])
-    else:
-        size = spec.get("size", "tiny")
-        if size not in SIZES:
-            raise ConfigError(f"model.size must be one of {sorted(SIZES)}, got {size!r}")
-        vocab = spec.get("vocab_size") or getattr(task, "vocab_size", None)
-        n_ctx = spec.get("n_ctx") or getattr(task, "n_ctx", 256)
-        try:
-            config = llama_config(size, vocab, n_ctx, **(spec.get("overrides") or {}))
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"model (Llama): {e}") from e
-    return build_llama(config, seed=seed, checkpointing=bool(spec.get("checkpointing", False)), device=device,
-                       autocast_dtype=None if dtype is None else getattr(torch, dtype))
+        raise ConfigError(f"model.autocast_dtype must be 'bfloat16', 'float16' or null, got {bounded(dtype)}")
+    for key in ("config", "overrides"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise ConfigError(f"model.{key} must be a mapping of LlamaConfig fields, got {bounded(spec[key])}")
+    checkpointing = spec.get("checkpointing", False)
+    if not isinstance(checkpointing, bool):
+        raise ConfigError(f"model.checkpointing must be true or false, got {bounded(checkpointing)}")
+    try:
+        if "config" in spec:
+            if any(not isinstance(k, str) for k in spec["config"]):
+                raise ValueError("the keys of model.config are LlamaConfig field names (strings)")
+            config = LlamaConfig(**spec["config"])
+        else:
+            size = spec.get("size", "tiny")
+            if not isinstance(size, str) or size not in SIZES:
+                raise ConfigError(f"model.size must be one of {sorted(SIZES)}, got {bounded(size)}")
+            vocab = spec.get("vocab_size") or getattr(task, "vocab_size", None)
+            n_ctx = spec.get("n_ctx") or getattr(task, "n_ctx", 256)
+            overrides = spec.get("overrides") or {}
+            if any(not isinstance(k, str) for k in overrides):
+                raise ValueError("the keys of model.overrides are LlamaConfig field names (strings)")
+            config = llama_config(size, vocab, n_ctx, **overrides)
+        return build_llama(config, seed=seed, checkpointing=checkpointing, device=device,
+                           autocast_dtype=None if dtype is None else getattr(torch, dtype))
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ConfigError(f"model (Llama): {e}") from e
 
 
 # ---- probes -------------------------------------------------------------------------------------------------------
@@ -226,7 +242,7 @@ def build_probes(spec, model) -> list:
         preset = spec.get("preset")
         kwargs = {k: v for k, v in spec.items() if k != "preset"}
         if preset not in PRESETS:
-            raise ConfigError(f"probes.preset must be one of {list(PRESETS)}, got {preset!r}")
+            raise ConfigError(f"probes.preset must be one of {list(PRESETS)}, got {bounded(preset)}")
         try:
             if preset == "default":
                 return default_probes(**kwargs)
@@ -236,5 +252,5 @@ def build_probes(spec, model) -> list:
         except (ValueError, TypeError) as e:
             raise ConfigError(f"probes ({preset} preset): {e}") from e
     if not isinstance(spec, list):
-        raise ConfigError(f"probes must be 'default', a preset mapping or a list of probes, got {spec!r}")
+        raise ConfigError(f"probes must be 'default', a preset mapping or a list of probes, got {bounded(spec)}")
     return [construct(p, probe_classes(), f"probes[{i}]") for i, p in enumerate(spec)]

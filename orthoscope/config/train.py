@@ -3,8 +3,12 @@
     python -m orthoscope train poet.yaml method.lr=3e-4 steps=2000 --runs runs --name poet-small
 
 writes ``runs/poet-small/`` (``orthoscope.config.rundir``): the config, the History streamed line by line, and
-checkpoints every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again with the
-same config and it resumes from the newest complete checkpoint; a different config in the same directory is refused.
+checkpoints every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again
+with the same config and it resumes from the newest complete checkpoint (a finished run: nothing is written); a
+different config in the same directory is refused.
+
+A config that cannot run is refused before anything is written, with exit status 2 and one line
+``error: FILE:LINE: what is wrong`` (``orthoscope.config.yamlfile``; docs/scale.md lists what is refused).
 
 The same command runs unchanged under torchrun (DDP by default, ``ORTHOSCOPE_DISTRIBUTED=fsdp`` for FSDP2)::
 
@@ -20,30 +24,38 @@ import argparse
 import sys
 from pathlib import Path
 
-from .format import ConfigError, load_config, normalize, save_config
 from .build import build_run
-from .rundir import CONFIG, HISTORY, HistoryStream, resume, save_checkpoint
+from .format import ConfigError, apply_overrides, bounded, normalize, save_config
+from .rundir import CONFIG, HISTORY, HistoryStream, resume, run_directory, save_checkpoint
+from .yamlfile import read_config, shown_path, where
 
 
 def prepare(config_path, overrides, runs: str = "runs", name: str | None = None) -> tuple[object, dict, Path]:
     """The run (built, so every key is checked), its normalized config and its run directory; refuses a
-    directory that holds another config. Nothing is written before the config passed every check.
+    directory that holds another config. Nothing is written before the config passed every check, and nothing at
+    all when the directory already holds this config (a finished run re-invoked on a read-only disk).
 
-    Under torchrun every rank builds the run (which joins the process group) and reads the saved config; rank 0
-    alone writes it, after every rank has read it."""
-    from .format import parse_yaml
-
-    cfg = normalize(load_config(config_path, overrides))
-    run = build_run(cfg)
-    run_dir = Path(runs) / (name or cfg["name"] or Path(config_path).stem)
+    Every refusal is a one-line ``ConfigError`` naming the file and, where the key came from the file, its line
+    (``orthoscope.config.yamlfile.where``). Under torchrun every rank builds the run (which joins the process group)
+    and reads the saved config; rank 0 alone writes it, after every rank has read it."""
+    source = shown_path(config_path)
+    data, lines = read_config(config_path)
+    overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
+    try:
+        cfg = normalize(apply_overrides(data, overrides))
+        run_dir = run_directory(runs, name, cfg["name"], config_path)
+        run = build_run(cfg)
+    except ConfigError as e:
+        raise ConfigError(where(str(e), source, lines, overridden)) from None
     saved = run_dir / CONFIG
-    other = saved.is_file() and parse_yaml(saved.read_text()) != cfg
+    exists = saved.is_file()
+    other = exists and read_config(saved)[0] != cfg
     if run.dist is not None:
-        run.dist.barrier()                             # every rank has read the file before rank 0 rewrites it
+        run.dist.barrier()                             # every rank has read the file before rank 0 writes it
     if other:
-        raise ConfigError(f"{str(run_dir)!r} holds a run of another config; resume it with the same config, or pass "
-                          "--name for a new run directory")
-    if run.dist is None or run.dist.is_main:
+        raise ConfigError(f"{source}: {bounded(str(run_dir))} holds a run of another config; resume it with the same "
+                          "config, or pass --name for a new run directory")
+    if not exists and (run.dist is None or run.dist.is_main):
         save_config(cfg, saved)
     return run, cfg, run_dir
 
@@ -75,6 +87,16 @@ def train(run, cfg: dict, run_dir, progress: bool = True):
     return run
 
 
+MESSAGE_CHARS = 2000
+
+
+def bounded_line(message: str) -> str:
+    """``message`` on one line and at most ``MESSAGE_CHARS`` long: a value a method or task formatted in full (the
+    config's own messages are bounded already) can never flood the terminal."""
+    line = " ".join(message.split())
+    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 1] + "…"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m orthoscope train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="a YAML or JSON run config (orthoscope.config)")
@@ -87,7 +109,7 @@ def main(argv: list[str]) -> int:
     try:
         run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {bounded_line(str(e))}", file=sys.stderr)
         return 2
     train(run, cfg, run_dir, progress=not args.no_progress)
     if run.dist is None or run.dist.is_main:

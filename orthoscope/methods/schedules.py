@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Intervention
-from ..core.validate import ConfigError
+from ..core.validate import ConfigError, bounded, shown_key
 
 DECAYS = ("constant", "linear", "cosine")
 SCHEDULE_KEYS = ("warmup", "decay", "min_ratio", "total")
@@ -27,21 +27,21 @@ def check_schedule(spec) -> None:
     if spec is None:
         return
     if not isinstance(spec, dict):
-        raise ConfigError(f"schedule must be null or a mapping with keys {list(SCHEDULE_KEYS)}, got {spec!r}")
-    unknown = sorted(set(spec) - set(SCHEDULE_KEYS))
+        raise ConfigError(f"schedule must be null or a mapping with keys {list(SCHEDULE_KEYS)}, got {bounded(spec)}")
+    unknown = [k for k in spec if k not in SCHEDULE_KEYS]
     if unknown:
-        raise ConfigError(f"schedule.{unknown[0]}: unknown key; valid keys: {list(SCHEDULE_KEYS)}")
+        raise ConfigError(f"schedule.{shown_key(unknown[0])}: unknown key; valid keys: {list(SCHEDULE_KEYS)}")
     warmup, decay = spec.get("warmup", 0), spec.get("decay", "cosine")
     min_ratio, total = spec.get("min_ratio", 0.1), spec.get("total")
     if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
-        raise ConfigError(f"schedule.warmup must be an integer >= 0, got {warmup!r}")
-    if decay not in DECAYS:
-        raise ConfigError(f"schedule.decay must be one of {list(DECAYS)}, got {decay!r}")
+        raise ConfigError(f"schedule.warmup must be an integer >= 0, got {bounded(warmup)}")
+    if not isinstance(decay, str) or decay not in DECAYS:
+        raise ConfigError(f"schedule.decay must be one of {list(DECAYS)}, got {bounded(decay)}")
     if not isinstance(min_ratio, (int, float)) or isinstance(min_ratio, bool) or not 0 <= min_ratio <= 1:
-        raise ConfigError(f"schedule.min_ratio must be a number in [0, 1], got {min_ratio!r}")
+        raise ConfigError(f"schedule.min_ratio must be a number in [0, 1], got {bounded(min_ratio)}")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total <= warmup):
         raise ConfigError(f"schedule.total must be null (the run's steps) or an integer > warmup ({warmup}), "
-                          f"got {total!r}")
+                          f"got {bounded(total)}")
 
 
 @dataclass
