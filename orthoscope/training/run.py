@@ -30,6 +30,7 @@ from ..core.keys import key
 from ..distributed import seam as _dist
 from ..methods.base import AdamW, Method
 from ..methods.losses import resolve_loss
+from ..tasks.base import load_task_state, task_state
 from .checks import check_model_fits_task, check_override, check_run_arguments
 
 CHECKPOINT_KIND = "orthoscope.Run"
@@ -298,7 +299,8 @@ class Run:
         tensors.update({f"history.{k}": v for k, v in hist_tensors.items()})
         meta = {"kind": CHECKPOINT_KIND, "step": self.step_count, "seed": self.seed, "last_loss": self.last_loss,
                 "wall_time": self.wall_time, "method": self.method.config(), "signature": self._signature(),
-                "optimizer": optim_meta, "history": hist_meta, "overrides": self.overrides}
+                "optimizer": optim_meta, "history": hist_meta, "overrides": self.overrides,
+                "task": task_state(self.task, self.generator)}     # DatasetTask: (seed, epoch, position); else None
         write_atomic(path, tensors, meta)
 
     def override(self, **hyperparameters) -> "Run":
@@ -365,6 +367,7 @@ class Run:
             meta["history"], {k[len("history."):]: v for k, v in tensors.items() if k.startswith("history.")})
         self.step_count, self.last_loss, self.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
         self.overrides = dict(meta.get("overrides") or {})
+        load_task_state(self.task, meta.get("task"), self.generator)
 
     # ---- configs (orthoscope.config) ---------------------------------------------------------------------------
     # The config layer sits above Run (it must know every task, model and method), so Run never imports it: the
