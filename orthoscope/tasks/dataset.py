@@ -190,9 +190,11 @@ class DatasetTask:
     def eval_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``"train"``: the first ``max_eval`` training items (dataset order); ``"eval"``: the evaluation set."""
         if self._eval is None:
-            # Built once, on first use, with the global RNG left as it was: a resumed run builds them at another
-            # step than the uninterrupted one, and an augmenting Dataset must not shift the training RNG stream.
+            # Built once, on first use, which is at another step in a resumed run than in the uninterrupted one; so
+            # an augmenting Dataset draws its randomness here from a fixed seed (the same sets in both), and the
+            # global RNG of the training stream is left as it was.
             with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.split_seed)
                 self._eval = self._build_eval_sets()
         return self._eval
 
@@ -287,17 +289,17 @@ def _from_source(data, name: str, columns, given: dict) -> dict:
     from torch.utils.data import DataLoader, IterableDataset
 
     defaults = {"batch_size": None, "shuffle": True, "drop_last": False, "collate_fn": None}
-    if isinstance(data, DataLoader):
-        settings = _from_loader(data, name, given)
-        dataset, kind = data.dataset, "DataLoader"
-    else:
-        settings = {k: (defaults[k] if given.get(k) is None else given[k]) for k in defaults}
-        dataset, kind = data, type(data).__name__
+    dataset = data.dataset if isinstance(data, DataLoader) else data
     if isinstance(dataset, IterableDataset) or _is_hf(dataset, "IterableDataset"):
         raise TypeError(f"DatasetTask({name}=...): {type(dataset).__name__} is an iterable dataset, which cannot be "
                         "resumed exactly: a stream has no index to restart from (and a Hugging Face stream's "
                         "state_dict does not restore its shuffle buffer). Use a map-style Dataset (with __len__ and "
                         "__getitem__; for Hugging Face, datasets.Dataset rather than a streaming one)")
+    if isinstance(data, DataLoader):
+        settings, kind = _from_loader(data, name, given), "DataLoader"
+    else:
+        settings = {k: (defaults[k] if given.get(k) is None else given[k]) for k in defaults}
+        kind = type(data).__name__
     if _is_hf(dataset, "Dataset"):
         if columns is None:
             raise ValueError(f"DatasetTask({name}=...): a Hugging Face dataset needs input_column and target_column; "
