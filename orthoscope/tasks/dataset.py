@@ -127,6 +127,13 @@ class DatasetTask:
         stream["position"] += len(rows)
         return self._collate(self.dataset, [self.train_indices[r] for r in rows], "data")
 
+    def batch_sizes(self) -> list[int]:
+        """The sizes ``batch`` returns: the batch size (first), and the shorter last batch of an epoch, if any (a
+        ``Run`` under torchrun checks that the world size divides each)."""
+        n = len(self.train_indices)
+        size = n if self.batch_size is None else min(self.batch_size, n)
+        return [size] + ([n % size] if n % size and not self.drop_last else [])
+
     def _stream(self, generator: torch.Generator) -> dict:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"DatasetTask.batch(generator): expected a torch.Generator (a Run passes its own), got "
