@@ -298,3 +298,12 @@ def test_under_torchrun_the_short_last_batch_must_divide_too():
     with pytest.raises(DistributedError, match="does not divide the 3-row batch that ends every epoch"):
         seam.check(SimpleNamespace(method=AdamW(), task=task))
     seam.check(SimpleNamespace(method=AdamW(), task=DatasetTask(blobs(), batch_size=4, drop_last=True)))
+
+
+def test_a_config_cannot_hold_your_data():
+    from orthoscope.core.validate import ConfigError
+
+    with pytest.raises(ConfigError, match="DatasetTask holds your own Dataset/DataLoader objects"):
+        make_run().config
+    with pytest.raises(ConfigError, match="unknown|valid"):
+        Run.from_config({"task": {"name": "DatasetTask"}, "model": {"name": "MLP"}, "method": {"name": "AdamW"}})
