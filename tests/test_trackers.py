@@ -125,8 +125,9 @@ def test_tensorboard_non_finite_values(tmp_path):
 # ---- Weights & Biases (offline) --------------------------------------------------------------------------------------
 def wandb_records(path):
     """The records of a W&B transaction log (``run-<id>.wandb``): a 7-byte header (":W&B", magic, version), then
-    LevelDB-log framing — 32 KiB blocks (counted from the end of the header) of chunks, each ``crc32 | length (2 bytes) | type (1 byte)`` — whose FULL or
-    FIRST…LAST chunks hold one ``wandb_internal_pb2.Record`` each (wandb's own protobuf schema)."""
+    LevelDB-log framing — 32 KiB blocks (counted from the end of the header) of chunks, each ``crc32 | length
+    (2 bytes) | type (1 byte)`` — whose FULL or FIRST…LAST chunks hold one ``wandb_internal_pb2.Record`` each
+    (wandb's own protobuf schema)."""
     from wandb.proto import wandb_internal_pb2
 
     data = Path(path).read_bytes()
