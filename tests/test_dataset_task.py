@@ -307,3 +307,26 @@ def test_a_config_cannot_hold_your_data():
         make_run().config
     with pytest.raises(ConfigError, match="unknown|valid"):
         Run.from_config({"task": {"name": "DatasetTask"}, "model": {"name": "MLP"}, "method": {"name": "AdamW"}})
+
+
+def test_a_dataloader_task_under_torchrun_equals_one_process_and_resumes_there(tmp_path):
+    """World size 2 (DDP, gloo) for 7 steps equals one process (tolerance as in test_distributed.py: the two ranks'
+    gradients are averaged in another order, a few ulps); the task's position is the same on rank 0 exactly; and the
+    sharded checkpoint the two ranks wrote resumes in one process to equal 10 uninterrupted steps."""
+    from safetensors.torch import load_file
+
+    from dataset_ddp_worker import STEPS, build
+    from test_distributed import RTOL, assert_close, torchrun
+
+    torchrun(ROOT / "tests" / "dataset_ddp_worker.py", tmp_path)
+    one = build().train(STEPS, progress=False)
+    assert_close(load_file(tmp_path / "ddp.safetensors"), dict(one.model.state_dict()))
+    saved = json.loads((tmp_path / "ddp.json").read_text())
+    assert saved["task"] == one.task.state_dict(one.generator) and saved["task"]["epoch"] == 1
+    assert saved["loss"] == pytest.approx(one.history["loss/batch"].values, rel=RTOL)
+    resumed = build()
+    resumed.load(tmp_path / "two")
+    resumed.train(3, progress=False)
+    straight = build().train(STEPS + 3, progress=False)
+    assert resumed.task.state_dict(resumed.generator) == straight.task.state_dict(straight.generator)
+    assert_close(dict(resumed.model.state_dict()), dict(straight.model.state_dict()))
