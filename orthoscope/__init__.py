@@ -12,7 +12,8 @@ imported only by the submodules that use them, when they are used.
 The folders are the layers of docs/design.md, bottom first: ``core`` and ``ortho`` (foundations), ``kernels`` (the
 kernel seam), ``methods`` (methods and losses), ``models``/``tasks``/``probes``/``optim``/``adapters`` (parts),
 ``distributed`` (the distributed seam), ``training`` (the loop: ``Run``), ``config``/``recipes``/``zoo``/``arena``/
-``course`` (runs as data, and recipes), ``viz`` (views); this file, ``__main__`` and ``demo`` are the entry points.
+``course`` (runs as data, and recipes), ``viz``/``trackers`` (views); this file, ``__main__`` and ``demo`` are the entry
+points.
 """
 from . import _moved
 from .core.history import History
@@ -43,7 +44,7 @@ METHODS = {"Muon": "orthoscope.optim.methods", "Pion": "orthoscope.optim.methods
            "POET": "orthoscope.adapters", "OFT": "orthoscope.adapters", "BOFT": "orthoscope.adapters",
            "QOFT": "orthoscope.adapters", "LoRA": "orthoscope.adapters", "SoRA": "orthoscope.adapters"}
 SUBPACKAGES = {"core", "methods", "training", "distributed", "config", "recipes", "tasks", "models", "probes", "viz",
-               "ortho", "optim", "adapters", "kernels", "arena", "zoo", "course", "demo"}
+               "ortho", "optim", "adapters", "kernels", "arena", "zoo", "course", "demo", "trackers"}
 
 
 def __getattr__(name):

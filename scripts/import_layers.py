@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("distributed seam", ("distributed",)),
     ("the training loop", ("training",)),
     ("runs as data, and recipes", ("config", "recipes", "zoo", "arena", "course")),
-    ("views", ("viz",)),
+    ("views", ("viz", "trackers")),
     ("the package and its entry points", ("",)),        # the modules at the root of orthoscope/
 ]
 # The only modules at the root of orthoscope/: the package itself, the command line, the demo, the old-path aliases.

@@ -74,7 +74,8 @@ def task_classes() -> dict[str, type]:
     from .. import tasks
     from ..tasks.tokens import SyntheticTokens, TokenTask
 
-    found = {name: getattr(tasks, name) for name in tasks.__all__ if name != "Task"}
+    # DatasetTask holds the user's own data objects, which no config can hold (specs.describe_task says so)
+    found = {name: getattr(tasks, name) for name in tasks.__all__ if name not in ("Task", "DatasetTask")}
     return {**found, "SyntheticTokens": SyntheticTokens, "TokenTask": TokenTask}
 
 

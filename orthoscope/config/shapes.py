@@ -81,7 +81,8 @@ def model_shape(model, spec: dict) -> Shape | None:
 
     name = f"model {'Llama' if isinstance(model, CausalLM) else type(model).__name__}"
     if isinstance(model, MLP):
-        out = Size(model.layers[-1].out_features, "model.d_out")
+        head = model.layers[-1]                      # a Linear, or the HarmonicHead that model.head put in its place
+        out = Size(getattr(head, "out_features", None) or head.n_classes, "model.d_out")
         if model.embed is not None:
             return Shape(name, True, Size(model.embed.num_embeddings, "model.vocab_size"),
                          Size(model.arguments["n_tokens"], "model.n_tokens"), outputs=out, per_position=False)

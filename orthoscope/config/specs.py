@@ -24,6 +24,9 @@ def describe_task(task) -> dict:
     if isinstance(task, TokenTask):
         return {"name": "TokenTask", "device": str(task.device), "n_eval": task.n_eval,
                 "task": describe_task(task.task)}
+    if type(task).__name__ == "DatasetTask":
+        raise ConfigError("task DatasetTask holds your own Dataset/DataLoader objects, which a config file cannot "
+                          "hold: build this run in Python (Run.save and Run.load still resume it exactly)")
     if type(task).__name__ not in task_classes():
         raise ConfigError(f"task {type(task).__name__} is not a task of the orthoscope package; valid names: "
                           f"{sorted(task_classes())}")

@@ -32,6 +32,7 @@ from . import matrix_state
 from ..core.checkpoint import (CheckpointError, comparable_method_config, read_checked, rng_state, set_rng_state,
                                write_atomic)
 from ..core.history import History
+from ..tasks.base import check_task_state, load_task_state, task_state
 
 KIND = "orthoscope.ShardedRun"
 RUN_FILE = "run.safetensors"
@@ -94,7 +95,8 @@ def _record(run) -> tuple[dict[str, torch.Tensor], dict]:
     meta = {"kind": KIND, "step": run.step_count, "seed": run.seed, "last_loss": run.last_loss,
             "wall_time": run.wall_time, "method": run.method.config(), "history": hist_meta,
             "world_size": run.dist.world if run.dist else 1, "mode": run.dist.mode if run.dist else None,
-            "overrides": run.overrides, "param_groups": _group_scalars(run.optimizer)}
+            "overrides": run.overrides, "param_groups": _group_scalars(run.optimizer),
+            "task": task_state(run.task, run.generator)}       # DatasetTask: (seed, epoch, position); else None
     return tensors, meta
 
 
@@ -140,6 +142,10 @@ def load(run, directory):
     if comparable_method_config(meta["method"]) != comparable_method_config(run.method.config()):
         raise CheckpointError(f"checkpoint {str(directory)!r} was saved by {meta['method']}, not by "
                               f"{run.method.config()}")
+    try:
+        check_task_state(run.task, meta.get("task"))
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {str(directory / RUN_FILE)!r}: field 'task' {e}") from e
     with _one_process_quiet(run):
         if matrix_state.applies(run):
             reader = HuggingFaceStorageReader(str(directory))
@@ -160,6 +166,7 @@ def load(run, directory):
         meta["history"], {k[len("history."):]: v for k, v in record.items() if k.startswith("history.")})
     run.step_count, run.last_loss, run.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
     run.overrides = dict(meta.get("overrides") or {})
+    load_task_state(run.task, meta.get("task"), run.generator)
     for group, saved in zip(run.optimizer.param_groups, meta.get("param_groups") or []):
         group.update(saved)                            # the lr a schedule or run.override set, as saved
     return run

@@ -145,6 +145,14 @@ class Seam:
             raise DistributedError(f"world size {self.world} does not divide the global batch size {batch} of "
                                    f"{type(run.task).__name__} (batch_size={run.task.batch_size!r}); choose a "
                                    f"batch size that is a multiple of {self.world}")
+        # A task over a dataset also ends each epoch with a shorter batch (DatasetTask: batch_sizes()); a rank's
+        # share of it would silently lose rows, so it must divide too.
+        sizes = run.task.batch_sizes() if callable(getattr(run.task, "batch_sizes", None)) else [batch]
+        for size in sizes:
+            if size % self.world:
+                raise DistributedError(f"world size {self.world} does not divide the {size}-row batch that ends "
+                                       f"every epoch of {type(run.task).__name__} ({run.task!r}); pass "
+                                       "drop_last=True, or a batch size and data size it divides")
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move ``model`` to this rank's device and wrap it; returns the module the training forward calls.
@@ -302,6 +310,8 @@ def _weight_readers() -> set:
 
 def global_batch_size(task) -> int:
     """The number of rows ``task.batch`` returns (its ``batch_size``, or the full training set)."""
+    if callable(getattr(task, "batch_sizes", None)):        # DatasetTask: the full batch (first), a shorter last one
+        return task.batch_sizes()[0]
     size = getattr(task, "batch_size", None)
     n = len(task.x_train) if hasattr(task, "x_train") else None
     if size is None or (n is not None and size >= n):

@@ -31,6 +31,7 @@ from ..core.structure import fingerprint, tensor_digests
 from ..distributed import seam as _dist
 from ..methods.base import AdamW, Method
 from ..methods.losses import resolve_loss
+from ..tasks.base import load_task_state, task_state
 from .checks import check_model_fits_task, check_override, check_run_arguments
 
 CHECKPOINT_KIND = "orthoscope.Run"
@@ -310,7 +311,8 @@ class Run:
         meta = {"kind": CHECKPOINT_KIND, "step": self.step_count, "seed": self.seed, "last_loss": self.last_loss,
                 "wall_time": self.wall_time, "method": self.method.config(), "signature": self._signature(),
                 "structure": fingerprint(self.model), "optimizer": optim_meta, "history": hist_meta,
-                "overrides": self.overrides}
+                "overrides": self.overrides,
+                "task": task_state(self.task, self.generator)}     # DatasetTask: (seed, epoch, position); else None
         write_atomic(path, tensors, meta)
 
     def override(self, **hyperparameters) -> "Run":
@@ -378,6 +380,7 @@ class Run:
             meta["history"], {k[len("history."):]: v for k, v in tensors.items() if k.startswith("history.")})
         self.step_count, self.last_loss, self.wall_time = meta["step"], meta["last_loss"], meta["wall_time"]
         self.overrides = dict(meta.get("overrides") or {})
+        load_task_state(self.task, meta.get("task"), self.generator)
 
     # ---- configs (orthoscope.config) ---------------------------------------------------------------------------
     # The config layer sits above Run (it must know every task, model and method), so Run never imports it: the

@@ -14,6 +14,7 @@ import torch
 
 from ..core.checkpoint import MAX_STEP, CheckpointError, require
 from ..core.history import check_history
+from ..tasks.base import check_task_state, load_task_state, task_state
 
 def check_run_checkpoint(path, meta: dict, tensors: dict[str, torch.Tensor], run, override: dict) -> None:
     """Every field of a run checkpoint, checked against ``run`` (see the module docstring)."""
@@ -37,6 +38,10 @@ def check_run_checkpoint(path, meta: dict, tensors: dict[str, torch.Tensor], run
             torch.Generator().set_state(t)
         except RuntimeError as e:
             fail(name, f"is not a valid RNG state: {e}")
+    try:
+        check_task_state(run.task, meta.get("task"))
+    except ValueError as e:
+        fail("task", str(e))
     for i, iv in enumerate(run.interventions):
         for key, value in iv.state_dict().items():
             name = f"intervention{i}.{key}"
@@ -105,6 +110,7 @@ def snapshot(run) -> dict:
             "optimizer": copy.deepcopy(run.optimizer.state_dict()),
             "generator": run.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "interventions": [{k: v.clone() for k, v in iv.state_dict().items()} for iv in run.interventions],
+            "task": copy.deepcopy(task_state(run.task, run.generator)),
             "attrs": {k: copy.copy(getattr(run, k)) for k in ("history", "step_count", "last_loss", "wall_time",
                                                               "overrides")}}
 
@@ -116,5 +122,6 @@ def restore(run, saved: dict) -> None:
     torch.set_rng_state(saved["torch_rng"])
     for iv, state in zip(run.interventions, saved["interventions"]):
         iv.load_state_dict(state)
+    load_task_state(run.task, saved["task"], run.generator)
     for k, v in saved["attrs"].items():
         setattr(run, k, v)
