@@ -209,8 +209,8 @@ def _check_named_step(step: int, path: Path) -> None:
     """The checkpoint in ``step-<step>/`` is the one of that step (its manifest says so)."""
     listed = manifest.read(path)["step"]
     if listed != step:
-        raise CheckpointError(f"checkpoint directory {str(path)!r} holds the checkpoint of step {listed} (its "
-                              f"{manifest.NAME}); the run directory was changed by hand")
+        raise CheckpointError(f"checkpoint file {str(path / manifest.NAME)!r} is the manifest of step {listed}, in "
+                              f"the directory of step {step}; the run directory was changed by hand")
 
 
 def resume(run, run_dir) -> int:

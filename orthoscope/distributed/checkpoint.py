@@ -23,6 +23,7 @@ DDP/FSDP2) is not a DTensor; ``orthoscope.distributed.matrix_state`` writes and 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 import warnings
@@ -189,10 +190,11 @@ def _read_shards(run, directory: Path, kinds: dict[str, str]) -> dict[str, torch
     from torch.distributed.checkpoint import HuggingFaceStorageReader
     from torch.distributed.checkpoint.api import CheckpointException
 
+    _open_each_shard(directory)
     try:
         metadata = HuggingFaceStorageReader(str(directory)).read_metadata()
-    except Exception as e:                             # a shard's header garbled after all (hash collisions aside)
-        raise CheckpointError(f"checkpoint {str(directory)!r}: the shard headers cannot be read "
+    except Exception as e:                             # every file opened above: not expected, named all the same
+        raise CheckpointError(f"checkpoint {str(directory)!r}: DCP cannot read the shards' metadata "
                               f"({type(e).__name__}: {str(e)[:300]})") from e
     targets = {f"model.{k}": torch.empty_like(v) for k, v in _model_state(run).items()}
     _check_layout(directory, metadata, targets, kinds)
@@ -200,10 +202,50 @@ def _read_shards(run, directory: Path, kinds: dict[str, str]) -> dict[str, torch
     try:
         dcp.load(targets, storage_reader=HuggingFaceStorageReader(str(directory)))
     except (Exception, CheckpointException) as e:      # DCP's CheckpointException is a BaseException
-        files = sorted({Path(info.relative_path).name for info in metadata.storage_data.values()})
+        files = sorted({str(Path(info.relative_path)) for info in metadata.storage_data.values()
+                        if Path(info.relative_path).name != RUN_FILE})
         raise CheckpointError(f"checkpoint {str(directory)!r}: reading its shards ({', '.join(files)}) failed "
-                              f"({type(e).__name__}: {str(e)[:300]}); the run is unchanged") from e
+                              f"({_dcp_failure(e)}); the run is unchanged") from e
     return targets
+
+
+def _dcp_failure(error: BaseException) -> str:
+    """One line for what went wrong inside DCP: each failing rank's exception (not DCP's multi-line traces)."""
+    failures = getattr(error, "failures", None)
+    if isinstance(failures, dict):
+        parts = []
+        for rank, failure in sorted(failures.items()):
+            inner = failure[0] if isinstance(failure, tuple) and failure else failure
+            parts.append(f"rank {rank}: {type(inner).__name__}: {str(inner)[:200]}")
+        return "; ".join(parts)
+    return f"{type(error).__name__}: {str(error)[:300]}"
+
+
+def _open_each_shard(directory: Path) -> None:
+    """Open every ``*.safetensors`` file as DCP's reader will (header, sharding offsets): a file that passed the
+    manifest but cannot be read (a manifest rewritten to match a damaged file) is named here, not in DCP's error."""
+    from safetensors import safe_open
+    from torch.distributed.checkpoint._hf_utils import CUSTOM_METADATA_KEY, SAVED_OFFSETS_KEY
+
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                extra = f.metadata() or {}
+                if path.name == RUN_FILE or CUSTOM_METADATA_KEY not in extra:
+                    continue
+                offsets = json.loads(extra[CUSTOM_METADATA_KEY])
+                if not isinstance(offsets, dict) or set(offsets) != set(f.keys()):
+                    raise ValueError("its DCP sharding metadata does not list exactly its tensors")
+                for key, entry in offsets.items():
+                    saved = entry.get(SAVED_OFFSETS_KEY) if isinstance(entry, dict) else None
+                    shape = f.get_slice(key).get_shape()
+                    if not (isinstance(saved, list) and len(saved) == len(shape)
+                            and all(type(o) is int and o >= 0 for o in saved)):
+                        raise ValueError(f"the sharding offsets of {key[:120]!r} are not {len(shape)} "
+                                         "non-negative integers")
+        except Exception as e:                         # safetensors' and json's own error types
+            raise CheckpointError(f"checkpoint file {str(path)!r} cannot be read as a shard "
+                                  f"({type(e).__name__}: {str(e)[:300]}); the checkpoint is refused") from e
 
 
 def _check_layout(directory: Path, metadata, model_targets: dict, kinds: dict[str, str]) -> None:
@@ -213,18 +255,22 @@ def _check_layout(directory: Path, metadata, model_targets: dict, kinds: dict[st
     files: dict[str, str] = {}
     for index, info in metadata.storage_data.items():
         files.setdefault(index.fqn, str(Path(info.relative_path)))
+    shards = ", ".join(repr(str(p)) for p in sorted(directory.glob("*.safetensors")) if p.name != RUN_FILE)
+
+    def missing(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {str(directory)!r}: no shard holds {key!r} ({what}); shard files "
+                               f"{shards}")
+
     for key, target in model_targets.items():
         md = stored.get(key)
         if md is None:
-            raise CheckpointError(f"checkpoint {str(directory)!r}: no shard holds {key!r} (a checkpoint of another "
-                                  "model?)")
+            raise missing(key, "a checkpoint of another model?")
         if tuple(md.size) != tuple(target.shape) or md.properties.dtype != target.dtype:
             raise CheckpointError(f"checkpoint file {files[key]!r}: {key!r} is {md.properties.dtype} "
                                   f"{tuple(md.size)}, the run's is {target.dtype} {tuple(target.shape)}")
     for key in kinds:
         if key not in stored:
-            raise CheckpointError(f"checkpoint {str(directory)!r}: its record lists optimizer state {key!r}, which "
-                                  "no shard holds")
+            raise missing(key, f"the record {RUN_FILE} lists it as optimizer state")
     for key, md in stored.items():
         if key.startswith(("model.", "optim.")) and key not in model_targets and key not in kinds:
             raise CheckpointError(f"checkpoint file {files[key]!r} holds {key!r}, which this run does not have")
