@@ -325,7 +325,10 @@ class Run:
 
         override = dict(override or {})
         check_override(self.optimizer, override)
-        if Path(path).is_dir():                        # sharded, any world size; verified before it is applied
+        folder = Path(path)
+        if folder.is_dir() and (any((folder / name).is_file() for name in ("manifest.json", "run.safetensors"))
+                                or any(folder.glob("shard-*-model-*.safetensors"))):
+            # sharded, any world size; verified against its manifest before anything is applied
             from ..distributed.checkpoint import load
             saved = run_state.snapshot(self)
             try:
