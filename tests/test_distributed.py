@@ -109,12 +109,36 @@ def resume_cases(out: Path) -> list[dict]:
     return cases
 
 
+SHARD = "shard-00001-model-00001-of-00001.safetensors"
+
+
+def damaged_cases(out: Path) -> list[dict]:
+    """Copies of the one-process AdamW checkpoint (written by ``resume_cases``), damaged: a flipped byte in its
+    shard, and a stray shard beside it; loading each under DDP and FSDP2 must fail on both ranks."""
+    import shutil
+
+    good = out / "AdamW_one"
+    flipped, stray = out / "AdamW_flipped", out / "AdamW_stray"
+    shutil.copytree(good, flipped)
+    data = bytearray((flipped / SHARD).read_bytes())
+    data[-5] ^= 0x01
+    (flipped / SHARD).write_bytes(bytes(data))
+    shutil.copytree(good, stray)
+    shutil.copy(good / SHARD, stray / "shard-00002-model-00001-of-00001.safetensors")
+    return [dict(base_case("AdamW"), name=f"damaged_{what}_{mode}", mode=mode, resume_from=str(path),
+                 expect_checkpoint_error=True)
+            for what, path in (("flipped", flipped), ("stray", stray)) for mode in ("ddp", "fsdp")]
+
+
+DAMAGED = {"flipped": SHARD, "stray": "shard-00002-model-00001-of-00001.safetensors"}
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     spec = out / "spec.json"
     spec.write_text(json.dumps(CASES + LLM + [dict(case, name=name, expect_error=True) for name, case, _ in BAD]
-                               + resume_cases(out)))
+                               + resume_cases(out) + damaged_cases(out)))
     torchrun(HERE / "distributed_worker.py", spec, out)
     return out
 
@@ -241,6 +265,15 @@ def test_resume_across_world_sizes(launched, method, mode):
     assert run.step_count == 10
     run.train(10, progress=False)
     assert_close(outcome(run), expected)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("what", sorted(DAMAGED))
+def test_damaged_checkpoint_is_refused_on_every_rank(launched, what, mode):
+    """A damaged sharded checkpoint is refused by both ranks with the same ``CheckpointError`` naming the file (each
+    rank verifies part of the files; one all-reduce shares the verdict)."""
+    texts = [(launched / f"damaged_{what}_{mode}.rank{r}.error.txt").read_text() for r in (0, 1)]
+    assert texts[0] == texts[1] and str(launched / f"AdamW_{what}" / DAMAGED[what]) in texts[0], texts
 
 
 def test_single_file_converters(launched, tmp_path):
