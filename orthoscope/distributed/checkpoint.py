@@ -11,10 +11,18 @@ A directory holds:
   one safetensors file per rank, each rank's shards with their offsets in the file's JSON header. Nothing in it is
   pickled (DCP's default ``.metadata`` file is a pickle; this writer keeps the layout in the safetensors headers), so
   loading executes no code. Keys are ``model.<fqn>`` and ``optim.<fqn>.<state name>``: optimizer state by parameter
-  *name* (``get_optimizer_state_dict``), so it does not depend on the world size;
+  *name*, exactly as the optimizer holds it (``orthoscope.distributed.matrix_state``), so it does not depend on the
+  world size and a run resumes at any step (a POET merge step, where the Q factors have no Adam state, included);
 * ``run.safetensors``, written by rank 0 with ``orthoscope.core.checkpoint.write_atomic`` (atomic, checksummed): step,
-  seed, losses, the data generator's RNG state, interventions (POET's permutation generator), the History and the
-  method's config. The data stream is one stream at every world size, so its RNG state resumes any of them.
+  seed, losses, the data generator's RNG state, interventions (POET's permutation generator), the History, the
+  method's config and the kind of every optimizer state entry. The data stream is one stream at every world size, so
+  its RNG state resumes any of them;
+* ``manifest.json``, written last: every file's size and SHA-256 (``orthoscope.distributed.manifest``).
+
+A load verifies before it applies: the files against the manifest, the record's checksum and schema, every shard
+header, the shards' keys, shapes, dtypes and coverage against the run; then DCP reads into fresh tensors (its
+``CheckpointException``, a ``BaseException``, becomes a ``CheckpointError``), and only then is the run changed
+(``Run.load`` restores a snapshot if applying fails). Every failure names the file.
 
 Resharding is DCP's: a tensor saved as two row shards loads into one full tensor, or into four shards, by offsets.
 Optimizer state held whole by one owning rank (``orthoscope.distributed.matrices``: Muon, Pion, AdamH, MuonH under
