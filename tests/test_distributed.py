@@ -109,6 +109,21 @@ def resume_cases(out: Path) -> list[dict]:
     return cases
 
 
+def poet_merge_cases(out: Path) -> list[dict]:
+    """POET checkpoints written on its merge step 7 (its Q factors then hold no Adam state): 1 → 2 resumes a
+    one-process checkpoint for 13 steps; 2 → 1 trains 7 steps and saves."""
+    from orthoscope.distributed.checkpoint import save
+
+    base = base_case("POET")
+    run = build(base)
+    run.train(7, progress=False)
+    save(run, out / "POET_one_merge")
+    return [dict(base, name=f"POET_{mode}_{way}_merge", mode=mode, **kwargs)
+            for mode in ("ddp", "fsdp")
+            for way, kwargs in (("from1", {"steps": 13, "resume_from": str(out / "POET_one_merge")}),
+                                ("to1", {"steps": 7, "save_to": str(out / f"POET_{mode}_two_merge")}))]
+
+
 SHARD = "shard-00001-model-00001-of-00001.safetensors"
 
 
@@ -138,7 +153,7 @@ def launched(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     spec = out / "spec.json"
     spec.write_text(json.dumps(CASES + LLM + [dict(case, name=name, expect_error=True) for name, case, _ in BAD]
-                               + resume_cases(out) + damaged_cases(out)))
+                               + resume_cases(out) + damaged_cases(out) + poet_merge_cases(out)))
     torchrun(HERE / "distributed_worker.py", spec, out)
     return out
 
@@ -264,6 +279,21 @@ def test_resume_across_world_sizes(launched, method, mode):
     run.load(launched / f"{method}_{mode}_two")
     assert run.step_count == 10
     run.train(10, progress=False)
+    assert_close(outcome(run), expected)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_poet_checkpoint_of_a_merge_step_resumes_across_world_sizes(launched, mode):
+    """A POET checkpoint written on a merge step (issue 30: it failed with a missing ``poet_q_in.exp_avg``) resumes
+    1 → 2 and 2 → 1 and equals 20 uninterrupted steps."""
+    base = base_case("POET")
+    ref = build(base)
+    ref.train(20, progress=False)
+    expected = outcome(ref)
+    assert_close(load(launched / f"POET_{mode}_from1_merge.safetensors"), expected)
+    run = build(base).load(launched / f"POET_{mode}_two_merge")
+    assert run.step_count == 7 and run.interventions[-1].merges == 1
+    run.train(13, progress=False)
     assert_close(outcome(run), expected)
 
 
