@@ -92,6 +92,21 @@ def expect_error(case: dict, out_dir: str) -> None:
     raise AssertionError(f"case {case['name']!r} built a run; expected a DistributedError")
 
 
+def expect_checkpoint_error(case: dict, out_dir: str) -> None:
+    """Loading the damaged checkpoint ``case["resume_from"]`` must raise ``CheckpointError`` on every rank (the
+    verdict is agreed collectively: no rank may hang or load); each rank writes its message."""
+    from orthoscope.core.checkpoint import CheckpointError
+
+    run = build(case, distributed=case["mode"])
+    try:
+        run.load(case["resume_from"])
+    except CheckpointError as err:
+        rank = torch.distributed.get_rank()
+        open(f"{out_dir}/{case['name']}.rank{rank}.error.txt", "w").write(str(err))
+        return
+    raise AssertionError(f"case {case['name']!r} loaded a damaged checkpoint")
+
+
 def main(spec_path: str, out_dir: str) -> None:
     from safetensors.torch import save_file
 
@@ -100,6 +115,9 @@ def main(spec_path: str, out_dir: str) -> None:
     for case in cases:
         if case.get("expect_error"):
             expect_error(case, out_dir)
+            continue
+        if case.get("expect_checkpoint_error"):
+            expect_checkpoint_error(case, out_dir)
             continue
         run = build(case, distributed=case["mode"])
         if case.get("resume_from"):

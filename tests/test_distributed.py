@@ -109,12 +109,51 @@ def resume_cases(out: Path) -> list[dict]:
     return cases
 
 
+def poet_merge_cases(out: Path) -> list[dict]:
+    """POET checkpoints written on its merge step 7 (its Q factors then hold no Adam state): 1 → 2 resumes a
+    one-process checkpoint for 13 steps; 2 → 1 trains 7 steps and saves."""
+    from orthoscope.distributed.checkpoint import save
+
+    base = base_case("POET")
+    run = build(base)
+    run.train(7, progress=False)
+    save(run, out / "POET_one_merge")
+    return [dict(base, name=f"POET_{mode}_{way}_merge", mode=mode, **kwargs)
+            for mode in ("ddp", "fsdp")
+            for way, kwargs in (("from1", {"steps": 13, "resume_from": str(out / "POET_one_merge")}),
+                                ("to1", {"steps": 7, "save_to": str(out / f"POET_{mode}_two_merge")}))]
+
+
+SHARD = "shard-00001-model-00001-of-00001.safetensors"
+
+
+def damaged_cases(out: Path) -> list[dict]:
+    """Copies of the one-process AdamW checkpoint (written by ``resume_cases``), damaged: a flipped byte in its
+    shard, and a stray shard beside it; loading each under DDP and FSDP2 must fail on both ranks."""
+    import shutil
+
+    good = out / "AdamW_one"
+    flipped, stray = out / "AdamW_flipped", out / "AdamW_stray"
+    shutil.copytree(good, flipped)
+    data = bytearray((flipped / SHARD).read_bytes())
+    data[-5] ^= 0x01
+    (flipped / SHARD).write_bytes(bytes(data))
+    shutil.copytree(good, stray)
+    shutil.copy(good / SHARD, stray / "shard-00002-model-00001-of-00001.safetensors")
+    return [dict(base_case("AdamW"), name=f"damaged_{what}_{mode}", mode=mode, resume_from=str(path),
+                 expect_checkpoint_error=True)
+            for what, path in (("flipped", flipped), ("stray", stray)) for mode in ("ddp", "fsdp")]
+
+
+DAMAGED = {"flipped": SHARD, "stray": "shard-00002-model-00001-of-00001.safetensors"}
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     spec = out / "spec.json"
     spec.write_text(json.dumps(CASES + LLM + [dict(case, name=name, expect_error=True) for name, case, _ in BAD]
-                               + resume_cases(out)))
+                               + resume_cases(out) + damaged_cases(out) + poet_merge_cases(out)))
     torchrun(HERE / "distributed_worker.py", spec, out)
     return out
 
@@ -241,6 +280,30 @@ def test_resume_across_world_sizes(launched, method, mode):
     assert run.step_count == 10
     run.train(10, progress=False)
     assert_close(outcome(run), expected)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_poet_checkpoint_of_a_merge_step_resumes_across_world_sizes(launched, mode):
+    """A POET checkpoint written on a merge step (issue 30: it failed with a missing ``poet_q_in.exp_avg``) resumes
+    1 → 2 and 2 → 1 and equals 20 uninterrupted steps."""
+    base = base_case("POET")
+    ref = build(base)
+    ref.train(20, progress=False)
+    expected = outcome(ref)
+    assert_close(load(launched / f"POET_{mode}_from1_merge.safetensors"), expected)
+    run = build(base).load(launched / f"POET_{mode}_two_merge")
+    assert run.step_count == 7 and run.interventions[-1].merges == 1
+    run.train(13, progress=False)
+    assert_close(outcome(run), expected)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("what", sorted(DAMAGED))
+def test_damaged_checkpoint_is_refused_on_every_rank(launched, what, mode):
+    """A damaged sharded checkpoint is refused by both ranks with the same ``CheckpointError`` naming the file (each
+    rank verifies part of the files; one all-reduce shares the verdict)."""
+    texts = [(launched / f"damaged_{what}_{mode}.rank{r}.error.txt").read_text() for r in (0, 1)]
+    assert texts[0] == texts[1] and str(launched / f"AdamW_{what}" / DAMAGED[what]) in texts[0], texts
 
 
 def test_single_file_converters(launched, tmp_path):

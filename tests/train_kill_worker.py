@@ -3,8 +3,8 @@
     ORTHOSCOPE_TEST_KILL=rank:step:where torchrun --max-restarts 1 ... tests/train_kill_worker.py CONFIG [args]
 
 ``where`` is ``step`` (die right after training step ``step``, before its checkpoint) or ``save`` (die inside the
-checkpoint of step ``step``, after this rank wrote its shards and before the others finished: the checkpoint stays a
-``.partial`` directory). torchrun sets ``TORCHELASTIC_RESTART_COUNT``; the kill happens only when it is 0, so the
+checkpoint of step ``step``, after every rank wrote its shards and before the manifest, which the ranks compute
+together, is written: the checkpoint stays a ``.partial`` directory). torchrun sets ``TORCHELASTIC_RESTART_COUNT``; the kill happens only when it is 0, so the
 restarted attempt trains to the end. Before dying the rank writes ``killed-<rank>`` into the run directory's parent,
 so the test can tell the fault really happened.
 """
@@ -24,7 +24,6 @@ def die(runs: Path, rank: int) -> None:
 def main(argv: list[str]) -> int:
     import faulthandler
     faulthandler.register(signal.SIGUSR1)          # `kill -USR1 PID` prints a hung worker's Python stacks
-    from orthoscope.distributed import checkpoint as distributed_checkpoint
     from orthoscope.training import run as run_module
     from orthoscope.config.train import main as train_main
 
@@ -44,19 +43,15 @@ def main(argv: list[str]) -> int:
 
             run_module.Run.step = step_then_die
         elif where == "save":
-            save = distributed_checkpoint.save
+            from orthoscope.distributed import manifest
+            write = manifest.write
 
-            def save_then_die(run, directory):
-                if run.step_count == kill_step:   # this rank's shards on disk, the checkpoint not complete
-                    import torch.distributed.checkpoint as dcp
-                    from torch.distributed.checkpoint import HuggingFaceStorageWriter
-                    Path(directory).mkdir(parents=True, exist_ok=True)
-                    dcp.save(distributed_checkpoint.tensors_of(run),
-                             storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True))
-                    die(runs, kill_rank)
-                return save(run, directory)
+            def write_or_die(directory, step, seam=None):
+                if step == kill_step:             # every rank's shards and the record on disk, no manifest yet:
+                    die(runs, kill_rank)          # the checkpoint is not complete
+                return write(directory, step, seam)
 
-            distributed_checkpoint.save = save_then_die
+            manifest.write = write_or_die
         else:
             raise ValueError(f"ORTHOSCOPE_TEST_KILL where must be 'step' or 'save', got {where!r}")
     return train_main(argv)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..distributed import checkpoint as sharded
+from ..distributed import manifest
 from ..core.checkpoint import CheckpointError
 from ..core.history import History
 
@@ -148,11 +149,12 @@ def run_directory(runs, name: str | None, config_name: str | None, config_path) 
 #
 # A checkpoint is a directory ``checkpoints/step-00000040/`` written by ``Run.save`` (``orthoscope.
 # distributed_checkpoint``: every rank's shards plus rank 0's ``run.safetensors``; in one process the same layout
-# with one shard file), so a run resumes at any world size. It is written as ``step-00000040.partial/`` by every
-# rank, renamed by rank 0 once every rank has finished (``Run.save`` ends with a barrier), and only then named in
-# ``checkpoints/latest`` (a one-line file replaced atomically: temp file, fsync, ``os.replace``). ``latest`` is the
-# one truth: a ``.partial`` directory, or a step directory newer than ``latest`` (killed between the rename and the
-# pointer), is left over from a killed run and removed on the next start.
+# with one shard file) and its ``manifest.json`` — every file's size and SHA-256, written last and verified before a
+# load applies anything (``orthoscope.distributed.manifest``) — so a run resumes at any world size. It is written as
+# ``step-00000040.partial/`` by every rank, renamed by rank 0 once every rank has finished (``Run.save`` ends with a
+# barrier), and only then named in ``checkpoints/latest`` (a one-line file replaced atomically: temp file, fsync,
+# ``os.replace``). ``latest`` is the one truth: a ``.partial`` directory, or a step directory newer than ``latest``
+# (killed between the rename and the pointer), is left over from a killed run and removed on the next start.
 
 def _barrier(run) -> None:
     if run.dist is not None:
@@ -235,6 +237,14 @@ def clean_checkpoints(run_dir) -> list[Path]:
     return removed
 
 
+def _check_named_step(step: int, path: Path) -> None:
+    """The checkpoint in ``step-<step>/`` is the one of that step (its manifest says so)."""
+    listed = manifest.read(path)["step"]
+    if listed != step:
+        raise CheckpointError(f"checkpoint file {str(path / manifest.NAME)!r} is the manifest of step {listed}, in "
+                              f"the directory of step {step}; the run directory was changed by hand")
+
+
 def resume(run, run_dir) -> int:
     """Load the checkpoint ``latest`` names into ``run`` (if any), cut the streamed History back to its step, and
     remove leftovers of a killed run; returns the step the run continues from. Collective under torchrun."""
@@ -243,7 +253,8 @@ def resume(run, run_dir) -> int:
     _barrier(run)
     found = latest_checkpoint(run_dir)
     if found:
-        run.load(found[1])
+        _check_named_step(*found)
+        run.load(found[1])                      # verified against its manifest before anything is applied
     if _main(run):
         cut_history(Path(run_dir) / HISTORY, run.step_count if found else -1)
     return run.step_count

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from .build import build_run
+from ..core.checkpoint import CheckpointError
 from .format import ConfigError, apply_overrides, bounded, normalize, save_config
 from .rundir import CONFIG, HISTORY, HistoryStream, resume, run_directory, save_checkpoint
 from .yamlfile import read_config, shown_path, where
@@ -108,10 +109,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name)
-    except ConfigError as e:
+        train(run, cfg, run_dir, progress=not args.no_progress)
+    except (ConfigError, CheckpointError) as e:         # a damaged checkpoint is named like a bad config: one line
         print(f"error: {bounded_line(str(e))}", file=sys.stderr)
         return 2
-    train(run, cfg, run_dir, progress=not args.no_progress)
     if run.dist is None or run.dist.is_main:
         print(f"{run_dir}: step {run.step_count}, loss {run.last_loss}")
     if run.dist is not None:

@@ -1,16 +1,23 @@
-"""Sharded checkpoints of the whole-matrix optimizers (Muon, Pion, AdamH, MuonH: ``GroupedOptimizer``).
+"""Optimizer state in sharded checkpoints, by parameter name, exactly as held (every optimizer).
 
-Under torchrun their matrix state is held whole by one owning rank per matrix (``orthoscope.distributed.matrices``:
-matrix i of a group on rank i mod N), which DCP's optimizer state dict cannot describe. This module writes and reads
-that state itself, by parameter name, in the layout of ``orthoscope.distributed.checkpoint`` (``optim.<fqn>.<name>``):
+Keys are ``optim.<fqn>.<name>`` (the layout of ``orthoscope.distributed.checkpoint``); a parameter without state —
+none yet, or reset by POET's merge — has no key, and a load leaves it without state, so a run resumes at any step
+as it was (issue 30: a POET checkpoint written on a merge step did not load). Each key's kind (tensor, or a Python
+int/float/bool such as a ``step`` counter) travels in the run record and comes back as it was held. The optimizer's
+own ``load_state_dict`` places the loaded state (torch's casting rules: ``step`` as saved, moments on the parameter's
+device and dtype).
+
+The whole-matrix optimizers (Muon, Pion, AdamH, MuonH: ``GroupedOptimizer``) hold each matrix's state whole on one
+owning rank under torchrun (``orthoscope.distributed.matrices``: matrix i of a group on rank i mod N), which DCP's
+optimizer state dict cannot describe:
 
 * **save**: each matrix's state is broadcast from its owner, so every rank holds the same full tensors and DCP writes
   them once (it deduplicates replicated plain tensors); the state of the other parameters (the auxiliary AdamW on
-  embeddings, vectors, the head) is written as it is held — row shards (DTensors) under FSDP2, replicated under DDP;
-  integer state (``step``) as a 0-d int64 tensor.
-* **load** at any world size, one process included: the keys, shapes and dtypes come from the checkpoint's own
-  metadata; state shaped like its parameter is read into a tensor laid out like the parameter (DCP reshards row
-  shards by offsets), matrix state in full, and each matrix's state is kept only by its owner at the new world size.
+  embeddings, vectors, the head; every parameter of a torch optimizer) is written as it is held — row shards
+  (DTensors) under FSDP2, replicated under DDP.
+* **load** at any world size, one process included: shapes and dtypes come from the checkpoint's own metadata; state
+  shaped like its parameter is read into a tensor laid out like the parameter (DCP reshards row shards by offsets),
+  matrix state in full, and each matrix's state is kept only by its owner at the new world size.
 
 The transient cost of a save is one full copy of the matrix state on every rank, and one broadcast per matrix.
 """
@@ -20,75 +27,87 @@ import torch
 import torch.distributed as dist
 
 
-def applies(run) -> bool:
-    """True for a ``GroupedOptimizer`` (it has the ``full_matrices`` hook slot, set or not)."""
-    return hasattr(run.optimizer, "full_matrices")
-
-
-def _owners(run) -> dict[int, int]:
-    """``id(param) → owning rank`` for the matrix-group parameters under torchrun; empty in one process."""
-    fm = run.optimizer.full_matrices
+def owners(run) -> dict[int, int]:
+    """``id(param) → owning rank`` for the matrix-group parameters under torchrun; empty in one process and for
+    optimizers without whole-matrix state."""
+    fm = getattr(run.optimizer, "full_matrices", None)
     if fm is None:
         return {}
     return {id(p): fm.owner(i) for g in run.optimizer.param_groups if g.get("matrix")
             for i, p in enumerate(g["params"])}
 
 
-def _as_tensor(value):
-    return value if isinstance(value, torch.Tensor) else torch.tensor(value)
+KINDS = ("tensor", "int", "float", "bool")
+_PYTHON = {bool: ("bool", torch.bool), int: ("int", torch.int64), float: ("float", torch.float64)}
 
 
-def optimizer_tensors(run) -> dict[str, torch.Tensor]:
-    """``{"optim.<fqn>.<name>": tensor}`` of ``run``'s optimizer (collective under torchrun)."""
-    owners, rank = _owners(run), (run.dist.rank if run.dist is not None else 0)
-    out = {}
+def as_saved(key: str, value) -> tuple[torch.Tensor, str]:
+    """One optimizer state value as a tensor DCP can write, and its kind, so a load gives it back as it was held:
+    a tensor as is, a Python ``int``/``float``/``bool`` as a 0-d int64/float64/bool tensor."""
+    if isinstance(value, torch.Tensor):
+        return value, "tensor"
+    if type(value) in _PYTHON:
+        kind, dtype = _PYTHON[type(value)]
+        return torch.tensor(value, dtype=dtype), kind
+    raise TypeError(f"optimizer state {key!r} holds a {type(value).__name__}; a checkpoint holds tensors, int, "
+                    "float and bool")
+
+
+def optimizer_tensors(run) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``{"optim.<fqn>.<name>": tensor}`` of ``run``'s optimizer state exactly as held — a parameter without state
+    (none yet, or reset by POET's merge) has no key — and each key's kind (``as_saved``). Collective under torchrun
+    for the whole-matrix optimizers (each matrix's state is broadcast from its owner)."""
+    own, rank = owners(run), (run.dist.rank if run.dist is not None else 0)
+    tensors, kinds = {}, {}
     for fqn, p in run.model.named_parameters():
         state = run.optimizer.state.get(p, {})
-        if id(p) not in owners:
-            out.update({f"optim.{fqn}.{k}": _as_tensor(v) for k, v in state.items()})
-            continue
-        owner = owners[id(p)]
-        box = [{k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
-               if rank == owner else None]
-        dist.broadcast_object_list(box, src=owner, device=run.dist.device)
-        out.update({f"optim.{fqn}.{k}": _as_tensor(v) for k, v in box[0].items()})
-    return out
+        if id(p) in own:
+            box = [{k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+                   if rank == own[id(p)] else None]
+            dist.broadcast_object_list(box, src=own[id(p)], device=run.dist.device)
+            state = box[0]
+        for name, value in state.items():
+            key = f"optim.{fqn}.{name}"
+            tensors[key], kinds[key] = as_saved(key, value)
+    return tensors, kinds
 
 
 def load_targets(run, metadata: dict) -> dict[str, torch.Tensor]:
-    """Empty tensors to read every ``optim.*`` key of a checkpoint (``metadata``: DCP's ``state_dict_metadata``)
-    into: laid out like the parameter when shaped like it (and not owned whole), else full and plain."""
-    params, owners = dict(run.model.named_parameters()), _owners(run)
+    """Empty tensors to read the ``optim.*`` keys of ``metadata`` (DCP's ``state_dict_metadata``, restricted to the
+    keys to load) into: laid out like the parameter when shaped like it (and not owned whole), else full and
+    plain."""
+    params, own = dict(run.model.named_parameters()), owners(run)
     targets = {}
     for key, md in metadata.items():
         if not key.startswith("optim."):
             continue
         fqn, _, _name = key[len("optim."):].rpartition(".")
-        if fqn not in params:
-            raise KeyError(f"checkpoint key {key!r} names no parameter of this model")
         p = params[fqn]
-        if id(p) not in owners and tuple(md.size) == tuple(p.shape):
+        if id(p) not in own and tuple(md.size) == tuple(p.shape):
             targets[key] = torch.empty_like(p.detach(), dtype=md.properties.dtype)
         else:
             targets[key] = torch.empty(tuple(md.size), dtype=md.properties.dtype)
     return targets
 
 
-def apply_optimizer(run, tensors: dict[str, torch.Tensor]) -> None:
-    """Set ``run.optimizer.state`` from loaded ``optim.*`` tensors; each matrix's state only on its owner."""
-    params, owners = dict(run.model.named_parameters()), _owners(run)
+def apply_optimizer(run, tensors: dict[str, torch.Tensor], kinds: dict[str, str]) -> None:
+    """Make ``run.optimizer.state`` exactly the loaded one: the keys of ``kinds``, each value of its kind, a
+    parameter with no key without state; each matrix's state only on its owner. Goes through the optimizer's own
+    ``load_state_dict`` (which places each tensor as the optimizer keeps it: ``step`` as saved, the moments on the
+    parameter's device and dtype)."""
+    params, own = dict(run.model.named_parameters()), owners(run)
     rank = run.dist.rank if run.dist is not None else 0
-    device = run.dist.device if run.dist is not None else None
-    run.optimizer.state.clear()
-    for key, t in tensors.items():
-        if not key.startswith("optim."):
-            continue
+    index = {id(p): i for i, p in enumerate(p for g in run.optimizer.param_groups for p in g["params"])}
+    state: dict[int, dict] = {}
+    for key, kind in kinds.items():
         fqn, _, name = key[len("optim."):].rpartition(".")
         p = params[fqn]
-        if owners.get(id(p), rank) != rank:
-            continue
-        if t.dim() == 0 and t.dtype == torch.int64:
-            value = int(t)                             # an integer counter (``step``), as the optimizer keeps it
-        else:
-            value = t if hasattr(t, "to_local") else t.to(device if device is not None else p.device)
-        run.optimizer.state[p][name] = value
+        if own.get(id(p), rank) != rank:
+            continue                                   # a matrix another rank owns
+        t = tensors[key]
+        value = t if kind == "tensor" else {"int": int, "float": float, "bool": bool}[kind](t.item())
+        if kind == "tensor" and not hasattr(t, "to_local") and id(p) in own:
+            value = t.to(run.dist.device)              # whole-matrix state on the owner's device
+        state.setdefault(index[id(p)], {})[name] = value
+    groups = run.optimizer.state_dict()["param_groups"]
+    run.optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -339,9 +339,21 @@ class Run:
 
         override = dict(override or {})
         check_override(self.optimizer, override)
-        if Path(path).is_dir() and (Path(path) / "run.safetensors").is_file():   # sharded, any world size
+        folder = Path(path)
+        if folder.is_dir() and (any((folder / name).is_file() for name in ("manifest.json", "run.safetensors"))
+                                or any(folder.glob("shard-*-model-*.safetensors"))):
+            # sharded, any world size; verified against its manifest before anything is applied
             from ..distributed.checkpoint import load
-            load(self, path)
+            saved = run_state.snapshot(self)
+            try:
+                load(self, path)
+            except CheckpointError:
+                run_state.restore(self, saved)
+                raise
+            except Exception as e:
+                run_state.restore(self, saved)
+                raise CheckpointError(f"checkpoint {str(path)!r} could not be applied ({type(e).__name__}: "
+                                      f"{str(e)[:300]}); the run is unchanged") from e
             return self.override(**override) if override else self
         tensors, meta = read_checked(path, kind=CHECKPOINT_KIND)
         mismatch = _signature_mismatch(self._signature(), require(path, meta, "signature", dict))
