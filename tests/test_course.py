@@ -389,3 +389,35 @@ def test_student_notebook_runs_with_only_its_check_failing_with_the_feedback(bui
         assert len(errors[0].traceback) == 1 and "not written yet" in errors[0].traceback[0]
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "Come back here when the check above passes." in printed
+
+
+# ---- the nbgrader course directory (nbgrader itself runs in tests/test_course_nbgrader.py) ---------------------------
+
+def test_course_nbgrader_writes_one_assignment_per_notebook_and_keeps_an_edited_config(tmp_path):
+    from orthoscope.course.cli import main
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()  # the teacher's own\n")
+    assert main(["nbgrader", str(tmp_path)]) == 0
+    for path in NOTEBOOKS:
+        source = (tmp_path / "source" / path.stem / path.name).read_text()
+        assert BEGIN in source and BEGIN_HIDDEN in source and '"points": 1' in source
+    assert (tmp_path / "nbgrader_config.py").read_text() == "c = get_config()  # the teacher's own\n"
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda meta: meta.pop("points"), "needs 'points' > 0"),
+    (lambda meta: meta.update(locked=False), "must be locked"),
+    (lambda meta: meta.update(grade=False), "no autograder test cell"),
+], ids=["no points", "unlocked", "not graded"])
+def test_a_check_cell_that_nbgrader_could_not_grade_is_an_error_naming_the_cell(tmp_path, change, words):
+    import nbformat
+
+    from orthoscope.course.grading import write_nbgrader_course
+
+    nb = nbformat.read(COURSE / "02_cayley.ipynb", as_version=4)
+    change(next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "cayley-check")
+           .metadata["nbgrader"])
+    nbformat.write(nb, tmp_path / "02_cayley.ipynb")
+    with pytest.raises(ValueError, match=words) as raised:
+        write_nbgrader_course(tmp_path / "course", tmp_path)
+    assert "02_cayley.ipynb" in str(raised.value)

@@ -113,28 +113,3 @@ def build(out_dir, source_dir=SOURCE) -> list[Path]:
             nbformat.write(version, target)
             written.append(target)
     return written
-
-
-def main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m orthoscope course",
-        description="Write the course's student notebooks and the teacher's answer key, or an nbgrader course.")
-    parser.add_argument("action", choices=["build", "nbgrader"],
-                        help="build: write OUT/student and OUT/teacher; nbgrader: write an nbgrader course directory "
-                             "OUT (source/NN_topic/NN_topic.ipynb per assignment, nbgrader_config.py)")
-    parser.add_argument("out", help="output folder")
-    parser.add_argument("--source", default=str(SOURCE), help=f"course notebooks (default: {SOURCE})")
-    args = parser.parse_args(argv)
-    if args.action == "nbgrader":
-        from .grading import write_nbgrader_course
-
-        assignments, config = write_nbgrader_course(args.out, args.source)
-        print(f"wrote {len(assignments)} assignments to {Path(args.out) / 'source'} ({', '.join(assignments)}); "
-              f"config: {config}\nnext: cd {args.out} && nbgrader generate_assignment {assignments[0]}")
-        return 0
-    written = build(args.out, args.source)
-    print(f"wrote {len(written) // 2} student notebooks to {Path(args.out) / 'student'} and the answer key to "
-          f"{Path(args.out) / 'teacher'}")
-    return 0
