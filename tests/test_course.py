@@ -259,6 +259,21 @@ def test_the_packages_own_answer_is_refused_with_a_message(name, fn, words):
         assert "write the function with torch operations" in feedback.hint
 
 
+def _identity_like(Q):
+    return torch.eye(Q.shape[-1], dtype=Q.dtype)
+
+
+def test_own_code_with_helpers_and_library_functions_is_accepted():
+    from torch.nn.functional import pad                          # a library function in Python: located, not read
+
+    def cayley_with_helpers(Q):
+        I = pad(_identity_like(Q), (0, 0))
+        return torch.linalg.solve(I - Q, I + Q, left=False)
+
+    for hidden in (False, True):
+        assert evaluate("cayley", cayley_with_helpers, hidden=hidden).ok
+
+
 def test_watching_what_the_student_runs_keeps_a_profiler_already_set():
     events = []
 

@@ -5,7 +5,8 @@ Two looks, both needed:
 
 * **what the function refers to** (``package_references``): the function itself, what it wraps (closures, defaults,
   ``functools.partial``, bound methods), every global it loads and every module it imports — followed into the
-  helper functions it calls — and strings that name an orthoscope module (``importlib.import_module("orthoscope…")``).
+  helper functions it calls that are defined beside it (a library's functions are only located, not read) — and
+  strings that name an orthoscope module (``importlib.import_module("orthoscope…")``).
   This catches a reference on a branch the check's inputs never take.
 * **what it runs** (``run_watched``): a profile hook, set only while the student's function runs, records every
   Python function entered whose code lives in the orthoscope package — however it was reached (``sys.modules``,
@@ -61,6 +62,8 @@ def _code_objects(code: types.CodeType):
 def package_references(fn) -> list[str]:
     """What ``fn`` refers to from the orthoscope package, described (empty when it is the student's own code)."""
     found, seen, todo = [], set(), [fn]
+    root = fn.func if isinstance(fn, functools.partial) else getattr(fn, "__func__", fn)
+    home = getattr(root, "__globals__", None)
     while todo:
         obj = todo.pop()
         if id(obj) in seen or obj is None:
@@ -73,7 +76,8 @@ def package_references(fn) -> list[str]:
             todo += [obj.func, *obj.args, *obj.keywords.values()]
         elif isinstance(obj, types.MethodType):
             todo += [obj.__func__, obj.__self__]
-        elif isinstance(obj, types.FunctionType):
+        elif isinstance(obj, types.FunctionType) and obj.__globals__ is home:
+            # the student's own functions (same notebook or module) are read; a library's (torch's) only located
             todo += [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
             todo += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
             for code in _code_objects(obj.__code__):
