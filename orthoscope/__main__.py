@@ -14,7 +14,8 @@ COMMANDS = {
     "tokenize": ("orthoscope.tasks.tokenfile", "turn a text file into a token .bin for the TokenFile task"),
     "methods": ("orthoscope.config.method_settings",
                 "every method's settings and defaults (--markdown: docs/methods.md)"),
-    "course": ("orthoscope.course.build", "course build OUT: student notebooks (solutions removed) + answer key"),
+    "course": ("orthoscope.course.cli", "course build OUT: student notebooks + answer key; course nbgrader DIR: "
+               "an nbgrader course"),
 }
 
 

@@ -1,5 +1,7 @@
 """A student opens a generated course notebook in JupyterLab (headless Chromium), runs it top to bottom without having
-written anything, and sees the checks' feedback rendered as the red boxes — not an exception trace (issue 17)."""
+written anything, and sees the check's feedback rendered as the red box, then the one line of the failing check (an
+autograder test must fail) — not an exception trace (issues 17, 27)."""
+import json
 import os
 import shutil
 import sys
@@ -31,14 +33,26 @@ def test_student_notebook_shows_feedback_in_the_browser(tmp_path):
         page.goto(f"{url}/lab/tree/{NOTEBOOK}")
         page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
         n_cells = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
+        cells = json.loads((root / NOTEBOOK).read_text())["cells"]
+        check_cell = next(i for i, c in enumerate(cells)
+                          if c["metadata"].get("nbgrader", {}).get("grade_id") == "cayley-check")
         for i in range(n_cells):
             errors = page.evaluate(RUN_CELL, i)
-            assert not errors, f"cell {i} raised: {errors}"      # the stub's NotImplementedError is caught
+            if i == check_cell:                                  # the check fails the cell, with its message only
+                assert len(errors) == 1 and errors[0].startswith("CheckFailed: ✗ cayley: not written yet"), errors
+            else:
+                assert not errors, f"cell {i} raised: {errors}"
             page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
         box = page.locator(".orthoscope-feedback[data-ok='false']")
         box.first.wait_for(timeout=30_000)
         assert box.count() == 1 and box.first.is_visible()
         text = box.first.inner_text()
         assert "not written yet" in text and "hint:" in text, text
-        assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+        # JupyterLab renders an error output as stderr: exactly one, the check's line — no traceback
+        stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        assert stderr.count() == 1
+        shown = stderr.first.inner_text()
+        assert shown.startswith("CheckFailed: ✗ cayley: not written yet") and "Traceback" not in shown, shown
+        outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+        assert any("Come back here when the check above passes." in t for t in outputs), outputs
     print(f"course browser test wall time: {time.monotonic() - t0:.1f} s")

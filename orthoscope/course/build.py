@@ -1,10 +1,12 @@
 """Student and teacher versions of the course notebooks, from one source (nbgrader's conventions).
 
 A solution cell carries nbgrader metadata (``"solution": true``) and marks its solution between ``### BEGIN SOLUTION``
-and ``### END SOLUTION``. The student version replaces each marked region by nbgrader's stub for Python — ``# YOUR
-CODE HERE`` and ``raise NotImplementedError()``, at the region's indentation — and clears every output; the teacher's
-answer key is the source notebook, outputs cleared. ``nbgrader generate_assignment`` applied to the source yields the
-same student text (tests/test_course.py checks the markers and metadata against nbgrader's documented format).
+and ``### END SOLUTION``. A check cell is an nbgrader autograder test (``"grade": true``, ``"points"``, locked) whose
+hidden tests sit between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``. The student version replaces each
+solution region by nbgrader's stub for Python — ``# YOUR CODE HERE`` and ``raise NotImplementedError()``, at the
+region's indentation — removes each hidden-test region, and clears every output; the teacher's answer key is the
+source notebook, outputs cleared. ``nbgrader generate_assignment`` applied to the source yields the same student text
+(tests/test_course_nbgrader.py compares them).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import re
 from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 SOURCE = Path(__file__).resolve().parents[2] / "notebooks" / "course"
 
@@ -38,6 +41,26 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def strip_hidden_tests(source: str) -> str:
+    """Remove every BEGIN/END HIDDEN TESTS region, markers included (nbgrader's ClearHiddenTests)."""
+    out, inside = [], False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == BEGIN_HIDDEN:
+            if inside:
+                raise ValueError("nested '### BEGIN HIDDEN TESTS'")
+            inside = True
+        elif stripped == END_HIDDEN:
+            if not inside:
+                raise ValueError("'### END HIDDEN TESTS' without a BEGIN")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("'### BEGIN HIDDEN TESTS' without an END")
+    return "\n".join(out)
+
+
 def student_version(nb):
     """A copy of notebook ``nb`` (nbformat) with solutions replaced by stubs and outputs cleared."""
     import copy
@@ -46,45 +69,47 @@ def student_version(nb):
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution"):
             cell.source = strip_solutions(cell.source)
         elif BEGIN in cell.source:
             raise ValueError(f"cell {cell.get('id')} has solution markers but no nbgrader 'solution: true' metadata")
+        if meta.get("grade") and not meta.get("solution"):
+            cell.source = strip_hidden_tests(cell.source)
+        elif BEGIN_HIDDEN in cell.source:
+            raise ValueError(f"cell {cell.get('id')} has hidden tests but is no nbgrader autograder test cell "
+                             "('grade: true', 'solution: false')")
     return nb
+
+
+def course_notebooks(source_dir=SOURCE) -> list[Path]:
+    """The course's notebooks, ``NN_topic.ipynb``, in order."""
+    source_dir = Path(source_dir)
+    paths = sorted(p for p in source_dir.glob("*.ipynb") if re.match(r"\d\d_", p.name))
+    if not paths:
+        raise FileNotFoundError(f"no course notebooks (NN_*.ipynb) in {source_dir}")
+    return paths
+
+
+def teacher_version(nb):
+    """A copy of notebook ``nb`` with outputs cleared, solutions and hidden tests kept (the answer key)."""
+    teacher = student_version(nb)                         # validates the markers, clears the outputs
+    for cell, original in zip(teacher.cells, nb.cells):
+        cell.source = original.source
+    return teacher
 
 
 def build(out_dir, source_dir=SOURCE) -> list[Path]:
     """Write ``out_dir/student/*.ipynb`` and ``out_dir/teacher/*.ipynb``; returns the written paths."""
     import nbformat
 
-    source_dir, out_dir = Path(source_dir), Path(out_dir)
-    paths = sorted(p for p in source_dir.glob("*.ipynb") if re.match(r"\d\d_", p.name))
-    if not paths:
-        raise FileNotFoundError(f"no course notebooks (NN_*.ipynb) in {source_dir}")
+    out_dir = Path(out_dir)
     written = []
-    for path in paths:
+    for path in course_notebooks(source_dir):
         nb = nbformat.read(path, as_version=4)
-        teacher = student_version(nb)
-        for cell, original in zip(teacher.cells, nb.cells):
-            cell.source = original.source                 # the key keeps its solutions, outputs cleared
-        for kind, version in (("student", student_version(nb)), ("teacher", teacher)):
+        for kind, version in (("student", student_version(nb)), ("teacher", teacher_version(nb))):
             target = out_dir / kind / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(version, target)
             written.append(target)
     return written
-
-
-def main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m orthoscope course",
-                                     description="Write the course's student notebooks and the teacher's answer key.")
-    parser.add_argument("action", choices=["build"], help="build: write OUT/student and OUT/teacher")
-    parser.add_argument("out", help="output folder")
-    parser.add_argument("--source", default=str(SOURCE), help=f"course notebooks (default: {SOURCE})")
-    args = parser.parse_args(argv)
-    written = build(args.out, args.source)
-    print(f"wrote {len(written) // 2} student notebooks to {Path(args.out) / 'student'} and the answer key to "
-          f"{Path(args.out) / 'teacher'}")
-    return 0
