@@ -327,3 +327,19 @@ def test_saving_again_into_a_directory_replaces_the_earlier_save(good, tmp_path)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [manifest.NAME, RECORD, SHARD]
     again, _, _ = prepare(good[0], [], tmp_path / "runs2", None)
     assert again.load(tmp_path / "ckpt").step_count == 3
+
+
+def test_the_train_command_names_a_damaged_checkpoint_in_one_line(good, tmp_path, capsys):
+    """Re-invoking ``orthoscope train`` on a damaged run directory: exit code 2 and one line naming the file, not a
+    traceback (the command reports a refused checkpoint the way it reports a refused config)."""
+    from orthoscope.__main__ import main as cli_main
+
+    copy, bad_file = damaged_copy(good, tmp_path, flipped_shard_data)
+    files = tree_bytes(copy)
+    code = cli_main(["train", str(good[0]), "--runs", str(tmp_path / "runs"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad_file) in lines[0], err
+    assert "Traceback" not in err
+    assert tree_bytes(copy) == files
