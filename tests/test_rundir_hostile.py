@@ -343,3 +343,14 @@ def test_the_train_command_names_a_damaged_checkpoint_in_one_line(good, tmp_path
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad_file) in lines[0], err
     assert "Traceback" not in err
     assert tree_bytes(copy) == files
+
+
+def test_a_sharded_checkpoint_refuses_a_model_of_another_structure(good, tmp_path):
+    """Same parameter names and shapes, another module type (the activation): the record's module structure refuses
+    it, naming the module, before anything is applied."""
+    run, _, _ = prepare(good[0], [], tmp_path / "runs", None)
+    run.model.act = torch.nn.GELU()                  # was ReLU: every shard still fits
+    before = state_of(run)
+    with pytest.raises(CheckpointError, match=r"'act' is a GELU in the run but a ReLU in the checkpoint"):
+        run.load(step_dir(good[1], 6))
+    assert same(state_of(run), before)

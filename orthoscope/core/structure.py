@@ -22,9 +22,9 @@ from torch import nn
 
 
 def type_name(module: nn.Module) -> str:
-    cls = type(module)
-    if cls.__module__.startswith("torch.distributed.fsdp") and cls.__name__.startswith("FSDP") and len(cls.__mro__) > 2:
-        cls = cls.__mro__[1]                          # fully_shard's generated subclass: the module's own class
+    # fully_shard swaps in a generated class FSDP<Name>(FSDPModule, <Name>): the module's own class is the first one
+    # of the MRO that is not FSDP's
+    cls = next(c for c in type(module).__mro__ if not c.__module__.startswith("torch.distributed.fsdp"))
     return cls.__qualname__
 
 

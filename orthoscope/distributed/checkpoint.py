@@ -40,9 +40,10 @@ from pathlib import Path
 import torch
 
 from . import manifest, matrix_state
-from ..core.checkpoint import (MAX_STEP, CheckpointError, comparable_method_config, read_checked, require,
-                               rng_state, set_rng_state, write_atomic)
+from ..core.checkpoint import (MAX_STEP, CheckpointError, check_structure, comparable_method_config, read_checked,
+                               require, rng_state, set_rng_state, write_atomic)
 from ..core.history import History
+from ..core.structure import fingerprint
 from ..tasks.base import check_task_state, load_task_state, task_state
 
 KIND = "orthoscope.ShardedRun"
@@ -87,6 +88,7 @@ def _record(run, kinds: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
             "wall_time": run.wall_time, "method": run.method.config(), "history": hist_meta,
             "world_size": run.dist.world if run.dist else 1, "mode": run.dist.mode if run.dist else None,
             "overrides": run.overrides, "param_groups": _group_scalars(run.optimizer), "optim": kinds,
+            "structure": fingerprint(run.model),           # module types too (a DTensor's shape is the global one)
             "task": task_state(run.task, run.generator)}       # DatasetTask: (seed, epoch, position); else None
     return tensors, meta
 
@@ -165,6 +167,7 @@ def load(run, directory):
         check_task_state(run.task, meta.get("task"))
     except ValueError as e:
         raise CheckpointError(f"checkpoint {str(directory / RUN_FILE)!r}: field 'task' {e}") from e
+    check_structure(record_file, meta, run.model)   # a HarmonicHead is not a Linear, whatever the shards hold
     kinds = _checked_kinds(record_file, require(record_file, meta, "optim", dict), run)
     with _one_process_quiet(run):
         tensors = _read_shards(run, directory, kinds)
