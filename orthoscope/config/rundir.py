@@ -24,32 +24,11 @@ import torch
 from ..distributed import checkpoint as sharded
 from ..core.checkpoint import CheckpointError
 from ..core.history import History
+from ..core.stream import CONFIG, HISTORY, HistoryStream  # noqa: F401  (the writer lives beside the History)
 
-HISTORY = "history.jsonl"
-CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 _CKPT = re.compile(r"^step-(\d{8,})$")
-
-
-def _line(step: int, record: dict) -> str:
-    values = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
-    return json.dumps({"step": step, **values}) + "\n"
-
-
-class HistoryStream:
-    """A ``Run.on_step`` callback appending every record to ``path`` (one line, flushed per record)."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.file = open(self.path, "a", encoding="utf-8")
-
-    def __call__(self, run, record: dict) -> None:
-        self.file.write(_line(run.step_count, record))
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def read_records(path, offset: int = 0, max_bytes: int | None = None) -> tuple[list[dict], int, bool]:
