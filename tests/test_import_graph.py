@@ -113,7 +113,8 @@ def test_every_module_imports_in_a_fresh_process():
 import importlib, json, sys, warnings
 warnings.simplefilter("ignore", DeprecationWarning)
 import orthoscope
-heavy = [m for m in ("triton", "matplotlib", "transformers", "peft", "kan", "ipywidgets") if m in sys.modules]
+heavy = [m for m in ("triton", "matplotlib", "transformers", "peft", "kan", "ipywidgets", "lightning", "yaml")
+         if m in sys.modules]
 failed = {{}}
 for name in {names!r}:
     try:
