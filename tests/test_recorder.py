@@ -136,6 +136,12 @@ def test_run_dir_streams_what_dashboard_watch_reads(tmp_path):
     assert watched.config["recorder"]["model"] == "MLP"
     with pytest.raises(FileExistsError, match="already holds a History"):
         plain_loop(steps=1, run_dir=tmp_path / "mine")
+    # a loop resumed at step 4 records step 4 (its initial observation) anew and goes on; nothing is duplicated
+    model, _ = make()
+    resumed = observe(model, [Spectrum(2)], run_dir=tmp_path / "mine", start=4)
+    resumed.close()
+    again = read_history(tmp_path / "mine")
+    assert again["sv/layers.0"].steps == [0, 4] and again["loss/batch"].steps == [1, 2, 3]
 
 
 def test_dashboard_shows_a_recorder_and_never_trains_it():

@@ -24,7 +24,7 @@ import torch
 from ..distributed import checkpoint as sharded
 from ..core.checkpoint import CheckpointError
 from ..core.history import History
-from ..core.stream import CONFIG, HISTORY, HistoryStream  # noqa: F401  (the writer lives beside the History)
+from ..core.stream import CONFIG, HISTORY, HistoryStream, cut_history  # noqa: F401  (the writer: beside the History)
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -69,26 +69,6 @@ def read_history(run_dir) -> History:
     history = History()
     add_records(history, read_records(path)[0])
     return history
-
-
-def cut_history(path, last_step: int) -> None:
-    """Drop every record after ``last_step`` (and any torn tail) from the stream at ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    keep, offset = 0, 0
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                if json.loads(raw)["step"] > last_step:
-                    break
-            except (json.JSONDecodeError, KeyError):
-                break
-            offset += len(raw)
-            keep = offset
-    os.truncate(path, keep)
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------

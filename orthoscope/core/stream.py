@@ -8,6 +8,7 @@ back and ``Dashboard.watch`` follows it. It sits here, beside the History, so bo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -35,3 +36,23 @@ class HistoryStream:
 
     def close(self) -> None:
         self.file.close()
+
+
+def cut_history(path, last_step: int) -> None:
+    """Drop every record after ``last_step`` (and any torn tail) from the stream at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    keep, offset = 0, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                if json.loads(raw)["step"] > last_step:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                break
+            offset += len(raw)
+            keep = offset
+    os.truncate(path, keep)

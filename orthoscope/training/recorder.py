@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..core.history import History
-from ..core.stream import CONFIG, HISTORY, HistoryStream
+from ..core.stream import CONFIG, HISTORY, HistoryStream, cut_history
 from ..methods.losses import resolve_loss
 from ..probes.base import Probe, warn_unreached
 from ..probes.view import ProbeView
@@ -201,7 +201,8 @@ class Recorder:
         history = self.run_dir / HISTORY
         if history.is_file() and history.stat().st_size and self.step_count == 0:
             raise FileExistsError(f"run_dir {str(self.run_dir)!r} already holds a History ({HISTORY}); choose a new "
-                                  "run_dir, or delete it to record again from step 0")
+                                  "run_dir, or delete it to record again from step 0 (a resumed loop passes start=)")
+        cut_history(history, self.step_count - 1)      # a resumed loop: its records from `start` on are written anew
         self.run_dir.mkdir(parents=True, exist_ok=True)
         described = {"recorder": {"name": self.name, "model": type(self.model).__name__,
                                   "optimizer": None if self.optimizer is None else type(self.optimizer).__name__,
