@@ -189,6 +189,8 @@ def test_probes_the_recorder_cannot_feed_are_refused_before_training():
         observe(model, ["Spectrum"])
     with pytest.raises(TypeError, match="must be a torch.nn.Module"):
         observe("model")
+    with pytest.raises(TypeError, match="is not a torch.optim.Optimizer"):
+        observe(model, []).attach(object())
     with pytest.raises(ValueError, match="not after the last recorded step"):
         rec = observe(model, [])
         model(torch.zeros(2, 2, dtype=torch.long)).sum().backward()
