@@ -6,6 +6,9 @@
     run.train(1000)
     Dashboard(run)          # from orthoscope.viz import Dashboard
 
+    rec = orthoscope.observe(model, optimizer=opt)   # or: the loop you already have (orthoscope.training.recorder)
+    ...; loss.backward(); opt.step(); rec.step(loss=loss)
+
 Importing is cheap and silent: heavy or optional modules (pykan, transformers, triton, ipywidgets, matplotlib) are
 imported only by the submodules that use them, when they are used.
 
@@ -20,9 +23,11 @@ from .core.history import History
 from .core.version import __version__  # noqa: F401
 from .methods.base import SGD, AdamW, ClipGradNorm, Intervention, Method
 from .training import run as _run
+from .training.recorder import Recorder, observe
 from .training.run import NonFiniteError, Run
 
-__all__ = ["Run", "History", "Method", "AdamW", "SGD", "Intervention", "ClipGradNorm", "NonFiniteError"]
+__all__ = ["Run", "History", "Method", "AdamW", "SGD", "Intervention", "ClipGradNorm", "NonFiniteError", "observe",
+           "Recorder"]
 
 _moved.install()                     # old import paths (orthoscope.run, orthoscope.history, …) keep working, warned
 

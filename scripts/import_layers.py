@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("parts", ("models", "tasks", "probes", "optim", "adapters")),
     ("distributed seam", ("distributed",)),
     ("the training loop", ("training",)),
+    ("integrations", ("integrations",)),
     ("runs as data, and recipes", ("config", "recipes", "zoo", "arena", "course")),
     ("views", ("viz", "trackers")),
     ("the package and its entry points", ("",)),        # the modules at the root of orthoscope/

@@ -114,7 +114,7 @@ import importlib, json, sys, warnings
 warnings.simplefilter("ignore", DeprecationWarning)
 import orthoscope
 heavy = [m for m in ("triton", "matplotlib", "transformers", "peft", "kan", "ipywidgets", "tensorboard", "wandb",
-                     "mlflow", "trackio", "datasets", "lightning", "nbgrader") if m in sys.modules]
+                     "mlflow", "trackio", "datasets", "lightning", "nbgrader", "yaml") if m in sys.modules]
 failed = {{}}
 for name in {names!r}:
     try:

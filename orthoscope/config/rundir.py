@@ -25,32 +25,11 @@ from ..distributed import checkpoint as sharded
 from ..distributed import manifest
 from ..core.checkpoint import CheckpointError
 from ..core.history import History
+from ..core.stream import CONFIG, HISTORY, HistoryStream, cut_history  # noqa: F401  (the writer: beside the History)
 
-HISTORY = "history.jsonl"
-CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 _CKPT = re.compile(r"^step-(\d{8,})$")
-
-
-def _line(step: int, record: dict) -> str:
-    values = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
-    return json.dumps({"step": step, **values}) + "\n"
-
-
-class HistoryStream:
-    """A ``Run.on_step`` callback appending every record to ``path`` (one line, flushed per record)."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.file = open(self.path, "a", encoding="utf-8")
-
-    def __call__(self, run, record: dict) -> None:
-        self.file.write(_line(run.step_count, record))
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def read_records(path, offset: int = 0, max_bytes: int | None = None) -> tuple[list[dict], int, bool]:
@@ -91,28 +70,6 @@ def read_history(run_dir) -> History:
     history = History()
     add_records(history, read_records(path)[0])
     return history
-
-
-def cut_history(path, last_step: int) -> None:
-    """Drop every record after ``last_step`` (and any torn tail) from the stream at ``path``; a stream with nothing
-    to drop is not opened for writing (a finished run re-invoked on a read-only disk writes nothing)."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    keep, offset = 0, 0
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                if json.loads(raw)["step"] > last_step:
-                    break
-            except (json.JSONDecodeError, KeyError):
-                break
-            offset += len(raw)
-            keep = offset
-    if keep < path.stat().st_size:
-        os.truncate(path, keep)
 
 
 # ---- the run directory's name ------------------------------------------------------------------------------------

@@ -108,13 +108,15 @@ def init_process_group(backend: str) -> None:
 class Seam:
     """One run's view of the process group: rank, world size, device, mesh, and the few collectives a run needs."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, make_mesh: bool = True):
+        """``make_mesh=False``: no DeviceMesh of its own — for a model the caller already sharded (the recorder of
+        your own loop, ``orthoscope.observe``), which the seam only observes."""
         self.mode = mode
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         nccl = dist.get_backend() == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
         self.mesh = None
-        if mode == "fsdp":
+        if mode == "fsdp" and make_mesh:
             from torch.distributed.device_mesh import init_device_mesh
             self.mesh = init_device_mesh(self.device.type, (self.world,))
 
@@ -220,8 +222,8 @@ class Seam:
         dist.all_reduce(index, op=dist.ReduceOp.MIN)
         return None if int(index) == len(names) else names[int(index)]
 
-    def run_probes(self, probes: list, run) -> dict:
-        """The records of ``probes`` (due at this step), as one process would compute them.
+    def run_probes(self, probes: list, view) -> dict:
+        """The records of ``probes`` (due at this step) on ``view`` (a ``ProbeView``), as one process would compute them.
 
         DDP: on rank 0 (the caller checks ``probes_here``), on its full model. FSDP2: a probe with a sharded form
         (``SHARDED_PROBES``: the gradient norm, due every step by default) runs on this rank's shards plus one
@@ -232,14 +234,14 @@ class Seam:
         record is the one kept; probes that run the model (``Evaluate``) run on every rank, since FSDP2's forward
         is collective."""
         if self.mode != "fsdp":
-            return {k: v for probe in probes for k, v in probe(run).items()}
+            return {k: v for probe in probes for k, v in probe(view).items()}
         sharded, readers = _sharded_probes(), _weight_readers()
-        results = {id(p): sharded[type(p)](p, run, self) for p in probes if type(p) in sharded}
+        results = {id(p): sharded[type(p)](p, view, self) for p in probes if type(p) in sharded}
         whole = [p for p in probes if type(p) not in sharded]
         if whole:
-            with self.full_weights(run.model):
+            with self.full_weights(view.model):
                 for p in whole:                # a pure weight reader's result is rank 0's to record: run it there
-                    results[id(p)] = p(run) if self.is_main or type(p) not in readers else {}
+                    results[id(p)] = p(view) if self.is_main or type(p) not in readers else {}
         return {k: v for p in probes for k, v in results[id(p)].items()}    # in the probes' order
 
     @contextlib.contextmanager
@@ -293,15 +295,15 @@ class Seam:
         dist.barrier()
 
 
-def sharded_grad_norm(probe, run, seam: Seam) -> dict:
+def sharded_grad_norm(probe, view, seam: Seam) -> dict:
     """``GradNorm`` on FSDP2 shards: each rank sums the squares of its gradient rows per parameter, one all-reduce
     adds them over ranks, and the norms are their square roots — the one-process values up to the order of fp32
     additions (``probes.training.GradNorm`` sums squared per-parameter norms the same way)."""
-    names = [name for name, _ in run.model.named_parameters()]
+    names = [name for name, _ in view.model.named_parameters()]
     squares = torch.zeros(len(names), dtype=torch.float64, device=seam.device)
     present = torch.zeros(len(names), dtype=torch.float64, device=seam.device)
     with torch.no_grad():
-        for i, (_, p) in enumerate(run.model.named_parameters()):
+        for i, (_, p) in enumerate(view.model.named_parameters()):
             if p.grad is not None:
                 squares[i] = local(p.grad).float().pow(2).sum().double()
                 present[i] = 1.0
@@ -310,7 +312,7 @@ def sharded_grad_norm(probe, run, seam: Seam) -> dict:
     out = {}
     if probe.per_parameter:
         out.update({f"grad_norm/{name}": squares[i].sqrt().item() for i, name in enumerate(names) if present[i]})
-    if run.step_count > 0:
+    if view.step_count > 0:
         out["grad_norm/total"] = squares[present > 0].sum().sqrt().item()
     return out
 

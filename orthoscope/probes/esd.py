@@ -184,15 +184,16 @@ class ESD(Probe):
     (WeightWatcher's α and α̂ = α·log₁₀λ_max; NaN for layers with fewer than 8 eigenvalues)."""
 
     name = "esd"
+    needs_matrices = True
 
     def __init__(self, every: int = 10, modules: Rules = None, exclude: Rules = None):
         super().__init__(every)
         self.modules, self.exclude = modules, exclude
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out = {}
-        for path, w in weight_matrices(run.model, self.modules, self.exclude):
+        for path, w in weight_matrices(view.model, self.modules, self.exclude):
             alpha, alpha_weighted = _alpha_pair(layer_eigenvalues(w))
             out[make_key("alpha", path)] = alpha
             out[make_key("alpha_weighted", path)] = alpha_weighted

@@ -270,6 +270,7 @@ class WeightGeometry(Probe):
     (step 0 in a ``Run``), so the diagnostics then measure the drift from initialization."""
 
     name = "weight_geometry"
+    needs_matrices = True
 
     def __init__(self, reference=None, every: int = 10, modules: Rules = None, exclude: Rules = None,
                  window: int = 5, keep_profiles: bool = True):
@@ -278,11 +279,11 @@ class WeightGeometry(Probe):
         self.reference = None if reference is None else _snapshot(reference, modules, exclude)
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         if self.reference is None:
-            self.reference = _snapshot(run.model, self.modules, self.exclude)
+            self.reference = _snapshot(view.model, self.modules, self.exclude)
         out = {}
-        for path, w in weight_matrices(run.model, self.modules, self.exclude):
+        for path, w in weight_matrices(view.model, self.modules, self.exclude):
             if path not in self.reference:
                 raise KeyError(f"module {path!r} has no reference weight; reference paths: {sorted(self.reference)}")
             for key, value in weight_geometry(self.reference[path], w, self.window).items():
@@ -324,13 +325,13 @@ class ActivationGeometry(_ActivationProbe):
         super().__init__(reference, inputs, every, modules, exclude)
         self.k, self.max_tokens = k, max_tokens
 
-    def __call__(self, run) -> dict:
-        paths = self._paths(run.model)
+    def __call__(self, view) -> dict:
+        paths = self._paths(view.model)
         if self._cache is None:      # the reference is frozen: its outputs are computed once
             self._cache = {n: module_activations(self.reference, x, paths) for n, x in self.inputs.items()}
         out = {}
         for name, x in self.inputs.items():
-            current = module_activations(run.model, x, paths)
+            current = module_activations(view.model, x, paths)
             for path in paths:
                 for key, value in activation_geometry(self._cache[name][path], current[path], self.k,
                                                       self.max_tokens).items():
@@ -357,8 +358,8 @@ class CapabilityDrift(_ActivationProbe):
         return linear
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        paths = self._linear_paths(run.model)
+    def __call__(self, view) -> dict:
+        paths = self._linear_paths(view.model)
         if not paths:
             return {}
         if self._cache is None:
@@ -366,7 +367,7 @@ class CapabilityDrift(_ActivationProbe):
             h = {n: module_activations(self.reference, x, paths, kind="input") for n, x in self.inputs.items()}
             self._cache = {"w0": {p: w.clone() for p, w in w0.items()}, "h": h}
         out = {}
-        for path, w in weight_matrices(run.model, exactly(paths)):
+        for path, w in weight_matrices(view.model, exactly(paths)):
             w0 = self._cache["w0"][path]
             for name in self.inputs:
                 for key, value in capability_drift(self._cache["h"][name][path], w0, w - w0).items():

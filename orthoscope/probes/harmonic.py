@@ -69,8 +69,8 @@ class CenterGeometry(Probe):
         self.modules, self.top = modules, top
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        found = _geometry_modules(run.model, self.modules)
+    def __call__(self, view) -> dict:
+        found = _geometry_modules(view.model, self.modules)
         if not found:
             raise ValueError("CenterGeometry found no HarmonicHead or nn.Embedding in the model")
         out = {}
@@ -86,6 +86,7 @@ class DistanceMargin(Probe):
     hook that is always removed) on the evaluation ``splits``."""
 
     name = "distance_margin"
+    needs_task = True
 
     def __init__(self, every: int = 10, splits=("test",), head: str | None = None, max_examples: int = 20_000):
         super().__init__(every)
@@ -105,9 +106,9 @@ class DistanceMargin(Probe):
         return heads[0]
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        model, head = run.model, self._head(run.model)
-        sets = run.task.eval_sets()
+    def __call__(self, view) -> dict:
+        model, head = view.model, self._head(view.model)
+        sets = view.task.eval_sets()
         captured = []
         handle = head.register_forward_pre_hook(lambda m, args: captured.append(args[0].detach()))
         was = model.training

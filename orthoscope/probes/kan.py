@@ -74,8 +74,8 @@ def _input_ranges(layers):
             h.remove()
 
 
-def _eval_inputs(run, split: str, max_examples: int):
-    sets = run.task.eval_sets()
+def _eval_inputs(view, split: str, max_examples: int):
+    sets = view.task.eval_sets()
     if split not in sets:
         raise ValueError(f"split {split!r} not in the task's evaluation sets {sorted(sets)}")
     return sets[split][0][:max_examples]
@@ -97,11 +97,12 @@ class EdgeCurves(Probe):
         if not isinstance(n_points, int) or n_points < 2:
             raise ValueError(f"n_points must be an int ≥ 2, got {n_points!r}")
         self.n_points, self.range, self.split, self.max_examples = n_points, range, split, max_examples
+        self.needs_task = range == "data"
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        model = run.model
-        x = _eval_inputs(run, self.split, self.max_examples) if self.range == "data" else None
+    def __call__(self, view) -> dict:
+        model = view.model
+        x = _eval_inputs(view, self.split, self.max_examples) if self.range == "data" else None
         if _is_pykan(model):
             curves = model.edge_curves(self.n_points, x)
             paths = [f"kan.act_fun.{l}" for l in range(len(curves))]
@@ -137,15 +138,16 @@ class EdgeImportance(Probe):
     """pykan's edge attribution scores on ``split`` for a ``KAN`` or ``PyKAN`` (the scores ``prune`` uses)."""
 
     name = "edge_importance"
+    needs_task = True
 
     def __init__(self, every: int = 10, split: str = "train", max_examples: int = 4096):
         super().__init__(every)
         self.split, self.max_examples = split, max_examples
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        model = run.model
-        x = _eval_inputs(run, self.split, self.max_examples)
+    def __call__(self, view) -> dict:
+        model = view.model
+        x = _eval_inputs(view, self.split, self.max_examples)
         if _is_pykan(model):
             scores = model.attribute(x)
             paths = [f"kan.act_fun.{l}" for l in range(len(scores))]
@@ -173,22 +175,23 @@ class FitError(Probe):
     """``rmse/<split>``: root-mean-square error of the model on every evaluation set, in eval mode."""
 
     name = "fit_error"
+    needs_task = True
 
     def __init__(self, every: int = 1):
         super().__init__(every)
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        was = run.model.training
-        run.model.eval()
+    def __call__(self, view) -> dict:
+        was = view.model.training
+        view.model.eval()
         try:
             out = {}
-            for split, (x, y) in run.task.eval_sets().items():
-                pred = run.model(x)
+            for split, (x, y) in view.task.eval_sets().items():
+                pred = view.model(x)
                 out[key("rmse", split)] = float(((pred - y.to(pred.dtype)) ** 2).mean().sqrt())
             return out
         finally:
-            run.model.train(was)
+            view.model.train(was)
 
 
 def plot_edge_curves(fig, history, layer: str, step: int | None = None, max_edges: int = 64):

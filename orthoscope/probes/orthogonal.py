@@ -33,9 +33,9 @@ class OrthogonalityError(Probe):
         self.modules, self.exclude = modules, exclude
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out = {}
-        chosen = select_modules(run.model, self.modules, self.exclude,
+        chosen = select_modules(view.model, self.modules, self.exclude,
                                 where=lambda p, m: callable(getattr(m, "rotations", None)), what="rotation module")
         for path, module in chosen:
             errs = [metrics.orthogonality_error(g.double()).max() for g in module.rotations().values()
@@ -55,8 +55,8 @@ class RotationCosine(Probe):
         self.modules, self.exclude = modules, exclude
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
-        chosen = select_modules(run.model, self.modules, self.exclude,
+    def __call__(self, view) -> dict:
+        chosen = select_modules(view.model, self.modules, self.exclude,
                                 where=lambda p, m: hasattr(m, "probe_v") and hasattr(m, "input_rotation"),
                                 what="POET layer")
         out = {}
@@ -70,6 +70,7 @@ class SpectrumDrift(Probe):
     """``sv_drift/<path>`` (and ``sv_ref/<path>`` once) for every selected weight matrix (module docstring)."""
 
     name = "sv_drift"
+    needs_matrices = True
 
     def __init__(self, every: int = 10, modules: Rules = None, exclude: Rules = None):
         super().__init__(every)
@@ -77,13 +78,13 @@ class SpectrumDrift(Probe):
         self._ref: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out = {}
-        for path, w in weight_matrices(run.model, self.modules, self.exclude):
+        for path, w in weight_matrices(view.model, self.modules, self.exclude):
             sv = metrics.singular_values(w).double()
             ref = self._ref.get(path)
-            if ref is None and key("sv_ref", path) in run.history:          # resumed run: the original reference
-                ref = run.history[key("sv_ref", path)].values[0].double()
+            if ref is None and key("sv_ref", path) in view.history:          # resumed run: the original reference
+                ref = view.history[key("sv_ref", path)].values[0].double()
             if ref is None:
                 ref = sv.clone()
                 out[key("sv_ref", path)] = ref.float()

@@ -14,15 +14,16 @@ class Spectrum(Probe):
     ``stable_rank``, ``spectral_norm``, ``condition_number`` (definitions in ``probes.metrics``)."""
 
     name = "spectrum"
+    needs_matrices = True
 
     def __init__(self, every: int = 10, modules: Rules = None, exclude: Rules = None, keep_values: bool = True):
         super().__init__(every)
         self.modules, self.exclude, self.keep_values = modules, exclude, keep_values
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out = {}
-        for path, w in weight_matrices(run.model, self.modules, self.exclude):
+        for path, w in weight_matrices(view.model, self.modules, self.exclude):
             sv = metrics.singular_values(w)
             if self.keep_values:
                 out[key("sv", path)] = sv
@@ -43,10 +44,10 @@ class WeightNorm(Probe):
         self.modules, self.exclude = modules, exclude
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out = {key("weight_norm", p): w.float().norm().item()
-               for p, w in weight_matrices(run.model, self.modules, self.exclude, require_matrix=False)}
-        total = torch.sqrt(sum((p.detach().float() ** 2).sum() for p in run.model.parameters()))
+               for p, w in weight_matrices(view.model, self.modules, self.exclude, require_matrix=False)}
+        total = torch.sqrt(sum((p.detach().float() ** 2).sum() for p in view.model.parameters()))
         out["weight_norm/total"] = total.item()
         return out
 
@@ -56,6 +57,7 @@ class Energy(Probe):
     ``he_a{...}`` (angular) and ``he_h{...}`` (half-space), for the requested ``s`` values and variants."""
 
     name = "energy"
+    needs_matrices = True
     VARIANTS = {"euclidean": "s", "angular": "a", "half_space": "h"}
 
     def __init__(self, every: int = 10, modules: Rules = None, exclude: Rules = None, s=(0, 1, 2),
@@ -69,9 +71,9 @@ class Energy(Probe):
         self.modules, self.exclude, self.s, self.variants = modules, exclude, tuple(s), tuple(variants)
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out = {}
-        for path, w in weight_matrices(run.model, self.modules, self.exclude):
+        for path, w in weight_matrices(view.model, self.modules, self.exclude):
             if w.shape[0] < 2:
                 continue
             for variant in self.variants:

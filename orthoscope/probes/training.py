@@ -12,6 +12,7 @@ class Evaluate(Probe):
     """Loss (``loss/<split>``) and accuracy (``acc/<split>``) on every evaluation set of the task, in eval mode."""
 
     name = "evaluate"
+    needs_task = True
 
     def __init__(self, every: int = 10, splits=None, max_examples: int | None = 20_000):
         super().__init__(every)
@@ -21,27 +22,27 @@ class Evaluate(Probe):
         self.splits, self.max_examples = (None if splits is None else list(splits)), max_examples
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         if self.splits is not None:
-            unknown = sorted(set(self.splits) - set(run.task.eval_sets()))
+            unknown = sorted(set(self.splits) - set(view.task.eval_sets()))
             if unknown:
-                raise ValueError(f"Evaluate(splits=...): {unknown} not among task {type(run.task).__name__}'s "
-                                 f"evaluation sets {sorted(run.task.eval_sets())}")
-        was_training = run.model.training
-        run.model.eval()
+                raise ValueError(f"Evaluate(splits=...): {unknown} not among task {type(view.task).__name__}'s "
+                                 f"evaluation sets {sorted(view.task.eval_sets())}")
+        was_training = view.model.training
+        view.model.eval()
         out = {}
         try:
-            for split, (x, y) in run.task.eval_sets().items():
+            for split, (x, y) in view.task.eval_sets().items():
                 if self.splits is not None and split not in self.splits:
                     continue
                 if self.max_examples is not None:
                     x, y = x[: self.max_examples], y[: self.max_examples]
-                output = run.model(x)
-                out[key("loss", split)] = run.loss_fn(output, y).item()
-                if getattr(run.task, "has_accuracy", True):
+                output = view.model(x)
+                out[key("loss", split)] = view.loss_fn(output, y).item()
+                if getattr(view.task, "has_accuracy", True):
                     out[key("acc", split)] = accuracy(output, y)
         finally:
-            run.model.train(was_training)
+            view.model.train(was_training)
         return out
 
 
@@ -55,15 +56,15 @@ class GradNorm(Probe):
         self.per_parameter = per_parameter
 
     @torch.no_grad()
-    def __call__(self, run) -> dict:
+    def __call__(self, view) -> dict:
         out, total = {}, 0.0
-        for name, p in run.model.named_parameters():
+        for name, p in view.model.named_parameters():
             if p.grad is None:
                 continue
             n = p.grad.float().norm().item()
             total += n * n
             if self.per_parameter:
                 out[key("grad_norm", name)] = n
-        if run.step_count > 0:
+        if view.step_count > 0:
             out["grad_norm/total"] = total ** 0.5
         return out

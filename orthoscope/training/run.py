@@ -31,6 +31,8 @@ from ..core.structure import fingerprint, tensor_digests
 from ..distributed import seam as _dist
 from ..methods.base import AdamW, Method
 from ..methods.losses import resolve_loss
+from ..probes.base import warn_unreached
+from ..probes.view import ProbeView
 from ..tasks.base import load_task_state, task_state
 from .checks import check_model_fits_task, check_override, check_run_arguments
 
@@ -102,6 +104,8 @@ class Run:
         if checkpoint_every is not None and (checkpoint_every <= 0 or checkpoint_path is None):
             raise ValueError("checkpoint_every needs a positive interval and a checkpoint_path")
         from tqdm.auto import tqdm
+
+        warn_unreached(self.probes, self.step_count + steps)
 
         bar = tqdm(total=steps, desc=self.name, disable=not progress or not self._is_main, leave=False)
         try:
@@ -209,16 +213,22 @@ class Run:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
         due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
         if due and self.dist is not None and self.dist.probes_here:
-            record.update(self.dist.run_probes(due, self))      # FSDP2: gathers only for probes that need it
+            record.update(self.dist.run_probes(due, self.probe_view()))    # FSDP2: gathers only when needed
         elif due and self.dist is None:
+            view = self.probe_view()
             for probe in due:
-                record.update(probe(self))
+                record.update(probe(view))
         if not self._is_main:
             return record                              # rank 0 observes: History and callbacks live there
         self.history.log(self.step_count, record)
         for cb in self._callbacks:
             cb(self, record)
         return record
+
+    def probe_view(self) -> ProbeView:
+        """What the probes read at this step: the narrow view a recorder of your own loop provides too."""
+        return ProbeView(self.model, self.step_count, self.last_loss, self.optimizer, self.task, self.loss_fn,
+                         self.history, self.dist, self.name)
 
     def on_step(self, callback: Callable[["Run", dict], None]) -> Callable[[], None]:
         """Call ``callback(run, record)`` after every step; returns a function that unsubscribes it."""

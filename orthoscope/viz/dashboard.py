@@ -207,7 +207,7 @@ class Dashboard:
         try:
             for run in self.runs:
                 if _watched(run):
-                    run.step()                      # reads what the other process wrote
+                    run.refresh()                   # reads what the other process wrote (a recorder: nothing)
                     continue
                 while run.step_count < target:
                     run.step()

@@ -47,8 +47,9 @@ def _unique_names(runs) -> list[str]:
 
 
 def _watched(run) -> bool:
-    """A run directory written by another process (``viz.watch.WatchedRun``): it cannot be trained from here."""
-    return hasattr(run, "refresh") and hasattr(run, "run_dir")
+    """A run trained by something other than the Dashboard, which can only ``refresh()`` it: a run directory written
+    by another process (``viz.watch.WatchedRun``), or the recorder of your own loop (``orthoscope.observe``)."""
+    return callable(getattr(run, "refresh", None))
 
 
 def _copy_observers(old, new, exclude) -> None:
