@@ -171,3 +171,27 @@ def test_fsdp2_sharded_models_are_refused_clearly(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "REFUSED: Sharpness cannot measure an FSDP2-sharded model" in done.stdout
+
+
+@pytest.mark.filterwarnings("ignore:orthoscope Dashboard. ipympl")
+def test_dashboard_draws_the_sharpness_panel_with_the_two_over_lr_line(make_run):
+    from orthoscope.viz import Dashboard
+
+    plain = make_run()
+    plain.train(2, progress=False)
+    dash = Dashboard(plain)
+    assert "sharpness" not in dash.axes                          # only when a run measures sharpness
+    dash.close()
+    run = make_run(name="sharp")
+    run.probes.append(Sharpness(run.task.batch(run.generator), every=2, iters=8))
+    run.train(4, progress=False)
+    dash = Dashboard(run, layer="layers.0")
+    ax = dash.axes["sharpness"]
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    assert list(lines["λ_max"].get_ydata()) == pytest.approx(run.history["sharpness/total"].values)
+    assert list(lines["2/η"].get_ydata()) == pytest.approx([2 / 3e-3] * 3)         # make_run's AdamW lr 3e-3
+    assert ax.get_xlabel() == "step" and "λ_max" in ax.get_ylabel() and "2/η" in ax.get_title()
+    dash.close()
+    forced = Dashboard(plain, sharpness=True)                    # asked for, nothing recorded: the panel says so
+    assert "add a Sharpness probe" in forced.axes["sharpness"].texts[0].get_text()
+    forced.close()
