@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..methods.base import check_positive
+from ..methods.base import Intervention, check_positive
 
 SCHEDULES = ("constant", "wsd", "inverse_time")
 
@@ -152,4 +152,77 @@ def schedule_run(schedule: str, *, lr: float = 0.02, steps: int = 4000, warmup: 
     return rec
 
 
-__all__ = ["ScheduleFactor", "SCHEDULES", "steady_valley_loss", "thermal_prediction", "schedule_run", "ScheduleRun"]
+# ---- the tiny LM: the loss drop at the decay ----------------------------------------------------------------------
+class ScheduledLR(Intervention):
+    """An intervention that sets every param group's lr to ``lr · factor(step)``
+    before each update — the schedule applied to a ``Run`` branch from its current step on."""
+
+    def __init__(self, lr: float, factor: ScheduleFactor, offset: int = 0):
+        self.lr, self.factor, self.offset = lr, factor, offset
+
+    def before_step(self, run) -> None:
+        for group in run.optimizer.param_groups:
+            group["lr"] = self.lr * self.factor(run.step_count - self.offset)
+
+
+@dataclass
+class DecayDrop:
+    """For one stable-phase lr: validation loss at the end of the stable phase and, ``decay`` steps later, of the
+    branch that kept η constant and of each decayed branch; ``drop[kind]`` = constant − decayed."""
+
+    lr: float
+    stable_loss: float
+    final: dict
+
+    @property
+    def drop(self) -> dict:
+        return {k: self.final["constant"] - v for k, v in self.final.items() if k != "constant"}
+
+
+def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_model: int = 32, d_mlp: int = 128,
+               batch_size: int = 32, seed: int = 0, progress: bool = False) -> list[DecayDrop]:
+    """TinyLang with the tiny transformer and AdamW: for each lr, ``warmup`` + ``stable`` steps at that lr, then
+    three branches of ``decay`` steps from the same state — constant η, WSD's linear decay to 0, and the 1/t decay —
+    compared on the validation loss (the fixed ``val`` windows). The paper's claim: the drop at the decay is the
+    thermal loss, ∝ η."""
+    import copy
+
+    from ..methods.base import AdamW
+    from ..models.transformer import tiny_lm
+    from ..tasks.tinylang import TinyLang
+    from ..training.run import Run
+
+    out = []
+    for lr in lrs:
+        check_positive("lr", lr)
+        task = TinyLang(batch_size=batch_size)
+        run = Run(tiny_lm(task, d_model=d_model, d_mlp=d_mlp, seed=seed), task, AdamW(lr=lr, weight_decay=0.0),
+                  probes=[], seed=seed, name=f"lr {lr:g}")
+        if warmup:
+            run.interventions.append(ScheduledLR(lr, ScheduleFactor("constant", warmup + stable, warmup=warmup)))
+        run.train(warmup + stable, progress=progress)
+        run.interventions = [iv for iv in run.interventions if not isinstance(iv, ScheduledLR)]
+        stable_loss = _val_loss(run)
+        final = {}
+        for kind in SCHEDULES:
+            branch = copy.deepcopy(run)
+            branch.interventions.append(ScheduledLR(lr, ScheduleFactor(kind, decay, decay=0 if kind == "constant"
+                                                                       else decay), offset=run.step_count))
+            branch.train(decay, progress=progress)
+            final[kind] = _val_loss(branch)
+        out.append(DecayDrop(lr, stable_loss, final))
+    return out
+
+
+@torch.no_grad()
+def _val_loss(run) -> float:
+    x, y = run.task.eval_sets()["val"]
+    run.model.eval()
+    try:
+        return float(run.loss_fn(run.model(x), y))
+    finally:
+        run.model.train()
+
+
+__all__ = ["ScheduleFactor", "SCHEDULES", "steady_valley_loss", "thermal_prediction", "schedule_run", "ScheduleRun",
+           "thermal_lm", "DecayDrop", "ScheduledLR"]
