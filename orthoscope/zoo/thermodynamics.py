@@ -37,9 +37,9 @@ SCHEDULES = ("constant", "wsd", "inverse_time")
 @dataclass
 class ScheduleFactor:
     """η(t)/η for ``LambdaLR``: ``constant``; ``wsd`` (warmup–stable–decay: linear warmup over ``warmup`` steps, flat,
-    then a linear decay to 0 over the last ``decay`` steps); ``inverse_time`` (the same warmup and plateau, then
+    then a linear decay towards 0 over the last ``decay`` steps, its last step at η/decay); ``inverse_time`` (the same warmup and plateau, then
     η/(1 + (t − t_d)/τ) over the last ``decay`` steps with τ = ``decay``/``tau_ratio`` — the 1/t shape the paper
-    recommends, ending at 1/(1 + tau_ratio) of η)."""
+    recommends, ending near η/(1 + tau_ratio))."""
 
     kind: str
     total: int
@@ -65,8 +65,8 @@ class ScheduleFactor:
             return 1.0
         t = step - start                                  # 0 … decay − 1
         if self.kind == "wsd":
-            return 1.0 - (t + 1) / self.decay
-        return 1.0 / (1.0 + self.tau_ratio * (t + 1) / self.decay)
+            return 1.0 - t / self.decay                   # ends at η/decay (the last update still moves)
+        return 1.0 / (1.0 + self.tau_ratio * t / self.decay)
 
 
 # ---- the river-valley toy ----------------------------------------------------------------------------------------
