@@ -15,7 +15,8 @@ def test_standardized_digits_keep_the_split_and_are_standardized():
     assert torch.equal(task.y_train, raw.y_train) and torch.equal(task.y_test, raw.y_test)
     live = raw.x_train.std(0) > 0                                   # the digits' border pixels are constant
     torch.testing.assert_close(task.x_train[:, live].mean(0), torch.zeros(int(live.sum())), atol=1e-5, rtol=0)
-    torch.testing.assert_close(task.x_train[:, live].std(0), torch.ones(int(live.sum())), atol=1e-4, rtol=0)
+    # (the 1e-6 guard in the divisor moves a nearly constant pixel's std by up to ~3e-4)
+    torch.testing.assert_close(task.x_train[:, live].std(0), torch.ones(int(live.sum())), atol=1e-3, rtol=0)
 
 
 def test_sharpness_reaches_two_over_lr_and_hovers_within_ten_percent_reduced():
