@@ -221,7 +221,7 @@ def _thermal(smoke: bool) -> Outcome:
     return Outcome(worst_slope, detail, abs(worst_slope - 1) <= 0.1 and spread <= 0.1 and removed >= 0.8)
 
 
-THERMAL_LM_LRS = (1e-3, 2e-3, 4e-3)
+THERMAL_LM_LRS = (2e-3, 4e-3, 8e-3)
 
 
 def _thermal_lm(smoke: bool) -> Outcome:
@@ -229,7 +229,7 @@ def _thermal_lm(smoke: bool) -> Outcome:
     from .scaling import fit_power_law
 
     lrs = THERMAL_LM_LRS
-    kw = dict(stable=8, decay=4, warmup=2, d_model=16, d_mlp=32) if smoke else dict(stable=600, decay=200)
+    kw = dict(stable=8, decay=4, warmup=2, d_model=16, d_mlp=32) if smoke else dict(stable=1000, decay=100)
     res = TH.thermal_lm(lrs, **kw)
     drops = {k: [r.drop[k] for r in res] for k in ("wsd", "inverse_time")}
     if all(d > 0 for v in drops.values() for d in v):
@@ -357,8 +357,9 @@ register(Reproduction(
     "abstract and third-party summaries: the paper's settings were not recovered)",
     "log-log slope of the validation-loss drop (constant branch − decayed branch) vs η within 1 ± 0.3, for WSD and "
     "for the 1/t decay",
-    "TinyLang, tiny transformer (d_model 32, 2 layers), AdamW (wd 0) batch 32, η = 1e-3, 2e-3, 4e-3: 50 warmup + "
-    "600 stable steps, then three 200-step branches from the same state (constant, WSD linear, 1/t with τ = decay/20)",
+    "TinyLang, tiny transformer (d_model 32, 2 layers), AdamW (wd 0) batch 32, η = 2e-3, 4e-3, 8e-3: 50 warmup + "
+    "1,000 stable steps, then three 100-step branches from the same state (constant, WSD linear, 1/t with "
+    "τ = decay/20)",
     _thermal_lm))
 
 
