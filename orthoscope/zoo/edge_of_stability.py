@@ -54,9 +54,9 @@ def make_model(width: int = 200, depth: int = 2, seed: int = 0):
 
 
 def train(lr: float, *, steps: int = 3000, every: int = 100, width: int = 200, n_train: int = 1000, iters: int = 20,
-          seed: int = 0, progress: bool = False):
-    """Full-batch GD at step size ``lr`` with the ``Sharpness`` probe every ``every`` steps; returns the ``Run``
-    (its History: ``sharpness/total``, ``two_over_lr/total``, ``loss/batch``)."""
+          seed: int = 0, probes=(), progress: bool = False):
+    """Full-batch GD at step size ``lr`` with the ``Sharpness`` probe every ``every`` steps (plus any ``probes``);
+    returns the ``Run`` (its History: ``sharpness/total``, ``two_over_lr/total``, ``loss/batch``, …)."""
     from ..methods.base import SGD
     from ..probes.sharpness import Sharpness
     from ..training.run import Run
@@ -64,7 +64,7 @@ def train(lr: float, *, steps: int = 3000, every: int = 100, width: int = 200, n
     check_positive("lr", lr)
     task = StandardizedDigits(n_train=n_train)
     probe = Sharpness((task.x_train, task.y_train), "mse_onehot", every=every, iters=iters, seed=seed)
-    run = Run(make_model(width, seed=seed), task, SGD(lr=lr), loss="mse_onehot", probes=[probe], seed=seed,
+    run = Run(make_model(width, seed=seed), task, SGD(lr=lr), loss="mse_onehot", probes=[probe, *probes], seed=seed,
               name=f"GD η = 2/{2 / lr:.3g}")
     return run.train(steps, progress=progress)
 
