@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from .column import column_box, column_script, fitted_width
-from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
-                                _watched, message_age, serialized, wrap_title)
+from .dashboard_support import (_CSS, _as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
+                                _watched, message_age, serialized, show_sharpness, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..core.keys import metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
@@ -52,15 +52,6 @@ _STEP_PANELS = ("spectrum", "esd")     # panels drawn at the viewed step (the ot
 _BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
 _RELAYOUT_S = 5.0
 _FALLBACK_WARNED = False
-# the fallback PNG never overflows its column (scaled down in a narrow one); the ipympl canvas has a fixed pixel size
-# (its mouse mapping would break if scaled) and is sized to fit: width_px, or drag its corner
-_CSS = "<style>.orthoscope-dashboard img{max-width:100%;height:auto}</style>"
-
-
-def _records_sharpness(runs) -> bool:
-    """Whether a run measures sharpness: it has a ``Sharpness`` probe or its History holds ``sharpness/*``."""
-    return any(getattr(p, "name", None) == "sharpness" for r in runs for p in getattr(r, "probes", ())) or \
-        any(r.history.keys("sharpness") for r in runs)
 
 
 def ipympl_active() -> bool:
@@ -92,9 +83,7 @@ class Dashboard:
             ``None`` turns those live redraws off.
         width_px: the figure's most width in pixels (a narrower notebook column narrows it; the height follows the
             number of panel rows). figsize, dpi: matplotlib's (``figsize`` overrides ``width_px``).
-        export_dir: where *export PNG* writes. esd: draw the ESD panels (``viz.esd``).
-        sharpness: draw the sharpness panel (λ_max of the loss Hessian and the 2/η line, from a
-            ``probes.Sharpness``); None: when a run has that probe or has recorded ``sharpness/*``.
+        export_dir: where *export PNG* writes. esd: draw the ESD panels (``viz.esd``). sharpness: ``show_sharpness``.
 
     Its widgets and parts (``play``, ``slider``, ``layer``, ``fig``, ``axes`` by panel name, …): docs/dashboard.md.
     """
@@ -117,7 +106,7 @@ class Dashboard:
         self.interval_s = interval_ms / 1000
         self.export_dir, self.exported = Path(export_dir), None
         self._check_metrics()
-        self.sharpness = _records_sharpness(self.runs) if sharpness is None else bool(sharpness)
+        self.sharpness = show_sharpness(self.runs, sharpness)
         self.error: Exception | None = None
         self.interactive = ipympl_active()
         self._dpi = dpi
@@ -140,8 +129,7 @@ class Dashboard:
 
     def _make_figure(self, figsize, dpi) -> None:
         self._n_cols = columns_for(figsize[0] * dpi)
-        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, esd=self.esd, n_cols=self._n_cols,
-                                           sharpness=self.sharpness)
+        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, self.esd, self._n_cols, self.sharpness)
         if self.interactive:
             # The canvas is built directly rather than through pyplot, so the figure is not registered with pyplot:
             # a later plt.close("all") in the notebook cannot blank the dashboard, and it never shows twice.

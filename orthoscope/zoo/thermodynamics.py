@@ -180,23 +180,27 @@ class DecayDrop:
 
 
 def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_model: int = 32, d_mlp: int = 128,
-               batch_size: int = 32, seed: int = 0, progress: bool = False) -> list[DecayDrop]:
+               batch_size: int = 32, optimizer: str = "adamw", seed: int = 0, progress: bool = False
+               ) -> list[DecayDrop]:
     """TinyLang with the tiny transformer and AdamW: for each lr, ``warmup`` + ``stable`` steps at that lr, then
     three branches of ``decay`` steps from the same state — constant η, WSD's linear decay to 0, and the 1/t decay —
     compared on the validation loss (the fixed ``val`` windows). The paper's claim: the drop at the decay is the
-    thermal loss, ∝ η."""
+    thermal loss, ∝ η. ``optimizer="sgd"`` trains with plain SGD instead (the toy's optimizer)."""
     import copy
 
-    from ..methods.base import AdamW
+    from ..methods.base import SGD, AdamW
     from ..models.transformer import tiny_lm
     from ..tasks.tinylang import TinyLang
     from ..training.run import Run
 
+    if optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
     out = []
     for lr in lrs:
         check_positive("lr", lr)
         task = TinyLang(batch_size=batch_size)
-        run = Run(tiny_lm(task, d_model=d_model, d_mlp=d_mlp, seed=seed), task, AdamW(lr=lr, weight_decay=0.0),
+        method = AdamW(lr=lr, weight_decay=0.0) if optimizer == "adamw" else SGD(lr=lr)
+        run = Run(tiny_lm(task, d_model=d_model, d_mlp=d_mlp, seed=seed), task, method,
                   probes=[], seed=seed, name=f"lr {lr:g}")
         if warmup:
             run.interventions.append(ScheduledLR(lr, ScheduleFactor("constant", warmup + stable, warmup=warmup)))
