@@ -197,7 +197,7 @@ class Sharpness(Probe):
     def __call__(self, view) -> dict:
         self.check(view)
         model = view.model
-        loss_fn = self.loss_fn or view.loss_fn
+        loss_fn = self.loss_fn if self.loss_fn is not None else view.loss_fn
         device = next(model.parameters()).device
         batch = tuple(t.to(device) for t in self.batch)
         was_training = model.training
