@@ -198,8 +198,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ratio = math.nan if args.no_memory else memory_table()
     orth = spectrum_table(args.steps, args.merge_every) if args.steps > 0 else math.nan
-    print(f"\nPOET-X memory mode (input-centric) saves {ratio:.3f}x the activations of plain input-centric POET "
-          "(target <= 0.6); "
+    memory = ("not measured (--no-memory)" if args.no_memory else
+              f"(input-centric) saves {ratio:.3f}x the activations of plain input-centric POET (target <= 0.6)")
+    print(f"\nPOET-X memory mode {memory}; "
           f"orthogonality error after merges with exact Cayley {orth:.1e} (target <= 1e-5)")
 
 
