@@ -57,7 +57,8 @@ class HessianOperator:
         if self.loss.dim() != 0:
             raise ValueError(f"Sharpness: the loss function must return a scalar, got shape {tuple(self.loss.shape)}")
         grads = torch.autograd.grad(self.loss, self.params, create_graph=True, allow_unused=True)
-        # a parameter the loss does not reach (or reaches only linearly) has a zero row/column in H
+        # a gradient that is constant (the loss does not reach the parameter, or depends on it only through a term
+        # linear in all parameters) is a zero row of H, hence (symmetry) a zero column: leave it out of the products
         self._live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         self._grads = [grads[i] for i in self._live]
         self.products = 0
