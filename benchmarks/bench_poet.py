@@ -20,12 +20,19 @@ An MLP 64 → 128 → 128 → 10 on Digits (batch 64). POET-BS b = 16 on the two
 (× poet_scale 0.5), with exact Cayley, CNP k = 3 (the default) and CNP k = 4. Every 400 steps (right after each merge) the script records:
 * the orthogonality error ``‖AᵀA − I‖_F/√n`` of the **accumulated** input and output rotations A = R_total, P_total. These
   are the dense products of every rotation folded in so far, tracked by the script;
-* the spectrum drift ``max_i |σ_i(W_t)/σ_i(W_0) − 1|``;
+* the spectrum drift ``‖σ(W_t) − σ(W_0)‖₂ / ‖σ(W_0)‖₂`` — the ``SpectrumDrift`` probe's ``sv_drift``, one definition
+  (``probes.orthogonal.spectrum_drift``) — and the largest single singular value's relative move
+  ``max_i |σ_i(W_t)/σ_i(W_0) − 1|``;
 * the largest block orthogonality error seen during the run.
 
     .venv/bin/python benchmarks/bench_poet.py                 # both parts (~10 min on 2 busy cores)
     .venv/bin/python benchmarks/bench_poet.py --steps 2000    # shorter run
     .venv/bin/python benchmarks/bench_poet.py --steps 0       # part 1 only
+    .venv/bin/python benchmarks/bench_poet.py --no-memory --merge-every 100 400 1600   # part 2 at three T_m
+
+The drift of Cayley–Neumann depends on the merge interval T_m: each merge folds the contraction of the rotation
+accumulated over T_m steps into W₀. With several ``--merge-every`` values, T_m = 400 runs all three Cayley
+variants and the others CNP k = 3 only.
 
 The last line holds the headline: memory-mode / plain saved-activation ratio of the POET stack, and the worst
 post-merge orthogonality error with exact Cayley.
@@ -43,6 +50,7 @@ from torch import nn
 from orthoscope.adapters.poet import POET, poet_layers
 from orthoscope.core.memory import model_state, saved_tensor_bytes
 from orthoscope.probes.metrics import orthogonality_error
+from orthoscope.probes.orthogonal import spectrum_drift
 
 
 # ---- part 1: memory ---------------------------------------------------------------------------------------------
@@ -127,7 +135,7 @@ def spectrum_run(cayley: str, k: int, steps: int, merge_every: int = 400) -> dic
     sv0 = {p: torch.linalg.svdvals(layer.effective_weight().detach().double()) for p, layer in layers}
     acc = {p: [torch.eye(layer.perm_in.numel(), dtype=torch.float64),
                torch.eye(layer.perm_out.numel(), dtype=torch.float64)] for p, layer in layers}
-    out = {"orth_after_merge": 0.0, "sv_drift": 0.0, "block_orth": 0.0}
+    out = {"orth_after_merge": 0.0, "sv_drift": 0.0, "sv_max_rel": 0.0, "block_orth": 0.0}
 
     for path, layer in layers:                   # fold the dense rotations into R_total, P_total at each merge
         def spy(generator, path=path, layer=layer, original=layer.merge_then_reinitialize):
@@ -149,7 +157,8 @@ def spectrum_run(cayley: str, k: int, steps: int, merge_every: int = 400) -> dic
             for path, layer in layers:
                 with torch.no_grad():
                     sv = torch.linalg.svdvals(layer.effective_weight().double())
-                out["sv_drift"] = max(out["sv_drift"], (sv / sv0[path] - 1).abs().max().item())
+                out["sv_drift"] = max(out["sv_drift"], spectrum_drift(sv, sv0[path]))
+                out["sv_max_rel"] = max(out["sv_max_rel"], (sv / sv0[path] - 1).abs().max().item())
                 out["orth_after_merge"] = max(out["orth_after_merge"],
                                               *(orthogonality_error(a).item() for a in acc[path]))
     out["loss"] = run.last_loss
@@ -157,19 +166,21 @@ def spectrum_run(cayley: str, k: int, steps: int, merge_every: int = 400) -> dic
     return out
 
 
-def spectrum_table(steps: int) -> float:
-    print(f"\nPart 2 — {steps} steps, fp32, MLP 64-128-128-10 on Digits, POET-BS b=16, T_m=400 "
-          "(maxima over the post-merge checkpoints)")
-    print(f"{'Cayley':<12} {'merges':>6} {'orth err of R_total,P_total':>27} {'max σ drift':>12} "
-          f"{'max block orth err':>19} {'final loss':>10}")
+def spectrum_table(steps: int, merge_intervals=(400,)) -> float:
+    print(f"\nPart 2 — {steps} steps, fp32, MLP 64-128-128-10 on Digits, POET-BS b=16 "
+          "(maxima over the post-merge checkpoints; sv_drift = ‖σ_t − σ_0‖/‖σ_0‖, the probe's)")
+    print(f"{'Cayley':<12} {'T_m':>5} {'merges':>6} {'orth err of R_total,P_total':>27} {'sv_drift':>9} "
+          f"{'max|σi/σi0−1|':>14} {'max block orth err':>19} {'final loss':>10}")
     exact = math.nan
-    for cayley, k in (("exact", 3), ("neumann", 3), ("neumann", 4)):
-        r = spectrum_run(cayley, k, steps)
-        name = "exact" if cayley == "exact" else f"CNP k={k}"
-        if cayley == "exact":
-            exact = r["orth_after_merge"]
-        print(f"{name:<12} {r['merges']:>6} {r['orth_after_merge']:>27.2e} {r['sv_drift']:>12.2e} "
-              f"{r['block_orth']:>19.2e} {r['loss']:>10.4f}")
+    for merge_every in merge_intervals:
+        variants = (("exact", 3), ("neumann", 3), ("neumann", 4)) if merge_every == 400 else (("neumann", 3),)
+        for cayley, k in variants:
+            r = spectrum_run(cayley, k, steps, merge_every)
+            name = "exact" if cayley == "exact" else f"CNP k={k}"
+            if cayley == "exact":
+                exact = r["orth_after_merge"]
+            print(f"{name:<12} {merge_every:>5} {r['merges']:>6} {r['orth_after_merge']:>27.2e} "
+                  f"{r['sv_drift']:>9.2e} {r['sv_max_rel']:>14.2e} {r['block_orth']:>19.2e} {r['loss']:>10.4f}")
     return exact
 
 
@@ -178,14 +189,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a busy machine)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 steps instead of 10,000")
+    parser.add_argument("--merge-every", type=int, nargs="+", default=[400],
+                        help="merge intervals T_m for part 2 (400: all Cayley variants; others: CNP k = 3)")
+    parser.add_argument("--no-memory", action="store_true", help="skip part 1")
     args = parser.parse_args()
     if args.quick:
         args.steps = 100
     torch.set_num_threads(args.threads)
-    ratio = memory_table()
-    orth = spectrum_table(args.steps) if args.steps > 0 else math.nan
-    print(f"\nPOET-X memory mode (input-centric) saves {ratio:.3f}x the activations of plain input-centric POET "
-          "(target <= 0.6); "
+    ratio = math.nan if args.no_memory else memory_table()
+    orth = spectrum_table(args.steps, args.merge_every) if args.steps > 0 else math.nan
+    memory = ("not measured (--no-memory)" if args.no_memory else
+              f"(input-centric) saves {ratio:.3f}x the activations of plain input-centric POET (target <= 0.6)")
+    print(f"\nPOET-X memory mode {memory}; "
           f"orthogonality error after merges with exact Cayley {orth:.1e} (target <= 1e-5)")
 
 

@@ -20,6 +20,7 @@ QUICK = {
     "bench_optimizers.py": (["--quick", "--width", "32"], "POET/AdamW step time"),
     "bench_poet.py": (["--quick"], "POET-X memory mode"),
     "bench_recorder.py": (["--quick"], "recorder:"),
+    "bench_sharpness.py": (["--quick"], "sharpness:"),
     "bench_spine.py": (["--quick", "--threads", "1"], "spine:"),
     "bench_stream.py": (["--quick"], "stream:"),
     "bench_watch.py": (["--quick"], "watch:"),

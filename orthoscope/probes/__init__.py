@@ -6,6 +6,7 @@ from .harmonic import CenterGeometry, DistanceMargin
 from .kan import EdgeCurves, EdgeImportance, FitError
 from .lr import LearningRate
 from .orthogonal import OrthogonalityError, RotationCosine, SpectrumDrift
+from .sharpness import Sharpness
 from .spectrum import Energy, Spectrum, WeightNorm
 from .training import Evaluate, GradNorm
 
@@ -24,4 +25,5 @@ __all__ = ["Probe", "Evaluate", "GradNorm", "LearningRate", "Spectrum", "WeightN
            "WeightGeometry", "ActivationGeometry", "CapabilityDrift",
            "OrthogonalityError", "RotationCosine", "SpectrumDrift",
            "CenterGeometry", "DistanceMargin", "EdgeCurves", "EdgeImportance", "FitError",
+           "Sharpness",
            "ESD", "PowerLawFit", "fit_power_law", "esd_eigenvalues", "alpha_over_time"]

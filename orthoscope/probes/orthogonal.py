@@ -66,6 +66,13 @@ class RotationCosine(Probe):
         return out
 
 
+def spectrum_drift(sv: torch.Tensor, ref: torch.Tensor) -> float:
+    """The one definition of spectrum drift (the probe's, the docs' and ``benchmarks/bench_poet.py``'s):
+    ``‖σ − σ_ref‖₂ / ‖σ_ref‖₂`` over the whole spectrum, in float64."""
+    sv, ref = sv.double(), ref.double()
+    return float((sv - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
 class SpectrumDrift(Probe):
     """``sv_drift/<path>`` (and ``sv_ref/<path>`` once) for every selected weight matrix (module docstring)."""
 
@@ -89,5 +96,5 @@ class SpectrumDrift(Probe):
                 ref = sv.clone()
                 out[key("sv_ref", path)] = ref.float()
             self._ref[path] = ref
-            out[key("sv_drift", path)] = float((sv - ref).norm() / ref.norm().clamp_min(1e-30))
+            out[key("sv_drift", path)] = spectrum_drift(sv, ref)
         return out

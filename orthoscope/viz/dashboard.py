@@ -37,24 +37,21 @@ from pathlib import Path
 import numpy as np
 
 from .column import column_box, column_script, fitted_width
-from .dashboard_support import (_as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
-                                _watched, message_age, serialized, wrap_title)
+from .dashboard_support import (_CSS, _as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
+                                _watched, message_age, serialized, show_sharpness, wrap_title)
 from .dashboard_text import drop_hidden, hover, status_html
 from ..core.keys import metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
 from .dashboard_controls import make_controls, make_slider
 from .dashboard_export import export_animation, export_png
-from .dashboard_panels import (alpha_panel, colorbar_panel, esd_panel, heatmap_panel, signals_panel,
-                               spectrum_panel)
+from .dashboard_panels import (alpha_panel, colorbar_panel, esd_panel, heatmap_panel, sharpness_panel,
+                               signals_panel, spectrum_panel)
 from .plots import plot_loss_accuracy, plot_metric, scalar_keys
 
 _STEP_PANELS = ("spectrum", "esd")     # panels drawn at the viewed step (the others have steps on x and mark it)
 _BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
 _RELAYOUT_S = 5.0
 _FALLBACK_WARNED = False
-# the fallback PNG never overflows its column (scaled down in a narrow one); the ipympl canvas has a fixed pixel size
-# (its mouse mapping would break if scaled) and is sized to fit: width_px, or drag its corner
-_CSS = "<style>.orthoscope-dashboard img{max-width:100%;height:auto}</style>"
 
 
 def ipympl_active() -> bool:
@@ -86,14 +83,14 @@ class Dashboard:
             ``None`` turns those live redraws off.
         width_px: the figure's most width in pixels (a narrower notebook column narrows it; the height follows the
             number of panel rows). figsize, dpi: matplotlib's (``figsize`` overrides ``width_px``).
-        export_dir: where *export PNG* writes. esd: draw the ESD panels (``viz.esd``).
+        export_dir: where *export PNG* writes. esd: draw the ESD panels (``viz.esd``). sharpness: ``show_sharpness``.
 
     Its widgets and parts (``play``, ``slider``, ``layer``, ``fig``, ``axes`` by panel name, …): docs/dashboard.md.
     """
 
     def __init__(self, run_or_runs, every: int = 10, metrics=("sv_entropy", "he_s1"), *, layer: str | None = None,
                  interval_ms: int = 300, live_every_s: float | None = 1.0, width_px: int = 840, figsize=None,
-                 dpi: int = 80, export_dir=".", esd: bool = True):
+                 dpi: int = 80, export_dir=".", esd: bool = True, sharpness: bool | None = None):
         if not isinstance(every, int) or isinstance(every, bool) or every <= 0:
             raise ValueError(f"every must be a positive integer (steps per tick), got {every!r}")
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -109,6 +106,7 @@ class Dashboard:
         self.interval_s = interval_ms / 1000
         self.export_dir, self.exported = Path(export_dir), None
         self._check_metrics()
+        self.sharpness = show_sharpness(self.runs, sharpness)
         self.error: Exception | None = None
         self.interactive = ipympl_active()
         self._dpi = dpi
@@ -131,7 +129,7 @@ class Dashboard:
 
     def _make_figure(self, figsize, dpi) -> None:
         self._n_cols = columns_for(figsize[0] * dpi)
-        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, esd=self.esd, n_cols=self._n_cols)
+        self.fig, self.axes = build_figure(self.names, self.metrics, figsize, dpi, self.esd, self._n_cols, self.sharpness)
         if self.interactive:
             # The canvas is built directly rather than through pyplot, so the figure is not registered with pyplot:
             # a later plt.close("all") in the notebook cannot blank the dashboard, and it never shows twice.
@@ -353,9 +351,9 @@ class Dashboard:
         height = self.fig.get_figheight()
         if n_cols != self._n_cols:
             self._n_cols = n_cols
-            self.axes = add_panels(self.fig, self.names, self.metrics, self.esd, n_cols)
+            self.axes = add_panels(self.fig, self.names, self.metrics, self.esd, n_cols, self.sharpness)
             self._markers, self._background = [], None
-            height = figure_height(self.names, self.metrics, self.esd, n_cols)
+            height = figure_height(self.names, self.metrics, self.esd, n_cols, self.sharpness)
         if self.interactive and not self.canvas.syncing_data_url:
             # what dragging the canvas's corner does: resize the figure and tell the view its new size
             self.canvas.handle_event({"type": "resize", "width": width, "height": round(height * self._dpi)})
@@ -382,6 +380,8 @@ class Dashboard:
         panels += [((f"metric:{m}",), lambda axs, m=m: plot_metric(axs[0], pairs, m, modules=[layer], smooth=smooth,
                                                                    legend=False)) for m in self.metrics]
         panels += [(("signals",), lambda axs: signals_panel(axs[0], self._pairs(True), self.names, smooth))]
+        if self.sharpness:
+            panels += [(("sharpness",), lambda axs: sharpness_panel(axs[0], self._pairs(True), self.names, smooth))]
         if self.esd:
             panels += [(("alpha",), lambda axs: alpha_panel(axs[0], pairs, layer))]
         with matplotlib.rc_context(RC):

@@ -95,4 +95,28 @@ def signals_panel(ax, visible, names: list[str], smooth: float) -> None:
     ax.set_title(title)
 
 
-__all__ = ["spectrum_panel", "heatmap_panel", "esd_panel", "alpha_panel", "colorbar_panel", "signals_panel"]
+def sharpness_panel(ax, visible, names: list[str], smooth: float) -> None:
+    """λ_max of the loss Hessian over steps (``sharpness/total``, a ``probes.Sharpness``), and dashed in the run's
+    colour the edge of stability 2/η of the learning rate at each measurement (``two_over_lr/total``): full-batch
+    GD's sharpness rises to that line and hovers there (Cohen et al. 2021)."""
+    several = len(names) > 1
+    drawn = []
+    for name, h in visible:
+        colour = f"C{names.index(name) % 10}" if several else "C0"
+        if "sharpness/total" in h:
+            s = h["sharpness/total"]
+            drawn += ax.plot(s.steps, smooth_ema(s.values, smooth), color=colour,
+                             label=f"{name} · λ_max" if several else "λ_max")
+        if "two_over_lr/total" in h:
+            e = h["two_over_lr/total"]
+            ax.plot(e.steps, e.values, color=colour, ls="--", lw=0.9, drawstyle="steps-post",
+                    label=f"{name} · 2/η" if several else "2/η")
+    if not drawn:
+        raise ValueError("no sharpness recorded (add a Sharpness probe: orthoscope.probes.Sharpness(batch))")
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric_ylabel("sharpness"))
+    ax.set_title(metric_title("sharpness") + " and 2/η (dashed)")
+
+
+__all__ = ["spectrum_panel", "heatmap_panel", "esd_panel", "alpha_panel", "colorbar_panel", "signals_panel",
+           "sharpness_panel"]

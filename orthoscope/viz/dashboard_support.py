@@ -1,5 +1,5 @@
 """Plumbing for the Dashboard (``viz.dashboard``): checking its runs, naming them, re-wiring a re-created widget,
-scheduling on the kernel's loop, cheaper ticks, titles that fit their panel."""
+scheduling on the kernel's loop, cheaper ticks, titles that fit their panel, whether to show the sharpness panel."""
 from __future__ import annotations
 
 import functools
@@ -23,6 +23,20 @@ def serialized(method):
         with DASHBOARD_LOCK:
             return method(*args, **kwargs)
     return locked
+
+
+# the fallback PNG never overflows its column (scaled down in a narrow one); the ipympl canvas has a fixed pixel size
+# (its mouse mapping would break if scaled) and is sized to fit: width_px, or drag its corner
+_CSS = "<style>.orthoscope-dashboard img{max-width:100%;height:auto}</style>"
+
+
+def show_sharpness(runs, asked: bool | None) -> bool:
+    """Whether the Dashboard draws its sharpness panel (λ_max of the loss Hessian and the 2/η line): ``asked`` when
+    given; otherwise when a run has a ``Sharpness`` probe or its History holds ``sharpness/*``."""
+    if asked is not None:
+        return bool(asked)
+    return any(getattr(p, "name", None) == "sharpness" for r in runs for p in getattr(r, "probes", ())) or \
+        any(r.history.keys("sharpness") for r in runs)
 
 
 def _as_run_list(run_or_runs) -> list:

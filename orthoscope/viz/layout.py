@@ -2,7 +2,8 @@
 
 Rows of three panels: loss | accuracy | spectrum at the viewed step, then the log-spectrum heat-maps — one per run
 (small multiples, up to six in a row, one shared colorbar at the right end), then one panel per metric, the
-training-signals panel (gradient norm, learning rate) and the ESD panels (``viz.esd``: the eigenvalue density at the
+training-signals panel (gradient norm, learning rate), the sharpness panel when asked (λ_max of the loss Hessian with
+the 2/η line; ``probes.Sharpness``) and the ESD panels (``viz.esd``: the eigenvalue density at the
 viewed step, WeightWatcher's α over time). One or two runs' heat-maps flow with the curve panels instead
 of taking a row of their own. Each row is ``ROW_IN`` inches high, so at 80 dpi a default Dashboard of one run (two
 metrics) is 3 rows, 840 × 520 px, and two runs, or six runs with three metrics, 4 rows, 840 × 684 px: it fits a
@@ -37,10 +38,11 @@ def columns_for(width_px: float) -> int:
     return 3 if width_px >= MIN_3_COLUMNS_PX else 2 if width_px >= MIN_2_COLUMNS_PX else 1
 
 
-def _rows(names: list[str], metrics: list[str], esd: bool, n_cols: int) -> list[list[str]]:
+def _rows(names: list[str], metrics: list[str], esd: bool, n_cols: int, sharpness: bool = False) -> list[list[str]]:
     """The panel names row by row; ``"heatmaps:<i>"`` marks a row of heat-maps of their own (more than two runs)."""
     own_row = len(names) > 2   # one or two heat-maps flow with the curve panels; more get rows of their own
     flowing = ([] if own_row else [f"heatmap:{n}" for n in names]) + [f"metric:{m}" for m in metrics] + ["signals"]
+    flowing += ["sharpness"] if sharpness else []
     flowing += ["esd", "alpha"] if esd else []
     panels = ["loss", "acc", "spectrum"] + flowing
     rows = [panels[i:i + n_cols] for i in range(0, len(panels), n_cols)]
@@ -51,27 +53,29 @@ def _rows(names: list[str], metrics: list[str], esd: bool, n_cols: int) -> list[
     return rows
 
 
-def figure_height(names: list[str], metrics: list[str], esd: bool, n_cols: int) -> float:
+def figure_height(names: list[str], metrics: list[str], esd: bool, n_cols: int, sharpness: bool = False) -> float:
     """Inches: the legend strip and ``ROW_IN`` per row of panels."""
-    return LEGEND_IN + ROW_IN * len(_rows(names, metrics, esd, n_cols))
+    return LEGEND_IN + ROW_IN * len(_rows(names, metrics, esd, n_cols, sharpness))
 
 
-def build_figure(names: list[str], metrics: list[str], figsize, dpi: int, esd: bool = True, n_cols: int = 3):
+def build_figure(names: list[str], metrics: list[str], figsize, dpi: int, esd: bool = True, n_cols: int = 3,
+                 sharpness: bool = False):
     """(Figure, {panel name: Axes}) for runs ``names`` and curve panels ``metrics``, ``n_cols`` panels per row.
     ``figsize`` = (width, height); a height of None is computed from the number of rows. Panel names: ``loss``,
     ``acc``, ``spectrum``, ``heatmap:<run>`` (and ``heatmap``, the first run's), ``metric:<m>``, ``signals``,
-    ``esd``, ``alpha``, ``colorbar``."""
+    ``esd``, ``alpha``, ``colorbar`` (and ``sharpness`` with ``sharpness=True``)."""
     width, height = figsize
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(width, height or figure_height(names, metrics, esd, n_cols)), dpi=dpi,
+        fig = Figure(figsize=(width, height or figure_height(names, metrics, esd, n_cols, sharpness)), dpi=dpi,
                      layout="constrained")
-    return fig, add_panels(fig, names, metrics, esd, n_cols)
+    return fig, add_panels(fig, names, metrics, esd, n_cols, sharpness)
 
 
-def add_panels(fig, names: list[str], metrics: list[str], esd: bool = True, n_cols: int = 3) -> dict:
+def add_panels(fig, names: list[str], metrics: list[str], esd: bool = True, n_cols: int = 3,
+               sharpness: bool = False) -> dict:
     """Lay the panels out on ``fig`` (cleared first), ``n_cols`` per row; returns {panel name: Axes}. A heat-map
     with a heat-map to its left has ``_orthoscope_beside_heatmap`` set (it shares that one's index axis)."""
-    rows = _rows(names, metrics, esd, n_cols)
+    rows = _rows(names, metrics, esd, n_cols, sharpness)
     fig.clear()
     with matplotlib.rc_context(RC):
         outer = fig.add_gridspec(len(rows), 1)

@@ -33,6 +33,10 @@ METRIC_LABELS = {
     "grad_norm": ("gradient norm", "‖∇L‖"),
     "alpha": ("power-law exponent α of the ESD", "α"),
     "lr": ("learning rate", "learning rate"),
+    "sharpness": ("sharpness (top Hessian eigenvalue)", "λ_max of ∇²L"),
+    "two_over_lr": ("edge of stability 2/η", "2/η"),
+    "hessian_eig": ("Hessian eigenvalue", "λ_i of ∇²L"),
+    "hessian_trace": ("Hessian trace (Hutchinson)", "tr ∇²L"),
 }
 
 

@@ -10,13 +10,15 @@ One module per toy, imported on first use (``orthoscope.zoo.superposition`` etc.
 * ``sparse_parity``     — multitask sparse parity (the quantization model of scaling).
 * ``time_scaling``      — learning a peaked teacher with softmax + CE: KL ∝ t^(−1/3).
 * ``lottery``           — y = x² width scaling (lottery-ticket ensembling).
+* ``edge_of_stability`` — full-batch GD sharpens to 2/η and hovers there (Cohen et al. 2021; ``probes.Sharpness``).
+* ``thermodynamics``    — neural thermodynamic laws: the river-valley toy (thermal loss ∝ η) and LR schedules.
 * ``harmonic``          — harmonic loss vs cross-entropy (owned by the harmonic-loss work; see its docstring).
 * ``reproduce``         — the registry behind ``python -m orthoscope reproduce NAME``.
 """
 import importlib
 
 TOYS = ("omnigrok", "effective_theory", "clock_pizza", "superposition", "sparse_parity", "time_scaling", "lottery",
-        "harmonic", "reproduce", "common")
+        "harmonic", "reproduce", "common", "edge_of_stability", "thermodynamics")
 
 
 def __getattr__(name):
