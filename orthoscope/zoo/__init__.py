@@ -11,12 +11,15 @@ One module per toy, imported on first use (``orthoscope.zoo.superposition`` etc.
 * ``time_scaling``      — learning a peaked teacher with softmax + CE: KL ∝ t^(−1/3).
 * ``lottery``           — y = x² width scaling (lottery-ticket ensembling).
 * ``harmonic``          — harmonic loss vs cross-entropy (owned by the harmonic-loss work; see its docstring).
+* ``precision``         — precision ML: float64, BFGS, low-curvature-subspace steps, boosting; KAN vs MLP.
+* ``compression``       — grokking as compression: the linear mapping number (LMN) during the compression phase.
+* ``resource``          — the resource model: loss ∝ 1/(neurons allocated) in composite tasks.
 * ``reproduce``         — the registry behind ``python -m orthoscope reproduce NAME``.
 """
 import importlib
 
 TOYS = ("omnigrok", "effective_theory", "clock_pizza", "superposition", "sparse_parity", "time_scaling", "lottery",
-        "harmonic", "reproduce", "common")
+        "harmonic", "precision", "compression", "resource", "reproduce", "common")
 
 
 def __getattr__(name):

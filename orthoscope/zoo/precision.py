@@ -386,3 +386,23 @@ def kan_vs_mlp(*, equation: str = "KAN.hello", kan_width=(2, 5, 1), grid: int = 
         out[name] = dict(params=n_params(model), train=rmse(model, data.x_train, data.y_train),
                          test=rmse(model, data.x_test, data.y_test))
     return out
+
+
+# ---- plots (pure) ---------------------------------------------------------------------------------------------
+def plot_curves(ax, result: PrecisionResult):
+    """Training RMSE against iteration, stage after stage on one axis (log scale), the final test RMSE of each
+    stage in the legend. Returns ``ax``."""
+    offset = 0
+    for stage, curve in result.curves.items():
+        if not curve:
+            continue
+        rmse_curve = np.sqrt(np.maximum(np.asarray(curve, dtype=float), 1e-300))
+        it = offset + np.arange(len(rmse_curve))
+        ax.plot(it, rmse_curve, label=f"{stage} (test {result.test_rmse[stage]:.1e})")
+        offset = it[-1] + 1
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration (stages one after another; Adam's recorded every 10 steps)")
+    ax.set_ylabel("train RMSE (boosting: of the scaled residual)")
+    ax.axhline(1e-10, color="gray", ls=":", lw=1)
+    ax.legend(fontsize=8)
+    return ax

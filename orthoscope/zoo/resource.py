@@ -141,3 +141,22 @@ def allocation_ratios(rows) -> np.ndarray:
     """``N_k / Σ N`` per row (runs with no allocated neuron are dropped): constant across α if growth is
     homogeneous."""
     return np.array([[n / r["total_neurons"] for n in r["neurons"]] for r in rows if r["total_neurons"] > 0])
+
+
+# ---- plots (pure) ---------------------------------------------------------------------------------------------
+def plot_loss_vs_neurons(ax, rows, fit=None):
+    """Each subtask's test loss against its allocated neurons, and the totals, on log-log axes, with a 1/N guide.
+    Returns ``ax``."""
+    k = len(rows[0]["neurons"])
+    for sub in range(k):
+        pts = [(r["neurons"][sub], r["losses"][sub]) for r in rows if r["neurons"][sub] > 0]
+        ax.loglog(*zip(*pts), "o", ms=4, label=f"subtask {sub}")
+    tot = [(r["total_neurons"], r["total_loss"]) for r in rows if r["total_neurons"] > 0]
+    ax.loglog(*zip(*tot), "k^", ms=5, label="total")
+    n = np.array(sorted({t for t, _ in tot}), dtype=float)
+    ref = fit.prefactor * n ** fit.slope if fit is not None else tot[0][1] * tot[0][0] / n
+    ax.loglog(n, ref, "k:", lw=1, label=f"fit slope {fit.slope:+.2f}" if fit is not None else "∝ 1/N")
+    ax.set_xlabel("allocated neurons")
+    ax.set_ylabel("test MSE")
+    ax.legend(fontsize=8)
+    return ax
