@@ -61,9 +61,10 @@ def test_low_curvature_step_moves_only_along_flat_directions():
     hist = P.low_curvature_steps(net, x, y, steps=2)                    # gradient ⟂ null space: nothing to do
     torch.testing.assert_close(net[0].weight, before)
     assert hist[0] == pytest.approx(hist[-1])
-    # with every direction counted as flat the step is a line search along −g: the loss drops to ~0 (exact line min)
+    # with every direction counted as flat the step is a log-grid line search along −g: near the line minimum
+    start = torch.mean((net(x) - y) ** 2).item()
     P.low_curvature_steps(net, x, y, steps=1, threshold=1e9)
-    assert torch.mean((net(x) - y) ** 2).item() < 1e-6
+    assert torch.mean((net(x) - y) ** 2).item() < 1e-3 * start
 
 
 def test_boosted_prediction_adds_the_scaled_second_network():
