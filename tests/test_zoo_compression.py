@@ -122,4 +122,4 @@ def test_reproduce_entry_smoke():
     from orthoscope.zoo import reproduce as R
 
     out = R.REGISTRY["compression"].run(True)
-    assert "reconstructed" in out.detail and "R²" in out.detail
+    assert "reconstructed definition" in out.detail and out.passed in (True, False)

@@ -231,13 +231,18 @@ def _resource(smoke: bool) -> Outcome:
 
     kw = RESOURCE_SMOKE if smoke else RESOURCE
     rows = RE.sweep_alpha(**kw)
-    single = RE.fit_loss_vs_neurons(rows, subtask=None)
-    per = [RE.fit_loss_vs_neurons(rows, subtask=k) for k in range(len(kw["scales"]))]
+    allocated = "; ".join(f"α {r['alpha']:g}: {r['neurons']}" for r in rows)
+    try:
+        single = RE.fit_loss_vs_neurons(rows, subtask=None)
+        per = [RE.fit_loss_vs_neurons(rows, subtask=k) for k in range(len(kw["scales"]))]
+    except ValueError as err:
+        return Outcome(float("nan"), f"allocated neurons per subtask ({allocated}): {err}", False)
     ratios = RE.allocation_ratios(rows)
     spread = ", ".join(f"{lo:.2f}…{hi:.2f}" for lo, hi in zip(ratios.min(0), ratios.max(0)))
     return Outcome(single.slope, f"total test loss vs total allocated neurons over α = {kw['alphas']}: {single}; "
                                  f"per subtask (scales {kw['scales']}): "
-                                 f"{', '.join(f'{f.slope:+.2f}' for f in per)}; allocation ratios {spread}",
+                                 f"{', '.join(f'{f.slope:+.2f}' for f in per)}; allocation ratios {spread} "
+                                 f"(allocated neurons {allocated})",
                    abs(single.slope + 1.0) <= 0.15)
 
 
@@ -246,7 +251,7 @@ PRECISION_SMOKE = dict(equation="Z.002", n_train=200, n_test=500, width=8, bfgs_
                        adam_steps=300, adam_lrs=(1e-3,))
 COMPRESSION = dict(p=47, train_frac=0.6, width=128, steps=2000, every=50, lmn_samples=32, lr=3e-3, weight_decay=1.0)
 RESOURCE = dict(alphas=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1], scales=(1.0, 3.0), width=64, steps=3000)
-RESOURCE_SMOKE = dict(alphas=[1e-4, 1e-3, 1e-2], scales=(1.0, 3.0), width=16, steps=200, n_train=200)
+RESOURCE_SMOKE = dict(alphas=[0.01, 0.1, 0.3], scales=(1.0, 3.0), width=16, steps=200, n_train=200)
 
 
 REGISTRY: dict[str, Reproduction] = {}
