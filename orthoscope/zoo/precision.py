@@ -360,7 +360,7 @@ def fit_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int 
     for step in range(steps):
         if before_step is not None:
             before_step(step)
-        history.append(float(opt.step(closure)))
+        history.append(float(opt.step(closure).detach()))
     return history
 
 
