@@ -43,8 +43,10 @@ def _superposition(smoke: bool) -> Outcome:
     res = S.loss_vs_m(ms, exponent=1.2, weight_decay=-1.0, **kw)
     fit = res.fit("loss")
     rep = min(r["represented"] for r in res.records)
-    return Outcome(fit.slope, f"loss vs m over m={ms}: {fit}; min fraction represented {rep:.2f}",
-                   abs(fit.slope + 1.0) <= 0.15)
+    profile = S.slope_profile(res)       # local slopes and curvature: the fit is a line through a curve (REPRODUCTIONS)
+    return Outcome(fit.slope, f"loss vs m over m={ms} (fit range): {fit}; local slopes "
+                              f"{', '.join(f'{v:+.2f}' for v in profile.local)}, curvature c = {profile.curvature:+.3f} "
+                              f"per (ln m)²; min fraction represented {rep:.2f}", abs(fit.slope + 1.0) <= 0.15)
 
 
 def _time_scaling(smoke: bool) -> Outcome:
