@@ -248,7 +248,7 @@ def _resource(smoke: bool) -> Outcome:
                    abs(single.slope + 1.0) <= 0.15)
 
 
-PRECISION = dict(equation="Z.002", n_train=1000, n_test=5000, bfgs_iter=20000, lc_steps=10, adam_steps=10000)
+PRECISION = dict(equation="Z.001", n_train=1000, n_test=5000, bfgs_iter=20000, lc_steps=10, adam_steps=10000)
 PRECISION_SMOKE = dict(equation="Z.002", n_train=200, n_test=500, width=8, bfgs_iter=300, lc_steps=2,
                        adam_steps=300, adam_lrs=(1e-3,))
 COMPRESSION = dict(p=47, train_frac=0.6, width=128, steps=2000, every=50, lmn_samples=32, lr=3e-3, weight_decay=1.0)
@@ -344,7 +344,7 @@ register(Reproduction(
 
 register(Reproduction(
     "precision", "Precision machine learning: float64 + BFGS + low-curvature steps + boosting reach RMSE ≤ 1e-10 in 1-D",
-    "1-D equations of the paper's table (Z.002 = sin x on [0, 6]), 1-20-20-1 tanh MLP, 1e5 points, scipy BFGS "
+    "1-D equations of the paper's table (Z.001 = x² on [−1, 1]), 1-20-20-1 tanh MLP, 1e5 points, scipy BFGS "
     "(25,000 iterations), 500 low-curvature steps, boosting: RMSE near float64 precision, far below Adam's plateau "
     "(Michaud, Liu & Tegmark 2023; official scripts combined-techniques-eqn-*.py)",
     "final test RMSE ≤ 1e-10 (Adam's plateau reported)",
