@@ -13,12 +13,16 @@ One module per toy, imported on first use (``orthoscope.zoo.superposition`` etc.
 * ``edge_of_stability`` — full-batch GD sharpens to 2/η and hovers there (Cohen et al. 2021; ``probes.Sharpness``).
 * ``thermodynamics``    — neural thermodynamic laws: the river-valley toy (thermal loss ∝ η) and LR schedules.
 * ``harmonic``          — harmonic loss vs cross-entropy (owned by the harmonic-loss work; see its docstring).
+* ``precision``         — precision ML: float64, BFGS, low-curvature-subspace steps, boosting; KAN vs MLP.
+* ``compression``       — grokking as compression: the linear mapping number (LMN) during the compression phase.
+* ``resource``          — the resource model: loss ∝ 1/(neurons allocated) in composite tasks.
 * ``reproduce``         — the registry behind ``python -m orthoscope reproduce NAME``.
 """
 import importlib
 
 TOYS = ("omnigrok", "effective_theory", "clock_pizza", "superposition", "sparse_parity", "time_scaling", "lottery",
-        "harmonic", "reproduce", "common", "edge_of_stability", "thermodynamics")
+        "harmonic", "precision", "compression", "resource", "reproduce", "common", "edge_of_stability",
+        "thermodynamics")
 
 
 def __getattr__(name):

@@ -209,6 +209,43 @@ def loss_vs_m(ms, *, seeds=(0,), progress: bool = True, **kwargs):
     return sweep(one, ms, seeds, progress=progress, desc="superposition m")
 
 
+@dataclass
+class SlopeProfile:
+    """How straight ``log L`` vs ``log m`` is: the slope between neighbouring widths (on per-width means over seeds)
+    and a quadratic fit ``log L = a + b·log m + c·(log m)²`` (natural logs) whose local slope is ``b + 2c·log m``; a
+    power law has ``c = 0`` and equal local slopes."""
+
+    ms: list[float]
+    mean_loss: list[float]
+    local: list[float]                 # slope between ms[i] and ms[i+1]
+    curvature: float                   # c
+    quadratic_slope: list[float]       # b + 2c log m at each m
+    overall: object                    # the straight power-law fit over all points (PowerLawFit)
+
+    def __str__(self) -> str:
+        pairs = ", ".join(f"{a:g}→{b:g}: {s:+.2f}" for a, b, s in zip(self.ms, self.ms[1:], self.local))
+        return (f"straight fit {self.overall}; local slopes {pairs}; curvature c = {self.curvature:+.3f} per "
+                f"(ln m)² (local slope of the quadratic fit {self.quadratic_slope[0]:+.2f} at m = {self.ms[0]:g} "
+                f"→ {self.quadratic_slope[-1]:+.2f} at m = {self.ms[-1]:g})")
+
+
+def slope_profile(result, metric: str = "loss") -> SlopeProfile:
+    """``SlopeProfile`` of a ``loss_vs_m`` sweep (needs ≥ 3 widths)."""
+    import numpy as np
+
+    from .scaling import fit_power_law
+
+    ms, mean = result.mean(metric)
+    if len(ms) < 3:
+        raise ValueError(f"a slope profile needs at least 3 widths, got {list(ms)}")
+    lm, ll = np.log(ms), np.log(mean)
+    local = list(np.diff(ll) / np.diff(lm))
+    x, y = result.points(metric)
+    c, b, _ = np.polyfit(np.log(x), np.log(y), 2)
+    return SlopeProfile(list(map(float, ms)), list(map(float, mean)), [float(v) for v in local], float(c),
+                        [float(b + 2 * c * v) for v in lm], fit_power_law(x, y))
+
+
 # ---- plots (pure) ---------------------------------------------------------------------------------------------
 def plot_feature_norms(ax, model: SuperpositionModel, probs: torch.Tensor | None = None):
     """Feature norm ``‖W_i‖`` against feature rank i (and frequency ``p_i`` on a twin axis). Returns ``ax``."""
