@@ -22,6 +22,7 @@ from orthoscope.config import save_config
 from orthoscope.config.train import prepare, train
 from orthoscope.core.checkpoint import CheckpointError
 from orthoscope.distributed import manifest
+from test_checkpoint_hostile import same, state_of    # everything a load could change, and its comparison
 
 SHARD = "shard-00001-model-00001-of-00001.safetensors"
 RECORD = "run.safetensors"
@@ -229,20 +230,6 @@ HOSTILE = [
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def state_of(run) -> dict:
-    """Everything a load could change, comparable with ==."""
-    return {"model": {k: v.clone() for k, v in run.model.state_dict().items()},
-            "optimizer": repr(run.optimizer.state_dict()), "generator": run.generator.get_state().clone(),
-            "torch_rng": torch.get_rng_state().clone(), "history": repr(run.history.state()),
-            "step": run.step_count, "last_loss": run.last_loss, "overrides": dict(run.overrides)}
-
-
-def same(a: dict, b: dict) -> bool:
-    return all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]) and \
-        torch.equal(a["generator"], b["generator"]) and torch.equal(a["torch_rng"], b["torch_rng"]) and \
-        all(a[k] == b[k] for k in ("optimizer", "history", "step", "last_loss", "overrides"))
 
 
 def damaged_copy(good, tmp_path, damage) -> tuple[Path, Path]:

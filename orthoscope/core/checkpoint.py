@@ -57,10 +57,16 @@ def write_atomic(path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {**meta, "format": FORMAT_VERSION}
     header = {"orthoscope": json.dumps({**meta, "sha256": _digest(tensors, meta)})}
+    return replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+
+def replace_atomically(path: Path, write) -> Path:
+    """``write(tmp)`` a temp file beside ``path``, fsync it, rename it over ``path``: a reader sees the old file or the
+    whole new one, never a torn one (a failed write leaves no temp file behind)."""
     fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=header)
+        write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -24,12 +24,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..core.checkpoint import CheckpointError, MAX_STEP
+from ..core.checkpoint import MAX_STEP, CheckpointError, replace_atomically
 
 NAME = "manifest.json"
 KIND = "orthoscope.CheckpointManifest"
@@ -99,17 +98,8 @@ def write(directory, step: int, seam=None) -> Path:
 
 
 def _write_atomic(path: Path, document: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    replace_atomically(path, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=1, sort_keys=True),
+                                                              encoding="utf-8"))
     dir_fd = os.open(path.parent, os.O_RDONLY)          # the rename itself durable
     try:
         os.fsync(dir_fd)
