@@ -13,11 +13,19 @@ from .plots import (metric_title, metric_ylabel, plot_spectrum_at, plot_spectrum
                     spectrum_limits)
 
 
-def spectrum_panel(ax, pairs, visible, layer: str, at: int, fixed: bool) -> None:
-    """σ_i of ``layer`` at step ``at`` with the step-0 spectrum in grey; ``fixed``: the y-range of every recorded
-    step of the shown runs (so scrubbing shows motion, not a rescaled axis)."""
+def spectrum_panel(ax, pairs, visible, layer: str, view, fixed: bool) -> None:
+    """σ_i of ``layer``, each run at its step of ``view`` (``viz.view_state``), with the step-0 spectrum in grey;
+    ``fixed``: the y-range of every recorded step of the shown runs (so scrubbing shows motion, not a rescaled
+    axis). The title names the steps of the view, as the status line and the markers do."""
     ylim = spectrum_limits(visible, layer) if fixed else None
-    plot_spectrum_at(ax, pairs, layer, at, reference_step=0, ylim=ylim, legend=False)
+    plot_spectrum_at(ax, pairs, layer, _steps(pairs, view), reference_step=0, ylim=ylim, legend=False)
+    ax.set_title(f"spectrum of {layer} at {view.steps_text()}")
+
+
+def _steps(pairs, view) -> dict:
+    """{run name: its step in ``view``} for every pair (a hidden run is drawn, then removed: any step of its)."""
+    steps = view.steps()
+    return {name: steps.get(name, 0) for name, _ in pairs}
 
 
 def heatmap_panel(ax, name: str, history, visible, layer: str, shown: bool, several: bool):
@@ -37,14 +45,14 @@ def heatmap_panel(ax, name: str, history, visible, layer: str, shown: bool, seve
     return mesh
 
 
-def esd_panel(ax, pairs, layer: str, at: int) -> None:
+def esd_panel(ax, pairs, layer: str, view) -> None:
     """WeightWatcher's view of the layer at the viewed step: the log-log density of λ = σ² (grey: step 0; dashed:
     the fitted power-law tail). Its axes are fixed over the whole history by ``plot_esd`` itself."""
     from .esd import plot_esd
 
-    plot_esd(ax, pairs, layer, at, reference_step=0)
+    plot_esd(ax, pairs, layer, _steps(pairs, view), reference_step=0)
     ax.get_legend().remove()             # the figure legend names the runs; α is the next panel
-    ax.set_title(f"ESD (λ = σ²) of {layer} at step {at}, fit dashed")
+    ax.set_title(f"ESD (λ = σ²) of {layer} at {view.steps_text()}, fit dashed")
 
 
 def alpha_panel(ax, pairs, layer: str) -> None:

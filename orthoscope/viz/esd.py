@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.keys import key as make_key
 from ..probes.esd import EVALS_THRESH, OVER_TRAINED, UNDER_TRAINED, alpha_over_time, esd_eigenvalues, fit_power_law
-from .plots import _as_runs, _sv_key, nearest_step
+from .plots import _as_runs, _sv_key, nearest_step, step_for
 
 N_BINS = 40
 REFERENCE_COLOUR = "0.6"     # the step-0 ESD, grey
@@ -72,7 +72,8 @@ def _tail_line(lam: np.ndarray):
 
 
 def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
-    """Log-log histogram of λ = σ² of ``sv/<module>`` at the recorded step nearest ``step``, one colour per run, with
+    """Log-log histogram of λ = σ² of ``sv/<module>`` at the recorded step nearest ``step`` (a mapping {run label:
+    step}: each run's own), one colour per run, with
     the ESD at ``reference_step`` in grey (``None``: no reference) and the fitted power-law tail dashed (α in the
     legend). Bins and both axis limits cover every recorded step of every run, so they do not move while scrubbing."""
     runs = _as_runs(history)
@@ -91,7 +92,7 @@ def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
             r = nearest_step(steps, reference_step)
             artists.append(ax.stairs(_density(esds[r], bins), bins, baseline=None, color=REFERENCE_COLOUR, lw=1.2,
                                      label=f"{prefix}step {steps[r]} (reference)"))
-        j = nearest_step(steps, step)
+        j = nearest_step(steps, step_for(step, run_label))
         shown.append(steps[j])
         colour = f"C{i_run % 10}" if (len(present) > 1 or labelled) else "C0"
         artists.append(ax.stairs(_density(esds[j], bins), bins, baseline=None, color=colour, lw=1.6,
