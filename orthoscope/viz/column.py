@@ -49,6 +49,21 @@ _SCRIPT = """
       };
       new ResizeObserver(report).observe(column);
       report();
+      // ❚❚ / ■ while a chunk trains: the kernel hears of it only after the chunk, so say it here at once
+      const play = dashboard.querySelector('.orthoscope-play');
+      const status = dashboard.querySelector('.orthoscope-status');
+      if (play && status) {
+        play.addEventListener('click', (e) => {
+          const button = e.target.closest('button');
+          if (!button || !button.querySelector('.fa-pause, .fa-stop')) return;
+          const note = document.createElement('div');
+          note.className = 'orthoscope-pausing';
+          note.style.color = '#a50';
+          note.textContent = '❚❚ pausing after this chunk…';
+          const content = status.querySelector('.widget-html-content') || status;
+          content.prepend(note);      // the kernel's next status line replaces it
+        }, true);
+      }
     }
   }
   attach(100);
@@ -68,7 +83,7 @@ def column_box():
     """The hidden ``IntText`` the browser types the column's width into, with a class unique to it."""
     import ipywidgets as W
 
-    box = W.IntText(value=0, layout=W.Layout(display="none"))
+    box = W.IntText(value=0, layout=W.Layout(display="none"))     # (the script also says "pausing" at ❚❚)
     box.add_class(f"orthoscope-column-{next(_ids)}")
     return box
 

@@ -185,6 +185,7 @@ class Dashboard:
                                 layout=W.Layout(flex_flow="row wrap"))
         self._refresh_controls()   # raises here, not later, for a layer= that the runs do not record
         self.play.observe(self._on_tick, names="value")
+        self.play.observe(self._on_playing, names="playing")
         self.step_button.on_click(lambda _: self._advance_from_widget())
         self.live_button.on_click(lambda _: self.go_live())
         self.export_button.on_click(lambda _: self._export_from_widget(self.export_png))
@@ -263,6 +264,12 @@ class Dashboard:
             return   # after an error, play stays stopped until *step* succeeds again
         self._advance_from_widget()
         self._chunk_end = time.perf_counter()
+
+    def _on_playing(self, change) -> None:
+        """▶ or ❚❚ reached the kernel: the status line says so (the browser already said "pausing after this chunk"
+        when ❚❚ was clicked: ``viz.column``'s script)."""
+        if not self._quiet:
+            self.status.value = status_html(self)
 
     def _on_run_step(self, run, record) -> None:
         """``run.on_step`` callback: a run trained elsewhere (``run.train`` in another cell, another Dashboard's
@@ -355,6 +362,8 @@ class Dashboard:
                     raise ValueError(f"layer {self._wanted_layer!r} has no recorded spectrum; recorded layers: "
                                      f"{layers}")
                 self.layer.options = layers
+                # wide enough for the longest module path (a Llama's model.model.layers.0.self_attn.q_proj)
+                self.layer.layout.width = f"calc({3 + max(len(x) for x in layers)}ch + 100px)"
                 self.layer.value = keep if keep in layers else layers[0]
                 self._wanted_layer = None
                 self._relayout_soon()

@@ -34,6 +34,8 @@ def status_html(dash) -> str:
         numbers = ": " + " · ".join(bits) if bits else ""
         lines.append(f"<b>{name}</b>: step {run.step_count} · at step {rv.step} ({_WHY[rv.why]}){numbers}")
     steps, common = view.steps(), view.common()
+    if dash.play.playing:
+        lines.append(f"▶ playing: {dash.every} steps of each shown run per tick — ❚❚ pauses after the chunk in flight")
     if view.following:
         where = (f"viewing step {common}, the newest" if common is not None else
                  "each run at its newest step: " + ", ".join(f"{n} at {s}" for n, s in steps.items()))
@@ -58,12 +60,14 @@ def status_html(dash) -> str:
 
 
 def drop_hidden(ax, hidden) -> None:
-    """Remove the lines of hidden runs (labelled ``"<run> · ..."``) and rescale to what is left."""
+    """Remove every artist of a hidden run — lines, ESD histograms (patches), fills — labelled ``"<run> · ..."`` or
+    ``"<run>"``, and rescale to what is left."""
     if not hidden:
         return
-    for ln in list(ax.get_lines()):
-        if ln.get_label().split(" · ", 1)[0] in hidden:
-            ln.remove()
+    for artist in list(ax.get_children()):
+        label = artist.get_label() if hasattr(artist, "get_label") else ""
+        if isinstance(label, str) and label.split(" · ", 1)[0] in hidden:
+            artist.remove()
     ax.relim()
     ax.autoscale_view()
 
