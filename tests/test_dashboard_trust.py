@@ -176,3 +176,23 @@ def test_long_layer_names_are_not_cut_in_the_layer_list(make_run):
     longest = max(len(x) for x in dash.layer.options)
     assert dash.layer.layout.width == f"calc({3 + longest}ch + 100px)"
     dash.close()
+
+
+def test_alpha_only_where_weightwatcher_fits_it_bands_named_error_stated(make_run):
+    from orthoscope.probes.esd import MIN_EVALS
+
+    run = _trained(make_run, 6)
+    dash = _dash(run, layer="layers.1")                                  # 11 eigenvalues: fitted
+    texts = [t.get_text() for t in dash.axes["alpha"].texts]
+    assert "over-trained (α < 2)" in texts and "under-trained (α > 6)" in texts
+    note = dash.axes["esd"].texts[-1].get_text()
+    assert re.fullmatch(r"α = [\d.]+ ± [\d.]+ from a tail of \d+ of 11 λ", note)
+    h = run.history                                                      # a 4-wide layer: too few eigenvalues
+    for step, sv in zip(h["sv/layers.1"].steps, h["sv/layers.1"].values):
+        h.log(step, {"sv/tiny": sv[:4]})
+    dash.redraw()                                                        # the layer list picks it up
+    dash.layer.value = "tiny"
+    assert MIN_EVALS > 4 and dash.axes["alpha"].get_facecolor()[:3] != (1.0, 1.0, 1.0)
+    assert "has 4 eigenvalues" in dash.axes["alpha"].texts[0].get_text()
+    assert dash.axes["esd"].texts[-1].get_text() == f"no fit (< {MIN_EVALS} eigenvalues)"
+    dash.close()

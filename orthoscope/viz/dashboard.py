@@ -505,6 +505,7 @@ class Dashboard:
         axs = [self.axes[n] for n in names]
         for ax in axs:
             ax.clear()
+            ax.set_facecolor("white")
             twin = getattr(ax, "_orthoscope_twin", None)
             if twin is not None:
                 twin.remove()
@@ -528,6 +529,7 @@ class Dashboard:
             axs[0].text(0.5, 0.5, str(exc), ha="center", va="center", wrap=True, fontsize=7,
                         transform=axs[0].transAxes)
             for ax in axs:
+                ax.set_facecolor("0.93")          # greyed: nothing to read here but the reason
                 ax.set_xticks([])
                 ax.set_yticks([])
 

@@ -114,6 +114,23 @@ def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
     return artists
 
 
+def n_eigenvalues(history, module: str) -> int:
+    """How many eigenvalues (singular values) the newest spectrum of ``module`` has, over the runs (0: none)."""
+    key = make_key("sv", module)
+    return max((int(h[key].values[-1].numel()) for _, h in _as_runs(history) if key in h and len(h[key])),
+               default=0)
+
+
+def fit_at(h, module: str, step):
+    """WeightWatcher's fit of the ESD at the recorded step nearest ``step``: (recorded step, ``PowerLawFit``, number
+    of eigenvalues), the fit None where WeightWatcher would not fit (fewer than ``MIN_EVALS`` eigenvalues)."""
+    key = make_key("sv", module)
+    j = nearest_step(h[key].steps, step)
+    lam = _esds(h, key)[j]
+    fit, _ = _tail_line(lam)
+    return h[key].steps[j], fit, int(lam.size)
+
+
 def _alpha_series(h, module: str):
     """α over time: the ``ESD`` probe's ``alpha/<module>`` if recorded (WeightWatcher's conv pooling included),
     else fitted from the ``sv/<module>`` records."""
@@ -149,6 +166,12 @@ def plot_alpha(ax, history, module: str, upto_step=None) -> list:
     artists.append(ax.axhspan(UNDER_TRAINED, top, color="tab:blue", alpha=0.08, lw=0,
                               label=f"α > {UNDER_TRAINED:g}: under-trained (WW)"))
     ax.set_ylim(bottom, top)
+    # the bands named on the panel itself, at its right edge (x in axes fractions, y in α)
+    band = ax.get_yaxis_transform()
+    ax.text(0.98, (bottom + OVER_TRAINED) / 2, f"over-trained (α < {OVER_TRAINED:g})", transform=band, ha="right",
+            va="center", fontsize="x-small", color="tab:red", label="_band")
+    ax.text(0.98, (UNDER_TRAINED + top) / 2, f"under-trained (α > {UNDER_TRAINED:g})", transform=band, ha="right",
+            va="center", fontsize="x-small", color="tab:blue", label="_band")
     ax.set_xlabel("step")
     ax.set_ylabel("α (power-law exponent)")
     ax.set_title(f"power-law exponent α of {module}")
@@ -156,4 +179,4 @@ def plot_alpha(ax, history, module: str, upto_step=None) -> list:
     return artists
 
 
-__all__ = ["plot_esd", "plot_alpha"]
+__all__ = ["plot_esd", "plot_alpha", "fit_at", "n_eigenvalues"]
