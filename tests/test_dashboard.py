@@ -92,7 +92,7 @@ def test_a_slider_move_repaints_only_the_step_panels_and_matches_a_full_redraw(m
         assert all(list(m.get_xdata()) == [step, step] for m, _ in dash._markers)
         assert len(dash._markers) == sum(1 for name, ax in dash.axes.items()             # one per panel over steps
                                          if name not in ("spectrum", "esd", "heatmap", "colorbar") and ax.lines)
-        assert f"at step {step}:" in dash.status.value
+        assert f"at step {step} (" in dash.status.value
         scrubbed = _pixels(dash)
         full()
         assert np.array_equal(scrubbed, _pixels(dash)), f"step {step}: the scrub differs from a full redraw"

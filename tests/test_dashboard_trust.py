@@ -196,3 +196,25 @@ def test_alpha_only_where_weightwatcher_fits_it_bands_named_error_stated(make_ru
     assert "has 4 eigenvalues" in dash.axes["alpha"].texts[0].get_text()
     assert dash.axes["esd"].texts[-1].get_text() == f"no fit (< {MIN_EVALS} eigenvalues)"
     dash.close()
+
+
+def test_show_figure_fits_its_column_and_leaves_no_canvas(monkeypatch):
+    """A finished figure shown as a PNG whose width is its size at 100 dpi and at most its column's (max-width)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from orthoscope.viz import show_figure
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot([0, 1], [1, 0])
+    show_figure(fig)
+    html = shown[0].data
+    assert "width='900'" in html and "max-width:100%" in html and "height:auto" in html
+    png = base64.b64decode(html.split("base64,")[1].rstrip("'>"))
+    assert Image.open(io.BytesIO(png)).size == (1800, 600)              # 2× for a high-density screen
+    assert fig.number not in plt.get_fignums()                          # pyplot's canvas is not shown as well
