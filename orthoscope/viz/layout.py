@@ -1,6 +1,6 @@
 """The Dashboard's figure: which panel goes where, at what size, and the one legend above them all.
 
-Rows of three panels: loss | accuracy | spectrum at the viewed step, then the log-spectrum heat-maps — one per run
+Rows of three panels: loss | accuracy | spectrum at the viewed step (narrower: the spectrum first), then the log-spectrum heat-maps — one per run
 (small multiples, up to six in a row, one shared colorbar at the right end), then one panel per metric, the
 training-signals panel (gradient norm, learning rate) and the ESD panels (``viz.esd``: the eigenvalue density at the
 viewed step, WeightWatcher's α over time). One or two runs' heat-maps flow with the curve panels instead
@@ -42,7 +42,9 @@ def _rows(names: list[str], metrics: list[str], esd: bool, n_cols: int) -> list[
     own_row = len(names) > 2   # one or two heat-maps flow with the curve panels; more get rows of their own
     flowing = ([] if own_row else [f"heatmap:{n}" for n in names]) + [f"metric:{m}" for m in metrics] + ["signals"]
     flowing += ["esd", "alpha"] if esd else []
-    panels = ["loss", "acc", "spectrum"] + flowing
+    # narrow (two or one per row): the spectrum first, right under the controls, so a Dashboard of many runs shows
+    # its controls and a spectrum on one screen (issue 27: six runs at 900 px were 1680 px tall, spectrum below)
+    panels = (["loss", "acc", "spectrum"] if n_cols >= 3 else ["spectrum", "loss", "acc"]) + flowing
     rows = [panels[i:i + n_cols] for i in range(0, len(panels), n_cols)]
     if own_row:
         heat_rows = math.ceil(len(names) / (HEATMAPS_PER_ROW * n_cols // 3))
