@@ -32,7 +32,10 @@ def status_html(dash) -> str:
             if key in h and len(h[key]):
                 bits.append(f"{label} {_value_at(h[key], rv.step)[1]:.4g}")
         numbers = ": " + " · ".join(bits) if bits else ""
-        lines.append(f"<b>{name}</b>: step {run.step_count} · at step {rv.step} ({_WHY[rv.why]}){numbers}")
+        why = _WHY[rv.why]
+        if rv.why == "live" and rv.step != rv.newest:     # spectra are recorded every few steps
+            why = "its newest spectrum"
+        lines.append(f"<b>{name}</b>: step {run.step_count} · at step {rv.step} ({why}){numbers}")
     steps, common = view.steps(), view.common()
     if dash.play.playing:
         lines.append(f"▶ playing: {dash.every} steps of each shown run per tick — ❚❚ pauses after the chunk in flight")

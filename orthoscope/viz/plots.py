@@ -284,7 +284,8 @@ def plot_metric(ax, history, metric: str, modules=None, smooth: float = 0.0, leg
     if near_constant([y for _, _, y, _ in curves]):
         # Drawn as is, matplotlib would label the axis with an offset ("1e−7+8.93274e−1") and the 5e-7 wobble would
         # fill the panel like a large change: draw the change from the first recorded value, and state the value.
-        curves = [(label, x, y - y[np.isfinite(y)][0], style) for label, x, y, style in curves]
+        curves = [(label, x, y - (y[np.isfinite(y)][0] if np.isfinite(y).any() else 0.0), style)
+                  for label, x, y, style in curves]
         values = ", ".join(dict.fromkeys(f"{v:.6g}" for v in first))
         title = f"change of {title} from step 0 (≈ {values} throughout)"
         ylabel = f"Δ {ylabel}"
@@ -292,7 +293,10 @@ def plot_metric(ax, history, metric: str, modules=None, smooth: float = 0.0, leg
     for label, x, y, style in curves:
         artists += ax.plot(x, y, label=label, **style)
     if ax.get_yscale() == "linear":
-        ax.ticklabel_format(axis="y", useOffset=False)
+        try:
+            ax.ticklabel_format(axis="y", useOffset=False)
+        except AttributeError:          # a formatter other than matplotlib's ScalarFormatter: it has no offset
+            pass
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
