@@ -61,8 +61,10 @@ def _drive(page, url):
     status = dash.locator(".widget-html-content").first
     canvas = dash.locator(".jupyter-matplotlib-canvas-div canvas").first
     canvas.scroll_into_view_if_needed()
-    page.wait_for_function(f"(c) => ({CANVAS_PIXELS})(c).ink > 0.02 * c.width * c.height", arg=canvas.element_handle(),
-                           timeout=60_000)
+    # (a canvas whose view has not sized it yet is 0 wide: getImageData would throw, and a throwing predicate is not
+    # retried — wait for a size first)
+    page.wait_for_function(f"(c) => c.width > 0 && c.height > 0 && ({CANVAS_PIXELS})(c).ink > 0.02 * c.width * "
+                           "c.height", arg=canvas.element_handle(), timeout=60_000)
 
     # the job writes; the Dashboard follows with no cell running (the kernel is idle between refreshes)
     first = _step(status.inner_text())
