@@ -224,7 +224,10 @@ def _drive_tour(page, url):
     status_before = status.inner_text()
     assert f"step {TOUR_STEPS}" in status_before, status_before
     half = TOUR_STEPS // 2                                          # cell 7 scrubbed back: the view says so
-    assert f"viewing step {half} of {TOUR_STEPS}" in status_before and f"at step {half} (" in status_before
+    assert f"viewing step {half} of {TOUR_STEPS}" in status_before
+    # every panel shows the last spectrum recorded at or before the slider's step (issue 27: one view state)
+    shown = int(re.search(r"at step (\d+) \(scrubbed back\)", status_before).group(1))
+    assert half - TOUR_EVERY < shown <= half, status_before
 
     dash.locator("button.orthoscope-step").click()
     page.wait_for_function("([el, text]) => el.innerText !== text", arg=[status.element_handle(), status_before],
@@ -394,6 +397,34 @@ def _step(status_text: str) -> int:
 SPECTRUM_DYNAMICS = TOUR.parent / "01_spectrum_dynamics.ipynb"
 
 
+# Issue 27: every PNG the outputs show — images and every frame of an animation player (to_jshtml keeps its frames
+# as data URLs in a script) — has pixels that are not fully transparent and not one flat colour.
+BLANK_IMAGES = """async () => {
+  const srcs = [...document.querySelectorAll('.jp-OutputArea-output img')].map(i => i.src)
+      .filter(s => s.startsWith('data:image/png'));
+  for (const script of document.querySelectorAll('.jp-OutputArea-output script')) {
+    for (const m of script.textContent.matchAll(/data:image\\/png;base64,([A-Za-z0-9+\\/=\\\\\\n]+)/g))
+      srcs.push('data:image/png;base64,' + m[1].replace(/[\\\\\\n]/g, ''));
+  }
+  const blank = [];
+  for (const [k, src] of srcs.entries()) {
+    const img = new Image();
+    img.src = src;
+    await img.decode();
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set();
+    for (let i = 0; i < d.length && colours.size < 2; i += 4 * 97)
+      if (d[i + 3] > 0) colours.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+    if (colours.size < 2) blank.push(k);
+  }
+  return blank.length ? [blank, srcs.length] : [];
+}"""
+
+
 def test_spectrum_dynamics_figures_fit_the_column_offline(tmp_path):
     """Notebook 01 (six methods, smoke mode): every figure — the six-run Dashboard, the animation player, the summary
     figure — fits its notebook column, and no request leaves 127.0.0.1."""
@@ -417,5 +448,7 @@ def test_spectrum_dynamics_figures_fit_the_column_offline(tmp_path):
             page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
         page.wait_for_timeout(1000)
         _check_widths(page)
+        blank = page.evaluate(BLANK_IMAGES)
+        assert blank == [], f"images with nothing drawn after Run All: {blank}"      # issue 27: the animation
         assert not outside, f"requests that left the machine: {outside}"
     print(f"notebook 01 browser test wall time: {time.monotonic() - t0:.1f} s")
