@@ -224,7 +224,10 @@ def _drive_tour(page, url):
     status_before = status.inner_text()
     assert f"step {TOUR_STEPS}" in status_before, status_before
     half = TOUR_STEPS // 2                                          # cell 7 scrubbed back: the view says so
-    assert f"viewing step {half} of {TOUR_STEPS}" in status_before and f"at step {half}:" in status_before
+    assert f"viewing step {half} of {TOUR_STEPS}" in status_before
+    # every panel shows the last spectrum recorded at or before the slider's step (issue 27: one view state)
+    shown = int(re.search(r"at step (\d+) \(scrubbed back\)", status_before).group(1))
+    assert half - TOUR_EVERY < shown <= half, status_before
 
     dash.locator("button.orthoscope-step").click()
     page.wait_for_function("([el, text]) => el.innerText !== text", arg=[status.element_handle(), status_before],
@@ -302,7 +305,11 @@ def _scrub_with_keys(page, dash, status, newest):
     """Home/End on the slider reach the current range (End: the newest step, not the one at creation); the
     spectrum's y-axis is the same at both ends (fixed axes) while the canvas redraws."""
     handle = dash.locator(".orthoscope-slider .noUi-handle").first
-    ylim = "print(tuple(round(v, 12) for v in dash.axes['spectrum'].get_ylim()), dash.viewed_step)"
+    # read under the Dashboards' lock: a redraw on the widget thread clears the axes on its way (issue 27: y-limits
+    # (0, 1) were once read mid-redraw)
+    ylim = ("from orthoscope.viz.dashboard_support import DASHBOARD_LOCK\n"
+            "with DASHBOARD_LOCK: print(tuple(round(v, 12) for v in dash.axes['spectrum'].get_ylim()), "
+            "dash.viewed_step)")
     handle.focus()
     page.keyboard.press("Home")
     readout = dash.locator(".orthoscope-slider .widget-readout").first
@@ -315,8 +322,29 @@ def _scrub_with_keys(page, dash, status, newest):
                            timeout=30_000)     # the readout of the same slider (it is re-created as the range grows)
     at_end = _kernel_when(page, ylim, lambda out: out.endswith(f" {newest}"))
     assert at_home.rsplit(" ", 1)[0] == at_end.rsplit(" ", 1)[0], (at_home, at_end)   # fixed spectrum axes
+    _one_story(page, "dash")
     page.wait_for_function("(el) => el.innerText.includes('following live')", arg=status.element_handle(),
                            timeout=30_000)
+
+
+ONE_STORY = """from orthoscope.viz.dashboard_support import DASHBOARD_LOCK
+with DASHBOARD_LOCK:
+    v = {name}.view
+    print(repr(({name}.axes['spectrum'].get_title().replace(chr(10), ' '), v.steps_text(), v.steps(),
+                sorted({{float(m.get_xdata()[0]) for m, _ in {name}._markers}}), {name}.status.value)))"""
+
+
+def _one_story(page, name):
+    """Issue 27: the spectrum's title, the viewed-step markers and the status line name the steps of one view state
+    (read in the kernel under the Dashboards' lock, so never mid-redraw)."""
+    import ast
+
+    title, steps_text, steps, markers, status = ast.literal_eval(page.evaluate(KERNEL_EVAL,
+                                                                             ONE_STORY.format(name=name)))
+    assert title.endswith(steps_text), (title, steps_text)
+    assert markers == sorted({float(s) for s in steps.values()}), (markers, steps)
+    for run, step in steps.items():
+        assert f"at step {step} (" in status, (run, step, status)
 
 
 def _kernel_when(page, code, ready, tries=40):
@@ -348,12 +376,18 @@ def _play_pause_and_compare(page, dash, status, compare):
     assert paused_at - at_pause <= TOUR_EVERY, f"pause let {paused_at - at_pause} steps run after the click"
     expected = f"different steps (wd=1: {paused_at}, wd=0: {TOUR_STEPS})"
     said = _kernel_when(page, "print(compare.status.value)", lambda out: expected in out)
-    assert f"every panel marks step {TOUR_STEPS}" in said, said
+    assert "following live" in said, said             # per run: wd=1 at its newest step, wd=0 at its own
     compare_status = compare.locator(".orthoscope-status .widget-html-content").first
     page.wait_for_function("([el, text]) => el.innerText.includes(text)", arg=[compare_status.element_handle(),
                                                                               expected], timeout=30_000)
-    labels = page.evaluate(KERNEL_EVAL, "print([l.get_label() for l in compare.axes['spectrum'].lines[:2]])")
-    assert labels == f"['wd=1 · step {TOUR_STEPS}', 'wd=0 · step {TOUR_STEPS}']", labels
+    labels = page.evaluate(KERNEL_EVAL, "print([l.get_label() for l in compare.axes['spectrum'].lines[:2]], "
+                                        "compare.view.steps())")
+    import ast
+
+    steps = ast.literal_eval(labels.split("] ", 1)[1])                       # {run: its shown step}
+    assert steps["wd=0"] == TOUR_STEPS and steps["wd=1"] > TOUR_STEPS, labels   # each at its own newest step
+    assert labels.startswith(f"['wd=1 · step {steps['wd=1']}', 'wd=0 · step {TOUR_STEPS}']"), labels
+    _one_story(page, "compare")
 
 
 def _step(status_text: str) -> int:
@@ -361,6 +395,34 @@ def _step(status_text: str) -> int:
 
 
 SPECTRUM_DYNAMICS = TOUR.parent / "01_spectrum_dynamics.ipynb"
+
+
+# Issue 27: every PNG the outputs show — images and every frame of an animation player (to_jshtml keeps its frames
+# as data URLs in a script) — has pixels that are not fully transparent and not one flat colour.
+BLANK_IMAGES = """async () => {
+  const srcs = [...document.querySelectorAll('.jp-OutputArea-output img')].map(i => i.src)
+      .filter(s => s.startsWith('data:image/png'));
+  for (const script of document.querySelectorAll('.jp-OutputArea-output script')) {
+    for (const m of script.textContent.matchAll(/data:image\\/png;base64,([A-Za-z0-9+\\/=\\\\\\n]+)/g))
+      srcs.push('data:image/png;base64,' + m[1].replace(/[\\\\\\n]/g, ''));
+  }
+  const blank = [];
+  for (const [k, src] of srcs.entries()) {
+    const img = new Image();
+    img.src = src;
+    await img.decode();
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set();
+    for (let i = 0; i < d.length && colours.size < 2; i += 4 * 97)
+      if (d[i + 3] > 0) colours.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+    if (colours.size < 2) blank.push(k);
+  }
+  return blank.length ? [blank, srcs.length] : [];
+}"""
 
 
 def test_spectrum_dynamics_figures_fit_the_column_offline(tmp_path):
@@ -386,5 +448,7 @@ def test_spectrum_dynamics_figures_fit_the_column_offline(tmp_path):
             page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
         page.wait_for_timeout(1000)
         _check_widths(page)
+        blank = page.evaluate(BLANK_IMAGES)
+        assert blank == [], f"images with nothing drawn after Run All: {blank}"      # issue 27: the animation
         assert not outside, f"requests that left the machine: {outside}"
     print(f"notebook 01 browser test wall time: {time.monotonic() - t0:.1f} s")

@@ -3,7 +3,8 @@
 Runs notebooks/08_prototype_to_scale.ipynb (a copy, beside a copy of data/tinylang.txt) cell by cell up to the
 ``Dashboard.watch`` cell, with the background ``orthoscope train`` job made long enough to watch
 (``ORTHOSCOPE_NB08_STEPS``). While the job writes, the watched run's step in the Dashboard's status line and the
-ipympl canvas must change on their own (the watcher's timer, no cell running); then moving the step slider (keyboard
+ipympl canvas must change on their own (the watcher's timer, no cell running), and — following live per run (issue
+27) — the status and the slider's end pass the toy run's last step; then moving the step slider (keyboard
 on its handle) must redraw the canvas. The last cell waits for the job, so nothing outlives the test.
 """
 import shutil
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "08_prototype_to_scale.ipynb"
 JOB_STEPS = 300
+TOY_STEPS = 20            # notebook 08's toy runs in smoke mode: the watched job must be shown past this step
 NO_CELL_RUNNING = """() => ![...window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-InputPrompt')]
     .some(p => p.innerText.includes('*'))"""
 
@@ -59,14 +61,24 @@ def _drive(page, url):
     status = dash.locator(".widget-html-content").first
     canvas = dash.locator(".jupyter-matplotlib-canvas-div canvas").first
     canvas.scroll_into_view_if_needed()
-    page.wait_for_function(f"(c) => ({CANVAS_PIXELS})(c).ink > 0.02 * c.width * c.height", arg=canvas.element_handle(),
-                           timeout=60_000)
+    # (a canvas whose view has not sized it yet is 0 wide: getImageData would throw, and a throwing predicate is not
+    # retried — wait for a size first)
+    page.wait_for_function(f"(c) => c.width > 0 && c.height > 0 && ({CANVAS_PIXELS})(c).ink > 0.02 * c.width * "
+                           "c.height", arg=canvas.element_handle(), timeout=60_000)
 
     # the job writes; the Dashboard follows with no cell running (the kernel is idle between refreshes)
     first = _step(status.inner_text())
     before = canvas.evaluate(CANVAS_PIXELS)
     page.wait_for_function("([el, n]) => +(/poet-big<\\/b>: step (\\d+)/.exec(el.innerHTML) || [0, 0])[1] > n",
                            arg=[status.element_handle(), first + 10], timeout=120_000)
+    # following live is per run (issue 27): the watched run's step, the status and the slider's end pass the toy
+    # run's last step (TOY_STEPS = 20 in smoke mode) instead of staying pinned to it
+    page.wait_for_function("([el, n]) => +(/poet-big at (\\d+)/.exec(el.innerText) || [0, 0])[1] > n",
+                           arg=[status.element_handle(), TOY_STEPS], timeout=120_000)
+    assert f"toy poet at {TOY_STEPS}" in status.inner_text() and "following live" in status.inner_text()
+    page.wait_for_function("([d, n]) => +d.querySelector('.orthoscope-slider .noUi-handle')"
+                           ".getAttribute('aria-valuemax') > n", arg=[dash.element_handle(), TOY_STEPS],
+                           timeout=60_000)
     # "no cell running", not "kernel idle this instant": each widget message (ipympl's acks, the column width) makes
     # the kernel busy for a moment, and CI once sampled one of those moments
     assert page.evaluate(NO_CELL_RUNNING), "a cell is still running: the Dashboard should follow the job on its own"

@@ -19,6 +19,61 @@ def _read(path):
     return nbformat.read(path, as_version=4)
 
 
+def png_outputs(nb):
+    """(cell index, PNG bytes) of every image a run notebook shows: ``image/png`` outputs and the PNG frames that
+    HTML outputs embed (an animation's ``to_jshtml`` player carries every frame as a base64 data URL)."""
+    import base64
+    import re
+
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data:
+                yield i, base64.b64decode(data["image/png"])
+            # to_jshtml breaks the base64 into lines ending in a backslash (a JavaScript line continuation)
+            for frame in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=\\\n]+)", data.get("text/html", "")):
+                yield i, base64.b64decode(frame.replace("\\", "").replace("\n", ""))
+
+
+def blank_images(nb) -> list[str]:
+    """Which of the notebook's images have nothing drawn: no pixel that is not fully transparent, or every visible
+    pixel the same colour (issue 27: notebook 01's animation came out fully transparent after Run All)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    blank = []
+    for k, (cell, png) in enumerate(png_outputs(nb)):
+        rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+        visible = rgba[rgba[..., 3] > 0]
+        if visible.size == 0 or len(np.unique(visible[:, :3], axis=0)) < 2:
+            blank.append(f"cell {cell}, image {k}")
+    return blank
+
+
+def test_the_pixel_check_tells_a_drawn_image_from_a_blank_one():
+    import base64
+    import io
+
+    import nbformat
+    from matplotlib.figure import Figure
+
+    def png(fig):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", transparent=True)
+        return base64.b64encode(buf.getvalue()).decode()
+
+    drawn, empty = Figure(figsize=(2, 1)), Figure(figsize=(2, 1))
+    drawn.add_subplot().plot([0, 1], [1, 0])
+    frames = f"<img src='data:image/png;base64,{png(empty)}'>"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": png(drawn)}),
+        nbformat.v4.new_output("display_data", data={"text/html": frames})])])
+    assert len(list(png_outputs(nb))) == 2
+    assert blank_images(nb) == ["cell 0, image 1"]
+
+
 def test_there_are_notebooks():
     assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
 
@@ -50,5 +105,7 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch):
         timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
     )
     client.execute()                                      # raises CellExecutionError (with the traceback) on error
+    blank = blank_images(nb)
+    assert not blank, f"{path.name}: images with nothing drawn (fully transparent or one flat colour): {blank}"
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("name") == "stdout")
     assert printed.split(PREFIX_MARK)[-1].strip() == sys.prefix, f"kernel ran on another interpreter: {printed!r}"

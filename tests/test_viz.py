@@ -263,7 +263,7 @@ def test_dashboard_fallback_step_slider_layer(make_run, dashboard_module):
 def test_dashboard_overlay_play_ticks_and_live_redraw(make_run, dashboard_module):
     runs = [make_run(1.0, "wd=1"), make_run(0.0, "wd=0")]
     with pytest.warns(UserWarning):
-        dash = dashboard_module.Dashboard(runs, every=3, live_every_s=0.0)
+        dash = dashboard_module.Dashboard(runs, every=3, live_every_s=0.0, live_share=1.0)   # no budget (viz.live)
     dash.step_button.click()
     assert [r.step_count for r in runs] == [3, 3]
     assert [ln.get_label() for ln in dash.axes["spectrum"].lines[:2]] == ["wd=1 · step 2", "wd=0 · step 2"]
@@ -277,7 +277,8 @@ def test_dashboard_overlay_play_ticks_and_live_redraw(make_run, dashboard_module
     assert [r.step_count for r in runs] == [6, 6]
     before = _png(dash)
     runs[0].train(2, progress=False)                                        # trained elsewhere → live redraw
-    assert _png(dash) != before and dash.slider.max == 6                    # the common step: wd=0 is at 6
+    assert _png(dash) != before and dash.slider.max == 8                    # following live, per run:
+    assert dash.view.steps() == {"wd=1": 8, "wd=0": 6}                      # each at its own newest step
     assert "different steps (wd=1: 8, wd=0: 6)" in dash.status.value
     dash.close()
 

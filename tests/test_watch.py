@@ -92,7 +92,7 @@ def test_dashboard_watch_puts_directories_beside_a_notebook_run(run_dir):
               tasks.ModularArithmetic(p=7, train_frac=0.5), seed=0, name="toy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dash = Dashboard.watch(path, toy, every=2, live_every_s=0.0)
+        dash = Dashboard.watch(path, toy, every=2, live_every_s=0.0, live_share=1.0)
     watched = dash.watched[0]
     assert dash.names == ["r", "toy"] and dash.slider.max == 2
     lines_before = len(dash.axes["loss"].lines[0].get_xdata())

@@ -13,7 +13,7 @@ _PLOTS = ("plot_curves", "plot_loss_accuracy", "plot_metric", "plot_spectrum_hea
 _ANIMATE = ("spectrum_animation", "comparison_animation", "to_html", "save_gif", "animate_spectra",
             "export_animation", "export_png")
 _ESD = ("plot_esd", "plot_alpha")
-__all__ = [*_PLOTS, *_ANIMATE, *_ESD, "Dashboard"]
+__all__ = [*_PLOTS, *_ANIMATE, *_ESD, "Dashboard", "show_figure"]
 
 
 def __getattr__(name):
@@ -25,6 +25,8 @@ def __getattr__(name):
         return getattr(importlib.import_module(f"{__name__}.animate"), name)
     if name in _ESD:
         return getattr(importlib.import_module(f"{__name__}.esd"), name)
+    if name == "show_figure":
+        return importlib.import_module(f"{__name__}.column").show_figure
     if name == "Dashboard":
         return importlib.import_module(f"{__name__}.dashboard").Dashboard
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

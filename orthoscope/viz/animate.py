@@ -108,8 +108,14 @@ def to_html(anim, default_mode: str = "loop") -> str:
     player's icons are text, nothing is loaded from the network)."""
     import matplotlib
 
-    # to_jshtml refuses to embed more than animation.embed_limit MB (default 20); spectra at ≤100 frames are far below
-    with matplotlib.rc_context({"animation.embed_limit": 50}):
+    from .dashboard_support import DASHBOARD_LOCK
+
+    # Rendering the frames holds the Dashboards' lock (issue 27): JupyterLab handles widget messages — a Dashboard's
+    # redraw, ipympl's draw requests as a cell's canvases appear — on a thread of their own while this cell runs,
+    # and matplotlib is not thread-safe; notebook 01's animation, rendered while the Dashboard above it redrew,
+    # came out fully transparent after Run All. to_jshtml refuses to embed more than animation.embed_limit MB
+    # (default 20); spectra at ≤100 frames are far below 50.
+    with DASHBOARD_LOCK, matplotlib.rc_context({"animation.embed_limit": 50}):
         return offline_html(anim.to_jshtml(default_mode=default_mode))
 
 

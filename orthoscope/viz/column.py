@@ -49,6 +49,21 @@ _SCRIPT = """
       };
       new ResizeObserver(report).observe(column);
       report();
+      // ❚❚ / ■ while a chunk trains: the kernel hears of it only after the chunk, so say it here at once
+      const play = dashboard.querySelector('.orthoscope-play');
+      const status = dashboard.querySelector('.orthoscope-status');
+      if (play && status) {
+        play.addEventListener('click', (e) => {
+          const button = e.target.closest('button');
+          if (!button || !button.querySelector('.fa-pause, .fa-stop')) return;
+          const note = document.createElement('div');
+          note.className = 'orthoscope-pausing';
+          note.style.color = '#a50';
+          note.textContent = '❚❚ pausing after this chunk…';
+          const content = status.querySelector('.widget-html-content') || status;
+          content.prepend(note);      // the kernel's next status line replaces it
+        }, true);
+      }
     }
   }
   attach(100);
@@ -68,7 +83,7 @@ def column_box():
     """The hidden ``IntText`` the browser types the column's width into, with a class unique to it."""
     import ipywidgets as W
 
-    box = W.IntText(value=0, layout=W.Layout(display="none"))
+    box = W.IntText(value=0, layout=W.Layout(display="none"))     # (the script also says "pausing" at ❚❚)
     box.add_class(f"orthoscope-column-{next(_ids)}")
     return box
 
@@ -81,4 +96,31 @@ def column_script(box):
     return Javascript(_SCRIPT % {"cls": cls, "step": STEP_PX})
 
 
-__all__ = ["fitted_width", "column_box", "column_script", "MIN_WIDTH_PX"]
+def show_figure(fig, dpi: int = 100, scale: int = 2) -> None:
+    """Display a finished (non-interactive) figure so it fits its notebook column at any width (issue 27): a PNG
+    rendered at ``scale``× ``dpi`` (sharp on a high-density screen) in an ``<img>`` whose width is the figure's size
+    at ``dpi`` and whose ``max-width`` is 100 % — a narrow column scales it down, a wide one never stretches it. An
+    ipympl canvas cannot do this (fixed pixel size); a figure made through pyplot is closed, so ``%matplotlib
+    widget`` does not show its canvas too. Rendering holds the Dashboards' lock (drawing races with their redraws
+    on the widget thread otherwise: ``dashboard_support.DASHBOARD_LOCK``)."""
+    import base64
+    import io
+
+    from IPython.display import HTML, display
+
+    from .dashboard_support import DASHBOARD_LOCK
+
+    buf = io.BytesIO()
+    with DASHBOARD_LOCK:
+        fig.savefig(buf, format="png", dpi=dpi * scale)
+    width = round(fig.get_figwidth() * dpi)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    display(HTML(f"<img class='orthoscope-static-figure' width='{width}' style='max-width:100%;height:auto' "
+                 f"src='data:image/png;base64,{data}'>"))
+    import matplotlib.pyplot as plt
+
+    if getattr(fig, "number", None) in plt.get_fignums():
+        plt.close(fig)
+
+
+__all__ = ["fitted_width", "column_box", "column_script", "show_figure", "MIN_WIDTH_PX"]

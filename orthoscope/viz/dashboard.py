@@ -37,18 +37,19 @@ from pathlib import Path
 import numpy as np
 
 from .column import column_box, column_script, fitted_width
-from .dashboard_support import (_CSS, _as_run_list, _call_later, _copy_observers, _lean_ticks, _unique_names,
-                                _watched, message_age, serialized, show_sharpness, wrap_title)
-from .dashboard_text import drop_hidden, hover, status_html
+from . import live
+from .dashboard_support import (_CSS, _as_run_list, _copy_observers, _unique_names, _watched, message_age, serialized,
+                                show_sharpness)
+from .dashboard_text import status_html
 from ..core.keys import metric_of, where_of
 from .layout import RC, add_panels, build_figure, columns_for, figure_height, figure_legend, label_room
 from .dashboard_controls import make_controls, make_slider
 from .dashboard_export import export_animation, export_png
-from .dashboard_panels import (alpha_panel, colorbar_panel, esd_panel, heatmap_panel, sharpness_panel,
-                               signals_panel, spectrum_panel)
+from .dashboard_panels import alpha_panel, colorbar_panel, heatmap_panel, sharpness_panel, signals_panel
 from .plots import plot_loss_accuracy, plot_metric, scalar_keys
+from .dashboard_view import DashboardView
+from .view_state import newest_step
 
-_STEP_PANELS = ("spectrum", "esd")     # panels drawn at the viewed step (the others have steps on x and mark it)
 _BACKLOG_S = 0.02         # the least gap that makes a tick fresh, however short the interval
 _RELAYOUT_S = 5.0
 _FALLBACK_WARNED = False
@@ -71,7 +72,7 @@ def _warn_fallback_once() -> None:
                       "canvas.", stacklevel=4)
 
 
-class Dashboard:
+class Dashboard(DashboardView):
     """Live view of ``run_or_runs`` (a ``Run`` or a list of them); see the module docstring.
 
     Args:
@@ -81,6 +82,8 @@ class Dashboard:
         interval_ms: the play timer's period in the browser.
         live_every_s: redraw at most this often when the runs are trained elsewhere (``run.train`` in another cell);
             ``None`` turns those live redraws off.
+        live_share: live redraws take at most this share of the kernel's time, shared by every Dashboard in the
+            process (``viz.live``: two Dashboards on one run redraw together, not in turn).
         width_px: the figure's most width in pixels (a narrower notebook column narrows it; the height follows the
             number of panel rows). figsize, dpi: matplotlib's (``figsize`` overrides ``width_px``).
         export_dir: where *export PNG* writes. esd: draw the ESD panels (``viz.esd``). sharpness: ``show_sharpness``.
@@ -89,8 +92,9 @@ class Dashboard:
     """
 
     def __init__(self, run_or_runs, every: int = 10, metrics=("sv_entropy", "he_s1"), *, layer: str | None = None,
-                 interval_ms: int = 300, live_every_s: float | None = 1.0, width_px: int = 840, figsize=None,
-                 dpi: int = 80, export_dir=".", esd: bool = True, sharpness: bool | None = None):
+                 interval_ms: int = 300, live_every_s: float | None = 1.0, live_share: float = live.LIVE_SHARE,
+                 width_px: int = 840, figsize=None, dpi: int = 80, export_dir=".", esd: bool = True,
+                 sharpness: bool | None = None):
         if not isinstance(every, int) or isinstance(every, bool) or every <= 0:
             raise ValueError(f"every must be a positive integer (steps per tick), got {every!r}")
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -98,11 +102,15 @@ class Dashboard:
             raise TypeError(f"metrics must be metric names such as 'sv_entropy', got {metrics!r}")
         if not isinstance(interval_ms, int) or interval_ms < 10:
             raise ValueError(f"interval_ms must be an integer ≥ 10, got {interval_ms!r}")
+        if not 0 < live_share <= 1:
+            raise ValueError(f"live_share must be in (0, 1] (the share of the kernel's time for live redraws), got "
+                             f"{live_share!r}")
         if not isinstance(width_px, int) or width_px < 300:
             raise ValueError(f"width_px must be an integer ≥ 300 (pixels), got {width_px!r}")
         self.runs = _as_run_list(run_or_runs)
         self.names = _unique_names(self.runs)
         self.every, self.metrics, self.live_every_s, self.esd = every, metrics, live_every_s, bool(esd)
+        self.live_share = live_share
         self.interval_s = interval_ms / 1000
         self.export_dir, self.exported = Path(export_dir), None
         self._check_metrics()
@@ -114,9 +122,11 @@ class Dashboard:
         self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
-        self._note, self._trailing, self._step_time, self._min_age = "", None, 0.0, math.inf
+        self._note, self._min_age, self._drawn_steps = "", math.inf, None
         self._background, self._drawn_view, self._markers, self._laid_out_room = None, None, [], None
+        self._view, self._drawn_marks = None, None
         self._unsubscribe = [r.on_step(self._on_run_step) for r in self.runs]
+        live.SCHEDULER.register(self)
         self.redraw()
 
     # ---- construction ------------------------------------------------------------------------------------------
@@ -143,6 +153,8 @@ class Dashboard:
             self.canvas.resizable = True
             self.canvas.draw = serialized(self.canvas.draw)   # ipympl draws on the browser's request, too
             self.fig.canvas.mpl_connect("resize_event", self._on_resize)
+            # the values under the mouse go when the mouse does (matplotlib leaves the last message standing)
+            self.fig.canvas.mpl_connect("figure_leave_event", self._clear_hover)
         else:
             import ipywidgets as W
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -153,6 +165,9 @@ class Dashboard:
         self.canvas.add_class("orthoscope-figure")
         self.fig.canvas.mpl_connect("draw_event", self._on_draw_event)
 
+    def _clear_hover(self, event=None) -> None:
+        self.canvas._message = ""
+
     def _make_controls(self, layer, interval_ms) -> None:
         import ipywidgets as W
 
@@ -161,12 +176,14 @@ class Dashboard:
         self.layer, self.fixed_axes, self.smooth = controls.layer, controls.fixed_axes, controls.smooth
         self.export_button, self.export_anim_button = controls.export_button, controls.export_anim_button
         self.run_boxes, self.status = controls.run_boxes, controls.status
+        self._tooltips = {"step": self.step_button.tooltip, "play": self.play.tooltip}
         self.slider = self._new_slider(0)
         self._wanted_layer, self._quiet = layer, False
         self._controls = W.HBox([self.play, self.step_button, self.live_button, self.slider, self.layer],
                                 layout=W.Layout(flex_flow="row wrap"))
         self._refresh_controls()   # raises here, not later, for a layer= that the runs do not record
         self.play.observe(self._on_tick, names="value")
+        self.play.observe(self._on_playing, names="playing")
         self.step_button.on_click(lambda _: self._advance_from_widget())
         self.live_button.on_click(lambda _: self.go_live())
         self.export_button.on_click(lambda _: self._export_from_widget(self.export_png))
@@ -193,17 +210,19 @@ class Dashboard:
     # ---- driving the runs --------------------------------------------------------------------------------------
     @serialized
     def advance(self, steps: int | None = None) -> None:
-        """Train the runs together: each trainable run up to ``min(step counts) + steps`` (default ``every``), so a
-        run that is ahead waits for the others; watched run directories are re-read. Then redraw once. Errors
+        """Train the shown runs together: each trainable one up to ``min(step counts) + steps`` (default ``every``),
+        so a run that is ahead waits for the others; watched run directories are re-read; hidden runs are left
+        alone. Then redraw once. Errors
         propagate; the redraw happens even so, showing the state the runs kept."""
         n = self.every if steps is None else steps
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"steps must be a positive integer, got {n!r}")
-        trainable = [r for r in self.runs if not _watched(r)]
+        shown = [r for r, name in zip(self.runs, self.names) if name not in self._hidden()]
+        trainable = [r for r in shown if not _watched(r)]
         target = min((r.step_count for r in trainable), default=0) + n
         self._advancing = True
         try:
-            for run in self.runs:
+            for run in shown:                       # a hidden run is left alone
                 if _watched(run):
                     run.refresh()                   # reads what the other process wrote (a recorder: nothing)
                     continue
@@ -244,59 +263,18 @@ class Dashboard:
         self._advance_from_widget()
         self._chunk_end = time.perf_counter()
 
-    def _on_run_step(self, run, record) -> None:
-        """``run.on_step`` callback: live redraws while the runs are trained elsewhere, throttled to one per
-        ``live_every_s``. A step that falls inside the throttle window schedules a trailing redraw on the kernel's
-        asyncio loop, so the last steps of a burst (a few ``run.step()`` of another Dashboard) are shown too."""
-        self._step_time = time.perf_counter()
-        if self._advancing or self.live_every_s is None:
-            return
-        wait = self.live_every_s - (time.perf_counter() - self._last_draw)
-        if wait <= 0:
-            self.redraw()
-        elif self._trailing is None:
-            self._trailing = _call_later(wait, self._trailing_redraw)
-
-    def _trailing_redraw(self) -> None:
-        self._trailing = None
-        if self._last_draw < self._step_time:     # a step landed after the last redraw
-            self.redraw()
-
-    @serialized
-    def go_live(self) -> None:
-        """Move the view to the newest common step; it then follows training."""
-        self._refresh_controls(to_newest=True)
-        self.redraw()
-
-    @property
-    def following(self) -> bool:
-        return self.slider.value >= self.slider.max
-
-    @property
-    def viewed_step(self) -> int:
-        return int(self.slider.value)
-
-    # ---- what is shown -----------------------------------------------------------------------------------------
-    def _pairs(self, visible_only: bool = False) -> list[tuple[str, object]]:
-        pairs = [(name, run.history) for name, run in zip(self.names, self.runs)]
-        if visible_only and self.run_boxes:
-            pairs = [p for p, box in zip(pairs, self.run_boxes) if box.value]
-        return pairs
-
-    def _layers(self) -> list[str]:
-        return list(dict.fromkeys(m for r in self.runs for m in r.history.modules("sv")))
-
-    def common_step(self) -> int:
-        """The last step every run that has recorded anything has reached: the newest step all can be shown at."""
-        lasts = [r.history.last_step for r in self.runs if len(r.history)]
-        return min(lasts) if lasts else 0
+    def _on_playing(self, change) -> None:
+        """▶ or ❚❚ reached the kernel: the status line says so (the browser already said "pausing after this chunk"
+        when ❚❚ was clicked: ``viz.column``'s script)."""
+        if not self._quiet:
+            self.status.value = status_html(self)
 
     def _refresh_controls(self, to_newest: bool = False) -> None:
         """Slider range (``to_newest``: and value, the newest step) and layer list from the histories. Observers are
         muted meanwhile (``_quiet``): changing these fires value events that would otherwise redraw again."""
         self._quiet = True
         try:
-            last = self.common_step()
+            last = newest_step([r.history for r in self.runs], self.names, self._hidden())
             if last != self.slider.max:
                 following = self.slider.value >= self.slider.max   # at the newest step: keep following it
                 value = last if following else min(self.slider.value, last)
@@ -307,6 +285,7 @@ class Dashboard:
                 old.close()
             if to_newest:
                 self.slider.value = self.slider.max
+            self._refresh_trainable()
             layers = self._layers()
             if layers and list(self.layer.options) != layers:
                 keep = self._wanted_layer or self.layer.value
@@ -314,11 +293,28 @@ class Dashboard:
                     raise ValueError(f"layer {self._wanted_layer!r} has no recorded spectrum; recorded layers: "
                                      f"{layers}")
                 self.layer.options = layers
+                # wide enough for the longest module path (a Llama's model.model.layers.0.self_attn.q_proj)
+                self.layer.layout.width = f"calc({3 + max(len(x) for x in layers)}ch + 100px)"
                 self.layer.value = keep if keep in layers else layers[0]
                 self._wanted_layer = None
                 self._relayout_soon()
         finally:
             self._quiet = False
+
+    def _watched_only(self) -> bool:
+        """Every shown run is a run directory another process trains: *step* and *play* have nothing to train."""
+        return all(_watched(r) for r, name in zip(self.runs, self.names) if name not in self._hidden())
+
+    def _refresh_trainable(self) -> None:
+        """*step* and *play* disabled, with the reason as their tooltip, when they cannot act."""
+        idle = self._watched_only()
+        reason = ("disabled: every shown run is a run directory trained by another process — nothing to train "
+                  "here; the Dashboard refreshes it by itself")
+        for widget, tooltip in ((self.step_button, self._tooltips["step"]), (self.play, self._tooltips["play"])):
+            widget.disabled = idle
+            widget.tooltip = reason if idle else tooltip
+        if idle and self.play.playing:
+            self.play.playing = False
 
     def _on_control(self, change) -> None:
         if self._quiet:
@@ -366,15 +362,24 @@ class Dashboard:
     @serialized
     def redraw(self) -> None:
         """Rebuild every panel from the histories at the viewed step, then push the image to the browser."""
+        start = live.clock()
+        try:
+            self._redraw()
+        finally:
+            self._last_draw = live.clock()    # live_every_s counts from the end of a draw …
+            live.SCHEDULER.spent(self, self._last_draw - start)   # … and the live budget from its cost (viz.live)
+
+    def _redraw(self) -> None:
         import matplotlib
 
         self._refresh_controls()
         # Every run is drawn (so run i keeps colour C<i> whatever is hidden), then the hidden runs' lines removed.
-        pairs, layer, at = self._pairs(), self.layer.value, self.viewed_step
+        pairs, layer, view = self._pairs(), self.layer.value, self._view_state()
+        self._view = view
         hidden = self._hidden()
         smooth = float(self.smooth.value)
         panels = [(("loss", "acc"), lambda axs: plot_loss_accuracy(axs, pairs, smooth=smooth, legend=False))]
-        panels += self._step_panels(pairs, layer, at)
+        panels += self._step_panels(pairs, layer, view)
         panels += [((f"heatmap:{name}",), lambda axs, i=i: self._heatmap(axs[0], i, layer))
                    for i, name in enumerate(self.names)]
         panels += [((f"metric:{m}",), lambda axs, m=m: plot_metric(axs[0], pairs, m, modules=[layer], smooth=smooth,
@@ -387,69 +392,15 @@ class Dashboard:
         with matplotlib.rc_context(RC):
             self._mesh, self._markers = None, []
             for names, draw in panels:
-                self._draw_panel(names, draw, layer, hidden)
+                self._draw_panel(names, draw, layer, hidden, view)
             colorbar_panel(self.fig, self.axes["colorbar"], self._mesh)
             shown = [(i, n) for i, n in enumerate(self.names) if n not in hidden and len(self.runs) > 1]
             splits = [where_of(k) for k in scalar_keys(pairs) if k.startswith("loss/") and k != "loss/batch"]
             figure_legend(self.fig, shown, splits)
-        self._drawn_view = self._view()
+        self._drawn_view, self._drawn_steps = self._controls_view(), self._steps_now()
+        self._drawn_marks = self._mark_plan(view)
         self.status.value = status_html(self)
         self._render()
-
-    def _step_panels(self, pairs, layer, at) -> list:
-        """The panels whose content depends on the viewed step (every other panel only marks it)."""
-        fixed = bool(self.fixed_axes.value)
-        panels = [(("spectrum",), lambda axs: spectrum_panel(axs[0], pairs, self._pairs(True), layer, at, fixed))]
-        if self.esd:
-            panels += [(("esd",), lambda axs: esd_panel(axs[0], pairs, layer, at))]
-        return panels
-
-    def _draw_panel(self, names, draw, layer, hidden) -> None:
-        """Clear the panel's axes and draw it; a ValueError becomes the panel's text instead of breaking the rest.
-        A panel over steps gets the viewed-step marker, an *animated* line (drawn by ``_on_draw_event``), so a
-        slider move can move it without re-rendering the panel."""
-        axs = [self.axes[n] for n in names]
-        for ax in axs:
-            ax.clear()
-            twin = getattr(ax, "_orthoscope_twin", None)
-            if twin is not None:
-                twin.remove()
-                ax._orthoscope_twin = None
-        try:
-            if not any(len(r.history) for r in self.runs):
-                raise ValueError("nothing recorded yet — press step or play")
-            if len(hidden) == len(self.runs):
-                raise ValueError("every run is hidden — tick one above")
-            if layer is None and names[0] not in ("loss", "signals"):
-                raise ValueError("no singular values recorded (add a Spectrum probe to the runs)")
-            draw(axs)
-            for ax in axs:
-                _lean_ticks(ax)
-                wrap_title(ax)
-                drop_hidden(ax, hidden)
-                if names[0] not in _STEP_PANELS:       # x is the step: mark the viewed one
-                    self._markers.append(ax.axvline(self.viewed_step, color="0.35", lw=0.8, ls=":",
-                                                    label="_viewed step", animated=True))
-                hover(ax)
-        except ValueError as exc:   # the panel says what is missing instead of breaking the others
-            axs[0].text(0.5, 0.5, str(exc), ha="center", va="center", wrap=True, fontsize=7,
-                        transform=axs[0].transAxes)
-            for ax in axs:
-                ax.set_xticks([])
-                ax.set_yticks([])
-
-    # ---- a slider move: redraw only what depends on the viewed step --------------------------------------------
-    def _hidden(self) -> set[str]:
-        return {name for name, box in zip(self.names, self.run_boxes) if not box.value}
-
-    def _view(self) -> tuple:
-        """What the drawn panels depend on besides the viewed step and the data."""
-        return (self.layer.value, frozenset(self._hidden()), float(self.smooth.value), bool(self.fixed_axes.value),
-                self.slider.max)
-
-    def _step_axes(self) -> list:
-        """The axes of the panels drawn at the viewed step: animated artists (``_render``), painted last."""
-        return [self.axes[name] for name in _STEP_PANELS if name in self.axes]
 
     def _on_draw_event(self, event) -> None:
         """After every full render of the figure (ours, ipympl's on a resize, a savefig): the step panels and the
@@ -462,7 +413,7 @@ class Dashboard:
         for ax in self._step_axes():
             ax.draw(event.renderer)
         if not saving:                   # (a savefig draws the animated lines of its axes itself)
-            for marker in self._markers:
+            for marker, _ in self._markers:
                 marker.draw(event.renderer)
 
     @serialized
@@ -475,18 +426,24 @@ class Dashboard:
         import matplotlib
 
         canvas, background = self.fig.canvas, self._background
-        if background is None or background[1] is not canvas.get_renderer() or self._drawn_view != self._view():
+        if background is None or background[1] is not canvas.get_renderer() or \
+                self._drawn_view != self._controls_view():
             return False
-        pairs, layer, at = self._pairs(), self.layer.value, self.viewed_step
+        view = self._view_state()
+        if self._mark_plan(view) != self._drawn_marks:      # runs parting or meeting: other markers
+            return False
+        self._view = view
+        pairs, layer = self._pairs(), self.layer.value
         with matplotlib.rc_context(RC):
-            for names, draw in self._step_panels(pairs, layer, at):
-                self._draw_panel(names, draw, layer, self._hidden())
-        for marker in self._markers:
-            marker.set_xdata([at, at])
+            for names, draw in self._step_panels(pairs, layer, view):
+                self._draw_panel(names, draw, layer, self._hidden(), view)
+        for marker, who in self._markers:
+            step = view.common() if who == "*" else view.of(who).step
+            marker.set_xdata([step, step])
         canvas.restore_region(background[0])
         for ax in self._step_axes():
             self.fig.draw_artist(ax)
-        for marker in self._markers:
+        for marker, _ in self._markers:
             self.fig.draw_artist(marker)
         self.status.value = status_html(self)
         self._send(blit=True)
@@ -510,8 +467,6 @@ class Dashboard:
         for ax in self._step_axes():               # drawn over the background by _on_draw_event
             ax.set_animated(True)
         self._send(blit=False)
-        self._last_draw = time.perf_counter()    # the throttle counts from the end of a draw: a slow draw never
-                                                 # turns live redraws into back-to-back ones
 
     def _send(self, blit: bool) -> None:
         """Push the image to the browser: after a full render (``blit=False``) or after painting over the kept
@@ -583,9 +538,7 @@ class Dashboard:
     def close(self) -> None:
         """Stop playing, unsubscribe from the runs and close the widgets."""
         self.play.playing = False
-        if self._trailing is not None:
-            self._trailing.cancel()
-            self._trailing = None
+        live.SCHEDULER.unregister(self)
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []

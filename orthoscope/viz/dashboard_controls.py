@@ -19,7 +19,7 @@ def make_controls(every: int, names: list[str], export_dir, interval_ms: int) ->
                              tooltip=f"train {every} steps of {each} (runs that are behind catch up first)")
     c.live_button = W.Button(description="live", icon="fast-forward", layout=W.Layout(width="auto"),
                              tooltip="return the view to the newest step and follow training")
-    c.layer = W.Dropdown(options=[], description="layer", layout=W.Layout(width="250px"),
+    c.layer = W.Dropdown(options=[], description="layer", layout=W.Layout(width="250px", max_width="100%"),
                          tooltip="the weight matrix whose spectrum, heat-map and metrics are shown")
     c.fixed_axes = W.ToggleButton(value=True, description="fixed axes", icon="lock", layout=W.Layout(width="auto"),
                                   tooltip="keep the spectrum's y-range fixed over the whole recorded history, so "

@@ -9,15 +9,24 @@ from __future__ import annotations
 import math
 
 from ..core.keys import key as make_key
+from ..probes.esd import MIN_EVALS
 from .plots import (metric_title, metric_ylabel, plot_spectrum_at, plot_spectrum_heatmap, smooth_ema,
                     spectrum_limits)
 
 
-def spectrum_panel(ax, pairs, visible, layer: str, at: int, fixed: bool) -> None:
-    """σ_i of ``layer`` at step ``at`` with the step-0 spectrum in grey; ``fixed``: the y-range of every recorded
-    step of the shown runs (so scrubbing shows motion, not a rescaled axis)."""
+def spectrum_panel(ax, pairs, visible, layer: str, view, fixed: bool) -> None:
+    """σ_i of ``layer``, each run at its step of ``view`` (``viz.view_state``), with the step-0 spectrum in grey;
+    ``fixed``: the y-range of every recorded step of the shown runs (so scrubbing shows motion, not a rescaled
+    axis). The title names the steps of the view, as the status line and the markers do."""
     ylim = spectrum_limits(visible, layer) if fixed else None
-    plot_spectrum_at(ax, pairs, layer, at, reference_step=0, ylim=ylim, legend=False)
+    plot_spectrum_at(ax, pairs, layer, _steps(pairs, view), reference_step=0, ylim=ylim, legend=False)
+    ax.set_title(f"spectrum of {layer} at {view.steps_text()}")
+
+
+def _steps(pairs, view) -> dict:
+    """{run name: its step in ``view``} for every pair (a hidden run is drawn, then removed: any step of its)."""
+    steps = view.steps()
+    return {name: steps.get(name, 0) for name, _ in pairs}
 
 
 def heatmap_panel(ax, name: str, history, visible, layer: str, shown: bool, several: bool):
@@ -37,20 +46,46 @@ def heatmap_panel(ax, name: str, history, visible, layer: str, shown: bool, seve
     return mesh
 
 
-def esd_panel(ax, pairs, layer: str, at: int) -> None:
+def esd_panel(ax, pairs, layer: str, view) -> None:
     """WeightWatcher's view of the layer at the viewed step: the log-log density of λ = σ² (grey: step 0; dashed:
-    the fitted power-law tail). Its axes are fixed over the whole history by ``plot_esd`` itself."""
-    from .esd import plot_esd
+    the fitted power-law tail), and each shown run's α there with its standard error and how many eigenvalues the
+    tail holds — a small tail makes α noisy, and the panel says so. Its axes are fixed over the whole history by
+    ``plot_esd`` itself."""
+    from .esd import fit_at, plot_esd
 
-    plot_esd(ax, pairs, layer, at, reference_step=0)
+    steps = _steps(pairs, view)
+    plot_esd(ax, pairs, layer, steps, reference_step=0)
     ax.get_legend().remove()             # the figure legend names the runs; α is the next panel
-    ax.set_title(f"ESD (λ = σ²) of {layer} at step {at}, fit dashed")
+    ax.set_title(f"ESD (λ = σ²) of {layer} at {view.steps_text()}, fit dashed")
+    notes = []
+    for i, (name, h) in enumerate(pairs):
+        if name not in view.steps() or make_key("sv", layer) not in h:
+            continue
+        _, fit, n = fit_at(h, layer, steps[name])
+        who = f"{name}: " if len(pairs) > 1 else ""
+        if fit is None:
+            notes.append(f"{who}no fit (< {MIN_EVALS} eigenvalues)")
+        else:
+            # the MLE's standard error (α − 1)/√n_tail (Clauset, Shalizi & Newman 2009, eq. 3.2; WW's ``sigma``)
+            notes.append(f"{who}α = {fit.alpha:.2f} ± {fit.sigma:.2f} from a tail of {fit.n_tail} of "
+                         f"{n} λ")
+    if notes:
+        ax.text(0.98, 0.97, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize="x-small",
+                label="_alpha note")
 
 
 def alpha_panel(ax, pairs, layer: str) -> None:
-    """WeightWatcher's power-law exponent α of the layer over time."""
-    from .esd import plot_alpha
+    """WeightWatcher's power-law exponent α of the layer over time — only where WeightWatcher would fit it: a layer
+    with fewer than ``MIN_EVALS`` eigenvalues gets the reason instead (the panel is greyed, ``Dashboard``)."""
+    from .esd import n_eigenvalues, plot_alpha
 
+    n = n_eigenvalues(pairs, layer)
+    # WeightWatcher skips layers with fewer than min_evals eigenvalues: probes.esd.MIN_EVALS = 8 follows
+    # WeightWatcher 0.7.7's code; its constants.py (calculatedcontent/weightwatcher, found with the `search` tool:
+    # DEFAULT_MIN_EVALS = 10, MIN_NUM_EVALS = 10) and 0.7.7's docstring say 10 — the fits here use 8, so does this.
+    if 0 < n < MIN_EVALS:
+        raise ValueError(f"α not shown: {layer} has {n} eigenvalues, and WeightWatcher fits a power law only to "
+                         f"layers with at least {MIN_EVALS}")
     plot_alpha(ax, pairs, layer)
     ax.get_legend().remove()
     ax.set_title(f"power-law exponent α of {layer}")

@@ -13,30 +13,45 @@ def _value_at(series, step):
     return series.steps[j], float(series.values[j])
 
 
+_WHY = {"live": "its newest", "scrubbed": "scrubbed back", "ended": "its last — it has not reached the slider's step",
+        "hidden": "hidden", "empty": "nothing recorded yet"}
+
+
 def status_html(dash) -> str:
-    """The status line: each run's step and numbers at the viewed step, whether the view follows training, a
-    warning when the runs stand at different steps, the chosen layer in words, the last export note and error."""
-    at, lines = dash.viewed_step, []
+    """The status line, from the Dashboard's view state (``viz.view_state``) — the one the panels were drawn from:
+    each run's trained step, the step it is shown at and why, its numbers there; whether the view follows training;
+    a warning when the runs stand at different steps; the chosen layer in words; the last export note and error."""
+    view, lines = dash.view, []
     for name, run in zip(dash.names, dash.runs):
-        h, bits = run.history, []
+        rv, h, bits = view.of(name), run.history, []
+        if rv.step is None:
+            lines.append(f"<b>{name}</b>: step {run.step_count} · {_WHY[rv.why]}")
+            continue
         for key, label in (("loss/train", "train loss"), ("loss/test", "test loss"), ("loss/val", "val loss"),
                            ("acc/train", "train acc"), ("acc/test", "test acc")):
             if key in h and len(h[key]):
-                bits.append(f"{label} {_value_at(h[key], at)[1]:.4g}")
-        shown = f" · at step {at}: " + " · ".join(bits) if bits else " · nothing recorded yet"
-        lines.append(f"<b>{name}</b>: step {run.step_count}{shown}")
-    common = dash.common_step()
-    if dash.following:
-        lines.append(f"<span style='color:#070'>● following live — viewing step {at}, the newest</span>")
+                bits.append(f"{label} {_value_at(h[key], rv.step)[1]:.4g}")
+        numbers = ": " + " · ".join(bits) if bits else ""
+        why = _WHY[rv.why]
+        if rv.why == "live" and rv.step != rv.newest:     # spectra are recorded every few steps
+            why = "its newest spectrum"
+        lines.append(f"<b>{name}</b>: step {run.step_count} · at step {rv.step} ({why}){numbers}")
+    steps, common = view.steps(), view.common()
+    if dash.play.playing:
+        lines.append(f"▶ playing: {dash.every} steps of each shown run per tick — ❚❚ pauses after the chunk in flight")
+    if view.following:
+        where = (f"viewing step {common}, the newest" if common is not None else
+                 "each run at its newest step: " + ", ".join(f"{n} at {s}" for n, s in steps.items()))
+        lines.append(f"<span style='color:#070'>● following live — {where}</span>")
     else:
-        lines.append(f"<span style='color:#a50'>❚❚ viewing step {at} of {common} — not following training; "
-                     "press <b>live</b> (or End on the slider) to follow it</span>")
-    steps = {name: run.history.last_step for name, run in zip(dash.names, dash.runs) if len(run.history)}
-    if len(set(steps.values())) > 1:
+        lines.append(f"<span style='color:#a50'>❚❚ viewing step {view.target} of {view.newest} — not following "
+                     "training; press <b>live</b> (or End on the slider) to follow it</span>")
+    trained = {n: run.history.last_step for n, run in zip(dash.names, dash.runs) if n in steps}
+    if len(set(trained.values())) > 1:
         lines.append("⚠ the runs have trained to different steps (" +
-                     ", ".join(f"{n}: {s}" for n, s in steps.items()) + f"): every panel marks step {at} "
-                     f"≤ {common}, the last step all have recorded; step/play train the runs that are behind "
-                     "first")
+                     ", ".join(f"{n}: {s}" for n, s in trained.items()) + "): each panel shows each run at the "
+                     "step named above" + ("" if dash._watched_only() else
+                                            "; step/play train the runs that are behind first"))
     if dash.layer.value:
         model = getattr(dash.runs[0], "model", None)
         lines.append(f"<small>{describe_layer(model, dash.layer.value)}</small>")
@@ -48,30 +63,35 @@ def status_html(dash) -> str:
 
 
 def drop_hidden(ax, hidden) -> None:
-    """Remove the lines of hidden runs (labelled ``"<run> · ..."``) and rescale to what is left."""
+    """Remove every artist of a hidden run — lines, ESD histograms (patches), fills — labelled ``"<run> · ..."`` or
+    ``"<run>"``, and rescale to what is left."""
     if not hidden:
         return
-    for ln in list(ax.get_lines()):
-        if ln.get_label().split(" · ", 1)[0] in hidden:
-            ln.remove()
+    for artist in list(ax.get_children()):
+        label = artist.get_label() if hasattr(artist, "get_label") else ""
+        if isinstance(label, str) and label.split(" · ", 1)[0] in hidden:
+            artist.remove()
     ax.relim()
     ax.autoscale_view()
 
 
 def hover(ax) -> None:
-    """Values on hover: the footer under an ipympl canvas shows ``ax.format_coord(x, y)`` — here, at the step (or
-    index) under the mouse, every labelled line's value at its nearest point."""
+    """Values on hover: the footer under an ipympl canvas shows ``ax.format_coord(x, y)`` — here every labelled
+    line's value at its recorded point nearest the mouse, labelled with *that point's* step (or index), so the step
+    named is the step of the value shown. (The Dashboard clears the footer when the mouse leaves the figure.)"""
     lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_") and len(ln.get_xdata()) > 0]
     if not lines:
         return
     xname = ax.get_xlabel().split(" (")[0] or "x"
 
     def format_coord(x, y, lines=lines):
-        parts = []
+        points = []
         for ln in lines:
             xs = np.asarray(ln.get_xdata(), dtype=float)
             j = int(np.argmin(np.abs(xs - x)))
-            parts.append(f"{ln.get_label()} {float(np.asarray(ln.get_ydata())[j]):.4g}")
-        return f"{xname} {x:.0f}: " + " · ".join(parts)
+            points.append((xs[j], ln.get_label(), float(np.asarray(ln.get_ydata())[j])))
+        if len({p[0] for p in points}) == 1:
+            return f"{xname} {points[0][0]:g}: " + " · ".join(f"{label} {v:.4g}" for _, label, v in points)
+        return " · ".join(f"{label} {v:.4g} ({xname} {at:g})" for at, label, v in points)
 
     ax.format_coord = format_coord

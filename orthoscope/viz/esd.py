@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.keys import key as make_key
 from ..probes.esd import EVALS_THRESH, OVER_TRAINED, UNDER_TRAINED, alpha_over_time, esd_eigenvalues, fit_power_law
-from .plots import _as_runs, _sv_key, nearest_step
+from .plots import _as_runs, _sv_key, nearest_step, step_for
 
 N_BINS = 40
 REFERENCE_COLOUR = "0.6"     # the step-0 ESD, grey
@@ -72,7 +72,8 @@ def _tail_line(lam: np.ndarray):
 
 
 def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
-    """Log-log histogram of λ = σ² of ``sv/<module>`` at the recorded step nearest ``step``, one colour per run, with
+    """Log-log histogram of λ = σ² of ``sv/<module>`` at the recorded step nearest ``step`` (a mapping {run label:
+    step}: each run's own), one colour per run, with
     the ESD at ``reference_step`` in grey (``None``: no reference) and the fitted power-law tail dashed (α in the
     legend). Bins and both axis limits cover every recorded step of every run, so they do not move while scrubbing."""
     runs = _as_runs(history)
@@ -91,7 +92,7 @@ def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
             r = nearest_step(steps, reference_step)
             artists.append(ax.stairs(_density(esds[r], bins), bins, baseline=None, color=REFERENCE_COLOUR, lw=1.2,
                                      label=f"{prefix}step {steps[r]} (reference)"))
-        j = nearest_step(steps, step)
+        j = nearest_step(steps, step_for(step, run_label))
         shown.append(steps[j])
         colour = f"C{i_run % 10}" if (len(present) > 1 or labelled) else "C0"
         artists.append(ax.stairs(_density(esds[j], bins), bins, baseline=None, color=colour, lw=1.6,
@@ -111,6 +112,23 @@ def plot_esd(ax, history, module: str, step, reference_step=0) -> list:
     ax.set_title(f"eigenvalue density (ESD) of {key[3:]} @ step {steps_txt}")
     ax.legend(fontsize="x-small")
     return artists
+
+
+def n_eigenvalues(history, module: str) -> int:
+    """How many eigenvalues (singular values) the newest spectrum of ``module`` has, over the runs (0: none)."""
+    key = make_key("sv", module)
+    return max((int(h[key].values[-1].numel()) for _, h in _as_runs(history) if key in h and len(h[key])),
+               default=0)
+
+
+def fit_at(h, module: str, step):
+    """WeightWatcher's fit of the ESD at the recorded step nearest ``step``: (recorded step, ``PowerLawFit``, number
+    of eigenvalues), the fit None where WeightWatcher would not fit (fewer than ``MIN_EVALS`` eigenvalues)."""
+    key = make_key("sv", module)
+    j = nearest_step(h[key].steps, step)
+    lam = _esds(h, key)[j]
+    fit, _ = _tail_line(lam)
+    return h[key].steps[j], fit, int(lam.size)
 
 
 def _alpha_series(h, module: str):
@@ -148,6 +166,12 @@ def plot_alpha(ax, history, module: str, upto_step=None) -> list:
     artists.append(ax.axhspan(UNDER_TRAINED, top, color="tab:blue", alpha=0.08, lw=0,
                               label=f"α > {UNDER_TRAINED:g}: under-trained (WW)"))
     ax.set_ylim(bottom, top)
+    # the bands named on the panel itself, at its right edge (x in axes fractions, y in α)
+    band = ax.get_yaxis_transform()
+    ax.text(0.98, (bottom + OVER_TRAINED) / 2, f"over-trained (α < {OVER_TRAINED:g})", transform=band, ha="right",
+            va="center", fontsize="x-small", color="tab:red", label="_band")
+    ax.text(0.98, (UNDER_TRAINED + top) / 2, f"under-trained (α > {UNDER_TRAINED:g})", transform=band, ha="right",
+            va="center", fontsize="x-small", color="tab:blue", label="_band")
     ax.set_xlabel("step")
     ax.set_ylabel("α (power-law exponent)")
     ax.set_title(f"power-law exponent α of {module}")
@@ -155,4 +179,4 @@ def plot_alpha(ax, history, module: str, upto_step=None) -> list:
     return artists
 
 
-__all__ = ["plot_esd", "plot_alpha"]
+__all__ = ["plot_esd", "plot_alpha", "fit_at", "n_eigenvalues"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+_OUTPUT_ROLE = "the output layer (features → logits of the answers)"
 # (pattern on the last path component or the whole path, role) — first match wins
 _ROLES = (
     (r"(^|\.)(embed|embedding|wte|tok_emb|embed_tokens)$", "the token embedding (one row per token)"),
@@ -22,7 +23,7 @@ _ROLES = (
     (r"(^|\.)(o_proj|out_proj|wo)$", "the output projection of self-attention"),
     (r"(^|\.)(up|up_proj|fc1|gate_proj|c_fc)$", "the MLP's expanding matrix (width → MLP width)"),
     (r"(^|\.)(down|down_proj|fc2|c_proj)$", "the MLP's contracting matrix (MLP width → width)"),
-    (r"(^|\.)(head|lm_head|unembed|readout|out|output)$", "the output layer (features → logits of the answers)"),
+    (r"(^|\.)(head|lm_head|unembed|readout|out|output)$", _OUTPUT_ROLE),
     (r"(^|\.)layers\.(\d+)$", "hidden layer {n}"),
 )
 
@@ -36,9 +37,23 @@ def layer_role(path: str) -> str | None:
     return None
 
 
+def _is_output_layer(model, path: str) -> bool:
+    """The model's last module with a 2-D weight, when it is not an embedding: what computes the logits (an MLP's
+    last ``layers.<i>`` is its output layer, not a hidden one)."""
+    last = None
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if getattr(weight, "ndim", 0) == 2 and type(module).__name__ != "Embedding":
+            last = name
+    return last == path
+
+
 def describe_layer(model, path: str) -> str:
     """One line: the module's role, type and weight shape, and how many singular values it has."""
     role = layer_role(path)
+    if (role is None or role.startswith("hidden layer")) and hasattr(model, "named_modules") and \
+            _is_output_layer(model, path):
+        role = _OUTPUT_ROLE
     module = None
     if model is not None:
         try:

@@ -1,6 +1,6 @@
 """The Dashboard's figure: which panel goes where, at what size, and the one legend above them all.
 
-Rows of three panels: loss | accuracy | spectrum at the viewed step, then the log-spectrum heat-maps — one per run
+Rows of three panels: loss | accuracy | spectrum at the viewed step (narrower: the spectrum first), then the log-spectrum heat-maps — one per run
 (small multiples, up to six in a row, one shared colorbar at the right end), then one panel per metric, the
 training-signals panel (gradient norm, learning rate), the sharpness panel when asked (λ_max of the loss Hessian with
 the 2/η line; ``probes.Sharpness``) and the ESD panels (``viz.esd``: the eigenvalue density at the
@@ -44,7 +44,9 @@ def _rows(names: list[str], metrics: list[str], esd: bool, n_cols: int, sharpnes
     flowing = ([] if own_row else [f"heatmap:{n}" for n in names]) + [f"metric:{m}" for m in metrics] + ["signals"]
     flowing += ["sharpness"] if sharpness else []
     flowing += ["esd", "alpha"] if esd else []
-    panels = ["loss", "acc", "spectrum"] + flowing
+    # narrow (two or one per row): the spectrum first, right under the controls, so a Dashboard of many runs shows
+    # its controls and a spectrum on one screen (issue 27: six runs at 900 px were 1680 px tall, spectrum below)
+    panels = (["loss", "acc", "spectrum"] if n_cols >= 3 else ["spectrum", "loss", "acc"]) + flowing
     rows = [panels[i:i + n_cols] for i in range(0, len(panels), n_cols)]
     if own_row:
         heat_rows = math.ceil(len(names) / (HEATMAPS_PER_ROW * n_cols // 3))

@@ -31,6 +31,7 @@ METRIC_LABELS = {
     "sv_drift": ("spectrum drift from step 0", "‖σ_t − σ_0‖ / ‖σ_0‖"),
     "weight_norm": ("weight norm", "‖W‖_F"),
     "grad_norm": ("gradient norm", "‖∇L‖"),
+    "spectral_norm": ("spectral norm σ₁", "σ₁ (largest singular value)"),
     "alpha": ("power-law exponent α of the ESD", "α"),
     "lr": ("learning rate", "learning rate"),
     "sharpness": ("sharpness (top Hessian eigenvalue)", "λ_max of ∇²L"),
@@ -42,12 +43,12 @@ METRIC_LABELS = {
 
 def metric_title(metric: str, module: str | None = None) -> str:
     """``"singular-value entropy of layers.0"`` for ``("sv_entropy", "layers.0")``; the key itself if unknown."""
-    name = METRIC_LABELS.get(metric, (metric, metric))[0]
+    name = METRIC_LABELS.get(metric, (metric.replace("_", " "), metric))[0]     # never a raw key in a title
     return f"{name} of {module}" if module and module != "total" else name
 
 
 def metric_ylabel(metric: str) -> str:
-    return METRIC_LABELS.get(metric, (metric, metric))[1]
+    return METRIC_LABELS.get(metric, (metric, metric.replace("_", " ")))[1]
 
 
 def smooth_ema(values, weight: float) -> np.ndarray:
@@ -275,20 +276,51 @@ def plot_metric(ax, history, metric: str, modules=None, smooth: float = 0.0, leg
         bad = [m for m in modules if m not in recorded]
         if bad:
             raise ValueError(f"metric {metric!r} has no series for module(s) {bad}; recorded modules: {recorded}")
-    artists = []
+    curves = []                  # (label, x, y, style)
     for i_run, (run_label, h) in enumerate(runs):
         for i_mod, module in enumerate(modules):
             key = make_key(metric, module)
             if key in h:
                 x, y = _xy(h[key], smooth=smooth)
-                artists += ax.plot(x, y, label=_label("", run_label, module),
-                                   **_style(i_run, i_mod, len(runs), labelled))
-    ax.set_title(metric_title(metric, modules[0] if len(modules) == 1 else None))
+                curves.append((_label("", run_label, module), x, y, _style(i_run, i_mod, len(runs), labelled)))
+    title, ylabel = metric_title(metric, modules[0] if len(modules) == 1 else None), metric_ylabel(metric)
+    first = [y[np.isfinite(y)][0] for _, _, y, _ in curves if np.isfinite(y).any()]
+    if near_constant([y for _, _, y, _ in curves]):
+        # Drawn as is, matplotlib would label the axis with an offset ("1e−7+8.93274e−1") and the 5e-7 wobble would
+        # fill the panel like a large change: draw the change from the first recorded value, and state the value.
+        curves = [(label, x, y - (y[np.isfinite(y)][0] if np.isfinite(y).any() else 0.0), style)
+                  for label, x, y, style in curves]
+        values = ", ".join(dict.fromkeys(f"{v:.6g}" for v in first))
+        title = f"change of {title} from step 0 (≈ {values} throughout)"
+        ylabel = f"Δ {ylabel}"
+    artists = []
+    for label, x, y, style in curves:
+        artists += ax.plot(x, y, label=label, **style)
+    if ax.get_yscale() == "linear":
+        try:
+            ax.ticklabel_format(axis="y", useOffset=False)
+        except AttributeError:          # a formatter other than matplotlib's ScalarFormatter: it has no offset
+            pass
+    ax.set_title(title)
     ax.set_xlabel("step")
-    ax.set_ylabel(metric_ylabel(metric))
+    ax.set_ylabel(ylabel)
     if artists and legend:
         ax.legend(fontsize="x-small")
     return artists
+
+
+NEAR_CONSTANT = 1e-3   # a spread below this share of the values' size: matplotlib would switch to an offset label
+
+
+def near_constant(ys) -> bool:
+    """True when the curves ``ys`` together vary by less than ``NEAR_CONSTANT`` of their size (and by something):
+    the change, not the value, is what can be drawn (``plot_metric``)."""
+    finite = [np.asarray(y, dtype=float)[np.isfinite(y)] for y in ys]
+    values = np.concatenate([f for f in finite if f.size] or [np.zeros(0)])
+    if values.size < 2:
+        return False
+    span, size = float(values.max() - values.min()), float(np.abs(values).max())
+    return 0 < span < NEAR_CONSTANT * size
 
 
 # ---- spectra -----------------------------------------------------------------------------------------------------
@@ -362,6 +394,12 @@ def plot_spectrum_lines(ax, history, module: str, upto_step=None, max_lines: int
     return artists
 
 
+def step_for(step, label):
+    """``step`` itself, or — given a mapping {run label: step}, as a Dashboard passes (``viz.view_state``) — that
+    run's own step."""
+    return step[label] if isinstance(step, dict) else step
+
+
 def nearest_step(steps, step) -> int:
     """Index of the recorded step nearest ``step`` (the earlier one on a tie)."""
     steps = np.asarray(steps, dtype=float)
@@ -389,7 +427,8 @@ def spectrum_limits(history, module: str, upto_step=None, margin: float = 1.15) 
 
 
 def plot_spectrum_at(ax, history, module: str, step, reference_step=None, ylim=None, legend: bool = True) -> list:
-    """The spectrum σ_i against i (log y) at the recorded step nearest ``step``; one line per run. With
+    """The spectrum σ_i against i (log y) at the recorded step nearest ``step`` (or, for a mapping {run label: step},
+    each run's own); one line per run. With
     ``reference_step`` (e.g. 0) each run's spectrum at that step is drawn behind it in grey, so change since then
     reads at a glance; ``ylim`` fixes the y-range (``spectrum_limits``). Returns the coloured lines only."""
     runs = _as_runs(history)
@@ -400,7 +439,7 @@ def plot_spectrum_at(ax, history, module: str, step, reference_step=None, ylim=N
         if key not in h or not len(h[key]):
             continue
         series = h[key]
-        j = nearest_step(series.steps, step)
+        j = nearest_step(series.steps, step_for(step, run_label))
         sv = series.values[j].double().numpy()
         shown.append(series.steps[j])
         label = f"{run_label + ' · ' if run_label else ''}step {series.steps[j]}"
@@ -431,4 +470,4 @@ def plot_spectrum_at(ax, history, module: str, step, reference_step=None, ylim=N
 
 __all__ = ["plot_curves", "plot_loss_accuracy", "plot_metric", "plot_spectrum_heatmap", "plot_spectrum_lines",
            "plot_spectrum_at", "spectrum_limits", "nearest_step", "log_spectrum", "smooth_ema", "metric_title",
-           "METRIC_LABELS"]
+           "METRIC_LABELS", "near_constant"]

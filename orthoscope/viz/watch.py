@@ -258,7 +258,7 @@ def watch(dashboard_cls, *sources, interval_s: float = 1.0, live_every_s: float 
         while run.refresh() and run.behind:      # the whole record so far, before the first draw
             pass
     first_callback = {id(run): len(run._callbacks) for run in watched}
-    dashboard = dashboard_cls(runs, live_every_s=live_every_s, **kwargs)
+    dashboard = dashboard_cls(runs, live_every_s=live_every_s, live_share=live_share, **kwargs)
     dashboard.live_gate = _gate_live_redraws(dashboard, watched, first_callback, quiet_s, live_share)
     for run in watched:
         run.start(interval_s)
