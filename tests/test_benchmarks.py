@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # script -> (quick-mode arguments, text its last line starts with)
 QUICK = {
     "bench_adapters.py": (["--quick", "--threads", "1"], "headline:"),
+    "bench_dashboards.py": (["--quick"], "each Dashboard adds"),
     "bench_distributed.py": (["--quick"], "HEADLINE"),
     "bench_kan.py": (["--quick", "--rounds", "1", "--threads", "1", "--no-inkan"], "KAN layer fwd+bwd"),
     "bench_kernels.py": (["--quick", "--no-compile"], "HEADLINE"),
