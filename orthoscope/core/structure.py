@@ -91,7 +91,7 @@ def structure(model: nn.Module) -> dict:
 
 
 def tensor_digests(model: nn.Module) -> list[tuple[str, str, tuple[float, float]]]:
-    """``[(name, SHA-256 of the tensor's dtype, shape and bytes, (Σx, Σx²) in float64)]`` for every parameter and
+    """``[(name, SHA-256 of the tensor's dtype, shape and bytes, (Σx, Σx², n) in float64)]`` for every parameter and
     buffer, in order: what the model's values are, compared without keeping a copy (the moments serve a tensor whose
     init is not bit-reproducible, ``values_match``). Meta tensors have no values and are left out."""
     out = []
@@ -105,7 +105,7 @@ def tensor_digests(model: nn.Module) -> list[tuple[str, str, tuple[float, float]
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         x = t.double() if t.is_floating_point() else None
-        moments = (float(x.sum()), float((x * x).sum())) if x is not None else (0.0, 0.0)
+        moments = (float(x.sum()), float((x * x).sum()), t.numel()) if x is not None else (0.0, 0.0, t.numel())
         out.append((name, h.hexdigest(), moments))
     return out
 
@@ -125,4 +125,9 @@ def values_match(model: nn.Module, name: str, mine, theirs) -> bool:
         return False
     if attr not in getattr(module, "nondeterministic_init", ()):
         return False
-    return all(abs(a - b) <= NONDETERMINISTIC_RTOL * max(abs(a), abs(b), 1e-30) for a, b in zip(mine[2], theirs[2]))
+    (s1, q1, n1), (s2, q2, n2) = mine[2], theirs[2]
+    # Σx can cancel to near 0, so its error is measured against what the elements' errors can add up to, √(n·Σx²)
+    # (≥ |Σx|); Σx² cannot cancel and is compared relative to itself.
+    sum_scale = max(n1 * q1, n2 * q2, 1e-60) ** 0.5
+    return n1 == n2 and abs(s1 - s2) <= NONDETERMINISTIC_RTOL * sum_scale and \
+        abs(q1 - q2) <= NONDETERMINISTIC_RTOL * max(q1, q2, 1e-30)
