@@ -112,6 +112,8 @@ def main() -> None:
               f"{in_redraws:>10.2f}s {in_redraws / t:>13.1%}")
         previous = t
     verdict = "ok" if worst <= TARGET else "OVER"
+    if not any(statistics.median(r[1] for r in results[n]) for n in COUNTS if n):
+        verdict = "not measured: no live redraw happened in a run this short (use more --steps)"
     print(f"each Dashboard adds ≤ {worst:.1%} to the training time (target ≤ {TARGET:.0%}): {verdict}")
 
 
