@@ -19,46 +19,37 @@ STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 SOURCE = Path(__file__).resolve().parents[2] / "notebooks" / "course"
 
 
-def strip_solutions(source: str) -> str:
-    """Replace every BEGIN/END SOLUTION region (markers included) by the stub at the BEGIN line's indentation."""
+def _replace_regions(lines: list[str], begin: str, end: str, replacement=()) -> str:
+    """Replace every ``begin``/``end`` region of ``lines`` (markers included) by ``replacement``'s lines at the begin
+    marker's indentation; unbalanced or nested markers are a ``ValueError`` naming them."""
     out, inside = [], False
-    for line in source.splitlines():
+    for line in lines:
         stripped = line.strip()
-        if stripped == BEGIN:
+        if stripped == begin:
             if inside:
-                raise ValueError("nested '### BEGIN SOLUTION'")
+                raise ValueError(f"nested '{begin}'")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
-            out += [indent + s for s in STUB]
-        elif stripped == END:
+            out += [indent + s for s in replacement]
+        elif stripped == end:
             if not inside:
-                raise ValueError("'### END SOLUTION' without a BEGIN")
+                raise ValueError(f"'{end}' without a BEGIN")
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise ValueError("'### BEGIN SOLUTION' without an END")
+        raise ValueError(f"'{begin}' without an END")
     return "\n".join(out)
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every BEGIN/END SOLUTION region (markers included) by the stub at the BEGIN line's indentation."""
+    return _replace_regions(source.splitlines(), BEGIN, END, STUB)
 
 
 def strip_hidden_tests(source: str) -> str:
     """Remove every BEGIN/END HIDDEN TESTS region, markers included (nbgrader's ClearHiddenTests)."""
-    out, inside = [], False
-    for line in source.split("\n"):
-        stripped = line.strip()
-        if stripped == BEGIN_HIDDEN:
-            if inside:
-                raise ValueError("nested '### BEGIN HIDDEN TESTS'")
-            inside = True
-        elif stripped == END_HIDDEN:
-            if not inside:
-                raise ValueError("'### END HIDDEN TESTS' without a BEGIN")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError("'### BEGIN HIDDEN TESTS' without an END")
-    return "\n".join(out)
+    return _replace_regions(source.split("\n"), BEGIN_HIDDEN, END_HIDDEN)
 
 
 def student_version(nb):
