@@ -165,7 +165,7 @@ class POETLinear(AdaptedLayer):
         with torch.no_grad():
             w0 = self._initial_weight(init, generator)
         base_layer.weight.requires_grad_(False)
-        self._draw_permutations(generator)
+        self.draw_permutations(generator)
         self._store_permuted(w0)
 
     # ---- construction helpers -----------------------------------------------------------------------------------
@@ -177,7 +177,8 @@ class POETLinear(AdaptedLayer):
             w = w / w.float().norm(dim=1, keepdim=True).clamp_min(1e-12).to(w.dtype)
         return w.clone()
 
-    def _draw_permutations(self, generator) -> None:
+    def draw_permutations(self, generator) -> None:
+        """New ``perm_in``/``perm_out`` from ``generator`` (under FSDP2 every rank draws them: one stream)."""
         self.perm_in.copy_(random_block_permutation(self.perm_in.numel(), generator))
         self.perm_out.copy_(random_block_permutation(self.perm_out.numel(), generator))
 
@@ -208,10 +209,12 @@ class POETLinear(AdaptedLayer):
                              (self.perm_out.numel(), self.perm_in.numel()))
         return dequantize_groupwise(qt, self._dtype)
 
-    def rotation_blocks(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(G_in[r_in, b_in, b_in], G_out[r_out, b_out, b_out])`` from the packed skew parameters (computed in
-        ``dtype`` when given; merges use float64)."""
-        q_in, q_out = self.poet_q_in, self.poet_q_out
+    def rotation_blocks(self, dtype: torch.dtype | None = None, q_in: torch.Tensor | None = None,
+                        q_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G_in[r_in, b_in, b_in], G_out[r_out, b_out, b_out])`` from the packed skews (this layer's, or the
+        whole ``q_in``/``q_out`` given), computed in ``dtype`` when given (merges use float64)."""
+        q_in = self.poet_q_in if q_in is None else q_in
+        q_out = self.poet_q_out if q_out is None else q_out
         if dtype is not None:
             q_in, q_out = q_in.to(dtype), q_out.to(dtype)
         if self.b_in == self.b_out:     # BS: both sides in one batched call (half the small matmuls and launches)
@@ -267,20 +270,30 @@ class POETLinear(AdaptedLayer):
         """POET's merge: ``W₀ ← W_eff``, new permutations from ``generator``, Q ← 0 (output unchanged)."""
         if self.merged:
             raise RuntimeError(f"POET layer {self.path!r} is merged (merge()); unmerge() before training it")
-        w = self._effective_weight_f64()
-        self.probe_u.copy_(self.input_rotation(self.probe_u[None], transpose=True)[0])   # u ← R u (accumulate)
-        self._draw_permutations(generator)
+        w, u = self.merge_result(self.stored_weight(), self.poet_q_in, self.poet_q_out)
+        self.probe_u.copy_(u)
+        self.draw_permutations(generator)
         self._store_permuted(w)
         self.poet_q_in.zero_()
         self.poet_q_out.zero_()
 
-    def _effective_weight_f64(self) -> torch.Tensor:
-        return effective_weight_from(self.stored_weight().double(), *self.rotation_blocks(torch.float64),
-                                     self.perm_in, self.perm_out).contiguous()
+    @torch.no_grad()
+    def merge_result(self, stored: torch.Tensor, q_in: torch.Tensor, q_out: torch.Tensor):
+        """A merge's arithmetic on whole tensors: ``(W_eff in float64, u ← R u)`` from ``stored`` (W_s) and the
+        packed skews. Under FSDP2 it runs once per layer, on its owner (``orthoscope.distributed.matrices``)."""
+        w = effective_weight_from(stored.double(), *self.rotation_blocks(torch.float64, q_in, q_out),
+                                  self.perm_in, self.perm_out).contiguous()
+        g_in = self.rotation_blocks(None, q_in, q_out)[0]
+        u = self.input_rotation(self.probe_u[None], transpose=True, g_in=g_in)[0]
+        return w, u
 
-    def input_rotation(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        """``x R`` (or ``x Rᵀ``) for row vectors x[..., m], with R the current input-side rotation (m×m)."""
-        g_in = self.rotation_blocks()[0].to(x.dtype)
+    def permuted(self, w: torch.Tensor) -> torch.Tensor:
+        """``W_s = w[inv(perm_out)][:, perm_in]`` in the stored dtype (unquantized layers): what a merge stores."""
+        return w[invert_permutation(self.perm_out)][:, self.perm_in].to(self.base_layer.weight.dtype).contiguous()
+
+    def input_rotation(self, x: torch.Tensor, transpose: bool = False, g_in=None) -> torch.Tensor:
+        """``x R`` (or ``x Rᵀ``) for row vectors x[..., m], R the input-side rotation (m×m; of ``g_in`` if given)."""
+        g_in = (self.rotation_blocks()[0] if g_in is None else g_in).to(x.dtype)
         return rotate(x, g_in.transpose(-1, -2) if transpose else g_in, self.perm_in)[
             ..., invert_permutation(self.perm_in)]
 
@@ -296,7 +309,7 @@ class POETLinear(AdaptedLayer):
         """Adapter protocol: put ``W_eff`` (ordinary coordinates) into ``base_layer.weight``; forward uses it alone."""
         if self.merged:
             return
-        w = self._effective_weight_f64()
+        w = self.merge_result(self.stored_weight(), self.poet_q_in, self.poet_q_out)[0]
         dtype = self._dtype if self.quantize is not None else self.base_layer.weight.dtype
         if self.quantize is not None:
             del self.base_layer.weight
@@ -394,11 +407,21 @@ class POETMerge(Intervention):
         # attributes, while the optimizer's state stays keyed by the sharded parameters seen here.
         self.poet_ids = {id(p) for _, layer in layers for p in (layer.poet_q_in, layer.poet_q_out)}
 
-    def after_step(self, run) -> None:
+    @property
+    def owner_mergeable(self) -> bool:
+        """Merges can run once per layer on one rank: no layer is quantized (those live in replicated buffers)."""
+        return all(layer.quantize is None for _, layer in self.layers)
+
+    def after_step(self, run, merge_layers=None) -> None:
+        """Every ``every`` steps: merge every layer (here, or by ``merge_layers(layers, generator)``: the seam's
+        once-per-layer merge under FSDP2), then reset the POET parameters' optimizer state."""
         if run.step_count % self.every:
             return
-        for _, layer in self.layers:
-            layer.merge_then_reinitialize(self.generator)
+        if merge_layers is not None:
+            merge_layers(self.layers, self.generator)
+        else:
+            for _, layer in self.layers:
+                layer.merge_then_reinitialize(self.generator)
         for p in [p for p in run.optimizer.state if id(p) in self.poet_ids]:
             del run.optimizer.state[p]
         self.merges += 1

@@ -8,18 +8,19 @@ own ``load_state_dict`` places the loaded state (torch's casting rules: ``step``
 device and dtype).
 
 The whole-matrix optimizers (Muon, Pion, AdamH, MuonH: ``GroupedOptimizer``) hold each matrix's state whole on one
-owning rank under torchrun (``orthoscope.distributed.matrices``: matrix i of a group on rank i mod N), which DCP's
-optimizer state dict cannot describe:
+owning rank under torchrun (``orthoscope.distributed.matrices``: owners balanced by size), which DCP's optimizer
+state dict cannot describe:
 
-* **save**: each matrix's state is broadcast from its owner, so every rank holds the same full tensors and DCP writes
-  them once (it deduplicates replicated plain tensors); the state of the other parameters (the auxiliary AdamW on
-  embeddings, vectors, the head; every parameter of a torch optimizer) is written as it is held — row shards
-  (DTensors) under FSDP2, replicated under DDP.
+* **save (owner-only)**: each owner hands DCP its own matrices' state keys, as plain tensors exactly as held (no
+  copy, no broadcast, no pickling); the other ranks have no such key. DCP plans a save from every rank's keys (its
+  global plan is the union, with replicated keys written once), so each key is written once, by its owner. The
+  state of the other parameters (the auxiliary AdamW on embeddings, vectors, the head; every parameter of a torch
+  optimizer) is written as it is held — row shards (DTensors) under FSDP2, replicated under DDP. Only the keys'
+  kinds (a few strings per matrix) are exchanged, so rank 0 can write the run record: a save holds no optimizer
+  state beyond what the optimizer already holds.
 * **load** at any world size, one process included: shapes and dtypes come from the checkpoint's own metadata; state
-  shaped like its parameter is read into a tensor laid out like the parameter (DCP reshards row shards by offsets),
-  matrix state in full, and each matrix's state is kept only by its owner at the new world size.
-
-The transient cost of a save is one full copy of the matrix state on every rank, and one broadcast per matrix.
+  shaped like its parameter is read into a tensor laid out like the parameter (DCP reshards row shards by offsets);
+  each matrix's state is read in full by its owner at the new world size, and only by it.
 """
 from __future__ import annotations
 
@@ -33,8 +34,7 @@ def owners(run) -> dict[int, int]:
     fm = getattr(run.optimizer, "full_matrices", None)
     if fm is None:
         return {}
-    return {id(p): fm.owner(i) for g in run.optimizer.param_groups if g.get("matrix")
-            for i, p in enumerate(g["params"])}
+    return fm.owners(run.optimizer)
 
 
 KINDS = ("tensor", "int", "float", "bool")
@@ -55,34 +55,48 @@ def as_saved(key: str, value) -> tuple[torch.Tensor, str]:
 
 def optimizer_tensors(run) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``{"optim.<fqn>.<name>": tensor}`` of ``run``'s optimizer state exactly as held — a parameter without state
-    (none yet, or reset by POET's merge) has no key — and each key's kind (``as_saved``). Collective under torchrun
-    for the whole-matrix optimizers (each matrix's state is broadcast from its owner)."""
+    (none yet, or reset by POET's merge) has no key; a matrix another rank owns has none here — and every key's kind
+    (``as_saved``), on every rank. Collective under torchrun for the whole-matrix optimizers (the kinds of the
+    owners' keys are exchanged; no tensor is)."""
     own, rank = owners(run), (run.dist.rank if run.dist is not None else 0)
-    tensors, kinds = {}, {}
+    tensors, kinds, owned_kinds = {}, {}, {}
     for fqn, p in run.model.named_parameters():
-        state = run.optimizer.state.get(p, {})
-        if id(p) in own:
-            box = [{k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
-                   if rank == own[id(p)] else None]
-            dist.broadcast_object_list(box, src=own[id(p)], device=run.dist.device)
-            state = box[0]
-        for name, value in state.items():
+        if own.get(id(p), rank) != rank:
+            continue                                   # another rank owns this matrix and writes its state
+        for name, value in run.optimizer.state.get(p, {}).items():
             key = f"optim.{fqn}.{name}"
             tensors[key], kinds[key] = as_saved(key, value)
+            if id(p) in own:
+                owned_kinds[key] = kinds[key]
+    if own:
+        every = [None] * run.dist.world
+        dist.all_gather_object(every, owned_kinds)    # strings only: the keys and kinds of each owner's state
+        for theirs in every:
+            kinds.update(theirs)
+        kinds = {key: kinds[key] for key in _in_model_order(run, kinds)}
     return tensors, kinds
+
+
+def _in_model_order(run, keys) -> list[str]:
+    """``keys`` ordered by parameter (model order), then as each parameter's state lists them."""
+    order = {fqn: i for i, (fqn, _) in enumerate(run.model.named_parameters())}
+    return sorted(keys, key=lambda k: order[k[len("optim."):].rpartition(".")[0]])
 
 
 def load_targets(run, metadata: dict) -> dict[str, torch.Tensor]:
     """Empty tensors to read the ``optim.*`` keys of ``metadata`` (DCP's ``state_dict_metadata``, restricted to the
     keys to load) into: laid out like the parameter when shaped like it (and not owned whole), else full and
-    plain."""
+    plain; a matrix another rank owns gets none (each owner reads only its matrices' keys)."""
     params, own = dict(run.model.named_parameters()), owners(run)
+    rank = run.dist.rank if run.dist is not None else 0
     targets = {}
     for key, md in metadata.items():
         if not key.startswith("optim."):
             continue
         fqn, _, _name = key[len("optim."):].rpartition(".")
         p = params[fqn]
+        if own.get(id(p), rank) != rank:
+            continue
         if id(p) not in own and tuple(md.size) == tuple(p.shape):
             targets[key] = torch.empty_like(p.detach(), dtype=md.properties.dtype)
         else:

@@ -271,15 +271,22 @@ class Seam:
 
         DDP: every rank runs it on its identical full model (the same permutations from the same seeded generator,
         the same merge schedule), so ranks stay identical. FSDP2: an elementwise intervention (SoRA's proximal
-        step) runs on the shards; one with ``needs_full_weights`` (POET's merge), when due (on multiples of its
-        ``every``), runs on unsharded weights on every rank — the same full-matrix arithmetic as one process — and
-        every parameter is written back into this rank's rows of its shard (FSDP2 would otherwise drop changes made
-        to unsharded weights). Inside it, module attributes are the unsharded parameters, not the ones the
-        optimizer holds: such an intervention must identify parameters it fixed at construction.
+        step) runs on the shards. One with ``needs_full_weights`` (POET's merge), when due (on multiples of its
+        ``every``), runs each layer's merge **once**, on the layer's owner (``matrices.OwnerMerges``: gather W_s
+        and Q to it, merge in float64 there, scatter the new W_s's rows back) when it says it can
+        (``owner_mergeable``); otherwise (a quantized POET base) on unsharded weights on every rank — the same
+        full-matrix arithmetic as one process — with every parameter written back into this rank's rows of its
+        shard (FSDP2 would otherwise drop changes made to unsharded weights). Inside that fallback, module
+        attributes are the unsharded parameters, not the ones the optimizer holds: such an intervention must
+        identify parameters it fixed at construction.
         """
         due = run.step_count % getattr(intervention, "every", 1) == 0
         if self.mode != "fsdp" or not getattr(intervention, "needs_full_weights", False) or not due:
             intervention.after_step(run)
+            return
+        if getattr(intervention, "owner_mergeable", False):
+            from .matrices import OwnerMerges
+            intervention.after_step(run, merge_layers=OwnerMerges(self.rank, self.world))
             return
         sharded = dict(run.model.named_parameters())
         with self.full_weights(run.model):
