@@ -3,6 +3,7 @@
     python benchmarks/bench_distributed.py            # N = 1, 2, 4 processes; every llm_method; DDP and FSDP2
     python benchmarks/bench_distributed.py --quick    # N = 1, 2; adamw, muon, poet
     python benchmarks/bench_distributed.py --probes   # llm_probes' share of step time: 1 process, N = 2 DDP/FSDP2
+    python benchmarks/bench_distributed.py --gain     # step-time gain 1 → 2 ranks, same global batch (issue 26)
 
 For each world size N it launches ``torchrun --nproc_per_node N`` on this script (``--worker``); each rank builds the
 same seeded small Llama (hidden 256, 4 layers, vocab 512, 32-token windows, global batch 4) and trains 2 steps.
@@ -17,19 +18,25 @@ same seeded small Llama (hidden 256, 4 layers, vocab 512, 32-token windows, glob
   ``FullMatrices`` call); DDP gets its stock ``allreduce_hook`` so its gradient buckets pass through them too.
 
 The last line is the headline: comm/step of Muon and POET under FSDP2 relative to AdamW under FSDP2, at the largest N.
+
+``--gain``: the median step time (slowest rank, ``--gain-steps`` steps after one warm-up step, ``--repeats``
+repeats) of AdamW, Muon, Pion and POET on the same small Llama at the same global batch (``--gain-batch``), in one
+process and at N = 2 under DDP and FSDP2; gain = one process's step time ÷ N = 2's. The last line states Muon's and
+Pion's gain relative to AdamW's (issue 26 target: within 15 %). Launches use ``torchrun --standalone`` (its
+rendezvous binds its own free port, so no other process can take the port between choosing and binding it).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 METHODS = ("adamw", "lora", "oft", "poet", "pion", "muon")
+GAIN_METHODS = ("adamw", "muon", "pion", "poet")
 QUICK_METHODS = ("adamw", "muon", "poet")
 MODES = ("ddp", "fsdp")
 STEPS = 2
@@ -181,6 +188,74 @@ def probe_cost(mode: str | None, steps: int, repeats: int) -> dict:
             "step_ms": statistics.median(step_ms)}
 
 
+def step_time(method: str, mode: str | None, batch: int, steps: int, repeats: int) -> dict:
+    """Median over ``repeats`` of the seconds per training step of ``llm_method(method)`` on the small Llama at
+    global batch ``batch`` (``mode`` None: one process), after one warm-up step; the slowest rank sets the pace."""
+    import statistics
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    from orthoscope import Run
+    from orthoscope.recipes.llm import TokenTask, build_llama, llama_config, llm_method
+    from orthoscope.tasks import TinyLang
+
+    times = []
+    for _ in range(repeats):
+        task = TokenTask(TinyLang(n_ctx=32, batch_size=batch, n_sentences=400, n_eval=8))
+        model = build_llama(llama_config("small", vocab_size=task.vocab_size, n_ctx=32), seed=0)
+        run = Run(model, task, llm_method(method), probes=[], seed=0, distributed=mode)
+        run.train(1, progress=False)
+        if run.dist is not None:
+            run.dist.barrier()
+        t0 = time.perf_counter()
+        run.train(steps, progress=False)
+        spent = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
+        if run.dist is not None:
+            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+        times.append(spent.item() / steps)
+    world = run.dist.world if run.dist is not None else 1
+    return {"method": method, "mode": mode or "one", "world": world, "step_s": statistics.median(times)}
+
+
+def gain_worker(methods: list[str], batch: int, steps: int, repeats: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    modes = [None] if dist.get_world_size() == 1 else list(MODES)
+    rows = [step_time(m, mode, batch, steps, repeats) for m in methods for mode in modes]
+    if dist.get_rank() == 0:
+        Path(out).write_text(json.dumps(rows))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def gain_table(args, methods: list[str]) -> None:
+    """Step time in one process and at N = 2 (DDP, FSDP2), the gain, and the headline: Muon's and Pion's gain
+    relative to AdamW's."""
+    flags = ["--gain", "--gain-batch", str(args.gain_batch), "--gain-steps", str(args.gain_steps),
+             "--repeats", str(args.repeats)]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for n in (1, 2):
+            rows += launch(n, methods, Path(tmp) / f"gain{n}.json", args.timeout, flags)
+    one = {r["method"]: r["step_s"] for r in rows if r["world"] == 1}
+    gains = {(r["method"], r["mode"]): one[r["method"]] / r["step_s"] for r in rows if r["world"] == 2}
+    print(f"{'method':<8}{'mode':<6}{'N':>3}{'step ms':>10}{'gain':>8}")
+    for r in rows:
+        gain = gains.get((r["method"], r["mode"]))
+        print(f"{r['method']:<8}{r['mode']:<6}{r['world']:>3}{1e3 * r['step_s']:>10.1f}"
+              + (f"{gain:>7.2f}×" if gain else f"{'':>8}"))
+    parts = [f"{mode}: " + ", ".join(f"{m} {gains[(m, mode)]:.2f}× ({gains[(m, mode)] / gains[('adamw', mode)]:.2f} "
+                                     "of AdamW's)" for m in ("muon", "pion") if (m, mode) in gains)
+             for mode in MODES if ("adamw", mode) in gains]
+    print(f"HEADLINE step-time gain 1 → 2 ranks at global batch {args.gain_batch}, relative to AdamW's "
+          f"(target within 15 %): " + "; ".join(parts))
+
+
 def probe_worker(modes: list[str], steps: int, repeats: int, out: str) -> None:
     import torch
     import torch.distributed as dist
@@ -209,16 +284,10 @@ def worker(methods: list[str], out: str) -> None:
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(n: int, methods, out: Path, timeout: float, extra=()) -> list[dict]:
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", str(n), "--master_addr", "127.0.0.1", "--master_port",
-           str(free_port()), __file__, "--worker", "--methods", ",".join(methods), "--out", str(out), *extra]
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", str(n), __file__, "--worker", "--methods",
+           ",".join(methods), "--out", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -280,9 +349,17 @@ def main() -> None:
     parser.add_argument("--probes", action="store_true", help="only the probe-cost table: llm_probes' share of "
                         "step time, one process and N = 2 under DDP and FSDP2")
     parser.add_argument("--probe-steps", type=int, default=100, help="timed steps per repeat (--probes)")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats, median reported (--probes)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats, median reported (--probes, --gain)")
+    parser.add_argument("--gain", action="store_true", help="only the step-time gain table: AdamW, Muon, Pion, "
+                        "POET in one process and at N = 2 under DDP and FSDP2, same global batch")
+    parser.add_argument("--gain-batch", type=int, default=8, help="global batch of the gain runs (--gain)")
+    parser.add_argument("--gain-steps", type=int, default=5, help="timed steps per repeat (--gain)")
     args = parser.parse_args()
     methods = args.methods.split(",") if args.methods else list(QUICK_METHODS if args.quick else METHODS)
+    if args.worker and args.gain:
+        return gain_worker(methods, args.gain_batch, args.gain_steps, args.repeats, args.out)
+    if args.gain:
+        return gain_table(args, args.methods.split(",") if args.methods else list(GAIN_METHODS))
     if args.worker and args.probes:
         return probe_worker(methods, args.probe_steps, args.repeats, args.out)
     if args.worker:

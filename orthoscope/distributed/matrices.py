@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-#: default bucket size of ``run_jobs``: the bytes gathered per collective round (whole matrices, at least one)
+#: default bucket size of ``run_jobs`` (read at each call): the bytes of sources gathered per round (≥ one job)
 BUCKET_BYTES = 64 * 2 ** 20
 
 
@@ -75,7 +75,7 @@ class FullMatrices:
     """``full_matrices(optimizer, group)``: one step of ``optimizer.update`` over ``group``'s matrices, each on its
     owning rank (``owners``: balanced by size over all matrix groups, identical everywhere)."""
 
-    def __init__(self, rank: int, world: int, bucket_bytes: int = BUCKET_BYTES):
+    def __init__(self, rank: int, world: int, bucket_bytes: int | None = None):
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
         self._owners: tuple[tuple, dict[int, int]] = ((), {})
 
@@ -109,10 +109,10 @@ class FullMatrices:
 
 # ---- the pipeline ------------------------------------------------------------------------------------------------
 
-def run_jobs(jobs: list[Job], rank: int, world: int, bucket_bytes: int = BUCKET_BYTES) -> None:
+def run_jobs(jobs: list[Job], rank: int, world: int, bucket_bytes: int | None = None) -> None:
     """Run ``jobs`` (module docstring): bucket k+1's gathers in flight while bucket k is computed; each bucket's
     results sent asynchronously and received (written into the targets) one bucket later."""
-    buckets = _buckets(jobs, bucket_bytes)
+    buckets = _buckets(jobs, BUCKET_BYTES if bucket_bytes is None else bucket_bytes)
     if not buckets:
         return
     gathering = [_Gather(job, rank, world) for job in buckets[0]]
@@ -235,7 +235,7 @@ class OwnerMerges:
     ``W_s = W_eff[inv(perm_out)][:, perm_in]``, whose rows are scattered into every rank's shard; the probe vector
     ``u`` (replicated) is broadcast; every rank zeroes its rows of Q."""
 
-    def __init__(self, rank: int, world: int, bucket_bytes: int = BUCKET_BYTES):
+    def __init__(self, rank: int, world: int, bucket_bytes: int | None = None):
         self.rank, self.world, self.bucket_bytes = rank, world, bucket_bytes
 
     @torch.no_grad()
