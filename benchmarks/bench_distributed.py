@@ -10,8 +10,8 @@ same seeded small Llama (hidden 256, 4 layers, vocab 512, 32-token windows, glob
 
 * **memory/rank**: bytes of the parameters and optimizer state this rank holds after step 2 (DTensor local shards;
   Muon/Pion's whole matrices on their owning rank), the largest over ranks. FSDP2 target: ≤ 1.1/N of N = 1.
-  **transient**: Muon/Pion under FSDP2 gather each matrix and its gradient whole on its owner — the largest such
-  pair (2 × the largest matrix) is the extra peak the owner holds while it updates.
+  **transient**: Muon/Pion under FSDP2 gather each matrix and its gradient whole on its owner — the pairs of its
+  matrices in one bucket and the next (gathers in flight) are the extra peak the owner holds while it updates.
 * **comm/step**: bytes the collectives of step 2 move, summed over ranks, by the standard algorithms: all-reduce
   2(N−1)/N·n per rank (ring), all-gather/reduce-scatter (N−1)/N·n per rank, broadcast (N−1)/N·n per rank, gather/
   scatter (N−1)·c at the root. Counted by wrapping ``torch.distributed``'s collectives (what FSDP2, the run and
@@ -109,11 +109,27 @@ def held_bytes(run) -> int:
 
 
 def transient_bytes(run) -> int:
-    """Muon/Pion under FSDP2: the largest matrix's W + ∇W gathered whole on its owner (0 otherwise)."""
-    if run.dist.mode != "fsdp" or getattr(run.optimizer, "full_matrices", None) is None:
+    """Muon/Pion under FSDP2: the whole W + ∇W this rank gathers as owner and holds at once — its matrices of one
+    bucket and of the next, whose gathers are in flight meanwhile (``matrices.run_jobs``; 0 otherwise)."""
+    from orthoscope.distributed import matrices
+
+    fm = getattr(run.optimizer, "full_matrices", None)
+    if run.dist.mode != "fsdp" or fm is None:
         return 0
-    sizes = [p.numel() * p.element_size() for g in run.optimizer.param_groups if g.get("matrix") for p in g["params"]]
-    return 2 * max(sizes, default=0)
+    owners, peak = fm.owners(run.optimizer), 0
+    for group in run.optimizer.param_groups:
+        if not group.get("matrix"):
+            continue
+        buckets, size = [], 0
+        for p in group["params"]:
+            pair = 2 * p.numel() * p.element_size()
+            if not buckets or size + pair > matrices.BUCKET_BYTES:
+                buckets.append(0)
+                size = 0
+            size += pair
+            buckets[-1] += pair if owners[id(p)] == run.dist.rank else 0
+        peak = max([peak] + [a + b for a, b in zip(buckets, buckets[1:] + [0])])
+    return peak
 
 
 def measure(method: str, mode: str, counter: CommCounter) -> dict:
