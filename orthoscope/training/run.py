@@ -72,8 +72,7 @@ class Run:
         self.task = task
         self.dist = _dist.setup(distributed, self)     # None in one process; checks run before anything changes
         self.model = self.method.attach(model)
-        self._record_initial_state()                   # before FSDP2 shards it: run.config checks the values
-        self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
+        self._forward = self._place_model()            # FSDP2 shards in place; a meta-device model gets its values
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:
             self.dist.adopt(self.optimizer)            # full-matrix optimizers split their work across ranks
@@ -237,6 +236,29 @@ class Run:
                             f"{callback!r:.60}")
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def _place_model(self) -> nn.Module:
+        """The module the training forward calls: the model itself, or the seam's wrapper (DDP) / sharded model
+        (FSDP2). The values training starts from are recorded (``_record_initial_state``) before FSDP2 shards them.
+
+        A model built on the meta device (``build_llama(..., init_device="meta")``) is materialised here by its
+        ``meta_init`` plan (``orthoscope.distributed.pretrained``): under FSDP2 *after* sharding, so each rank fills
+        only its rows; elsewhere before (DDP broadcasts values at wrapping). Its full values are then never on one
+        rank under FSDP2, so run.config checks such a run's structure and its recorded seed or weights directory."""
+        from ..distributed import pretrained
+
+        if not pretrained.on_meta(self.model):
+            self._record_initial_state()               # before FSDP2 shards it: run.config checks the values
+            return self.dist.prepare(self.model) if self.dist else self.model
+        if self.dist is not None and self.dist.mode == "fsdp":
+            forward = self.dist.prepare(self.model)
+            self.load_report = pretrained.materialize(self.model, self.dist.device)
+            self.initial_digests = None
+            return forward
+        device = self.dist.device if self.dist is not None else self.model.meta_init.device
+        self.load_report = pretrained.materialize(self.model, device)
+        self._record_initial_state()
+        return self.dist.prepare(self.model) if self.dist else self.model
 
     def _record_initial_state(self) -> None:
         """Digests of the model's values as training starts (``tensor_digests``), so ``run.config`` can check that
