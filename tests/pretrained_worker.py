@@ -38,13 +38,13 @@ def make_task():
     from orthoscope.tasks.tinylang import TinyLang
     from orthoscope.tasks.tokens import TokenTask
 
-    task = TokenTask(TinyLang(n_ctx=N_CTX, batch_size=4, n_sentences=300), n_eval=8)
+    task = TokenTask(TinyLang(n_ctx=N_CTX, batch_size=6, n_sentences=300), n_eval=8)
     assert task.vocab_size == VOCAB, task.vocab_size
     return task
 
 
 def run_case(hf_dir: str, distributed=None):
-    """OFT on every projection of the pretrained tiny Llama, on TinyLang (global batch 4)."""
+    """OFT on every projection of the pretrained tiny Llama, on TinyLang (global batch 6: N = 2 and 3 divide it)."""
     from orthoscope import Run
     from orthoscope.adapters import OFT
     from orthoscope.models.llama import LLAMA_TARGETS, build_llama

@@ -220,9 +220,12 @@ def _build_llama(spec: dict, task, seed: int, device: str):
             if any(not isinstance(k, str) for k in overrides):
                 raise ValueError("the keys of model.overrides are LlamaConfig field names (strings)")
             config = llama_config(size, vocab, n_ctx, **overrides)
-        return build_llama(config, seed=seed, checkpointing=checkpointing, device=device,
-                           autocast_dtype=None if dtype is None else getattr(torch, dtype), init_device=init_device,
-                           pretrained=pretrained)
+        model = build_llama(config, seed=seed, checkpointing=checkpointing, device=device,
+                            autocast_dtype=None if dtype is None else getattr(torch, dtype), init_device=init_device,
+                            pretrained=pretrained)
+        if pretrained is not None:
+            _check_weights(model)
+        return model
     except ConfigError:
         raise
     except (ValueError, TypeError, OverflowError) as e:
@@ -278,6 +281,16 @@ def _pretrained_config(spec: dict, pretrained: str):
                                   f"says {bounded(saved.get(key))}; remove model.config (the directory's config is "
                                   "used) or make them agree")
     return config
+
+
+def _check_weights(model) -> None:
+    """The weights files fit the model (keys and shapes, from their headers), or a ConfigError at model.pretrained."""
+    from ..distributed.pretrained import PretrainedError, check_pretrained
+
+    try:
+        check_pretrained(model)
+    except PretrainedError as e:
+        raise ConfigError(f"model.{e}") from e
 
 
 IGNORED_CONFIG_KEYS = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")

@@ -120,6 +120,7 @@ def materialize(model: nn.Module, device) -> LoadReport:
     if not isinstance(plan, MetaInit):
         raise PretrainedError(f"{type(model).__name__} has parameters on the meta device but no meta_init plan "
                               "(build it with build_llama(..., init_device='meta') or set model.meta_init)")
+    _check_adapters(model)
     device = torch.device(device)
     model.to_empty(device=device)
     _rebuild_buffers(model, device)
@@ -181,11 +182,18 @@ def _fill_rows(p: torch.Tensor, rows_of) -> None:
     local.copy_(value.reshape(local.shape))
 
 
-def _load(model: nn.Module, keys: dict[str, str], directory: str, report: LoadReport) -> None:
+def check_pretrained(model: nn.Module) -> None:
+    """Refuse (``PretrainedError``) weights files that cannot fill ``model`` — a missing file, a key the model needs
+    that no file holds, a key no parameter takes, a shape that differs — from the safetensors headers alone, before
+    any storage is allocated."""
+    plan = model.meta_init
+    _checked_files(model, hf_keys(model, plan.prefix), plan.pretrained)
+
+
+def _checked_files(model: nn.Module, keys: dict[str, str], directory: str) -> dict[str, Path]:
     from safetensors import safe_open
 
     files = weight_files(directory)
-    params = dict(model.named_parameters())
     wanted = set(keys.values())
     missing = sorted(k for k in wanted if k not in files)
     if missing:
@@ -196,22 +204,40 @@ def _load(model: nn.Module, keys: dict[str, str], directory: str, report: LoadRe
         raise PretrainedError(f"pretrained: {files[unexpected[0]]} holds {unexpected[0]!r}, which the model has no "
                               "parameter for" + (f" (and {len(unexpected) - 1} more unexpected keys)"
                                                  if len(unexpected) > 1 else ""))
-    by_file: dict[Path, list[str]] = {}
-    for name, key in keys.items():
-        by_file.setdefault(files[key], []).append(name)
-    for path, names in sorted(by_file.items()):
+    shapes = {name: list(p.shape) for name, p in model.named_parameters()}
+    for path, names in _by_file(keys, files).items():
         with safe_open(str(path), framework="pt") as f:
             for name in names:
-                _load_one(f, path, keys[name], params[name], report)
+                shape = list(f.get_slice(keys[name]).get_shape())
+                if shape != shapes[name]:
+                    raise PretrainedError(f"pretrained: {path} holds {keys[name]!r} of shape {shape}, the model's "
+                                          f"parameter {name!r} has shape {shapes[name]}")
+    return files
 
 
-def _load_one(f, path: Path, key: str, p: torch.Tensor, report: LoadReport) -> None:
+def _by_file(keys: dict[str, str], files: dict[str, Path]) -> dict[Path, list[str]]:
+    """Parameter names grouped by the file holding their key, files in name order (each opened once)."""
+    out: dict[Path, list[str]] = {}
+    for name, key in keys.items():
+        out.setdefault(files[key], []).append(name)
+    return dict(sorted(out.items()))
+
+
+def _load(model: nn.Module, keys: dict[str, str], directory: str, report: LoadReport) -> None:
+    from safetensors import safe_open
+
+    files = _checked_files(model, keys, directory)
+    params = dict(model.named_parameters())
+    for path, names in _by_file(keys, files).items():
+        with safe_open(str(path), framework="pt") as f:
+            for name in names:
+                _load_one(f, keys[name], params[name], report)
+
+
+def _load_one(f, key: str, p: torch.Tensor, report: LoadReport) -> None:
     """This rank's rows of tensor ``key`` of the open file ``f`` into ``p`` (only those bytes are read)."""
     piece = f.get_slice(key)
     shape = list(piece.get_shape())
-    if shape != list(p.shape):
-        raise PretrainedError(f"pretrained: {path} holds {key!r} of shape {shape}, the model's parameter has shape "
-                              f"{list(p.shape)}")
     itemsize = _itemsize(piece.get_dtype())
     report.bytes_total += math.prod(shape) * itemsize
     report.tensors += 1
@@ -268,7 +294,7 @@ def _random_rows(model: nn.Module, name: str, key: str, seed: int, p: torch.Tens
 def init_adapter(model: nn.Module, name: str, p: torch.Tensor, seed: int) -> None:
     """An adapter's own parameter after meta init: the adapter's init, drawn whole on the CPU (a generator seeded
     from ``(seed, name)``) and sliced to this rank's rows. LoRA-style layers run their ``reset_parameters`` on CPU
-    stand-ins; rotation adapters (OFT, BOFT, QOFT: ``RotationMixin``) start at R = I, skew parameters 0."""
+    stand-ins; rotation adapters (OFT: ``RotationMixin``) start at R = I, skew parameters 0."""
     from ..adapters.core import AdaptedLayer
     from ..adapters.oft import RotationMixin
 
@@ -286,6 +312,26 @@ def init_adapter(model: nn.Module, name: str, p: torch.Tensor, seed: int) -> Non
                               "init_device: meta for this method")
     full = _reset_on_cpu(owner, attr, seed, name)
     _fill_rows(p, lambda lo, hi: full[lo:hi])
+
+
+def _check_adapters(model: nn.Module) -> None:
+    """Every adapter on the model can get its init back after meta-device construction (``init_adapter``): one whose
+    construction reads or rewrites the base weight, or draws buffers (POET: permutations, a re-initialised and
+    permuted base weight), cannot, and is refused before anything is allocated."""
+    from ..adapters.core import AdaptedLayer
+    from ..adapters.oft import RotationMixin
+
+    for path, layer in model.named_modules():
+        if not isinstance(layer, AdaptedLayer):
+            continue
+        buffers = [k for k, b in layer.named_buffers() if b is not None]     # its own, and a quantized base's
+        resettable = isinstance(layer, RotationMixin) or hasattr(type(layer), "reset_parameters")
+        if buffers or not resettable:
+            raise PretrainedError(
+                f"meta init: adapter {type(layer).__name__} at {path!r} cannot be built on the meta device (its "
+                "construction " + (f"draws buffers {buffers}" if buffers else "has no init to re-run") +
+                "); supported there: LoRA, SoRA and OFT. Build the model "
+                "without init_device: meta / pretrained for this method")
 
 
 def _reset_on_cpu(owner: nn.Module, attr: str, seed: int, name: str) -> torch.Tensor:

@@ -71,7 +71,7 @@ class Run:
         self.method = method if method is not None else AdamW()
         self.task = task
         self.dist = _dist.setup(distributed, self)     # None in one process; checks run before anything changes
-        self.model = self.method.attach(model)
+        self.model = self._attach(model)
         self._forward = self._place_model()            # FSDP2 shards in place; a meta-device model gets its values
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:
@@ -236,6 +236,20 @@ class Run:
                             f"{callback!r:.60}")
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def _attach(self, model: nn.Module) -> nn.Module:
+        """``method.attach(model)``; a method whose attach needs the weights' values (POET permutes and
+        re-initialises them) fails on a meta-device model with a message that says so."""
+        from ..distributed.pretrained import on_meta
+
+        try:
+            return self.method.attach(model)
+        except NotImplementedError as e:
+            if not on_meta(model):
+                raise
+            raise ValueError(f"method {type(self.method).__name__} cannot attach to a model built on the meta device "
+                             f"(init_device='meta' / pretrained): its attach computes with the weights' values "
+                             f"({str(e).splitlines()[0][:120]}); build the model with its values") from e
 
     def _place_model(self) -> nn.Module:
         """The module the training forward calls: the model itself, or the seam's wrapper (DDP) / sharded model
