@@ -344,3 +344,22 @@ def test_default_build_is_unchanged():
     assert not on_meta(model) and not hasattr(model, "meta_init")
     for (name, p), (_, q) in zip(model.model.named_parameters(), ref.named_parameters()):
         assert torch.equal(p, q), name
+
+
+def test_example_config_builds(sharded_dir):
+    """docs/examples/pretrained_oft.yaml as written, pointed at the tiny checkpoint on the CPU (its task's windows cut
+    to the tiny model's 16 positions): every key is accepted and the weights are the checkpoint's."""
+    from orthoscope.config.build import build_run
+    from orthoscope.config.format import apply_overrides
+    from orthoscope.config.specs import resolve_pretrained
+    from orthoscope.config.yamlfile import read_config
+
+    example = HERE.parent / "docs" / "examples" / "pretrained_oft.yaml"
+    data = resolve_pretrained(read_config(example)[0], example)
+    assert data["model"]["pretrained"] == str((HERE.parent / "weights" / "TinyLlama-1.1B").resolve())
+    cfg = apply_overrides(data, [f"model.pretrained={sharded_dir}", "device=cpu", "task.task.n_ctx=16",
+                                 "method.block=8"])
+    run = build_run(cfg)
+    assert type(run.method).__name__ == "OFT"
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(IDS), reference_logits(sharded_dir), rtol=0, atol=1e-5)

@@ -100,17 +100,6 @@ def pretrained_config(directory):
     return AutoConfig.from_pretrained(str(directory), local_files_only=True)
 
 
-def checkpoint_digest(directory) -> str:
-    """SHA-256 of the checkpoint's safetensors headers (every key, dtype, shape and byte range) and sizes: what a
-    run config records to tell one set of weights files from another without reading the weights."""
-    h = hashlib.sha256()
-    for path in sorted(set(weight_files(directory).values())):
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            h.update(path.name.encode() + f.read(n) + str(path.stat().st_size).encode())
-    return h.hexdigest()
-
-
 # ---- materialising ------------------------------------------------------------------------------------------------
 
 def materialize(model: nn.Module, device) -> LoadReport:
