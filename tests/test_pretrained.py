@@ -363,3 +363,19 @@ def test_example_config_builds(sharded_dir):
     assert type(run.method).__name__ == "OFT"
     with torch.no_grad():
         torch.testing.assert_close(run.model(IDS), reference_logits(sharded_dir), rtol=0, atol=1e-5)
+
+
+def test_bf16_checkpoint_loads_into_fp32_weights(tmp_path):
+    """The dtype on disk is converted to the parameter's; bytes are counted at the file's 2 bytes per element."""
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(3)
+    LlamaForCausalLM(llama_config("tiny", VOCAB, N_CTX)).to(torch.bfloat16).save_pretrained(str(tmp_path))
+    model = build_llama(pretrained=tmp_path, autocast_dtype=None)
+    report = materialize(model, "cpu")
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert report.bytes_read == sum(t.numel() * 2 for t in saved.values())
+    for name, p in model.named_parameters():
+        assert p.dtype == torch.float32
+        assert torch.equal(p.detach(), saved[name.removeprefix("model.")].float()), name
