@@ -8,7 +8,8 @@ Every rank writes ``OUT_DIR/rank<r>.json`` (what it read: ``LoadReport``) and ra
 * ``load/logits``: the pretrained tiny Llama in HF_DIR built on meta, sharded as ``Seam.prepare`` shards (one
   ``fully_shard`` per repeated block, then the root), materialised from the safetensors files, run on ``IDS``;
 * ``random/<name>``: the full weights of a random meta init (seed 5) sharded the same way (gathered);
-* ``run/loss<i>``: the losses of ``run_case`` — an OFT run of the pretrained model under ``distributed="fsdp"``.
+* ``run/losses``, ``ddp/losses``: the losses of ``run_case`` — an OFT run of the pretrained model under
+  ``distributed="fsdp"`` and ``"ddp"``; ``rank<r>.json`` holds the FSDP2 run's ``run.config["model"]`` keys.
 """
 from __future__ import annotations
 
@@ -92,10 +93,15 @@ def main(hf_dir: str, out: str) -> None:
 
     run = run_case(hf_dir, distributed="fsdp")
     results["run/losses"] = torch.tensor(losses(run), dtype=torch.float64)
+    described = run.config["model"]                # collective-free: a structure check (values are on no rank)
+    ddp = run_case(hf_dir, distributed="ddp")      # materialised whole on every rank, then wrapped
+    results["ddp/losses"] = torch.tensor(losses(ddp), dtype=torch.float64)
 
     Path(out, f"rank{rank}.json").write_text(json.dumps({"bytes_read": report.bytes_read,
                                                          "bytes_total": report.bytes_total,
-                                                         "tensors": report.tensors, "world": world}))
+                                                         "tensors": report.tensors, "world": world,
+                                                         "described": {k: described.get(k) for k in
+                                                                       ("pretrained", "init_device", "init_seed")}}))
     if rank == 0:
         save_file({k: v.contiguous() for k, v in results.items()}, str(Path(out, "results.safetensors")))
     dist.barrier()

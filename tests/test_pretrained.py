@@ -145,10 +145,16 @@ def test_random_meta_init_is_the_same_at_every_world_size(launched):
         assert torch.equal(results[f"random/{name}"], p.detach()), name
 
 
-def test_fsdp_finetuning_run_equals_one_process(launched, sharded_dir):
+def test_fsdp_and_ddp_finetuning_runs_equal_one_process(launched, sharded_dir):
     n, results, _ = launched
     ref = torch.tensor(losses(run_case(str(sharded_dir))), dtype=torch.float64)
     torch.testing.assert_close(results["run/losses"], ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(results["ddp/losses"], ref, rtol=1e-5, atol=0)
+
+
+def test_fsdp_run_config_names_the_weights(launched, sharded_dir):
+    _, _, reports = launched
+    assert reports[0]["described"] == {"pretrained": str(sharded_dir), "init_device": "meta", "init_seed": 0}
 
 
 # ---- one process --------------------------------------------------------------------------------------------------
