@@ -385,3 +385,17 @@ def test_bf16_checkpoint_loads_into_fp32_weights(tmp_path):
     for name, p in model.named_parameters():
         assert p.dtype == torch.float32
         assert torch.equal(p.detach(), saved[name.removeprefix("model.")].float()), name
+
+
+def test_tied_embeddings_stay_tied(tmp_path):
+    """A checkpoint with tied input/output embeddings holds no ``lm_head.weight``: ``to_empty`` gives each module its
+    own tensor, so the tie is restored before loading, and the output layer is the loaded embedding."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(3)
+    LlamaForCausalLM(llama_config("tiny", VOCAB, N_CTX, tie_word_embeddings=True)).save_pretrained(str(tmp_path))
+    model = build_llama(pretrained=tmp_path, autocast_dtype=None)
+    materialize(model, "cpu")
+    assert model.model.lm_head.weight is model.model.model.embed_tokens.weight
+    with torch.no_grad():
+        torch.testing.assert_close(model(IDS), reference_logits(tmp_path), rtol=0, atol=1e-6)

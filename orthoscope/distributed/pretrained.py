@@ -111,7 +111,9 @@ def materialize(model: nn.Module, device) -> LoadReport:
                               "(build it with build_llama(..., init_device='meta') or set model.meta_init)")
     _check_adapters(model)
     device = torch.device(device)
+    tied = _tied_parameters(model)
     model.to_empty(device=device)
+    _retie(model, tied)
     _rebuild_buffers(model, device)
     keys = hf_keys(model, plan.prefix)
     report = LoadReport()
@@ -126,6 +128,24 @@ def materialize(model: nn.Module, device) -> LoadReport:
             if name not in keys:
                 init_adapter(model, name, p, plan.seed)
     return report
+
+
+def _tied_parameters(model: nn.Module) -> list[list[tuple[str, str]]]:
+    """Groups of ``(module path, attribute)`` that hold one shared parameter (tied input and output embeddings)."""
+    groups: dict[int, list[tuple[str, str]]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        for attr, p in module.named_parameters(recurse=False):
+            if (path, attr) not in groups.setdefault(id(p), []):
+                groups[id(p)].append((path, attr))
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _retie(model: nn.Module, tied: list[list[tuple[str, str]]]) -> None:
+    """``to_empty`` gives every module its own new tensor: point each tied group at its first member's again."""
+    for (path, attr), *others in tied:
+        shared = getattr(model.get_submodule(path), attr)
+        for other_path, other_attr in others:
+            setattr(model.get_submodule(other_path), other_attr, shared)
 
 
 def hf_keys(model: nn.Module, prefix: str) -> dict[str, str]:
