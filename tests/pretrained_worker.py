@@ -44,16 +44,17 @@ def make_task():
     return task
 
 
-def run_case(hf_dir: str, distributed=None):
-    """OFT on every projection of the pretrained tiny Llama, on TinyLang (global batch 6: N = 2 and 3 divide it)."""
+def run_case(hf_dir: str, distributed=None, method: str = "OFT"):
+    """OFT (or POET) on every projection of the pretrained tiny Llama, on TinyLang (global batch 6: N = 2 and 3
+    divide it)."""
     from orthoscope import Run
-    from orthoscope.adapters import OFT
+    from orthoscope.adapters import OFT, POET
     from orthoscope.models.llama import LLAMA_TARGETS, build_llama
 
     task = make_task()
     model = build_llama(pretrained=hf_dir, autocast_dtype=None)
-    return Run(model, task, OFT(block=8, targets=LLAMA_TARGETS, lr=1e-2), probes=[], seed=0,
-               distributed=distributed)
+    chosen = OFT(block=8, targets=LLAMA_TARGETS, lr=1e-2) if method == "OFT" else POET(block=8)
+    return Run(model, task, chosen, probes=[], seed=0, distributed=distributed)
 
 
 def losses(run) -> list[float]:
@@ -97,11 +98,18 @@ def main(hf_dir: str, out: str) -> None:
     ddp = run_case(hf_dir, distributed="ddp")      # materialised whole on every rank, then wrapped
     results["ddp/losses"] = torch.tensor(losses(ddp), dtype=torch.float64)
 
+    try:                                           # POET cannot attach on meta, and FSDP2 must not hold it whole
+        run_case(hf_dir, distributed="fsdp", method="POET")
+        poet_refusal = None
+    except ValueError as e:
+        poet_refusal = str(e)
+
     Path(out, f"rank{rank}.json").write_text(json.dumps({"bytes_read": report.bytes_read,
                                                          "bytes_total": report.bytes_total,
                                                          "tensors": report.tensors, "world": world,
                                                          "described": {k: described.get(k) for k in
-                                                                       ("pretrained", "init_device", "init_seed")}}))
+                                                                       ("pretrained", "init_device", "init_seed")},
+                                                         "poet_refusal": poet_refusal}))
     if rank == 0:
         save_file({k: v.contiguous() for k, v in results.items()}, str(Path(out, "results.safetensors")))
     dist.barrier()

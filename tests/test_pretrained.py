@@ -157,6 +157,14 @@ def test_fsdp_run_config_names_the_weights(launched, sharded_dir):
     assert reports[0]["described"] == {"pretrained": str(sharded_dir), "init_device": "meta", "init_seed": 0}
 
 
+def test_poet_on_meta_under_fsdp_is_refused_clearly(launched):
+    _, _, reports = launched
+    for r in reports:
+        assert r["poet_refusal"] and r["poet_refusal"].startswith(
+            "method POET cannot attach to a model on the meta device"), r["poet_refusal"]
+        assert "under FSDP2 the whole model would have to be on every rank first" in r["poet_refusal"]
+
+
 # ---- one process --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("which", ["sharded", "single"])
@@ -213,14 +221,28 @@ def test_adapters_keep_their_init_and_base_weights_load(sharded_dir):
             assert float(params["model.model.layers.0.self_attn.q_proj.lora_B"].abs().max()) == 0
 
 
-def test_poet_on_meta_is_refused_clearly(sharded_dir):
+def test_poet_finetunes_a_pretrained_model_in_one_process(sharded_dir):
+    """POET's attach permutes (and may re-initialise) the base weights, so it cannot attach on meta: in one process
+    the model is materialised first, and the run is the one of the same model loaded by from_pretrained."""
+    from transformers import LlamaForCausalLM
+
     from orthoscope import Run
     from orthoscope.adapters import POET
+    from orthoscope.models.llama import CausalLM
     from pretrained_worker import make_task
 
-    with pytest.raises(ValueError, match="POET cannot attach to a model built on the meta device"):
-        Run(build_llama(pretrained=sharded_dir, autocast_dtype=None), make_task(), POET(block=8), probes=[],
-            distributed=None)
+    run = Run(build_llama(pretrained=sharded_dir, autocast_dtype=None), make_task(), POET(block=8), probes=[],
+              distributed=None)
+    ref = Run(CausalLM(LlamaForCausalLM.from_pretrained(str(sharded_dir)), None), make_task(), POET(block=8),
+              probes=[], distributed=None)
+    assert run.load_report.bytes_read == tensor_bytes(sharded_dir)[0]
+    mine, theirs = dict(run.model.named_parameters()), dict(ref.model.named_parameters())
+    assert list(mine) == list(theirs)
+    for name in mine:
+        assert torch.equal(mine[name], theirs[name]), name
+    run.train(2, progress=False)
+    ref.train(2, progress=False)
+    assert run.last_loss == ref.last_loss
 
 
 # ---- bad files ----------------------------------------------------------------------------------------------------

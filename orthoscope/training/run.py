@@ -238,18 +238,26 @@ class Run:
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
     def _attach(self, model: nn.Module) -> nn.Module:
-        """``method.attach(model)``; a method whose attach needs the weights' values (POET permutes and
-        re-initialises them) fails on a meta-device model with a message that says so."""
-        from ..distributed.pretrained import on_meta
+        """``method.attach(model)``. A method whose attach computes with the weights' values (POET permutes and
+        re-initialises them) cannot attach on the meta device: in one process and under DDP, where the model is
+        whole anyway, it is materialised first; under FSDP2 that would put the whole model on every rank, so it
+        is refused with a message that says so."""
+        from ..distributed import pretrained
 
         try:
             return self.method.attach(model)
         except NotImplementedError as e:
-            if not on_meta(model):
+            if not pretrained.on_meta(model):
                 raise
-            raise ValueError(f"method {type(self.method).__name__} cannot attach to a model built on the meta device "
-                             f"(init_device='meta' / pretrained): its attach computes with the weights' values "
-                             f"({str(e).splitlines()[0][:120]}); build the model with its values") from e
+            if self.dist is not None and self.dist.mode == "fsdp":
+                raise ValueError(
+                    f"method {type(self.method).__name__} cannot attach to a model on the meta device (init_device="
+                    f"'meta' / pretrained): its attach computes with the weights' values "
+                    f"({str(e).splitlines()[0][:100]}), and under FSDP2 the whole model would have to be on every "
+                    "rank first; run it in one process or under DDP, or build the model with its values") from e
+        device = self.dist.device if self.dist is not None else model.meta_init.device
+        self.load_report = pretrained.materialize(model, device)   # attach failed before changing the model
+        return self.method.attach(model)
 
     def _place_model(self) -> nn.Module:
         """The module the training forward calls: the model itself, or the seam's wrapper (DDP) / sharded model
