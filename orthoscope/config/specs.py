@@ -59,6 +59,7 @@ def describe_model(model, seed: int) -> dict:
     """The model's spec; ``init_seed`` is the seed it was built after (``model.init_seed``, else the run's seed).
     A harmonic head swapped in (``use_harmonic_head``) is ``head``, a dtype other than float32 is ``dtype``."""
     spec = _describe_architecture(model, seed)
+    spec.update(_describe_meta_init(model))             # a Llama built on meta: init_device, pretrained
     head = _describe_head(model)
     if head is not None:
         spec["head"] = head
@@ -79,7 +80,7 @@ def _describe_architecture(model, seed: int) -> dict:
         checkpointing = bool(getattr(model.model, flag, False))
         dtype = None if model.autocast_dtype is None else str(model.autocast_dtype).removeprefix("torch.")
         return {"name": "Llama", **head, "config": model.config.to_diff_dict(), "checkpointing": checkpointing,
-                "autocast_dtype": dtype, **_describe_meta_init(model)}
+                "autocast_dtype": dtype}
     if isinstance(model, TinyTransformer):
         return {"name": "TinyTransformer", **head, **dataclasses.asdict(model.cfg)}
     arguments = getattr(model, "arguments", None)
