@@ -183,6 +183,15 @@ def test_one_process_load_equals_from_pretrained(which, sharded_dir, single_dir)
         torch.testing.assert_close(run.model(IDS), reference_logits(directory), rtol=0, atol=1e-6)
 
 
+def test_materialize_refuses_a_model_with_values():
+    model = build_llama(llama_config("tiny", VOCAB, N_CTX), seed=5, init_device="meta", autocast_dtype=None)
+    materialize(model, "cpu")
+    with pytest.raises(PretrainedError, match="has no parameters on the meta device: it is materialised already"):
+        materialize(model, "cpu")
+    with pytest.raises(PretrainedError, match="no meta_init plan"):
+        materialize(build_llama(llama_config("tiny", VOCAB, N_CTX)), "cpu")
+
+
 def test_random_meta_init_is_deterministic_and_hf_like():
     def build(seed):
         m = build_llama(llama_config("tiny", VOCAB, N_CTX), seed=seed, init_device="meta", autocast_dtype=None)

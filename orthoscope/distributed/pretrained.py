@@ -109,6 +109,9 @@ def materialize(model: nn.Module, device) -> LoadReport:
     if not isinstance(plan, MetaInit):
         raise PretrainedError(f"{type(model).__name__} has parameters on the meta device but no meta_init plan "
                               "(build it with build_llama(..., init_device='meta') or set model.meta_init)")
+    if not on_meta(model):                           # to_empty would replace its values with garbage
+        raise PretrainedError(f"{type(model).__name__} has no parameters on the meta device: it is materialised "
+                              "already")
     _check_adapters(model)
     device = torch.device(device)
     tied = _tied_parameters(model)
