@@ -132,6 +132,8 @@ def _twin(run, cfg: dict, meta: bool):
         try:
             with torch.device("meta") if meta else contextlib.nullcontext():
                 model = method.attach(build_model(cfg["model"], run.task, cfg["seed"], str(device)))
+                if not meta:
+                    _materialize_if_meta(model, device)
                 interventions = list(method.interventions(model))
                 optimizer = method.make_optimizer(model)
         except ConfigError:
@@ -145,6 +147,15 @@ def _twin(run, cfg: dict, meta: bool):
             interventions.append(LRSchedule(optimizer, LRFactor(schedule.get("warmup", 0), schedule.get(
                 "decay", "cosine"), float(schedule.get("min_ratio", 0.1)), int(total))))
     return model, method, optimizer, interventions
+
+
+def _materialize_if_meta(model, device) -> None:
+    """A model its spec builds on the meta device (``init_device: meta``, ``pretrained``) gets its values, as
+    ``Run`` gives them in one process."""
+    from ..distributed.pretrained import materialize, on_meta
+
+    if on_meta(model):
+        materialize(model, device)
 
 
 def _values_differ(digests, model, cfg: dict) -> str | None:

@@ -59,6 +59,7 @@ def describe_model(model, seed: int) -> dict:
     """The model's spec; ``init_seed`` is the seed it was built after (``model.init_seed``, else the run's seed).
     A harmonic head swapped in (``use_harmonic_head``) is ``head``, a dtype other than float32 is ``dtype``."""
     spec = _describe_architecture(model, seed)
+    spec.update(_describe_meta_init(model))             # a Llama built on meta: init_device, pretrained
     head = _describe_head(model)
     if head is not None:
         spec["head"] = head
@@ -180,7 +181,8 @@ def _build_head(model, head) -> None:
         raise ConfigError(f"model.head: {e}") from e
 
 
-LLAMA_KEYS = ("size", "vocab_size", "n_ctx", "overrides", "config", "checkpointing", "autocast_dtype")
+LLAMA_KEYS = ("size", "vocab_size", "n_ctx", "overrides", "config", "checkpointing", "autocast_dtype", "init_device",
+              "pretrained")
 
 
 def _build_llama(spec: dict, task, seed: int, device: str):
@@ -201,8 +203,11 @@ def _build_llama(spec: dict, task, seed: int, device: str):
     checkpointing = spec.get("checkpointing", False)
     if not isinstance(checkpointing, bool):
         raise ConfigError(f"model.checkpointing must be true or false, got {bounded(checkpointing)}")
+    init_device, pretrained = _meta_keys(spec)
     try:
-        if "config" in spec:
+        if pretrained is not None:
+            config = _pretrained_config(spec, pretrained)
+        elif "config" in spec:
             if any(not isinstance(k, str) for k in spec["config"]):
                 raise ValueError("the keys of model.config are LlamaConfig field names (strings)")
             config = LlamaConfig(**spec["config"])
@@ -216,10 +221,94 @@ def _build_llama(spec: dict, task, seed: int, device: str):
             if any(not isinstance(k, str) for k in overrides):
                 raise ValueError("the keys of model.overrides are LlamaConfig field names (strings)")
             config = llama_config(size, vocab, n_ctx, **overrides)
-        return build_llama(config, seed=seed, checkpointing=checkpointing, device=device,
-                           autocast_dtype=None if dtype is None else getattr(torch, dtype))
+        model = build_llama(config, seed=seed, checkpointing=checkpointing, device=device,
+                            autocast_dtype=None if dtype is None else getattr(torch, dtype), init_device=init_device,
+                            pretrained=pretrained)
+        if pretrained is not None:
+            _check_weights(model)
+        return model
+    except ConfigError:
+        raise
     except (ValueError, TypeError, OverflowError) as e:
         raise ConfigError(f"model (Llama): {e}") from e
+
+
+def _describe_meta_init(model) -> dict:
+    """``init_device: meta`` (and ``pretrained: <directory>``) for a Llama built on the meta device."""
+    plan = getattr(model, "meta_init", None)
+    if plan is None:
+        return {}
+    return {"init_device": "meta", **({"pretrained": plan.pretrained} if plan.pretrained is not None else {})}
+
+
+def _meta_keys(spec: dict) -> tuple[str | None, str | None]:
+    """``model.init_device`` (null or ``meta``) and ``model.pretrained`` (a directory; it implies ``meta``)."""
+    init_device, pretrained = spec.get("init_device"), spec.get("pretrained")
+    if init_device not in (None, "meta"):
+        raise ConfigError(f"model.init_device must be 'meta' or null, got {bounded(init_device)}")
+    if pretrained is None:
+        return init_device, None
+    if not isinstance(pretrained, str) or not pretrained:
+        raise ConfigError(f"model.pretrained must be the path of a Hugging Face model directory, got "
+                          f"{bounded(pretrained)}")
+    if "init_device" in spec and init_device != "meta":
+        raise ConfigError("model.init_device: pretrained weights are loaded into a model built on the meta device "
+                          "(each rank reads only its rows); leave init_device out or set it to 'meta'")
+    for key in ("size", "vocab_size", "n_ctx", "overrides"):
+        if spec.get(key) is not None:
+            raise ConfigError(f"model.{key}: a pretrained model's shape comes from {pretrained}/config.json; "
+                              f"remove model.{key}")
+    return "meta", pretrained
+
+
+def _pretrained_config(spec: dict, pretrained: str):
+    """The ``LlamaConfig`` saved with the weights; a ``model.config`` beside it must be that config."""
+    from transformers import LlamaConfig
+
+    from ..distributed.pretrained import PretrainedError, pretrained_config
+
+    try:
+        config = pretrained_config(pretrained)
+    except PretrainedError as e:
+        raise ConfigError(f"model.{e}") from e
+    if not isinstance(config, LlamaConfig):
+        raise ConfigError(f"model.pretrained: {pretrained}/config.json describes a {type(config).__name__}, not a "
+                          "LlamaConfig")
+    if spec.get("config") is not None:
+        saved, given = config.to_dict(), LlamaConfig(**spec["config"]).to_dict()
+        for key in sorted(k for k in spec["config"] if k not in IGNORED_CONFIG_KEYS):
+            if saved.get(key) != given.get(key):
+                raise ConfigError(f"model.config.{key} is {bounded(given.get(key))} but {pretrained}/config.json "
+                                  f"says {bounded(saved.get(key))}; remove model.config (the directory's config is "
+                                  "used) or make them agree")
+    return config
+
+
+def _check_weights(model) -> None:
+    """The weights files fit the model (keys and shapes, from their headers), or a ConfigError at model.pretrained."""
+    from ..distributed.pretrained import PretrainedError, check_pretrained
+
+    try:
+        check_pretrained(model)
+    except PretrainedError as e:
+        raise ConfigError(f"model.{e}") from e
+
+
+IGNORED_CONFIG_KEYS = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")
+
+
+def resolve_pretrained(data, config_path):
+    """``model.pretrained`` of a config file's ``data``, made absolute against the file's directory when relative
+    (so a config names weights beside it, wherever ``orthoscope train`` runs)."""
+    from pathlib import Path
+
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and isinstance(model.get("pretrained"), str) and model["pretrained"]:
+        path = Path(model["pretrained"]).expanduser()
+        if not path.is_absolute():
+            model = {**model, "pretrained": str((Path(config_path).resolve().parent / path).resolve())}
+            data = {**data, "model": model}
+    return data
 
 
 # ---- probes -------------------------------------------------------------------------------------------------------

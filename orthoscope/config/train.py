@@ -28,6 +28,7 @@ from .build import build_run
 from ..core.checkpoint import CheckpointError
 from .format import ConfigError, apply_overrides, bounded, normalize, save_config
 from .rundir import CONFIG, HISTORY, HistoryStream, resume, run_directory, save_checkpoint
+from .specs import resolve_pretrained
 from .yamlfile import read_config, shown_path, where
 
 
@@ -41,6 +42,7 @@ def prepare(config_path, overrides, runs: str = "runs", name: str | None = None)
     and reads the saved config; rank 0 alone writes it, after every rank has read it."""
     source = shown_path(config_path)
     data, lines = read_config(config_path)
+    data = resolve_pretrained(data, config_path)          # model.pretrained relative to the config file
     overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
     try:
         cfg = normalize(apply_overrides(data, overrides))

@@ -4,7 +4,9 @@
   batch, probes that read sharded weights (its public names are re-exported here);
 * ``matrices`` — whole-matrix optimizers (Muon, Pion, Hyperball) across ranks: each matrix updated by one owner;
 * ``checkpoint`` — sharded checkpoints with ``torch.distributed.checkpoint`` (save at one world size, resume at
-  another), and ``matrix_state`` — the owned matrix optimizer state in them.
+  another), and ``matrix_state`` — the owned matrix optimizer state in them;
+* ``pretrained`` — a model built on the meta device, sharded, then filled: local Hugging Face safetensors (each rank
+  reads only its rows) or a random init seeded per parameter.
 
 See docs/distributed.md.
 """

@@ -163,7 +163,8 @@ class Seam:
         FSDP2: ``fully_shard`` shards every parameter along dim 0 in place (they become ``DTensor``s), so the
         optimizer must be built after this call.
         """
-        if any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
+        on_meta = any(p.is_meta for p in model.parameters())      # materialised after sharding (pretrained.py)
+        if not on_meta and any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
             model.to(self.device)
         if not any(p.requires_grad for p in model.parameters()):
             raise DistributedError("the model has no trainable parameters; nothing to distribute")

@@ -7,12 +7,16 @@
 * ``build_llama(config, seed, checkpointing)`` → ``CausalLM``: the HF model wrapped so ``forward(input_ids)`` returns
   the logits tensor (``Run``'s losses read tensors, HF returns an output object), under bf16 autocast on CUDA, with
   optional gradient (activation) checkpointing of every decoder layer.
+* ``build_llama(..., init_device="meta", pretrained=dir)``: built on the meta device (no memory) with a ``MetaInit``
+  plan; ``Run`` shards it and fills it — from the local Hugging Face safetensors in ``dir``, each rank reading only
+  its rows, or a random init seeded per parameter (``orthoscope.distributed.pretrained``).
 * ``LLAMA_TARGETS``: the projection names every adapter and matrix method of the LLM recipe
   (``orthoscope.recipes.llm``) targets.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 from torch import nn
@@ -79,13 +83,43 @@ class CausalLM(nn.Module):
         return out.logits.float()
 
 
-def build_llama(config, seed: int = 0, checkpointing: bool = False, device=None,
-                autocast_dtype: torch.dtype | None = torch.bfloat16) -> CausalLM:
-    """A randomly initialized ``LlamaForCausalLM`` (seeded: same seed, same weights), wrapped as ``CausalLM``."""
-    from transformers import LlamaForCausalLM
+@dataclasses.dataclass
+class MetaInit:
+    """How a model built on the meta device gets its values (``orthoscope.distributed.pretrained.materialize``):
+    from ``pretrained`` (a directory of Hugging Face safetensors) or, when it is ``None``, a random init seeded per
+    parameter from ``seed``. ``prefix``: the Hugging Face model's path inside the wrapper (``"model."`` for
+    ``CausalLM``); ``device``: where one process materialises it (under torchrun, the rank's device)."""
+    pretrained: str | None
+    seed: int = 0
+    prefix: str = "model."
+    device: str = "cpu"
 
+
+INIT_DEVICES = (None, "meta")
+
+
+def build_llama(config=None, seed: int = 0, checkpointing: bool = False, device=None,
+                autocast_dtype: torch.dtype | None = torch.bfloat16, init_device: str | None = None,
+                pretrained=None) -> CausalLM:
+    """A randomly initialized ``LlamaForCausalLM`` (seeded: same seed, same weights), wrapped as ``CausalLM``.
+
+    ``init_device="meta"`` (implied by ``pretrained``): built on the meta device with a ``MetaInit`` plan in
+    ``model.meta_init``, filled when ``Run`` materialises it — from ``pretrained`` (a local Hugging Face model
+    directory; ``config`` defaults to its ``config.json``) or by a per-parameter seeded init (other weights than the
+    default path's, which draws every tensor in turn from ``torch.manual_seed(seed)``)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if init_device not in INIT_DEVICES:
+        raise ValueError(f"init_device must be one of {list(INIT_DEVICES)}, got {init_device!r}")
+    if pretrained is not None:
+        init_device = "meta"
+        if config is None:
+            config = LlamaConfig.from_pretrained(str(pretrained), local_files_only=True)
+    if config is None:
+        raise ValueError("build_llama needs a config (llama_config(...)) or a pretrained directory")
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    with torch.device("meta") if init_device == "meta" else contextlib.nullcontext():
+        model = LlamaForCausalLM(config)
     if checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None)
         if enable is not None:
@@ -95,4 +129,8 @@ def build_llama(config, seed: int = 0, checkpointing: bool = False, device=None,
     model.train()
     wrapped = CausalLM(model, autocast_dtype)
     wrapped.init_seed = seed                                     # a run config rebuilds the same weights from it
+    if init_device == "meta":
+        wrapped.meta_init = MetaInit(None if pretrained is None else str(pretrained), seed, "model.",
+                                     str(device or "cpu"))
+        return wrapped
     return wrapped.to(device) if device is not None else wrapped

@@ -71,9 +71,8 @@ class Run:
         self.method = method if method is not None else AdamW()
         self.task = task
         self.dist = _dist.setup(distributed, self)     # None in one process; checks run before anything changes
-        self.model = self.method.attach(model)
-        self._record_initial_state()                   # before FSDP2 shards it: run.config checks the values
-        self._forward = self.dist.prepare(self.model) if self.dist else self.model   # FSDP2 shards in place
+        self.model = self._attach(model)
+        self._forward = self._place_model()            # FSDP2 shards in place; a meta-device model gets its values
         self.optimizer = self.method.make_optimizer(self.model)
         if self.dist is not None:
             self.dist.adopt(self.optimizer)            # full-matrix optimizers split their work across ranks
@@ -237,6 +236,51 @@ class Run:
                             f"{callback!r:.60}")
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def _attach(self, model: nn.Module) -> nn.Module:
+        """``method.attach(model)``. A method whose attach computes with the weights' values (POET permutes and
+        re-initialises them) cannot attach on the meta device: in one process and under DDP, where the model is
+        whole anyway, it is materialised first; under FSDP2 that would put the whole model on every rank, so it
+        is refused with a message that says so."""
+        from ..distributed import pretrained
+
+        try:
+            return self.method.attach(model)
+        except NotImplementedError as e:
+            if not pretrained.on_meta(model):
+                raise
+            if self.dist is not None and self.dist.mode == "fsdp":
+                raise ValueError(
+                    f"method {type(self.method).__name__} cannot attach to a model on the meta device (init_device="
+                    f"'meta' / pretrained): its attach computes with the weights' values "
+                    f"({str(e).splitlines()[0][:100]}), and under FSDP2 the whole model would have to be on every "
+                    "rank first; run it in one process or under DDP, or build the model with its values") from e
+        device = self.dist.device if self.dist is not None else model.meta_init.device
+        self.load_report = pretrained.materialize(model, device)   # attach failed before changing the model
+        return self.method.attach(model)
+
+    def _place_model(self) -> nn.Module:
+        """The module the training forward calls: the model itself, or the seam's wrapper (DDP) / sharded model
+        (FSDP2). The values training starts from are recorded (``_record_initial_state``) before FSDP2 shards them.
+
+        A model built on the meta device (``build_llama(..., init_device="meta")``) is materialised here by its
+        ``meta_init`` plan (``orthoscope.distributed.pretrained``): under FSDP2 *after* sharding, so each rank fills
+        only its rows; elsewhere before (DDP broadcasts values at wrapping). Its full values are then never on one
+        rank under FSDP2, so run.config checks such a run's structure and its recorded seed or weights directory."""
+        from ..distributed import pretrained
+
+        if not pretrained.on_meta(self.model):
+            self._record_initial_state()               # before FSDP2 shards it: run.config checks the values
+            return self.dist.prepare(self.model) if self.dist else self.model
+        if self.dist is not None and self.dist.mode == "fsdp":
+            forward = self.dist.prepare(self.model)
+            self.load_report = pretrained.materialize(self.model, self.dist.device)
+            self.initial_digests = None
+            return forward
+        device = self.dist.device if self.dist is not None else self.model.meta_init.device
+        self.load_report = pretrained.materialize(self.model, device)
+        self._record_initial_state()
+        return self.dist.prepare(self.model) if self.dist else self.model
 
     def _record_initial_state(self) -> None:
         """Digests of the model's values as training starts (``tensor_digests``), so ``run.config`` can check that
