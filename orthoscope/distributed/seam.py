@@ -268,6 +268,8 @@ class Seam:
         if self.mode != "fsdp" or not modules:
             yield
             return
+        from .sharding import kept_unsharded
+
         grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
         for m in modules:
             m.unshard()                                # the module attributes are now full plain Parameters
@@ -275,7 +277,8 @@ class Seam:
         try:
             for name, g in grads.items():         # under bf16 the gathered weights are bf16: so their grads
                 unsharded[name].grad = full(g).to(unsharded[name].dtype)
-            yield
+            with kept_unsharded(modules):          # a probe's forward (Evaluate) must not reshard the blocks
+                yield
         finally:
             for p in unsharded.values():               # FSDP2 accumulates into unsharded grads in backward:
                 p.grad = None                          # leave none behind

@@ -28,6 +28,7 @@ without bf16 (``torch.cuda.is_bf16_supported()`` false: pre-Ampere) it is a ``Di
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -119,3 +120,25 @@ def shard_per_block(model: nn.Module, mesh, precision: str = "fp32") -> list[tup
         block.set_modules_to_forward_prefetch([following])     # gather block i+1 while block i computes
         following.set_modules_to_backward_prefetch([block])    # and block i-1 while block i's gradients are made
     return units
+
+
+@contextlib.contextmanager
+def kept_unsharded(modules: list[nn.Module]):
+    """Inside: a forward through these FSDP2 modules (a probe that evaluates the model inside ``full_weights``)
+    leaves their parameters unsharded — the use ``set_reshard_after_forward`` documents for evaluation; afterwards
+    each module's setting is restored as it was (FSDP2 keeps it in two fields of its state, read back here: there
+    is no public getter). Without this, a per-block unit reshards after its forward and the probes after it read
+    shards."""
+    saved = []
+    for m in modules:
+        state = m._get_fsdp_state()
+        saved.append((state, state._auto_reshard_after_forward,
+                      [(g, g.post_forward_mesh_info) for g in state._fsdp_param_groups]))
+        m.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for state, auto, groups in saved:
+            state._auto_reshard_after_forward = auto
+            for group, info in groups:
+                group.post_forward_mesh_info = info
