@@ -230,8 +230,7 @@ def fsdp_blocks(dry: bool) -> dict:
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         rows_path = Path(tmp) / "fsdp_rows.json"
-        torchrun = Path(sys.executable).with_name("torchrun")
-        cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--nproc_per_node", str(nproc), "--master_addr",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
                "127.0.0.1", "--master_port", str(port), str(Path(__file__).resolve()), "--fsdp-worker",
                str(rows_path), *(["--dry-run"] if dry else [])]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
