@@ -235,3 +235,42 @@ def test_precision_is_checked(monkeypatch):
     policy = mixed_precision_policy("bf16")
     assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
     assert mixed_precision_policy("fp32").param_dtype is None
+
+
+@pytest.fixture
+def one_rank_group():
+    """A process group of this process alone (gloo, world size 1), destroyed afterwards."""
+    import torch.distributed as dist
+    from test_distributed import free_port
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_seam_shards_per_block_and_checks_precision(one_rank_group, monkeypatch):
+    """``prepare`` makes every unit an FSDP module (world size 1); bf16 under DDP is refused, not ignored."""
+    from torch.distributed.fsdp import FSDPModule
+
+    from orthoscope.distributed import DistributedError, Seam
+    from orthoscope.distributed.sharding import sharding_units
+
+    monkeypatch.delenv("ORTHOSCOPE_PRECISION", raising=False)
+    model = tiny_llama()
+    seam = Seam("fsdp", precision="bf16")
+    assert seam.precision == "bf16"
+    seam.prepare(model)
+    assert isinstance(model, FSDPModule) and all(isinstance(u, FSDPModule) for _, u in sharding_units(model))
+    seen = []
+    head = model.model.lm_head
+    head.register_forward_pre_hook(lambda m, i: seen.append(m.weight.dtype))   # after FSDP2's gather
+    head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    model(torch.randint(0, 50, (2, 16)))
+    assert seen == [torch.bfloat16, torch.bfloat16]                        # gathered and computed in bf16
+    assert model.model.lm_head.weight.dtype == torch.float32                     # the shards stay fp32
+    assert Seam("ddp").precision == "fp32"
+    monkeypatch.setenv("ORTHOSCOPE_PRECISION", "bf16")
+    with pytest.raises(DistributedError, match=r"\$ORTHOSCOPE_PRECISION='bf16' applies to FSDP2"):
+        Seam("ddp")

@@ -116,14 +116,15 @@ class Seam:
         """``make_mesh=False``: no DeviceMesh of its own — for a model the caller already sharded (the recorder of
         your own loop, ``orthoscope.observe``), which the seam only observes. ``precision`` (FSDP2 only):
         ``"fp32"`` or ``"bf16"`` (``orthoscope.distributed.sharding``); ``None`` reads ``$ORTHOSCOPE_PRECISION``."""
-        from .sharding import ShardingError, resolve_precision
+        from .sharding import ShardingError, resolve_precision, resolve_unsharded_precision
 
         self.mode = mode
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         nccl = dist.get_backend() == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
         try:
-            self.precision = resolve_precision(precision, self.device) if mode == "fsdp" else "fp32"
+            self.precision = (resolve_precision(precision, self.device) if mode == "fsdp"
+                              else resolve_unsharded_precision(precision, mode))
         except ShardingError as e:
             raise DistributedError(str(e)) from None
         self.mesh = None

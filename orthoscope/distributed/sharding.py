@@ -57,6 +57,18 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     return precision
 
 
+def resolve_unsharded_precision(precision: str | None, mode: str) -> str:
+    """``"fp32"``: a mixed-precision policy is FSDP2's; asking for bf16 under ``mode`` (DDP) is an error, not
+    ignored."""
+    asked = precision if precision is not None else os.environ.get(ENV_PRECISION, "fp32")
+    if asked != "fp32":
+        where = "precision" if precision is not None else f"${ENV_PRECISION}"
+        raise ShardingError(f"{where}={asked!r} applies to FSDP2 (distributed='fsdp'); under {mode!r} parameters "
+                            "and gradients stay fp32 (a Llama's forward autocasts to bf16 on CUDA all the same): "
+                            f"use distributed='fsdp' or unset {where}")
+    return "fp32"
+
+
 def mixed_precision_policy(precision: str):
     """FSDP2's policy for ``precision``: fp32 casts nothing (the default policy); bf16 gathers and computes in
     bf16 and reduce-scatters gradients in fp32."""
