@@ -12,6 +12,9 @@ or ``skipped`` (budget spent, or no time left overall) — a part never stops th
   1d 1B Llama      peak memory and tokens/s for AdamW and POET memory mode, then LoRA, OFT, Muon, Pion
                    (``bench_llm.py``'s worker, one fresh process per method)
   1e harmonic      fused harmonic loss at vocabulary 32k: peak memory vs unfused; liger-kernel if importable
+  1f per-block     the 1B Llama under per-block FSDP2 on every lent GPU (torchrun, nproc = the GPU count, one
+     FSDP2         process per GPU; world size 1 on one GPU): tokens/s and peak memory for AdamW with bf16
+                   parameters / fp32 reduction and POET memory mode in fp32 (``orthoscope.distributed.sharding``)
 
 Writes ``gpu_proof.json`` (everything) and ``gpu_proof.md`` (the target table) into ``--out`` (default ``$OUT`` when
 set, else ``gpu-proof-out``) and prints the headline line last.
@@ -39,7 +42,8 @@ import torch  # noqa: E402
 import bench_kernels  # noqa: E402  (a sibling script: sys.path[0] is benchmarks/ when run as a script)
 import bench_llm  # noqa: E402
 
-BUDGET_S = {"correctness": 150, "kernel_speed": 120, "poet_layer": 30, "llm_1b": 150, "harmonic": 40}
+BUDGET_S = {"correctness": 150, "kernel_speed": 120, "poet_layer": 30, "llm_1b": 150, "harmonic": 40,
+            "fsdp_blocks": 120}
 WALL_S = 470                                # ≤ 8 min including start-up; parts that would overrun are skipped
 
 
@@ -208,6 +212,102 @@ def llm(dry: bool) -> dict:
     return {"size": args.size, "batch": args.batch, "seq": args.seq, "steps": args.steps, "methods": rows}
 
 
+# ---- 1f: per-block FSDP2 on the lent GPUs -------------------------------------------------------------------------
+
+FSDP_METHODS = (("adamw", "bf16"), ("poet_mem", "fp32"))     # POET's merge is refused under bf16 (fp32 masters)
+
+
+def fsdp_blocks(dry: bool) -> dict:
+    """torchrun with one process per GPU (2 gloo processes on the CPU rehearsal) runs ``fsdp_worker``; its rank 0
+    writes the rows. The launch is a process group of its own, killed if the part's budget runs out."""
+    import socket
+    import subprocess
+    import tempfile
+
+    nproc = torch.cuda.device_count() if torch.cuda.is_available() else 2
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_path = Path(tmp) / "fsdp_rows.json"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+               "127.0.0.1", "--master_port", str(port), str(Path(__file__).resolve()), "--fsdp-worker",
+               str(rows_path), *(["--dry-run"] if dry else [])]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            log, _ = proc.communicate()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if proc.returncode != 0 or not rows_path.exists():
+            raise RuntimeError(f"torchrun exited {proc.returncode}: {log[-1500:]}")
+        return {"nproc": nproc, **json.loads(rows_path.read_text())}
+
+
+def fsdp_worker(rows_path: str, dry: bool) -> None:
+    """One rank: for each of ``FSDP_METHODS``, the 1B Llama (tiny on the CPU) under ``distributed="fsdp"`` at
+    ``precision``, 8 sequences of 1024 tokens per rank, 2 warm-up + 5 timed steps; tokens/s of the global batch,
+    peak ``torch.cuda.max_memory_allocated`` (the largest over ranks)."""
+    import torch.distributed as dist
+
+    from orthoscope import Run
+    from orthoscope.distributed import init_process_group
+    from orthoscope.recipes.llm import SyntheticTokens, TokenTask, build_llama, llama_config, llm_method
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    init_process_group("nccl" if cuda else "gloo")
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size, per_rank, seq, warmup, steps = ("tiny", 2, 32, 1, 2) if dry else ("1b", 8, 1024, 2, 5)
+    rows = {}
+    for method, precision in FSDP_METHODS:
+        os.environ["ORTHOSCOPE_PRECISION"] = precision
+        try:
+            task = TokenTask(SyntheticTokens(vocab_size=32000 if not dry else 256, n_ctx=seq,
+                                             batch_size=per_rank * world, seed=0), device="cuda" if cuda else "cpu",
+                             n_eval=None)
+            model = build_llama(llama_config(size, task.vocab_size, seq), seed=0, checkpointing=True)
+            run = Run(model, task, llm_method(method, block=32 if dry else 256), probes=[], seed=0,
+                      distributed="fsdp")
+            rows[f"{method} {precision}"] = time_steps(run, warmup, steps, per_rank * world * seq, cuda)
+        except Exception as e:  # noqa: BLE001 — one method failing on the hardware is a result; the next still runs
+            rows[f"{method} {precision}"] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        run = model = None
+        if cuda:
+            torch.cuda.empty_cache()
+    if rank == 0:
+        Path(rows_path).write_text(json.dumps({"world_size": world, "size": size, "seq": seq,
+                                               "batch_per_rank": per_rank, "rows": rows}))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def time_steps(run, warmup: int, steps: int, tokens_per_step: int, cuda: bool) -> dict:
+    import torch.distributed as dist
+
+    for _ in range(warmup):
+        run.step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run.step()
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = torch.tensor(time.perf_counter() - t0, dtype=torch.float64, device=run.dist.device)
+    dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)                # the slowest rank sets the pace
+    peak = torch.tensor(torch.cuda.max_memory_allocated() if cuda else 0, dtype=torch.float64,
+                        device=run.dist.device)
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    return {"tokens_per_s": steps * tokens_per_step / float(elapsed), "step_ms": 1e3 * float(elapsed) / steps,
+            "peak_mb": float(peak) / 2 ** 20 if cuda else None, "loss": run.last_loss}
+
+
 # ---- targets and report ---------------------------------------------------------------------------------------------
 
 def targets(report: dict) -> list[tuple[str, str, str, str]]:
@@ -253,6 +353,13 @@ def targets(report: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def fsdp_row(name: str, r: dict) -> str:
+    if "error" in r:
+        return f"| {name} | — | — | — | {r['error']} |"
+    peak = "—" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
+    return f"| {name} | {r['tokens_per_s']:.0f} | {r['step_ms']:.1f} | {peak} | |"
+
+
 def write(report: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     rows = targets(report)
@@ -261,6 +368,12 @@ def write(report: dict, out: Path) -> str:
              f"torch {report['torch']}, Triton {report['triton']}; {report['command']}", "",
              "| target | limit | measured | verdict |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    fsdp = report.get("fsdp_blocks", {})
+    if fsdp.get("rows"):
+        lines += ["", f"Per-block FSDP2, {fsdp['size']} Llama, {fsdp['world_size']} rank(s), "
+                      f"{fsdp['batch_per_rank']} × {fsdp['seq']} tokens per rank:", "",
+                  "| method precision | tokens/s | step ms | peak MB per rank | note |", "|---|---|---|---|---|"]
+        lines += [fsdp_row(name, r) for name, r in fsdp["rows"].items()]
     lines += ["", "| part | status | seconds | note |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['status']} | {v['seconds']} | {v.get('error') or v.get('why') or ''} |"
               for k, v in report.items() if isinstance(v, dict) and "status" in v]
@@ -278,7 +391,11 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU rehearsal: tiny shapes, Triton's interpreter, every part end to end")
     parser.add_argument("--out", default=os.environ.get("OUT") or "gpu-proof-out", help="folder for the results")
+    parser.add_argument("--fsdp-worker", metavar="ROWS_JSON", help=argparse.SUPPRESS)   # part 1f, under torchrun
     args = parser.parse_args(argv)
+    if args.fsdp_worker:
+        fsdp_worker(args.fsdp_worker, args.dry_run)
+        return 0
     cuda = torch.cuda.is_available()
     if not cuda and not args.dry_run:
         parser.error("no CUDA device: run with --dry-run for the CPU rehearsal")
@@ -294,6 +411,7 @@ def main(argv=None) -> int:
     run_part("kernel_speed", lambda: kernel_speed(dtype, args.dry_run), report, started)
     run_part("poet_layer", lambda: poet_layer(dtype, args.dry_run), report, started)
     run_part("llm_1b", lambda: llm(args.dry_run), report, started)
+    run_part("fsdp_blocks", lambda: fsdp_blocks(args.dry_run), report, started)
     run_part("harmonic", lambda: harmonic(torch.float32 if not cuda else dtype, args.dry_run), report, started)
     print("\n" + (Path(args.out) / "gpu_proof.md").as_posix() + ":")
     line = write(report, Path(args.out))

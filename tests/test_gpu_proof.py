@@ -32,7 +32,11 @@ def test_dry_run_runs_every_part_and_writes_the_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_proof.json").read_text())
     parts = {k: v["status"] for k, v in report.items() if isinstance(v, dict) and "status" in v}
-    assert parts == dict.fromkeys(("correctness", "kernel_speed", "poet_layer", "llm_1b", "harmonic"), "ok"), parts
+    assert parts == dict.fromkeys(("correctness", "kernel_speed", "poet_layer", "llm_1b", "fsdp_blocks", "harmonic"),
+                                  "ok"), parts
+    fsdp = report["fsdp_blocks"]                  # per-block FSDP2 at world size 2 (gloo) in the rehearsal
+    assert fsdp["world_size"] == 2 and set(fsdp["rows"]) == {"adamw bf16", "poet_mem fp32"}
+    assert all(r["tokens_per_s"] > 0 for r in fsdp["rows"].values()), fsdp
     checks = report["correctness"]["checks"]
     assert len(checks) >= 20 and all(c["ok"] for c in checks)
     assert {c["dtype"] for c in checks} == {"float32", "bfloat16"}
@@ -77,3 +81,17 @@ def test_targets_judge_measured_figures(proof):
     assert verdicts["1B POET memory mode tokens/s vs AdamW"] == "pass"
     assert verdicts["fused harmonic peak memory vs unfused (vocab 32k)"] == "pass"
     assert verdicts["fused harmonic time vs liger-kernel FLCE"] == "—"           # no liger row: unmeasured
+
+
+def test_per_block_fsdp_rows_are_reported(proof, tmp_path):
+    """Part 1f's rows reach gpu_proof.md: tokens/s, step time, peak memory per rank, or the error of a method."""
+    report = {"device": "GPU", "date": "today", "torch": "2", "triton": "3", "command": "x",
+              "fsdp_blocks": {"status": "ok", "seconds": 1.0, "world_size": 8, "size": "1b", "seq": 1024,
+                              "batch_per_rank": 8, "rows": {
+                                  "adamw bf16": {"tokens_per_s": 1.5e5, "step_ms": 437.0, "peak_mb": 9000.0},
+                                  "poet_mem fp32": {"error": "OutOfMemoryError: CUDA out of memory"}}}}
+    proof.write(report, tmp_path)
+    text = (tmp_path / "gpu_proof.md").read_text()
+    assert "Per-block FSDP2, 1b Llama, 8 rank(s), 8 × 1024 tokens per rank" in text
+    assert "| adamw bf16 | 150000 | 437.0 | 9000 | |" in text
+    assert "| poet_mem fp32 | — | — | — | OutOfMemoryError: CUDA out of memory |" in text

@@ -81,11 +81,14 @@ def _describe_architecture(model, seed: int) -> dict:
         dtype = None if model.autocast_dtype is None else str(model.autocast_dtype).removeprefix("torch.")
         return {"name": "Llama", **head, "config": model.config.to_diff_dict(), "checkpointing": checkpointing,
                 "autocast_dtype": dtype}
+    from ..models.checkpointing import is_checkpointed
+
+    checkpointed = {"checkpointing": True} if is_checkpointed(model) else {}   # absent when off: older configs
     if isinstance(model, TinyTransformer):
-        return {"name": "TinyTransformer", **head, **dataclasses.asdict(model.cfg)}
+        return {"name": "TinyTransformer", **head, **dataclasses.asdict(model.cfg), **checkpointed}
     arguments = getattr(model, "arguments", None)
     if type(model).__name__ in model_classes() and isinstance(arguments, dict):
-        return {"name": type(model).__name__, **head, **arguments}
+        return {"name": type(model).__name__, **head, **arguments, **checkpointed}
     raise ConfigError(f"model {type(model).__name__} cannot be expressed in a config: use one of "
                       f"{sorted(model_classes()) + ['Llama']} (a KAN must be built by build_model to remember its "
                       "arguments)")
@@ -138,7 +141,9 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
     init_seed = spec.get("init_seed", seed)
     if not isinstance(init_seed, int) or isinstance(init_seed, bool) or not 0 <= init_seed < 2 ** 63:
         raise ConfigError(f"model.init_seed must be an integer >= 0 (below 2**63), got {bounded(init_seed)}")
-    rest = {k: v for k, v in spec.items() if k not in ("init_seed", "head", "dtype")}
+    llama = spec.get("name") == "Llama"             # a Llama's checkpointing is Hugging Face's (LLAMA_KEYS)
+    rest = {k: v for k, v in spec.items() if k not in ("init_seed", "head", "dtype") + (() if llama else
+                                                                                         ("checkpointing",))}
     dtype = spec.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ConfigError(f"model.dtype must be one of {list(DTYPES)}, got {bounded(dtype)}")
@@ -157,8 +162,24 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
         _build_head(model, spec["head"])
     if dtype != "float32":
         model = model.to(getattr(torch, dtype))
+    if not llama:
+        _checkpoint_blocks(model, spec.get("checkpointing", False))
     model.init_seed = init_seed
     return model
+
+
+def _checkpoint_blocks(model, checkpointing) -> None:
+    """``model.checkpointing: true`` for a model other than a Llama: activation checkpointing of each repeated
+    block (``orthoscope.models.checkpointing``)."""
+    from ..models.checkpointing import checkpoint_blocks
+
+    if not isinstance(checkpointing, bool):
+        raise ConfigError(f"model.checkpointing must be true or false, got {bounded(checkpointing)}")
+    if checkpointing:
+        try:
+            checkpoint_blocks(model)
+        except ValueError as e:
+            raise ConfigError(f"model.checkpointing: {e}") from e
 
 
 def _build_head(model, head) -> None:

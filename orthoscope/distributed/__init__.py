@@ -2,6 +2,7 @@
 
 * ``seam`` — process group, DDP or FSDP2 (``fully_shard`` on a ``DeviceMesh``), each rank's share of the global
   batch, probes that read sharded weights (its public names are re-exported here);
+* ``sharding`` — per-block FSDP2: each repeated block its own ``fully_shard`` unit, prefetch, fp32/bf16 policy;
 * ``matrices`` — whole-matrix optimizers (Muon, Pion, Hyperball) across ranks: each matrix updated by one owner;
 * ``checkpoint`` — sharded checkpoints with ``torch.distributed.checkpoint`` (save at one world size, resume at
   another), and ``matrix_state`` — the owned matrix optimizer state in them;

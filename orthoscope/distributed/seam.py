@@ -42,6 +42,10 @@ SUPPORTED = {
     "fsdp": {"AdamW", "SGD", "Muon", "Pion", "Hyperball", "FOCUS", "LoRA", "OFT", "POET", "BOFT", "QOFT", "SoRA"},
 }
 
+# Methods whose intervention merges unsharded weights (``needs_full_weights``): refused under bf16 FSDP2, whose
+# gathered weights are bf16 copies of the fp32 shards.
+MERGES_FULL_MATRICES = {"POET"}
+
 
 class DistributedError(ValueError):
     """A run that cannot execute in the chosen distributed mode (raised before the first step)."""
@@ -108,13 +112,21 @@ def init_process_group(backend: str) -> None:
 class Seam:
     """One run's view of the process group: rank, world size, device, mesh, and the few collectives a run needs."""
 
-    def __init__(self, mode: str, make_mesh: bool = True):
+    def __init__(self, mode: str, make_mesh: bool = True, precision: str | None = None):
         """``make_mesh=False``: no DeviceMesh of its own — for a model the caller already sharded (the recorder of
-        your own loop, ``orthoscope.observe``), which the seam only observes."""
+        your own loop, ``orthoscope.observe``), which the seam only observes. ``precision`` (FSDP2 only):
+        ``"fp32"`` or ``"bf16"`` (``orthoscope.distributed.sharding``); ``None`` reads ``$ORTHOSCOPE_PRECISION``."""
+        from .sharding import ShardingError, resolve_precision, resolve_unsharded_precision
+
         self.mode = mode
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         nccl = dist.get_backend() == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        try:
+            self.precision = (resolve_precision(precision, self.device) if mode == "fsdp"
+                              else resolve_unsharded_precision(precision, mode))
+        except ShardingError as e:
+            raise DistributedError(str(e)) from None
         self.mesh = None
         if mode == "fsdp" and make_mesh:
             from torch.distributed.device_mesh import init_device_mesh
@@ -142,6 +154,9 @@ class Seam:
             raise DistributedError(
                 f"method {name} has no {self.mode!r} support (supported there: {sorted(SUPPORTED[self.mode])}"
                 + (f"; {name} runs under {modes}" if modes else "") + ")")
+        if self.precision != "fp32" and name in MERGES_FULL_MATRICES:
+            raise DistributedError(f"method {name} merges whole matrices, which under precision={self.precision!r} "
+                                   "would round the fp32 master weights to bf16 at every merge; use precision='fp32'")
         batch = global_batch_size(run.task)
         if batch % self.world:
             raise DistributedError(f"world size {self.world} does not divide the global batch size {batch} of "
@@ -161,7 +176,9 @@ class Seam:
 
         DDP: the run keeps the plain model (probes and names see it unchanged) and trains through the wrapper.
         FSDP2: ``fully_shard`` shards every parameter along dim 0 in place (they become ``DTensor``s), so the
-        optimizer must be built after this call.
+        optimizer must be built after this call; each repeated block is its own unit, then the root
+        (``orthoscope.distributed.sharding``: a rank holds one block unsharded at a time, plus the prefetched one),
+        in ``self.precision``.
         """
         on_meta = any(p.is_meta for p in model.parameters())      # materialised after sharding (pretrained.py)
         if not on_meta and any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
@@ -172,8 +189,8 @@ class Seam:
             from torch.nn.parallel import DistributedDataParallel
             ids = [self.device.index] if self.device.type == "cuda" else None
             return DistributedDataParallel(model, device_ids=ids, **self._bucket_options(DistributedDataParallel))
-        from torch.distributed.fsdp import fully_shard
-        fully_shard(model, mesh=self.mesh)
+        from .sharding import shard_per_block
+        shard_per_block(model, self.mesh, self.precision)
         return model
 
     def _bucket_options(self, ddp_class) -> dict:
@@ -253,14 +270,17 @@ class Seam:
         if self.mode != "fsdp" or not modules:
             yield
             return
+        from .sharding import kept_unsharded
+
         grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
         for m in modules:
             m.unshard()                                # the module attributes are now full plain Parameters
         unsharded = dict(model.named_parameters())
         try:
-            for name, g in grads.items():
-                unsharded[name].grad = full(g)
-            yield
+            for name, g in grads.items():         # under bf16 the gathered weights are bf16: so their grads
+                unsharded[name].grad = full(g).to(unsharded[name].dtype)
+            with kept_unsharded(modules):          # a probe's forward (Evaluate) must not reshard the blocks
+                yield
         finally:
             for p in unsharded.values():               # FSDP2 accumulates into unsharded grads in backward:
                 p.grad = None                          # leave none behind
@@ -289,6 +309,10 @@ class Seam:
             from .matrices import OwnerMerges
             intervention.after_step(run, merge_layers=OwnerMerges(self.rank, self.world))
             return
+        if self.precision != "fp32":      # the gathered weights are bf16 copies: writing them back rounds the masters
+            raise DistributedError(f"{type(intervention).__name__} merges whole matrices, which under precision="
+                                   f"{self.precision!r} would round the fp32 master weights to bf16; use "
+                                   "precision='fp32' (nothing was changed at this step)")
         sharded = dict(run.model.named_parameters())
         with self.full_weights(run.model):
             unsharded = dict(run.model.named_parameters())
