@@ -119,7 +119,7 @@ CASES = [
     ("device-list", GOOD + "device: [cpu]\n", [], [":21:", "device must be a string"]),
     ("loss-list", GOOD + "loss: [a, b]\n", [], [":21:", "loss: unknown ['a', 'b']"]),
     ("loss-unknown", GOOD + "loss: l3\n", [], [":21:", "loss: unknown 'l3'", "cross_entropy"]),
-    ("another-config", edit("steps", "steps: 3"), [], ["holds a run of another config"]),
+    ("another-config", edit("seed", "seed: 5"), [], ["holds a run of another config", "seed differs"]),
     # -- the run directory's name --
     ("name-escapes", edit("name", "name: ../escaped"), [], ["{line:name}", "name '../escaped'", "path separator"]),
     ("name-absolute", edit("name", "name: /tmp/abs"), [], ["{line:name}", "path separator"]),

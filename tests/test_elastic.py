@@ -7,8 +7,9 @@ saving a sharded checkpoint after step 6; a launch at world size 2 (shards of 4 
 
 Tolerance: 1e-5 relative to the largest entry (tests/test_distributed.py's ``RTOL``). The three runs add the same
 nine rows' gradients in other orders (3 + 3 + 3, 4 + 5 weighted by 2·4/9 and 2·5/9, and 9 in one process), which in
-fp32 differs by a few ulps per step; the weighting factors are rounded once each. Measured here: see the assertion
-messages (≤ 1e-6 expected after 12 AdamW steps).
+fp32 differs by a few ulps per step; the weighting factors are rounded once each. Measured (this machine, gloo):
+losses ≤ 8.9e-8 and weights ≤ 1.7e-7 (AdamW) / 4.7e-7 (Muon) relative, so 1e-5 leaves a 20× margin while a wrong
+weighting (the unweighted mean of 4- and 5-row shards is off by ~1e-2 in the first loss) fails it.
 """
 from __future__ import annotations
 
@@ -99,3 +100,76 @@ def test_shards_cover_every_row_once_and_weights_make_the_global_mean(world):
         if batch % world == 0:
             assert all(s.loss_weight(batch) == 1.0 for s in seams)    # even shards: exactly the old computation
 
+
+
+# ---- extending a run directory (orthoscope train on a run whose config differs only in steps and cadences) ----------
+
+EXTEND = {
+    "seed": 1, "steps": 40, "name": "extend",
+    "task": {"name": "ModularArithmetic", "p": 13, "train_frac": 0.5, "batch_size": 8},
+    "model": {"name": "MLP", "vocab_size": 13, "n_tokens": 2, "d_embed": 8, "hidden": [16], "d_out": 13},
+    "method": {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1},
+    "probes": [{"name": "WeightNorm", "every": 10}],
+    "checkpoint": {"every": 20, "keep": 2},
+}
+
+
+def train_config(folder: Path, cfg: dict, overrides=(), runs=None):
+    from orthoscope.config import save_config
+    from orthoscope.config.train import prepare, train
+
+    path = save_config(cfg, folder / "extend.yaml")
+    said = []
+    run, cfg, run_dir = prepare(path, list(overrides), runs or folder / "runs", None, say=said.append)
+    return train(run, cfg, run_dir, progress=False), run_dir, said
+
+
+def test_extending_40_to_60_steps_equals_a_60_step_run(tmp_path):
+    from orthoscope.config.format import load_config
+    from orthoscope.config.rundir import CONFIG, latest_checkpoint, read_history
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, run_dir, said = train_config(tmp_path / "a", EXTEND)
+    assert first.step_count == 40 and not said
+    longer = {**EXTEND, "steps": 60, "checkpoint": {"every": 30, "keep": 3}, "probes": [{"name": "WeightNorm",
+                                                                                          "every": 5}]}
+    extended, run_dir, said = train_config(tmp_path / "a", longer)
+    assert extended.step_count == 60 and latest_checkpoint(run_dir)[0] == 60
+    assert said and "steps 40 → 60" in said[0] and "checkpoint.every 20 → 30" in said[0]
+    assert load_config(run_dir / CONFIG)["steps"] == 60                  # the recorded config is the new one
+    straight, ref_dir, _ = train_config(tmp_path / "b", {**EXTEND, "steps": 60})
+    got, want = read_history(run_dir)["loss/batch"], read_history(ref_dir)["loss/batch"]
+    assert got.steps == list(range(1, 61)) and got.values == want.values          # bitwise: floats compare exactly
+    mine, theirs = extended.model.state_dict(), straight.model.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    norms = read_history(run_dir)[next(k for k in read_history(run_dir).keys() if k.startswith("weight_norm"))]
+    assert [s for s in norms.steps if s <= 40] == [0, 10, 20, 30, 40]              # the old cadence, then the new
+    assert [s for s in norms.steps if s > 40] == [45, 50, 55, 60]
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"method": {**EXTEND["method"], "lr": 0.02}}, ["method.lr differs", "0.01", "0.02"]),
+    ({"seed": 2}, ["seed differs"]),
+    ({"task": {**EXTEND["task"], "batch_size": 4}}, ["task.batch_size differs"]),
+    ({"model": {**EXTEND["model"], "hidden": [32]}}, ["model.hidden[0] differs"]),
+    ({"probes": [{"name": "Spectrum", "every": 10}]}, ["probes[0].name differs"]),
+    ({"steps": 30}, ["steps 30 is below the 40 steps"]),
+])
+def test_a_change_that_alters_the_math_is_refused_with_the_field_named(tmp_path, change, words):
+    from orthoscope.config.format import ConfigError
+
+    train_config(tmp_path, EXTEND)
+    with pytest.raises(ConfigError, match="holds a run of another config") as err:
+        train_config(tmp_path, {**EXTEND, **change})
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_a_schedule_whose_length_is_the_steps_is_not_stretched_silently(tmp_path):
+    from orthoscope.config.format import ConfigError
+
+    scheduled = {**EXTEND, "steps": 10, "schedule": {"warmup": 2, "decay": "cosine"}}
+    train_config(tmp_path, scheduled)
+    with pytest.raises(ConfigError, match="would stretch the learning-rate schedule.*schedule.total: 10"):
+        train_config(tmp_path, {**scheduled, "steps": 15})
+    run, _, _ = train_config(tmp_path, {**scheduled, "steps": 15, "schedule": {**scheduled["schedule"], "total": 10}})
+    assert run.step_count == 15

@@ -5,7 +5,9 @@
 writes ``runs/poet-small/`` (``orthoscope.config.rundir``): the config, the History streamed line by line, and
 checkpoints every ``checkpoint.every`` steps (the newest ``checkpoint.keep`` kept) plus one at the end. Run it again
 with the same config and it resumes from the newest complete checkpoint (a finished run: nothing is written); a
-different config in the same directory is refused.
+different config in the same directory is refused, unless it only extends the run: more ``steps``, another
+checkpoint or probe cadence (``orthoscope.config.rundir.extension_problem``) — then the run goes on from its last
+checkpoint, its History continues and the directory's config becomes the new one.
 
 A config that cannot run is refused before anything is written, with exit status 2 and one line
 ``error: FILE:LINE: what is wrong`` (``orthoscope.config.yamlfile``; docs/scale.md lists what is refused).
@@ -27,13 +29,16 @@ from pathlib import Path
 from .build import build_run
 from ..core.checkpoint import CheckpointError
 from .format import ConfigError, apply_overrides, bounded, normalize, save_config
-from .rundir import CONFIG, HISTORY, HistoryStream, resume, run_directory, save_checkpoint
+from .rundir import (CONFIG, HISTORY, HistoryStream, extension_problem, latest_checkpoint, resume, run_directory,
+                     save_checkpoint)
 from .yamlfile import read_config, shown_path, where
 
 
-def prepare(config_path, overrides, runs: str = "runs", name: str | None = None) -> tuple[object, dict, Path]:
+def prepare(config_path, overrides, runs: str = "runs", name: str | None = None,
+            say=None) -> tuple[object, dict, Path]:
     """The run (built, so every key is checked), its normalized config and its run directory; refuses a
-    directory that holds another config. Nothing is written before the config passed every check, and nothing at
+    directory that holds another config — one that differs only in ``steps`` or the checkpoint and probe cadences
+*extends* the run instead (``rundir.extension_problem``; the directory's config is updated). Nothing is written before the config passed every check, and nothing at
     all when the directory already holds this config (a finished run re-invoked on a read-only disk).
 
     Every refusal is a one-line ``ConfigError`` naming the file and, where the key came from the file, its line
@@ -50,15 +55,31 @@ def prepare(config_path, overrides, runs: str = "runs", name: str | None = None)
         raise ConfigError(where(str(e), source, lines, overridden)) from None
     saved = run_dir / CONFIG
     exists = saved.is_file()
-    other = exists and read_config(saved)[0] != cfg
+    before = read_config(saved)[0] if exists else None
+    problem = None
+    if exists and before != cfg:                       # an extension (more steps, other cadences) or another run
+        found = latest_checkpoint(run_dir)
+        problem = extension_problem(before, cfg, found[0] if found else 0)
     if run.dist is not None:
         run.dist.barrier()                             # every rank has read the file before rank 0 writes it
-    if other:
-        raise ConfigError(f"{source}: {bounded(str(run_dir))} holds a run of another config; resume it with the same "
-                          "config, or pass --name for a new run directory")
-    if not exists and (run.dist is None or run.dist.is_main):
-        save_config(cfg, saved)
+    if problem:
+        raise ConfigError(f"{source}: {bounded(str(run_dir))} holds a run of another config: {problem}; pass --name "
+                          "for a new run directory")
+    if (not exists or before != cfg) and (run.dist is None or run.dist.is_main):
+        save_config(cfg, saved)                        # a new run, or the extended run's config
+    if exists and before != cfg and say is not None:
+        say(f"{run_dir}: continuing the run with {_changes(before, cfg)}")
     return run, cfg, run_dir
+
+
+def _changes(before: dict, cfg: dict) -> str:
+    """``steps 40 → 60, checkpoint.every 10 → 20``: the top-level and checkpoint keys an extension changed (probe
+    cadences are summed up in one word)."""
+    words = [f"steps {before['steps']} → {cfg['steps']}"] if before["steps"] != cfg["steps"] else []
+    words += [f"checkpoint.{k} {before['checkpoint'].get(k)} → {cfg['checkpoint'].get(k)}" for k in ("every", "keep")
+              if before["checkpoint"].get(k) != cfg["checkpoint"].get(k)]
+    words += ["new probe cadences"] if before["probes"] != cfg["probes"] else []
+    return ", ".join(words) or "an equivalent config"
 
 
 def train(run, cfg: dict, run_dir, progress: bool = True):
@@ -98,6 +119,14 @@ def bounded_line(message: str) -> str:
     return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 1] + "…"
 
 
+def _say(line: str) -> None:
+    """Print ``line`` once (rank 0 under torchrun)."""
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(line, flush=True)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m orthoscope train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="a YAML or JSON run config (orthoscope.config)")
@@ -108,7 +137,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_intermixed_args(argv)
     try:
-        run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name)
+        run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name, say=_say)
         train(run, cfg, run_dir, progress=not args.no_progress)
     except (ConfigError, CheckpointError) as e:         # a damaged checkpoint is named like a bad config: one line
         print(f"error: {bounded_line(str(e))}", file=sys.stderr)
