@@ -121,18 +121,15 @@ CASES = [
     ("loss-unknown", GOOD + "loss: l3\n", [], [":21:", "loss: unknown 'l3'", "cross_entropy"]),
     ("another-config", edit("seed", "seed: 5"), [], ["holds a run of another config", "seed differs"]),
     # -- the run directory's name --
-    ("name-escapes", edit("name", "name: ../escaped"), [], ["{line:name}", "name '../escaped'", "path separator"]),
-    ("name-absolute", edit("name", "name: /tmp/abs"), [], ["{line:name}", "path separator"]),
     ("name-dotdot", edit("name", "name: '..'"), [], ["{line:name}", "is '.' or '..'"]),
     ("name-nul", edit("name", 'name: "a\\0b"'), [], ["{line:name}", "control character"]),
     ("name-newline", edit("name", 'name: "a\\nb"'), [], ["{line:name}", "control character"]),
-    ("name-backslash", edit("name", "name: 'a\\b'"), [], ["{line:name}", "path separator"]),
     ("name-too-long", edit("name", "name: " + "n" * 300), [], ["{line:name}", "longer than 255 bytes"]),
     ("name-number", edit("name", "name: 123"), [], ["{line:name}", "name must be a string"]),
     ("cli-name-dotdot", GOOD, ["--name", ".."], ["--name '..'", "is '.' or '..'"]),
-    ("cli-name-separator", GOOD, ["--name", "a/b"], ["--name 'a/b'", "path separator"]),
-    ("cli-name-absolute", GOOD, ["--name", "/tmp/x"], ["--name '/tmp/x'", "path separator"]),
     ("cli-name-empty", GOOD, ["--name", ""], ["--name ''", "is empty"]),
+    ("cli-name-nothing-safe", GOOD, ["--name", "/ /"], ["--name '/ /'", "no letter or digit"]),
+    # names with spaces or separators become safe folder names: tests/test_elastic.py
     # -- sections --
     ("task-unknown", GOOD.replace("ModularArithmetic", "Nope"), [], [":5:", "task.name: unknown 'Nope'"]),
     ("task-name-list", GOOD.replace("ModularArithmetic", "[x]"), [], [":5:", "task.name: unknown ['x']"]),

@@ -9,7 +9,8 @@ Tolerance: 1e-5 relative to the largest entry (tests/test_distributed.py's ``RTO
 nine rows' gradients in other orders (3 + 3 + 3, 4 + 5 weighted by 2·4/9 and 2·5/9, and 9 in one process), which in
 fp32 differs by a few ulps per step; the weighting factors are rounded once each. Measured (this machine, gloo):
 losses ≤ 8.9e-8 and weights ≤ 1.7e-7 (AdamW) / 4.7e-7 (Muon) relative, so 1e-5 leaves a 20× margin while a wrong
-weighting (the unweighted mean of 4- and 5-row shards is off by ~1e-2 in the first loss) fails it.
+weighting fails it (checked: with every rank's factor set to 1, the unweighted mean of the 4- and 5-row shards, the
+AdamW DDP case fails at 3.3e-3 on the embedding).
 """
 from __future__ import annotations
 
@@ -173,3 +174,28 @@ def test_a_schedule_whose_length_is_the_steps_is_not_stretched_silently(tmp_path
         train_config(tmp_path, {**scheduled, "steps": 15})
     run, _, _ = train_config(tmp_path, {**scheduled, "steps": 15, "schedule": {**scheduled["schedule"], "total": 10}})
     assert run.step_count == 15
+
+
+# ---- safe run directory names -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,folder", [("toy poet", "toy-poet"), ("a/b", "a-b"), ("../escaped", "escaped"),
+                                         ("/tmp/abs", "tmp-abs"), ("a\\b", "a-b"), ("poet-small", "poet-small")])
+def test_a_run_name_with_spaces_or_slashes_gives_a_safe_directory(tmp_path, name, folder):
+    from orthoscope.config.rundir import run_directory
+
+    assert run_directory(tmp_path, None, name, "x.yaml") == tmp_path / folder
+    assert run_directory(tmp_path, name, None, "x.yaml") == tmp_path / folder      # --name too
+
+
+def test_the_cli_says_which_directory_it_uses(tmp_path):
+    import subprocess
+
+    from orthoscope.config import save_config
+
+    path = save_config({**EXTEND, "steps": 2, "name": "toy poet"}, tmp_path / "c.yaml")
+    done = subprocess.run([sys.executable, "-m", "orthoscope", "train", str(path), "--runs", str(tmp_path / "runs"),
+                           "--no-progress"], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(HERE.parent)})
+    assert done.returncode == 0, done.stderr
+    assert f"run directory: {tmp_path / 'runs' / 'toy-poet'}" in done.stdout
+    assert (tmp_path / "runs" / "toy-poet" / "config.yaml").is_file()

@@ -80,9 +80,10 @@ NAME_BYTES = 255                        # a file name's limit on Linux and macOS
 
 
 def run_directory(runs, name: str | None, config_name: str | None, config_path) -> Path:
-    """``runs/<name>``: the ``--name`` given, else the config's ``name``, else the config file's name. The name must be
-    one folder name, so the run directory is a child of ``runs`` (never ``runs/..``, ``/abs`` or ``a/b``); a name
-    that is not is refused with a ``ConfigError`` naming where it came from, before anything is written."""
+    """``runs/<safe name>``: the ``--name`` given, else the config's ``name``, else the config file's name, made one
+    safe folder name (``safe_name``: "toy poet" → "toy-poet", "a/b" → "a-b", "../x" → "x"), so the run directory is
+    always a child of ``runs``. A name with nothing safe left, '.'/'..', a control character or over ``NAME_BYTES``
+    bytes is refused with a ``ConfigError`` naming where it came from, before anything is written."""
     from ..core.validate import ConfigError, bounded
 
     if name is not None:
@@ -91,17 +92,27 @@ def run_directory(runs, name: str | None, config_name: str | None, config_path) 
         chosen, origin = config_name, f"name {bounded(config_name)}"
     else:
         chosen, origin = Path(config_path).stem, f"the config file's name {bounded(Path(config_path).stem)}"
+    safe = safe_name(chosen)
     problem = (
         "is empty" if not chosen else
         "is '.' or '..'" if chosen in (".", "..") else
-        "holds a path separator" if any(sep in chosen for sep in ("/", "\\", os.sep, os.altsep or "/")) else
         "holds a control character (NUL, newline, …)" if any(ord(c) < 32 or ord(c) == 127 for c in chosen) else
-        "is an absolute path" if Path(chosen).anchor else
-        f"is longer than {NAME_BYTES} bytes" if len(chosen.encode("utf-8", "surrogatepass")) > NAME_BYTES else None)
+        "has no letter or digit to name a folder with" if not safe else
+        f"is longer than {NAME_BYTES} bytes" if len(safe.encode("utf-8", "surrogatepass")) > NAME_BYTES else None)
     if problem:
-        raise ConfigError(f"{origin}: a run name is one folder name inside --runs {bounded(str(runs))}, and this one "
-                          f"{problem}; pick a plain name such as 'poet-small'")
-    return Path(runs) / chosen
+        raise ConfigError(f"{origin}: a run name becomes one folder name inside --runs {bounded(str(runs))}, and "
+                          f"this one {problem}; pick a plain name such as 'poet-small'")
+    return Path(runs) / safe
+
+
+_UNSAFE = re.compile(r"[^\w.+=@-]+")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one portable folder name: every run of characters other than letters, digits and ``_ . + = @ -``
+    (spaces, ``/``, ``\\``, ``:``, quotes, …) becomes one ``-``, and leading/trailing ``-`` and ``.`` go (no hidden
+    folder, no ``..``). ``"toy poet"`` → ``"toy-poet"``, ``"a/b"`` → ``"a-b"``, ``"/tmp/x"`` → ``"tmp-x"``."""
+    return _UNSAFE.sub("-", name).strip("-.")
 
 
 # ---- extending a run: what may change in its config ------------------------------------------------------------

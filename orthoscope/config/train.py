@@ -138,6 +138,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name, say=_say)
+        _say(f"run directory: {run_dir}")
         train(run, cfg, run_dir, progress=not args.no_progress)
     except (ConfigError, CheckpointError) as e:         # a damaged checkpoint is named like a bad config: one line
         print(f"error: {bounded_line(str(e))}", file=sys.stderr)
