@@ -199,3 +199,66 @@ def test_the_cli_says_which_directory_it_uses(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"run directory: {tmp_path / 'runs' / 'toy-poet'}" in done.stdout
     assert (tmp_path / "runs" / "toy-poet" / "config.yaml").is_file()
+
+
+# ---- config paths are relative to the config file -----------------------------------------------------------------
+
+def token_config(path: str) -> dict:
+    return {"seed": 0, "steps": 2, "task": {"name": "TokenFile", "path": path, "n_ctx": 8, "batch_size": 2,
+                                            "n_eval": 2},
+            "model": {"name": "TinyTransformer", "vocab_size": 64, "n_ctx": 8, "d_model": 8, "n_heads": 2,
+                      "d_mlp": 8, "readout": "all"},
+            "method": {"name": "AdamW", "lr": 0.01}, "probes": []}
+
+
+@pytest.fixture
+def project(tmp_path):
+    """``proj/configs/c.yaml`` naming ``data/tok.bin`` (so ``proj/configs/data/tok.bin``), and an unrelated cwd."""
+    from orthoscope.config import save_config
+    from orthoscope.tasks.tokenfile import tokenize
+
+    configs = tmp_path / "proj" / "configs"
+    (configs / "data").mkdir(parents=True)
+    (tmp_path / "text.txt").write_text(" ".join(f"w{i % 40}" for i in range(400)))
+    tokenize(tmp_path / "text.txt", configs / "data" / "tok.bin")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return save_config(token_config("data/tok.bin"), configs / "c.yaml"), elsewhere
+
+
+def test_a_path_in_a_config_file_is_relative_to_the_file_from_any_cwd(project, monkeypatch):
+    from orthoscope.config.format import load_config
+    from orthoscope.config.rundir import CONFIG
+    from orthoscope.config.train import prepare, train
+
+    config, elsewhere = project
+    monkeypatch.chdir(elsewhere)
+    want = str(config.parent / "data" / "tok.bin")
+    assert load_config(config)["task"]["path"] == want
+    run, cfg, run_dir = prepare(config, [], elsewhere / "runs", None)
+    assert run.task.path == want and cfg["task"]["path"] == want
+    train(run, cfg, run_dir, progress=False)
+    assert f"path: {want}" in (run_dir / CONFIG).read_text()          # recorded absolute: readable from anywhere
+    run, _, _ = prepare("../proj/configs/c.yaml", [], elsewhere / "runs", None)   # a relative config path too
+    assert run.task.path == want and run.step_count == 0
+
+
+def test_a_path_given_as_an_override_is_relative_to_the_working_directory(project, monkeypatch):
+    from orthoscope.config.format import load_config
+    from orthoscope.config.paths import resolve_path
+
+    config, elsewhere = project
+    monkeypatch.chdir(config.parent.parent)                             # proj/: the override names configs/data/…
+    assert load_config(config, ["task.path=configs/data/tok.bin"])["task"]["path"] == str(config.parent / "data" /
+                                                                                           "tok.bin")
+    assert resolve_path("/abs/x", elsewhere) == "/abs/x" and resolve_path(None, elsewhere) is None
+    assert resolve_path("w/", elsewhere) == str(elsewhere / "w")        # what model.pretrained calls
+
+
+def test_a_config_given_as_data_resolves_against_the_working_directory(project, monkeypatch):
+    from orthoscope import Run
+
+    config, _ = project
+    monkeypatch.chdir(config.parent)
+    run = Run.from_config(token_config("data/tok.bin"))                  # no file: the path is the cwd's
+    assert run.task.path == "data/tok.bin" and run.task.vocab

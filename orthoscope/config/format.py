@@ -287,8 +287,12 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
 
 def load_config(path, overrides: list[str] = ()) -> dict:
     """Read a YAML or JSON config file (``orthoscope.config.yamlfile.read_config``: every problem with the file is a
-    ``ConfigError`` ``FILE:LINE: what is wrong``) and apply ``key.path=value`` overrides."""
-    return apply_overrides(read_config(path)[0], list(overrides))
+    ``ConfigError`` ``FILE:LINE: what is wrong``) and apply ``key.path=value`` overrides. Paths in the file are
+    relative to the file's folder, paths in overrides to the working directory (``orthoscope.config.paths``)."""
+    from .paths import config_folder, resolve_paths
+
+    data = resolve_paths(read_config(path)[0], config_folder(path))
+    return resolve_paths(apply_overrides(data, list(overrides)), Path.cwd())
 
 
 def save_config(cfg: dict, path) -> Path:

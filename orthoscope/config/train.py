@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .build import build_run
 from ..core.checkpoint import CheckpointError
+from .paths import config_folder, resolve_paths
 from .format import ConfigError, apply_overrides, bounded, normalize, save_config
 from .rundir import (CONFIG, HISTORY, HistoryStream, extension_problem, latest_checkpoint, resume, run_directory,
                      save_checkpoint)
@@ -48,7 +49,9 @@ def prepare(config_path, overrides, runs: str = "runs", name: str | None = None,
     data, lines = read_config(config_path)
     overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
     try:
-        cfg = normalize(apply_overrides(data, overrides))
+        # paths written in the file are relative to the file; those given as overrides, to the working directory
+        data = resolve_paths(data, config_folder(config_path))
+        cfg = normalize(resolve_paths(apply_overrides(data, overrides), Path.cwd()))
         run_dir = run_directory(runs, name, cfg["name"], config_path)
         run = build_run(cfg)
     except ConfigError as e:
