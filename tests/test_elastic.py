@@ -262,3 +262,40 @@ def test_a_config_given_as_data_resolves_against_the_working_directory(project, 
     monkeypatch.chdir(config.parent)
     run = Run.from_config(token_config("data/tok.bin"))                  # no file: the path is the cwd's
     assert run.task.path == "data/tok.bin" and run.task.vocab
+
+
+# ---- malformed overrides: the clean error, exit status 2 --------------------------------------------------------------
+
+MALFORMED = [
+    (["name=toy", "poet"], ["override 'poet' has no '='", "unquoted space", "'name=toy poet'"]),
+    (["=5"], ["override '=5' has no key before '='"]),
+    (["a.b=[1,"], ["override 'a.b'", "'a' is not a section"]),
+    (["steps=[1,"], ["override 'steps=[1,'", "read as YAML"]),
+    (["method..lr=1"], ["empty key between dots"]),
+]
+
+
+@pytest.mark.parametrize("overrides,words", MALFORMED, ids=[" ".join(o) for o, _ in MALFORMED])
+def test_a_malformed_override_is_a_config_error_naming_it(overrides, words):
+    from orthoscope.config.format import ConfigError, apply_overrides
+
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(EXTEND, overrides)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_a_malformed_override_on_the_command_line_exits_2_with_one_line(tmp_path):
+    import os
+    import subprocess
+
+    from orthoscope.config import save_config
+
+    path = save_config(EXTEND, tmp_path / "c.yaml")
+    for overrides, words in MALFORMED:
+        done = subprocess.run([sys.executable, "-m", "orthoscope", "train", str(path), *overrides, "--runs",
+                               str(tmp_path / "runs"), "--no-progress"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+        assert all(w in lines[0] for w in words) and "Traceback" not in done.stderr, lines[0]
+    assert not (tmp_path / "runs").exists()                             # nothing written
