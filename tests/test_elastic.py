@@ -299,3 +299,43 @@ def test_a_malformed_override_on_the_command_line_exits_2_with_one_line(tmp_path
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
         assert all(w in lines[0] for w in words) and "Traceback" not in done.stderr, lines[0]
     assert not (tmp_path / "runs").exists()                             # nothing written
+
+
+# ---- a config error is not retried by --max-restarts -----------------------------------------------------------------
+
+def orthoscope_train(*argv, timeout=LAUNCH_TIMEOUT_S):
+    import os
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "orthoscope", "train", *map(str, argv)], capture_output=True,
+                          text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"})
+
+
+def test_a_config_error_with_max_restarts_fails_once_with_exit_2_and_one_line(tmp_path):
+    """The config is checked before torchrun starts: one line naming the key, exit 2, and no torchrun output (its
+    agent would log every restart attempt: 'Worker group FAILED. 3/3 attempts left')."""
+    from orthoscope.config import save_config
+
+    path = save_config({**EXTEND, "method": {"name": "AdamW", "lrr": 0.01}}, tmp_path / "bad.yaml")
+    done = orthoscope_train(path, "--nproc-per-node", 2, "--max-restarts", 3, "--runs", tmp_path / "runs")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: {path}:") and "method.lrr: unknown key for AdamW" in lines[0]
+    assert "attempts left" not in done.stderr and "torch.distributed" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "runs").exists()
+    done = orthoscope_train(path, "--check", "method.lrr=0.1", "--runs", tmp_path / "runs")      # --check alike
+    assert done.returncode == 2 and "method.lrr: unknown key" in done.stderr
+
+
+def test_a_good_config_is_launched_under_torchrun_by_nproc_per_node(tmp_path):
+    from orthoscope.config import save_config
+    from orthoscope.config.rundir import latest_checkpoint
+
+    path = save_config({**EXTEND, "steps": 3}, tmp_path / "good.yaml")
+    done = orthoscope_train(path, "--nproc-per-node", 2, "--max-restarts", 1, "--runs", tmp_path / "runs",
+                            "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 3, loss" in done.stdout and latest_checkpoint(tmp_path / "runs" / "extend")[0] == 3
+    shards = sorted(p.name for p in (tmp_path / "runs" / "extend" / "checkpoints" / "step-00000003").glob("shard-*"))
+    assert len(shards) == 2, shards                                    # written by two ranks

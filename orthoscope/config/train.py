@@ -18,7 +18,9 @@ The same command runs unchanged under torchrun (DDP by default, ``ORTHOSCOPE_DIS
 
 rank 0 writes the config, the History and the progress bar; every rank writes its shards of each checkpoint. A
 rank killed mid-run makes torchrun restart all of them (``--max-restarts``), and the restarted run resumes from the
-last checkpoint every rank finished.
+last checkpoint every rank finished. torchrun retries a config error too (its agent cannot tell one from a lost
+rank): ``orthoscope train CONFIG --nproc-per-node 2 --max-restarts 1`` checks the config in this process first and
+only then starts torchrun on this machine (``orthoscope.config.launch``); ``--check`` checks and starts nothing.
 """
 from __future__ import annotations
 
@@ -39,40 +41,67 @@ def prepare(config_path, overrides, runs: str = "runs", name: str | None = None,
             say=None) -> tuple[object, dict, Path]:
     """The run (built, so every key is checked), its normalized config and its run directory; refuses a
     directory that holds another config — one that differs only in ``steps`` or the checkpoint and probe cadences
-*extends* the run instead (``rundir.extension_problem``; the directory's config is updated). Nothing is written before the config passed every check, and nothing at
-    all when the directory already holds this config (a finished run re-invoked on a read-only disk).
+    *extends* the run instead (``rundir.extension_problem``; the directory's config is updated). Nothing is written
+    before the config passed every check, and nothing at all when the directory already holds this config (a
+    finished run re-invoked on a read-only disk).
 
     Every refusal is a one-line ``ConfigError`` naming the file and, where the key came from the file, its line
     (``orthoscope.config.yamlfile.where``). Under torchrun every rank builds the run (which joins the process group)
-    and reads the saved config; rank 0 alone writes it, after every rank has read it."""
-    source = shown_path(config_path)
-    data, lines = read_config(config_path)
-    overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
-    try:
-        # paths written in the file are relative to the file; those given as overrides, to the working directory
-        data = resolve_paths(data, config_folder(config_path))
-        cfg = normalize(resolve_paths(apply_overrides(data, overrides), Path.cwd()))
-        run_dir = run_directory(runs, name, cfg["name"], config_path)
+    and reads the saved config; rank 0 alone writes it, after every rank has read it. ``say(line)``, when given, is
+    told what an extension changes (the CLI prints it on rank 0)."""
+    cfg, run_dir, located = read_checked(config_path, overrides, runs, name)
+    with located():
         run = build_run(cfg)
-    except ConfigError as e:
-        raise ConfigError(where(str(e), source, lines, overridden)) from None
     saved = run_dir / CONFIG
-    exists = saved.is_file()
-    before = read_config(saved)[0] if exists else None
-    problem = None
-    if exists and before != cfg:                       # an extension (more steps, other cadences) or another run
-        found = latest_checkpoint(run_dir)
-        problem = extension_problem(before, cfg, found[0] if found else 0)
+    before = read_config(saved)[0] if saved.is_file() else None
+    problem = directory_problem(config_path, run_dir, before, cfg)
     if run.dist is not None:
         run.dist.barrier()                             # every rank has read the file before rank 0 writes it
     if problem:
-        raise ConfigError(f"{source}: {bounded(str(run_dir))} holds a run of another config: {problem}; pass --name "
-                          "for a new run directory")
-    if (not exists or before != cfg) and (run.dist is None or run.dist.is_main):
+        raise ConfigError(problem)
+    if before != cfg and (run.dist is None or run.dist.is_main):
         save_config(cfg, saved)                        # a new run, or the extended run's config
-    if exists and before != cfg and say is not None:
+    if before is not None and before != cfg and say is not None:
         say(f"{run_dir}: continuing the run with {_changes(before, cfg)}")
     return run, cfg, run_dir
+
+
+def read_checked(config_path, overrides, runs, name):
+    """``(cfg, run_dir, located)``: the config file read, its paths resolved (``orthoscope.config.paths``: the
+    file's relative to its folder, the overrides' to the working directory), overrides applied, the top level
+    checked and the run directory named; ``located()`` is a context that turns a ``ConfigError`` raised inside it
+    into the one line that says where the key came from (``FILE:LINE`` or the override)."""
+    import contextlib
+
+    source = shown_path(config_path)
+    data, lines = read_config(config_path)
+    overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
+
+    @contextlib.contextmanager
+    def located():
+        try:
+            yield
+        except ConfigError as e:
+            raise ConfigError(where(str(e), source, lines, overridden)) from None
+
+    with located():
+        data = resolve_paths(data, config_folder(config_path))
+        cfg = normalize(resolve_paths(apply_overrides(data, overrides), Path.cwd()))
+        run_dir = run_directory(runs, name, cfg["name"], config_path)
+    return cfg, run_dir, located
+
+
+def directory_problem(config_path, run_dir: Path, before: dict | None, cfg: dict) -> str | None:
+    """Why ``cfg`` cannot go into ``run_dir``, whose saved config is ``before`` (``None``: a new run): another
+    config, not an extension of it (``rundir.extension_problem``); ``None`` when it can."""
+    if before is None or before == cfg:
+        return None
+    found = latest_checkpoint(run_dir)
+    problem = extension_problem(before, cfg, found[0] if found else 0)
+    if problem is None:
+        return None
+    return (f"{shown_path(config_path)}: {bounded(str(run_dir))} holds a run of another config: {problem}; pass "
+            "--name for a new run directory")
 
 
 def _changes(before: dict, cfg: dict) -> str:
@@ -138,7 +167,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default=None, help="run directory name (default: the config's name, else its "
                                                      "file name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--check", action="store_true", help="check the config and the run directory, start "
+                        "nothing (exit 0, or 2 with the error)")
+    parser.add_argument("--nproc-per-node", type=int, default=None, help="start torchrun with N ranks on this "
+                        "machine, after checking the config here (a config error is never retried)")
+    parser.add_argument("--max-restarts", type=int, default=0, help="with --nproc-per-node: torchrun's restarts "
+                        "after a rank fails (the run resumes from its last checkpoint)")
     args = parser.parse_intermixed_args(argv)
+    if args.nproc_per_node is not None and args.nproc_per_node < 1 or args.max_restarts < 0:
+        parser.error("--nproc-per-node must be ≥ 1 and --max-restarts ≥ 0")
+    if args.check or args.nproc_per_node is not None:
+        from .launch import check_config, launch
+        try:
+            if args.check:
+                check_config(args.config, args.overrides, args.runs, args.name)
+                print(f"{args.config}: ok")
+                return 0
+            return launch(args)
+        except (ConfigError, CheckpointError) as e:
+            print(f"error: {bounded_line(str(e))}", file=sys.stderr)
+            return 2
     try:
         run, cfg, run_dir = prepare(args.config, args.overrides, args.runs, args.name, say=_say)
         _say(f"run directory: {run_dir}")

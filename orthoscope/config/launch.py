@@ -1,0 +1,71 @@
+"""``orthoscope train CONFIG --nproc-per-node N [--max-restarts R]``: check the config here, then start torchrun.
+
+torchrun's elastic agent restarts every rank after *any* failure, up to ``--max-restarts`` times: it cannot tell a
+rank killed by a lost node (worth retrying: the run resumes from its last checkpoint) from a config error (which
+fails the same way on every attempt, each after the process group and the model are set up again). So the launching
+process checks the config first — every key, the task, the method, the model's structure against the task (the
+model built on the ``meta`` device: no weights, no memory) and the run directory (another run's config, an
+extension that cannot be one) — and a config error ends the command at once: one line ``error: FILE:LINE: …``,
+exit status 2, no torchrun started. Only a config that passed starts
+
+    python -m torch.distributed.run --standalone --nproc-per-node N --max-restarts R -m orthoscope train CONFIG …
+
+(one machine, a local rendezvous on a free port), whose exit status this command returns. For several machines,
+run torchrun yourself and check first with ``orthoscope train CONFIG --check`` (the same checks, nothing started).
+What a worker itself finds later (a first forward that fails, a damaged checkpoint) is still retried by the agent.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import torch
+
+from .format import ConfigError, _check_loss, construct, method_classes
+
+
+def check_config(config_path, overrides, runs, name) -> None:
+    """Every check ``prepare`` makes that needs no weights; raises the same one-line ``ConfigError``s."""
+    from ..methods.schedules import check_schedule
+    from .rundir import CONFIG
+    from .shapes import check_model_fits_task
+    from .specs import build_model, build_probes, build_task
+    from .train import directory_problem, read_checked
+    from .yamlfile import read_config
+
+    cfg, run_dir, located = read_checked(config_path, overrides, runs, name)
+    with located():
+        check_schedule(cfg["schedule"])
+        _check_loss(cfg["loss"])
+        task = build_task(cfg["task"], "cpu")
+        construct(cfg["method"], method_classes(), "method")
+        with torch.random.fork_rng(), warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            model = build_model(cfg["model"], task, cfg["seed"], "meta")
+            check_model_fits_task(model, task, cfg["model"])
+            build_probes(cfg["probes"], model)
+    saved = run_dir / CONFIG
+    problem = directory_problem(config_path, run_dir, read_config(saved)[0] if saved.is_file() else None, cfg)
+    if problem:
+        raise ConfigError(problem)
+
+
+def launch(args) -> int:
+    """Check the config (``check_config``), then run torchrun on this machine with the same config, overrides and
+    options; returns torchrun's exit status (a config error raises before anything starts)."""
+    if "RANK" in os.environ or "LOCAL_RANK" in os.environ:
+        raise ConfigError("--nproc-per-node starts torchrun, and this process already runs under torchrun; drop "
+                          "--nproc-per-node/--max-restarts (torchrun's own options set them)")
+    check_config(args.config, args.overrides, args.runs, args.name)
+    return subprocess.call(torchrun_command(args))
+
+
+def torchrun_command(args) -> list[str]:
+    """``python -m torch.distributed.run --standalone … -m orthoscope train CONFIG OVERRIDES --runs R [--name N]``."""
+    worker = [args.config, *args.overrides, "--runs", args.runs]
+    worker += ["--name", args.name] if args.name is not None else []
+    worker += ["--no-progress"] if args.no_progress else []
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+            str(args.nproc_per_node), "--max-restarts", str(args.max_restarts), "-m", "orthoscope", "train", *worker]
