@@ -24,7 +24,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from elastic_worker import build  # noqa: E402
-from test_distributed import RTOL, assert_close, load, torchrun  # noqa: E402
+from test_distributed import assert_close, load, torchrun  # noqa: E402
 
 BATCH, STEPS, SAVE_AT = 9, 12, 6
 LAUNCH_TIMEOUT_S = 300

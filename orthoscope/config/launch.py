@@ -19,37 +19,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
 
-import torch
-
-from .format import ConfigError, _check_loss, construct, method_classes
-
-
-def check_config(config_path, overrides, runs, name) -> None:
-    """Every check ``prepare`` makes that needs no weights; raises the same one-line ``ConfigError``s."""
-    from ..methods.schedules import check_schedule
-    from .rundir import CONFIG
-    from .shapes import check_model_fits_task
-    from .specs import build_model, build_probes, build_task
-    from .train import directory_problem, read_checked
-    from .yamlfile import read_config
-
-    cfg, run_dir, located = read_checked(config_path, overrides, runs, name)
-    with located():
-        check_schedule(cfg["schedule"])
-        _check_loss(cfg["loss"])
-        task = build_task(cfg["task"], "cpu")
-        construct(cfg["method"], method_classes(), "method")
-        with torch.random.fork_rng(), warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")
-            model = build_model(cfg["model"], task, cfg["seed"], "meta")
-            check_model_fits_task(model, task, cfg["model"])
-            build_probes(cfg["probes"], model)
-    saved = run_dir / CONFIG
-    problem = directory_problem(config_path, run_dir, read_config(saved)[0] if saved.is_file() else None, cfg)
-    if problem:
-        raise ConfigError(problem)
+from .check import check_config
+from .format import ConfigError
 
 
 def launch(args) -> int:

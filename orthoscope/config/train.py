@@ -30,11 +30,10 @@ from pathlib import Path
 
 from .build import build_run
 from ..core.checkpoint import CheckpointError
-from .paths import config_folder, resolve_paths
-from .format import ConfigError, apply_overrides, bounded, normalize, save_config
-from .rundir import (CONFIG, HISTORY, HistoryStream, extension_problem, latest_checkpoint, resume, run_directory,
-                     save_checkpoint)
-from .yamlfile import read_config, shown_path, where
+from .check import directory_problem, read_checked
+from .format import ConfigError, save_config
+from .rundir import CONFIG, HISTORY, HistoryStream, resume, save_checkpoint
+from .yamlfile import read_config
 
 
 def prepare(config_path, overrides, runs: str = "runs", name: str | None = None,
@@ -64,44 +63,6 @@ def prepare(config_path, overrides, runs: str = "runs", name: str | None = None,
     if before is not None and before != cfg and say is not None:
         say(f"{run_dir}: continuing the run with {_changes(before, cfg)}")
     return run, cfg, run_dir
-
-
-def read_checked(config_path, overrides, runs, name):
-    """``(cfg, run_dir, located)``: the config file read, its paths resolved (``orthoscope.config.paths``: the
-    file's relative to its folder, the overrides' to the working directory), overrides applied, the top level
-    checked and the run directory named; ``located()`` is a context that turns a ``ConfigError`` raised inside it
-    into the one line that says where the key came from (``FILE:LINE`` or the override)."""
-    import contextlib
-
-    source = shown_path(config_path)
-    data, lines = read_config(config_path)
-    overridden = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
-
-    @contextlib.contextmanager
-    def located():
-        try:
-            yield
-        except ConfigError as e:
-            raise ConfigError(where(str(e), source, lines, overridden)) from None
-
-    with located():
-        data = resolve_paths(data, config_folder(config_path))
-        cfg = normalize(resolve_paths(apply_overrides(data, overrides), Path.cwd()))
-        run_dir = run_directory(runs, name, cfg["name"], config_path)
-    return cfg, run_dir, located
-
-
-def directory_problem(config_path, run_dir: Path, before: dict | None, cfg: dict) -> str | None:
-    """Why ``cfg`` cannot go into ``run_dir``, whose saved config is ``before`` (``None``: a new run): another
-    config, not an extension of it (``rundir.extension_problem``); ``None`` when it can."""
-    if before is None or before == cfg:
-        return None
-    found = latest_checkpoint(run_dir)
-    problem = extension_problem(before, cfg, found[0] if found else 0)
-    if problem is None:
-        return None
-    return (f"{shown_path(config_path)}: {bounded(str(run_dir))} holds a run of another config: {problem}; pass "
-            "--name for a new run directory")
 
 
 def _changes(before: dict, cfg: dict) -> str:
@@ -177,7 +138,8 @@ def main(argv: list[str]) -> int:
     if args.nproc_per_node is not None and args.nproc_per_node < 1 or args.max_restarts < 0:
         parser.error("--nproc-per-node must be ≥ 1 and --max-restarts ≥ 0")
     if args.check or args.nproc_per_node is not None:
-        from .launch import check_config, launch
+        from .check import check_config
+        from .launch import launch
         try:
             if args.check:
                 check_config(args.config, args.overrides, args.runs, args.name)
