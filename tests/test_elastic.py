@@ -339,3 +339,21 @@ def test_a_good_config_is_launched_under_torchrun_by_nproc_per_node(tmp_path):
     assert "step 3, loss" in done.stdout and latest_checkpoint(tmp_path / "runs" / "extend")[0] == 3
     shards = sorted(p.name for p in (tmp_path / "runs" / "extend" / "checkpoints" / "step-00000003").glob("shard-*"))
     assert len(shards) == 2, shards                                    # written by two ranks
+
+
+def test_check_config_builds_no_weights_or_falls_back_for_a_model_that_needs_them(tmp_path):
+    """A Llama is checked on the meta device; a KAN (its init reads weight values) is built on the CPU instead of
+    failing with a meta-tensor traceback; a shape error is still the one-line config error."""
+    from orthoscope.config import save_config
+    from orthoscope.config.check import check_config
+    from orthoscope.config.format import ConfigError
+
+    kan = {"steps": 2, "task": {"name": "Digits"}, "model": {"name": "KAN", "width": [64, 10]},
+           "method": {"name": "AdamW"}, "probes": []}
+    llama = {"steps": 2, "task": {"name": "TinyLang", "n_ctx": 16, "batch_size": 4, "n_sentences": 100},
+             "model": {"name": "Llama", "size": "tiny"}, "method": {"name": "POET", "block": 16}, "probes": []}
+    for name, cfg in (("kan", kan), ("llama", llama)):
+        check_config(save_config(cfg, tmp_path / f"{name}.yaml"), [], tmp_path / "runs", None)
+    with pytest.raises(ConfigError, match="model.vocab_size"):
+        check_config(tmp_path / "llama.yaml", ["model.vocab_size=5"], tmp_path / "runs", None)
+    assert not (tmp_path / "runs").exists()

@@ -64,12 +64,26 @@ def check_config(config_path, overrides, runs, name) -> None:
         _check_loss(cfg["loss"])
         task = build_task(cfg["task"], "cpu")
         construct(cfg["method"], method_classes(), "method")
-        with torch.random.fork_rng(), warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")
-            model = build_model(cfg["model"], task, cfg["seed"], "meta")
-            check_model_fits_task(model, task, cfg["model"])
+        model = _structure(cfg, task, build_model)
+        check_model_fits_task(model, task, cfg["model"])
+        with torch.random.fork_rng():
             build_probes(cfg["probes"], model)
     saved = run_dir / CONFIG
     problem = directory_problem(config_path, run_dir, read_config(saved)[0] if saved.is_file() else None, cfg)
     if problem:
         raise ConfigError(problem)
+
+
+def _structure(cfg: dict, task, build_model):
+    """The config's model with no weights (built on the ``meta`` device: a 1B Llama costs nothing), or — for a model
+    whose construction computes on its weights (a KAN's least-squares init reads values, which ``meta`` has not) —
+    built for real on the CPU; the caller's random stream is left where it was either way."""
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.device("meta"):
+                return build_model(cfg["model"], task, cfg["seed"], "meta")
+        except ConfigError:
+            raise
+        except Exception:                   # not a config problem: the construction needs values
+            return build_model(cfg["model"], task, cfg["seed"], "cpu")
