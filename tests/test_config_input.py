@@ -119,20 +119,17 @@ CASES = [
     ("device-list", GOOD + "device: [cpu]\n", [], [":21:", "device must be a string"]),
     ("loss-list", GOOD + "loss: [a, b]\n", [], [":21:", "loss: unknown ['a', 'b']"]),
     ("loss-unknown", GOOD + "loss: l3\n", [], [":21:", "loss: unknown 'l3'", "cross_entropy"]),
-    ("another-config", edit("steps", "steps: 3"), [], ["holds a run of another config"]),
+    ("another-config", edit("seed", "seed: 5"), [], ["holds a run of another config", "seed differs"]),
     # -- the run directory's name --
-    ("name-escapes", edit("name", "name: ../escaped"), [], ["{line:name}", "name '../escaped'", "path separator"]),
-    ("name-absolute", edit("name", "name: /tmp/abs"), [], ["{line:name}", "path separator"]),
     ("name-dotdot", edit("name", "name: '..'"), [], ["{line:name}", "is '.' or '..'"]),
     ("name-nul", edit("name", 'name: "a\\0b"'), [], ["{line:name}", "control character"]),
     ("name-newline", edit("name", 'name: "a\\nb"'), [], ["{line:name}", "control character"]),
-    ("name-backslash", edit("name", "name: 'a\\b'"), [], ["{line:name}", "path separator"]),
     ("name-too-long", edit("name", "name: " + "n" * 300), [], ["{line:name}", "longer than 255 bytes"]),
     ("name-number", edit("name", "name: 123"), [], ["{line:name}", "name must be a string"]),
     ("cli-name-dotdot", GOOD, ["--name", ".."], ["--name '..'", "is '.' or '..'"]),
-    ("cli-name-separator", GOOD, ["--name", "a/b"], ["--name 'a/b'", "path separator"]),
-    ("cli-name-absolute", GOOD, ["--name", "/tmp/x"], ["--name '/tmp/x'", "path separator"]),
     ("cli-name-empty", GOOD, ["--name", ""], ["--name ''", "is empty"]),
+    ("cli-name-nothing-safe", GOOD, ["--name", "/ /"], ["--name '/ /'", "no letter or digit"]),
+    # names with spaces or separators become safe folder names: tests/test_elastic.py
     # -- sections --
     ("task-unknown", GOOD.replace("ModularArithmetic", "Nope"), [], [":5:", "task.name: unknown 'Nope'"]),
     ("task-name-list", GOOD.replace("ModularArithmetic", "[x]"), [], [":5:", "task.name: unknown ['x']"]),
@@ -287,7 +284,8 @@ def test_a_finished_run_re_invoked_writes_nothing(runs, tmp_path):
     before = snapshot(runs)
     code, out, err = run_cli(config, "--runs", runs, "--no-progress")
     assert code == 0, err
-    assert out.startswith(f"{runs / 'done'}: step 2") and snapshot(runs) == before
+    assert out.splitlines() == [f"run directory: {runs / 'done'}", f"{runs / 'done'}: step 2, loss " + out.split(
+        "loss ")[-1].strip()] and snapshot(runs) == before
 
 
 READ_ONLY_MOUNT = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && ! test -w "$1/done"'

@@ -54,7 +54,6 @@ LLM = [{"name": f"llm_{method}_{mode}", "llm": method, "method": method, "mode":
         "kwargs": {"merge_every": 7} if method == "poet" else {}}
        for method in ("adamw", "poet", "muon") for mode in ("ddp", "fsdp")]
 BAD = [  # (name, case, what the error must say)
-    ("bad_batch", {"method": "AdamW", "mode": "ddp", "batch": 7}, "world size 2 does not divide the global batch"),
     ("bad_method", {"method": "LBFGS", "mode": "fsdp"}, "method LBFGS has no 'fsdp' support"),
 ]
 

@@ -262,15 +262,20 @@ def parse_yaml(text: str, source: str = "YAML text"):
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
-    """``["method.lr=3e-4", "task.batch_size=16"]`` applied to a copy of ``cfg``; values are parsed as YAML."""
+    """``["method.lr=3e-4", "task.batch_size=16"]`` applied to a copy of ``cfg``; values are parsed as YAML. A
+    malformed override (no ``=``, an empty key, a value that is not YAML) is a one-line ``ConfigError`` naming it
+    (``override_problem``), never a YAML traceback."""
     if not isinstance(cfg, dict):
         normalize(cfg)                                 # the error for a config that is not a mapping
     cfg = copy.deepcopy(cfg)
+    previous = None
     for item in overrides:
-        if not isinstance(item, str) or "=" not in item:
-            raise ConfigError(f"override {bounded(item)} must look like key.path=value (e.g. method.lr=3e-4)")
+        problem = override_problem(item, previous)
+        if problem:
+            raise ConfigError(problem)
+        previous = item
         path, text = item.split("=", 1)
-        keys = path.strip().split(".")
+        keys = [key.strip() for key in path.strip().split(".")]
         node = cfg
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node.get(key), dict):
@@ -281,14 +286,42 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             node = node[key]
         if len(keys) == 1 and keys[0] not in KEYS:
             raise ConfigError(f"override {bounded(path)}: unknown top-level key; valid keys: {list(KEYS)}")
-        node[keys[-1]] = load_yaml(text, f"override {bounded(item)}", numbered=False)[0]
+        try:
+            node[keys[-1]] = load_yaml(text, f"override {bounded(item)}", numbered=False)[0]
+        except ConfigError as e:
+            raise ConfigError(f"{e}; the value after '=' is read as YAML (text with YAML syntax in it needs YAML "
+                              '''quotes inside shell quotes: "key='[1,'")''') from None
     return cfg
+
+
+def override_problem(item, previous=None) -> str | None:
+    """What is wrong with one ``key.path=value`` override before its value is parsed, or ``None``. ``previous``
+    (the override before it on the command line) explains a word without ``=``: an unquoted space split
+    ``name=toy poet`` into two arguments, ``name=toy`` and ``poet``."""
+    if not isinstance(item, str):
+        return f"override {bounded(item)} must be a string key.path=value (e.g. method.lr=3e-4)"
+    if "=" not in item:
+        if isinstance(previous, str) and "=" in previous:
+            return (f"override {bounded(item)} has no '=': it looks like the rest of {bounded(previous)} split off "
+                    f"at an unquoted space; quote the whole override: {bounded(previous + ' ' + item)} (with the "
+                    "quotes, on the command line)")
+        return f"override {bounded(item)} must look like key.path=value (e.g. method.lr=3e-4)"
+    path = item.split("=", 1)[0].strip()
+    if not path:
+        return f"override {bounded(item)} has no key before '=' (e.g. method.lr=3e-4)"
+    if any(not key.strip() for key in path.split(".")):
+        return f"override {bounded(item)}: {bounded(path)} has an empty key between dots (e.g. method.lr=3e-4)"
+    return None
 
 
 def load_config(path, overrides: list[str] = ()) -> dict:
     """Read a YAML or JSON config file (``orthoscope.config.yamlfile.read_config``: every problem with the file is a
-    ``ConfigError`` ``FILE:LINE: what is wrong``) and apply ``key.path=value`` overrides."""
-    return apply_overrides(read_config(path)[0], list(overrides))
+    ``ConfigError`` ``FILE:LINE: what is wrong``) and apply ``key.path=value`` overrides. Paths in the file are
+    relative to the file's folder, paths in overrides to the working directory (``orthoscope.config.paths``)."""
+    from .paths import config_folder, resolve_paths
+
+    data = resolve_paths(read_config(path)[0], config_folder(path))
+    return resolve_paths(apply_overrides(data, list(overrides)), Path.cwd())
 
 
 def save_config(cfg: dict, path) -> Path:

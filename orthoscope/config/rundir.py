@@ -13,6 +13,7 @@ alone writes the History and the pointer; every rank writes its shards of each c
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import torch
 from ..distributed import checkpoint as sharded
 from ..distributed import manifest
 from ..core.checkpoint import CheckpointError
+from ..core.validate import bounded
 from ..core.history import History
 from ..core.stream import CONFIG, HISTORY, HistoryStream, cut_history  # noqa: F401  (the writer: beside the History)
 
@@ -78,9 +80,10 @@ NAME_BYTES = 255                        # a file name's limit on Linux and macOS
 
 
 def run_directory(runs, name: str | None, config_name: str | None, config_path) -> Path:
-    """``runs/<name>``: the ``--name`` given, else the config's ``name``, else the config file's name. The name must be
-    one folder name, so the run directory is a child of ``runs`` (never ``runs/..``, ``/abs`` or ``a/b``); a name
-    that is not is refused with a ``ConfigError`` naming where it came from, before anything is written."""
+    """``runs/<safe name>``: the ``--name`` given, else the config's ``name``, else the config file's name, made one
+    safe folder name (``safe_name``: "toy poet" → "toy-poet", "a/b" → "a-b", "../x" → "x"), so the run directory is
+    always a child of ``runs``. A name with nothing safe left, '.'/'..', a control character or over ``NAME_BYTES``
+    bytes is refused with a ``ConfigError`` naming where it came from, before anything is written."""
     from ..core.validate import ConfigError, bounded
 
     if name is not None:
@@ -89,17 +92,97 @@ def run_directory(runs, name: str | None, config_name: str | None, config_path) 
         chosen, origin = config_name, f"name {bounded(config_name)}"
     else:
         chosen, origin = Path(config_path).stem, f"the config file's name {bounded(Path(config_path).stem)}"
+    safe = safe_name(chosen)
     problem = (
         "is empty" if not chosen else
         "is '.' or '..'" if chosen in (".", "..") else
-        "holds a path separator" if any(sep in chosen for sep in ("/", "\\", os.sep, os.altsep or "/")) else
         "holds a control character (NUL, newline, …)" if any(ord(c) < 32 or ord(c) == 127 for c in chosen) else
-        "is an absolute path" if Path(chosen).anchor else
-        f"is longer than {NAME_BYTES} bytes" if len(chosen.encode("utf-8", "surrogatepass")) > NAME_BYTES else None)
+        "has no letter or digit to name a folder with" if not safe else
+        f"is longer than {NAME_BYTES} bytes" if len(safe.encode("utf-8", "surrogatepass")) > NAME_BYTES else None)
     if problem:
-        raise ConfigError(f"{origin}: a run name is one folder name inside --runs {bounded(str(runs))}, and this one "
-                          f"{problem}; pick a plain name such as 'poet-small'")
-    return Path(runs) / chosen
+        raise ConfigError(f"{origin}: a run name becomes one folder name inside --runs {bounded(str(runs))}, and "
+                          f"this one {problem}; pick a plain name such as 'poet-small'")
+    return Path(runs) / safe
+
+
+_UNSAFE = re.compile(r"[^\w.+=@-]+")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one portable folder name: every run of characters other than letters, digits and ``_ . + = @ -``
+    (spaces, ``/``, ``\\``, ``:``, quotes, …) becomes one ``-``, and leading/trailing ``-`` and ``.`` go (no hidden
+    folder, no ``..``). ``"toy poet"`` → ``"toy-poet"``, ``"a/b"`` → ``"a-b"``, ``"/tmp/x"`` → ``"tmp-x"``."""
+    return _UNSAFE.sub("-", name).strip("-.")
+
+
+# ---- extending a run: what may change in its config ------------------------------------------------------------
+
+EXTENDABLE = ("steps", "checkpoint.every", "checkpoint.keep", "the probes' every / eval_every")
+
+
+def extension_problem(saved: dict, cfg: dict, done: int) -> str | None:
+    """Why ``cfg`` cannot continue the run whose directory holds ``saved`` (``done`` steps checkpointed), or
+    ``None``: a run directory continues under a config that differs only in what does not change the numbers it
+    computes (``EXTENDABLE``): ``steps`` (not below ``done``), the checkpoint cadence and the probes' cadence.
+    Anything else (method, lr, seed, model, task, batch, schedule, loss, device, …) is named, with both values."""
+    if cfg["steps"] < done:
+        return (f"steps {cfg['steps']} is below the {done} steps this run directory has already checkpointed; a "
+                "run is extended, never cut back")
+    schedule = saved.get("schedule")
+    if isinstance(schedule, dict) and schedule.get("total") is None and cfg["steps"] != saved["steps"] \
+            and isinstance(cfg.get("schedule"), dict) and cfg["schedule"].get("total") is None:
+        return (f"steps {saved['steps']} → {cfg['steps']} would stretch the learning-rate schedule (schedule.total "
+                f"is null: the run's steps); set schedule.total: {saved['steps']} to extend the run with the "
+                "schedule it was trained with")
+    path = _first_difference(_math_of(saved), _math_of(cfg))
+    if path is None:
+        return None
+    return (f"{path or 'the config'} differs (the run directory has {bounded(_at(saved, path))}, this config "
+            f"{bounded(_at(cfg, path))}); a run continues only under the same config, with {', '.join(EXTENDABLE)} "
+            "free to change")
+
+
+def _math_of(cfg: dict) -> dict:
+    """``cfg`` without what may change between a run and its extension, and with defaults written out (a null
+    ``schedule.total`` is the run's ``steps``; ``probes: default`` is the default preset)."""
+    out = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in ("steps", "checkpoint")}
+    if isinstance(out.get("schedule"), dict) and out["schedule"].get("total") is None:
+        out["schedule"]["total"] = cfg.get("steps")
+    probes = {"preset": "default"} if out.get("probes") == "default" else out.get("probes")
+    out["probes"] = ([_without_cadence(p) for p in probes] if isinstance(probes, list) else _without_cadence(probes))
+    return out
+
+
+def _without_cadence(spec):
+    return {k: v for k, v in spec.items() if k not in ("every", "eval_every")} if isinstance(spec, dict) else spec
+
+
+def _first_difference(a, b, path: str = "") -> str | None:
+    """The first key path (``method.lr``, ``probes[0].name``) where ``a`` and ``b`` differ; ``None`` when equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in a or key not in b:
+                return sub
+            found = _first_difference(a[key], b[key], sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return next((p for i in range(len(a)) if (p := _first_difference(a[i], b[i], f"{path}[{i}]"))), None)
+    return None if a == b else path
+
+
+def _at(cfg, path: str):
+    """The value at a key path of ``cfg`` (``"(absent)"`` when a key on the way is missing)."""
+    node = cfg
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            node = node[index] if isinstance(node, list) and index < len(node) else "(absent)"
+        else:
+            node = node.get(part, "(absent)") if isinstance(node, dict) else "(absent)"
+    return node
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------

@@ -318,20 +318,6 @@ def _check_weights(model) -> None:
 IGNORED_CONFIG_KEYS = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")
 
 
-def resolve_pretrained(data, config_path):
-    """``model.pretrained`` of a config file's ``data``, made absolute against the file's directory when relative
-    (so a config names weights beside it, wherever ``orthoscope train`` runs)."""
-    from pathlib import Path
-
-    model = data.get("model") if isinstance(data, dict) else None
-    if isinstance(model, dict) and isinstance(model.get("pretrained"), str) and model["pretrained"]:
-        path = Path(model["pretrained"]).expanduser()
-        if not path.is_absolute():
-            model = {**model, "pretrained": str((Path(config_path).resolve().parent / path).resolve())}
-            data = {**data, "model": model}
-    return data
-
-
 # ---- probes -------------------------------------------------------------------------------------------------------
 
 def describe_probes(probes) -> list[dict]:

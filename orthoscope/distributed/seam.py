@@ -9,13 +9,15 @@ parallelism is ``DistributedDataParallel``, sharding is FSDP2's ``fully_shard`` 
 
 **Equivalence with one process.** Every rank draws the *global* batch ``(x, y)`` of size B from the same seeded
 generator (so the data stream is one stream, identical on every rank and identical to one process's) and keeps rows
-``[r·B/N, (r+1)·B/N)``. The task losses are means over the batch, and both DDP (all-reduce) and FSDP2
-(reduce-scatter) average gradients over ranks, so the gradient is
+``[⌊r·B/N⌋, ⌊(r+1)·B/N⌋)`` — n_r rows, any B at any N (``rows``). The task losses are means over the rows, both DDP
+(all-reduce) and FSDP2 (reduce-scatter) average gradients over ranks, and rank r's mean loss is scaled by N·n_r/B
+(``loss_weight``; exactly 1 when N divides B), so the gradient is
 
-    (1/N) Σ_r (N/B) Σ_{i ∈ shard r} ∇ℓ_i  =  (1/B) Σ_i ∇ℓ_i,
+    (1/N) Σ_r (N·n_r/B) (1/n_r) Σ_{i ∈ shard r} ∇ℓ_i  =  (1/B) Σ_i ∇ℓ_i,
 
 the one-process gradient up to the order of fp32 additions (a relative difference of a few ulps per step). The loss
-reported on every rank is the all-reduced mean of the shard losses, the same mean. Randomness inside the forward
+reported on every rank is the row-weighted all-reduced mean of the shard losses (``mean``), the same mean. So a
+checkpoint resumes at any world size with the same global batch (docs/distributed.md "Elastic resume"). Randomness inside the forward
 (dropout) is drawn per rank and does not reproduce one process; models without it do.
 
 **Rank 0 observes.** The progress bar, the History, callbacks and files are rank 0's; under FSDP2 the gradient norm
@@ -157,19 +159,8 @@ class Seam:
         if self.precision != "fp32" and name in MERGES_FULL_MATRICES:
             raise DistributedError(f"method {name} merges whole matrices, which under precision={self.precision!r} "
                                    "would round the fp32 master weights to bf16 at every merge; use precision='fp32'")
-        batch = global_batch_size(run.task)
-        if batch % self.world:
-            raise DistributedError(f"world size {self.world} does not divide the global batch size {batch} of "
-                                   f"{type(run.task).__name__} (batch_size={run.task.batch_size!r}); choose a "
-                                   f"batch size that is a multiple of {self.world}")
-        # A task over a dataset also ends each epoch with a shorter batch (DatasetTask: batch_sizes()); a rank's
-        # share of it would silently lose rows, so it must divide too.
-        sizes = run.task.batch_sizes() if callable(getattr(run.task, "batch_sizes", None)) else [batch]
-        for size in sizes:
-            if size % self.world:
-                raise DistributedError(f"world size {self.world} does not divide the {size}-row batch that ends "
-                                       f"every epoch of {type(run.task).__name__} ({run.task!r}); pass "
-                                       "drop_last=True, or a batch size and data size it divides")
+        # Any global batch runs at any world size: uneven shards are weighted (``rows``, ``loss_weight``), and a
+        # rank with no rows (a batch smaller than the world) still joins every collective with a zero gradient.
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move ``model`` to this rank's device and wrap it; returns the module the training forward calls.
@@ -222,17 +213,41 @@ class Seam:
             optimizer.full_matrices = FullMatrices(self.rank, self.world)
 
     # ---- during training ---------------------------------------------------------------------------------------
-    def shard_batch(self, x: torch.Tensor, y: torch.Tensor):
-        """This rank's rows of the global batch (contiguous, in order), on this rank's device."""
-        n = len(x) // self.world
-        rows = slice(self.rank * n, (self.rank + 1) * n)
-        return x[rows].to(self.device), y[rows].to(self.device)
+    def rows(self, batch: int) -> tuple[int, int]:
+        """This rank's rows ``[lo, hi)`` of a global batch of ``batch`` rows: the balanced split
+        ``lo_r = ⌊r·B/N⌋``, the same on every rank and at every step, whatever B and N (shard sizes differ by at most
+        one row; a batch smaller than the world leaves some ranks empty)."""
+        return self.rank * batch // self.world, (self.rank + 1) * batch // self.world
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """The mean over ranks of a scalar tensor (each rank's shard loss → the global-batch loss)."""
+    def shard_batch(self, x: torch.Tensor, y: torch.Tensor):
+        """This rank's rows of the global batch (contiguous, in order; ``rows``), on this rank's device."""
+        lo, hi = self.rows(len(x))
+        return x[lo:hi].to(self.device), y[lo:hi].to(self.device)
+
+    def loss_weight(self, batch: int) -> float:
+        """The factor on this rank's *mean* loss over its ``n_r`` rows of a ``batch``-row global batch, so that the
+        gradient DDP/FSDP2 average over the N ranks is the one-process gradient of the global mean:
+
+            (1/N) Σ_r (N·n_r/B) · (1/n_r) Σ_{i ∈ r} ∇ℓ_i  =  (1/B) Σ_i ∇ℓ_i.
+
+        With even shards (n_r = B/N) the factor is exactly 1.0, so an evenly divided batch computes what it did
+        before uneven shards were allowed, bit for bit."""
+        lo, hi = self.rows(batch)
+        return self.world * (hi - lo) / batch
+
+    def mean(self, value: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """The global-batch mean of a scalar: each rank's mean over its shard of a ``batch``-row global batch,
+        weighted by its rows (``Σ_r n_r·v_r / B``, one all-reduce); without ``batch``, the plain mean over ranks.
+        A rank with no rows contributes nothing (its ``value`` may be NaN, the mean of nothing). Even shards take
+        the plain mean over ranks (the same number; kept so such runs are bitwise what they were)."""
         out = value.detach().clone()
+        if batch is None or batch % self.world == 0:   # even shards: the plain mean, as before uneven ones existed
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            return out / self.world
+        lo, hi = self.rows(batch)
+        out = out * (hi - lo) if hi > lo else torch.zeros_like(out)
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out / self.world
+        return out / batch
 
     def first_bad(self, names: list[str], local_bad: str | None) -> str | None:
         """Agree on the first non-finite parameter name over all ranks (each rank checks only its shards)."""

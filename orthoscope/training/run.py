@@ -128,9 +128,7 @@ class Run:
             self._observe(initial=True)
         t0 = time.perf_counter()
         self.model.train()
-        x, y = self.task.batch(self.generator)
-        if self.dist is not None:
-            x, y = self.dist.shard_batch(x, y)         # this rank's rows of the one seeded global batch
+        x, y = self.task.batch(self.generator)         # the global batch; under torchrun each rank keeps its rows
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
@@ -163,23 +161,34 @@ class Run:
         return check_model_fits_task(self._forward, self.task, x, y)
 
     def _forward_backward(self, x, y) -> torch.Tensor:
-        """Forward and backward of one batch, or of ``grad_accum`` batches (the first is ``x, y``; the others are
-        drawn after it) with each loss divided by ``grad_accum``, so the gradient is that of their mean loss."""
+        """Forward and backward of one global batch, or of ``grad_accum`` batches (the first is ``x, y``; the others
+        are drawn after it) with each loss divided by ``grad_accum``, so the gradient is that of their mean loss.
+        Under torchrun each rank runs its rows of each batch (``Seam.shard_batch``, uneven when N does not divide
+        B), its mean loss weighted by ``Seam.loss_weight`` so the averaged gradient is the one-process one."""
         accum = getattr(self, "grad_accum", 1)
         total = 0.0
         for i in range(accum):
             if i:
                 x, y = self.task.batch(self.generator)
-                if self.dist is not None:
-                    x, y = self.dist.shard_batch(x, y)
-            loss = self.loss_fn(self._output(x, y), y)
-            reported = self.dist.mean(loss) if self.dist is not None else loss   # the global-batch mean, every rank
+            batch = len(x)
+            if self.dist is not None:
+                x_all, (x, y) = x, self.dist.shard_batch(x, y)
+            output = self._output(x, y)
+            if len(x) == 0:       # a rank with no rows of a batch smaller than the world: a zero gradient, through
+                loss = output.sum() * 0.0              # the whole graph so DDP/FSDP2's collectives still run
+            else:
+                loss = self.loss_fn(output, y)
+            reported = self.dist.mean(loss, batch) if self.dist is not None else loss   # the global-batch mean
             if not torch.isfinite(reported):
-                if x.is_floating_point() and not torch.isfinite(x).all():
+                whole = x_all if self.dist is not None else x
+                if whole.is_floating_point() and not torch.isfinite(whole).all():
                     raise NonFiniteError(f"training stopped: the input batch of step {self.step_count + 1} holds "
-                                         f"{int((~torch.isfinite(x)).sum())} non-finite value(s) (NaN/inf) — the "
-                                         "data, not the learning rate; nothing was updated", self.step_count, None)
+                                         f"{int((~torch.isfinite(whole)).sum())} non-finite value(s) (NaN/inf) — "
+                                         "the data, not the learning rate; nothing was updated", self.step_count, None)
                 raise self._non_finite(f"loss is {reported.item()} at step {self.step_count + 1}", grads=False)
+            weight = 1.0 if self.dist is None else self.dist.loss_weight(batch)
+            if weight != 1.0:
+                loss = loss * weight
             (loss if accum == 1 else loss / accum).backward()
             total = total + reported.detach()
         return total if accum == 1 else total / accum
