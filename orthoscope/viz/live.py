@@ -122,14 +122,16 @@ class LiveRedraws:
             self._schedule_trailing()
 
     def round(self, dash) -> int:
-        """Redraw together every Dashboard sharing a run with ``dash`` that is stale, past its own ``live_every_s``
-        and not training itself (its *step*/*play* redraws at the chunk's end), if their runs' debts are paid;
-        then charge the round's whole cost to their runs. Returns how many Dashboards were drawn."""
+        """Once a Dashboard sharing a run with ``dash`` is stale and past its own ``live_every_s``, redraw together
+        every stale one that is not training itself (its *step*/*play* redraws at the chunk's end) and whose runs'
+        debts are paid; then charge the round's whole cost to their runs. Returns how many Dashboards were drawn."""
         runs = {id(r) for r in dash.runs}
         now = clock()
         sharing = [d for d in list(self._dashboards) if runs & {id(r) for r in d.runs}]
-        due = [d for d in sharing if d._live_due(now) and self.allowed_at(d) <= now]
-        if not due:
+        # every stale Dashboard of the runs draws in the round once one of them is past its own live_every_s: they
+        # stay in step (drawn one by one, a second Dashboard made later would fall into rounds of its own)
+        due = [d for d in sharing if not d._advancing and d._live_stale() and self.allowed_at(d) <= now]
+        if not any(d._live_due(now) for d in due):
             self._rewake({id(r): r for d in sharing for r in d.runs}.values())
             return 0
         self.rounds += 1
