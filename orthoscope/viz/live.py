@@ -53,6 +53,7 @@ class LiveRedraws:
         self._stepped: dict[int, float] = {}              # id(run) -> when it last stepped (a request)
         self.rounds = 0                                   # live rounds run so far (tests and benchmarks count them)
         self._trailing = None
+        self._in_round = False                            # a round charges its whole cost itself, not per redraw
 
     def register(self, dash) -> None:
         self._dashboards.add(dash)
@@ -84,7 +85,7 @@ class LiveRedraws:
         A live round charges its whole cost itself (``round``), so its parts are not charged twice."""
         end = clock()
         start = end - seconds
-        if not getattr(self, "_in_round", False):
+        if not self._in_round:
             training = [r for r in dash.runs if start - self._stepped.get(id(r), -math.inf) < TRAINING_GAP_S]
             self._charge(training, start, end, dash.live_share)
         self._rewake(dash.runs)
