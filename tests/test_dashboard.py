@@ -232,6 +232,93 @@ def test_more_dashboards_on_one_run_do_not_multiply_the_redraws_per_step(make_ru
     assert share_1 <= live.LIVE_SHARE + 0.02 and share_n <= live.LIVE_SHARE + 0.02
 
 
+def _costly_clock(monkeypatch, redraw_s=0.5):
+    """A hand-driven ``live.clock`` where each full render costs ``redraw_s``; returns (clock, list of drawn)."""
+    from orthoscope.viz import live
+
+    clock = _FakeClock()
+    monkeypatch.setattr(live, "clock", clock)
+    render = dashboard_module.Dashboard._render
+    draws = []
+
+    def costly_render(self):
+        draws.append(self)
+        clock.t += redraw_s
+        return render(self)
+
+    monkeypatch.setattr(dashboard_module.Dashboard, "_render", costly_render)
+    return clock, draws
+
+
+def test_the_first_live_redraw_comes_after_live_every_s_and_the_share_still_holds(make_run, monkeypatch):
+    """Issue 27: the Dashboard's first draw (made before training starts) was charged to the live budget, so the
+    first live redraw waited 12.5 × a redraw (here 6.25 s, 62 steps). The run was idle then: now it is free, and the
+    first live round comes once ``live_every_s`` (1 s) has passed; later rounds keep the share."""
+    from orthoscope.viz import live
+
+    clock, draws = _costly_clock(monkeypatch)
+    run = _trained(make_run, 2)
+    run.on_step(lambda run, record: setattr(clock, "t", clock.t + 0.1))    # each step 0.1 s, before the redraws
+    dash = _dash(run, live_every_s=1.0)
+    draws.clear()
+    t0, first = clock.t, None
+    for _ in range(400):
+        run.step()
+        if draws and first is None:
+            first = clock.t - 0.5 - t0                # training time before the first live redraw started
+    assert first is not None and first <= 1.0 + 0.1 + 1e-9
+    share = 0.5 * len(draws) / (clock.t - t0)
+    assert len(draws) >= 3 and share <= live.LIVE_SHARE + 0.5 / (clock.t - t0)    # ≤ share, plus the prompt one
+    dash.close()
+
+
+def test_redraws_while_the_run_trains_are_owed_and_add_up(make_run, monkeypatch):
+    """A full redraw that is not a live round is charged when the run has just stepped (a control moved mid-
+    training), not when it sits idle; two such redraws owe twice, so the next round waits twice as long."""
+    from orthoscope.viz import live
+
+    clock, _ = _costly_clock(monkeypatch)
+    run = _trained(make_run, 2)
+    dash = _dash(run, live_every_s=0.0)
+    paid = live.SCHEDULER.allowed_at(dash)
+    assert paid <= clock.t                                       # the first draw, run idle: nothing owed
+    live.SCHEDULER.request(dash, run)                            # a step: the run is training now
+    clock.t += 0.1
+    dash.redraw()                                                # 0.5 s while training: owes 0.5·(1 − 0.08) …
+    one = live.SCHEDULER.allowed_at(dash) - clock.t
+    dash.redraw()                                                # … and a second one owes as much again
+    two = live.SCHEDULER.allowed_at(dash) - clock.t
+    k = (1 - live.LIVE_SHARE) / live.LIVE_SHARE
+    assert one == pytest.approx(0.5 * k) and two == pytest.approx(2 * 0.5 * k)      # from the end of each
+    clock.t += 100.0                                             # idle for long: paid, and a redraw now is free
+    dash.redraw()
+    assert live.SCHEDULER.allowed_at(dash) <= clock.t
+    dash.close()
+
+
+def test_a_step_between_rounds_does_not_visit_the_dashboards(make_run, monkeypatch):
+    """The cost of a step must not grow with the number of Dashboards: before the run's wake time (debt paid, a
+    Dashboard's live_every_s passed) a step is one look-up per Dashboard subscribed — no loop over the others."""
+    from orthoscope.viz import dashboard_view
+
+    clock, draws = _costly_clock(monkeypatch)
+    run = _trained(make_run, 2)
+    dashes = [_dash(run, live_every_s=1.0) for _ in range(3)]
+    run.on_step(lambda run, record: setattr(clock, "t", clock.t + 0.01))
+    run.step()                                                   # the first round: the three drawn together
+    assert len(draws) == 6 and set(draws[3:]) == set(dashes)
+    visits = []
+    stale = dashboard_view.DashboardView._live_stale
+    monkeypatch.setattr(dashboard_view.DashboardView, "_live_stale", lambda self: visits.append(self) or stale(self))
+    run.train(100, progress=False)                               # 1 s, long before the debt of 1.5 s is paid
+    assert visits == [] and len(draws) == 6
+    clock.t += 20.0                                              # paid: the next step draws the three again
+    run.step()
+    assert len(draws) == 9 and set(draws[6:]) == set(dashes)
+    for dash in dashes:
+        dash.close()
+
+
 # ---- controls --------------------------------------------------------------------------------------------------------
 def test_ticks_queued_during_a_chunk_are_dropped_so_pause_stops_after_one_chunk(make_run):
     run = make_run()

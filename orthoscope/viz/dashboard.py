@@ -81,7 +81,8 @@ class Dashboard(DashboardView):
         layer: module path whose spectrum is shown first (default: the first ``sv/*`` recorded).
         interval_ms: the play timer's period in the browser.
         live_every_s: redraw at most this often when the runs are trained elsewhere (``run.train`` in another cell);
-            ``None`` turns those live redraws off.
+            ``None`` turns those live redraws off. (A live round started by another Dashboard of the same run draws
+            this one too, so the Dashboards of a run stay in step: ``viz.live``.)
         live_share: live redraws take at most this share of the kernel's time, shared by every Dashboard in the
             process (``viz.live``: two Dashboards on one run redraw together, not in turn).
         width_px: the figure's most width in pixels (a narrower notebook column narrows it; the height follows the

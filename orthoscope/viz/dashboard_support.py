@@ -76,19 +76,20 @@ def _copy_observers(old, new, exclude) -> None:
             new.observe(handler, names="value")
 
 
-def _call_later(delay: float, callback):
-    """``callback`` after ``delay`` s on the running asyncio loop (a Jupyter kernel's); None where none runs (a
-    script, a test), where the next live step redraws instead."""
+def running_loop():
+    """The running asyncio loop (a Jupyter kernel's, where live redraws schedule their trailing round); None where
+    none runs (a script, a test), where the next live step redraws instead."""
     import asyncio
 
     try:
-        loop = asyncio.get_running_loop()          # a widget message handled inside the kernel's loop
+        return asyncio.get_running_loop()          # a widget message handled inside the kernel's loop
     except RuntimeError:
-        try:
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            return None
-    return loop.call_later(delay, callback) if loop.is_running() else None
+        pass
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+    return loop if loop.is_running() else None
 
 
 def _lean_ticks(ax) -> None:

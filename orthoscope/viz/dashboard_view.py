@@ -20,7 +20,7 @@ class DashboardView:
         *play*) has a new record. The process's live-redraw scheduler (``viz.live``) redraws every Dashboard showing
         it together, within a bounded share of the time, and once more after a burst (trailing round)."""
         if not self._advancing and self.live_every_s is not None:
-            live.SCHEDULER.request(self)
+            live.SCHEDULER.request(self, run)
 
     def _steps_now(self) -> tuple:
         return tuple(r.step_count for r in self.runs)
