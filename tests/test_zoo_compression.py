@@ -1,5 +1,6 @@
-"""Linear mapping number (reconstructed definition): exact values on constructed cases, R² against numpy's line fit,
-the probe inside a Run, the one-hot modular task, and the compression-phase fit."""
+"""Linear mapping number (the paper's definition, Eqs. 1–3): exact values on constructed cases, per-coordinate r²
+against numpy's correlation, absolute eigenvalues, the probe at a hidden layer inside a Run, the paper's network,
+the one-hot modular task, and the compression-phase fit."""
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,7 @@ def test_block_diagonal_connectivity_counts_its_blocks(k):
     assert linear_mapping_number(torch.eye(7)) == pytest.approx(7, rel=1e-6)
 
 
-def test_r2_matches_numpy_line_fit_pooled_over_outputs():
+def test_r2_is_the_mean_over_outputs_of_pearson_r2():
     g = torch.Generator().manual_seed(1)
     w1, w2 = torch.randn(2, 8, generator=g, dtype=torch.float64), torch.randn(8, 3, generator=g, dtype=torch.float64)
     fn = lambda z: torch.tanh(3 * z @ w1) @ w2                                    # noqa: E731
@@ -40,10 +41,24 @@ def test_r2_matches_numpy_line_fit_pooled_over_outputs():
                 assert L[i, j] == 1.0
                 continue
             y = fn(x[i] + torch.tensor(t)[:, None] * (x[j] - x[i])).numpy()        # [9, 3]
-            res = sum(((y[:, d] - np.polyval(np.polyfit(t, y[:, d], 1), t)) ** 2).sum() for d in range(3))
-            tot = ((y - y.mean(0)) ** 2).sum()
-            assert L[i, j].item() == pytest.approx(1 - res / tot, abs=1e-10)
+            want = np.mean([np.corrcoef(t, y[:, d])[0, 1] ** 2 for d in range(3)])   # Eq. 2
+            assert L[i, j].item() == pytest.approx(want, abs=1e-10)
     torch.testing.assert_close(L, L.T)
+    assert linear_connectivity(fn, x).shape == (6, 6)                             # default: the paper's 21 points
+
+
+def test_a_symmetric_parabola_has_zero_connectivity_and_a_still_coordinate_counts_as_linear():
+    # y = (x, x², 0) from −1 to 1: r² = 1 for x, 0 for the symmetric parabola x², 1 (by convention) for the constant
+    fn = lambda z: torch.cat([z, z ** 2, torch.zeros_like(z)], 1)                 # noqa: E731
+    L = linear_connectivity(fn, torch.tensor([[-1.0], [1.0]], dtype=torch.float64))
+    assert L[0, 1].item() == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_negative_eigenvalues_enter_by_absolute_value():
+    # eigenvalues of [[1, c], [c, 1]] are 1 ± c; with c = 1.5 one is −0.5: |λ| = (2.5, 0.5) → p = (5/6, 1/6)
+    L = torch.tensor([[1.0, 1.5], [1.5, 1.0]], dtype=torch.float64)
+    p = np.array([5 / 6, 1 / 6])
+    assert linear_mapping_number(L) == pytest.approx(2 ** -(p * np.log2(p)).sum(), rel=1e-12)
 
 
 def test_a_kink_makes_cross_pairs_nonlinear():
@@ -87,11 +102,26 @@ def test_one_hot_modular_task_is_exact():
 
 
 def test_probe_records_lmn_in_a_run():
-    run = C.train(p=5, width=8, steps=4, every=2, lmn_samples=6, n_interp=5)
+    run = C.train(p=5, d_embed=4, hidden=8, steps=4, every=2, lmn_samples=6, n_interp=5)
     h = run.history
     assert h["lmn/model"].steps == [0, 2, 4] or h["lmn/model"].steps[-1] == 4
     assert all(1.0 <= v <= 6.0 + 1e-9 for v in h["lmn/model"].values)        # between 1 and the sample count
     assert all(v > 0 for v in h["l2/model"].values)
+
+
+def test_first_hidden_split_measures_the_rest_of_the_network():
+    model = C.make_model(7, d_embed=4, hidden=16, seed=3)
+    task = C.OneHotModularAddition(p=7, train_frac=0.5)
+    x = task.x_train[:10]
+    torch.testing.assert_close(model.from_first_hidden(model.first_hidden(x)), model(x))
+    e = torch.cat([model.embed[x[:, :7].argmax(1)], model.embed[x[:, 7:].argmax(1)]], 1)      # an embedding lookup
+    torch.testing.assert_close(model.first_hidden(x), torch.nn.functional.silu(model.layer1(e)))
+    probe = LinearMappingNumber(x, 1, split=C.first_hidden_split)
+    run = type("R", (), {"model": model})()
+    want = linear_mapping_number(linear_connectivity(model.from_first_hidden, model.first_hidden(x).detach()))
+    assert probe(run)["lmn/model"] == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match="not both"):
+        LinearMappingNumber(x, 1, split=C.first_hidden_split, fn=lambda m: m)
 
 
 def _fake_run(steps, train_acc, test_acc, test_loss, lmn, l2):
@@ -105,7 +135,7 @@ def _fake_run(steps, train_acc, test_acc, test_loss, lmn, l2):
 def test_compression_fit_finds_the_phase_and_a_planted_line():
     steps = list(range(0, 100, 10))
     train_acc = [0.1, 0.5, 1, 1, 1, 1, 1, 1, 1, 1]
-    test_acc = [0, 0, 0, 0.1, 0.3, 0.6, 0.95, 1, 1, 1]
+    test_acc = [0, 0, 0, 0.1, 0.3, 0.6, 0.995, 1, 1, 1]
     lmn = [1, 3, 6, 5, 4, 3, 2, 2, 2, 2]
     test_loss = [5 + 0.5 * v for v in lmn]                                       # exactly linear in LMN
     l2 = [10, 20, 30, 29, 27, 24, 20, 19, 18, 17]
@@ -122,4 +152,4 @@ def test_reproduce_entry_smoke():
     from orthoscope.zoo import reproduce as R
 
     out = R.REGISTRY["compression"].run(True)
-    assert "reconstructed definition" in out.detail and out.passed in (True, False)
+    assert "first hidden layer" in out.detail and out.passed in (True, False)

@@ -48,3 +48,17 @@ def test_reproduce_entry_smoke_reports_the_exponent():
 
     out = REP.REGISTRY["resource"].run(True)
     assert "allocated neurons" in out.detail and out.ours == out.ours
+
+
+def test_retrain_keeps_pruned_weights_at_zero_and_lowers_the_loss():
+    task = R.CompositeSquares(n_train=100)
+    model = R.train(task, width=16, alpha=0.3, steps=60)
+    before_alloc, before_loss = R.allocation(model), R.subtask_losses(model, task)
+    pruned = [(w.detach().abs() <= R.THRESHOLD) for w in (model[0].weight, model[2].weight)]
+    R.retrain(model, task, steps=100, lr=1e-2)
+    for w, p in zip((model[0].weight, model[2].weight), pruned):
+        assert torch.all(w.detach()[p] == 0)                       # pruned weights stay exactly 0
+    assert R.allocation(model)[0] <= before_alloc[0]
+    assert R.subtask_losses(model, task)[0] < before_loss[0]      # the penalty's shrinkage is gone
+    rows = R.sweep_alpha([0.3], width=8, steps=20, n_train=50, retrain_steps=5)
+    assert set(rows[0]) >= {"retrained_losses", "retrained_total"}

@@ -92,6 +92,21 @@ def test_thermal_lm_branches_share_the_stable_phase():
     assert all(v == v and v > 0 for v in r.final.values()) and r.stable_loss > 0
 
 
+def test_thermal_lm_equal_river_time_comparison():
+    # planted: the constant branch's loss falls linearly in its offset; a decayed branch that moved ∫η = 30 steps'
+    # worth along the river and ended 0.01 lower than the constant branch did there has thermal loss 0.01
+    r = TH.DecayDrop(1e-3, 2.5, {"constant": 2.0, "wsd": 2.2}, river_time={"wsd": 30.0},
+                     constant_curve=[(o, 2.5 - 0.0025 * o) for o in range(2, 202, 2)], window=8)
+    assert r.at_offset(30.0) == pytest.approx(2.5 - 0.0025 * 30)                # the mean of a line is its middle
+    assert r.thermal["wsd"] == pytest.approx(2.5 - 0.075 - 2.2) and r.drop["wsd"] == pytest.approx(-0.2)
+    # river time is the schedule's Σ factor: WSD's linear decay over 200 steps moves (200 + 1)/2 steps' worth
+    (run,) = TH.thermal_lm([2e-3], stable=6, decay=8, warmup=2, d_model=16, d_mlp=32, window=4, window_every=2)
+    assert run.river_time["wsd"] == pytest.approx(sum(1 - t / 8 for t in range(8)))
+    assert [o for o, _ in run.constant_curve] == [2, 4, 6, 8] and set(run.thermal) == {"wsd", "inverse_time"}
+    with pytest.raises(ValueError, match="window"):
+        TH.thermal_lm([2e-3], stable=6, decay=8, window=12)
+
+
 # ---- the reproduce entries -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["edge_of_stability", "thermal", "thermal_lm"])
 def test_reproduce_entries_run_in_smoke_mode(name):

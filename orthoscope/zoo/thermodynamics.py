@@ -24,7 +24,7 @@ one optimizer), and the schedules are ``torch.optim.lr_scheduler.LambdaLR`` fact
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -167,25 +167,47 @@ class ScheduledLR(Intervention):
 
 @dataclass
 class DecayDrop:
-    """For one stable-phase lr: validation loss at the end of the stable phase and, ``decay`` steps later, of the
-    branch that kept η constant and of each decayed branch; ``drop[kind]`` = constant − decayed."""
+    """For one stable-phase lr: validation loss at the end of the stable phase; ``final``: after ``decay`` more
+    steps, the branch that kept η constant and each decayed branch; ``drop[kind]`` = constant − decayed at the same
+    step. ``constant_curve`` (step offset → validation loss, every ``window_every`` steps; empty without a window)
+    gives ``river_matched``: the constant branch's loss averaged over ``window`` steps around the offset where it has
+    moved as far along the river as the decayed branch (the same ∫η dt, ``river_time``), and ``thermal[kind]`` =
+    that minus the decayed branch's final loss — the river-valley decomposition's thermal loss, with the river
+    progress a decay gives up taken out."""
 
     lr: float
     stable_loss: float
     final: dict
+    river_time: dict = field(default_factory=dict)      # kind → ∫η dt over the decay, in units of η·steps
+    constant_curve: list = field(default_factory=list)  # [(offset, loss)]
+    window: int = 0
 
     @property
     def drop(self) -> dict:
         return {k: self.final["constant"] - v for k, v in self.final.items() if k != "constant"}
 
+    def at_offset(self, offset: float) -> float:
+        """The constant branch's mean validation loss over readings within ``window/2`` of ``offset``."""
+        near = [v for o, v in self.constant_curve if abs(o - offset) <= self.window / 2]
+        if not near:
+            raise ValueError(f"no constant-branch reading within {self.window / 2:g} steps of offset {offset:g}")
+        return sum(near) / len(near)
+
+    @property
+    def thermal(self) -> dict:
+        return {k: self.at_offset(self.river_time[k]) - self.final[k] for k in self.river_time}
+
 
 def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_model: int = 32, d_mlp: int = 128,
-               batch_size: int = 32, optimizer: str = "adamw", seed: int = 0, progress: bool = False
-               ) -> list[DecayDrop]:
+               batch_size: int = 32, optimizer: str = "adamw", window: int = 0, window_every: int = 4,
+               seed: int = 0, progress: bool = False) -> list[DecayDrop]:
     """TinyLang with the tiny transformer and AdamW: for each lr, ``warmup`` + ``stable`` steps at that lr, then
     three branches of ``decay`` steps from the same state — constant η, WSD's linear decay to 0, and the 1/t decay —
-    compared on the validation loss (the fixed ``val`` windows). The paper's claim: the drop at the decay is the
-    thermal loss, ∝ η. ``optimizer="sgd"`` trains with plain SGD instead (the toy's optimizer)."""
+    compared on the validation loss (the fixed ``val`` windows). With ``window`` > 0 the constant branch is read every
+    ``window_every`` steps, its final value is the mean over its last ``window`` steps (one reading of a branch at
+    temperature η fluctuates), and ``DecayDrop.thermal`` compares each decayed branch with the constant branch at
+    equal river time. The paper's claim: the drop at the decay is the thermal loss, ∝ η. ``optimizer="sgd"`` trains
+    with plain SGD instead (the toy's optimizer)."""
     import copy
 
     from ..methods.base import SGD, AdamW
@@ -195,6 +217,9 @@ def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_
 
     if optimizer not in ("adamw", "sgd"):
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+    if not (0 <= window <= decay and window_every >= 1 and decay % window_every == 0):
+        raise ValueError(f"need 0 ≤ window ({window}) ≤ decay ({decay}) and decay a multiple of window_every "
+                         f"({window_every}) ≥ 1")
     out = []
     for lr in lrs:
         check_positive("lr", lr)
@@ -206,15 +231,22 @@ def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_
             run.interventions.append(ScheduledLR(lr, ScheduleFactor("constant", warmup + stable, warmup=warmup)))
         run.train(warmup + stable, progress=progress)
         run.interventions = [iv for iv in run.interventions if not isinstance(iv, ScheduledLR)]
-        stable_loss = _val_loss(run)
-        final = {}
+        rec = DecayDrop(lr, _val_loss(run), {}, window=window)
         for kind in SCHEDULES:
+            factor = ScheduleFactor(kind, decay, decay=0 if kind == "constant" else decay)
             branch = copy.deepcopy(run)
-            branch.interventions.append(ScheduledLR(lr, ScheduleFactor(kind, decay, decay=0 if kind == "constant"
-                                                                       else decay), offset=run.step_count))
-            branch.train(decay, progress=progress)
-            final[kind] = _val_loss(branch)
-        out.append(DecayDrop(lr, stable_loss, final))
+            branch.interventions.append(ScheduledLR(lr, factor, offset=run.step_count))
+            if kind == "constant" and window:
+                for offset in range(window_every, decay + 1, window_every):
+                    branch.train(window_every, progress=progress)
+                    rec.constant_curve.append((offset, _val_loss(branch)))
+                rec.final[kind] = rec.at_offset(decay - window / 2)
+            else:
+                branch.train(decay, progress=progress)
+                rec.final[kind] = _val_loss(branch)
+                if kind != "constant" and window:
+                    rec.river_time[kind] = sum(factor(t) for t in range(decay))
+        out.append(rec)
     return out
 
 
