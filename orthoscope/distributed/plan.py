@@ -219,7 +219,19 @@ def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None, pro
     return int(round(small + per_token * (tokens - probe_tokens[0])))
 
 
+_MEASURED: dict = {}
+
+
 def _measure_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> int:
+    """``_measure_one_layer``, remembered per (config, method, tokens, dtype) within this process."""
+    poet = type(method).__name__ == "POET"
+    key = (config.to_json_string(), repr(method), tokens, planned_tokens if poet else None, str(autocast_dtype))
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure_one_layer(config, method, tokens, planned_tokens, autocast_dtype)
+    return _MEASURED[key]
+
+
+def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> int:
     import contextlib
     import copy
 
