@@ -54,3 +54,56 @@ def test_plan_predicts_the_measured_peak_within_10_percent(name, shape):
     measured = measured_peak(run)
     assert abs(plan.peak - measured) <= 0.10 * measured, (
         f"{name} {shape}: predicted {plan.peak} ({plan.peak_phase}), measured {measured}\n{plan.table()}")
+
+
+# ---- world size 2: torchrun, per-block FSDP2 ---------------------------------------------------------------------
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def measured_at_2(tmp_path_factory):
+    """``{method: [peak on rank 0, peak on rank 1]}`` from one torchrun launch of tests/plan_worker.py."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    out = tmp_path_factory.mktemp("plan") / "peaks.json"
+    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+           str(Path(__file__).parent / "plan_worker.py"), str(out), *METHODS]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        raise AssertionError(f"torchrun timed out:\n{log[-4000:]}")
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{log[-4000:]}"
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
+    """Per-block FSDP2 at N = 2 (tests/plan_worker.py): the predicted per-rank peak within 10 % of the larger of
+    the two ranks' measured peaks."""
+    from orthoscope.distributed.plan import memory_plan
+    from orthoscope.recipes.llm import llama_config, llm_method
+    from orthoscope.tasks.tinylang import TinyLang
+
+    vocab = TinyLang(n_ctx=16, batch_size=4, n_sentences=300).vocab_size
+    method = llm_method(name, merge_every=2) if name == "poet" else llm_method(name)
+    plan = memory_plan(llama_config("tiny", vocab, 16), method, world_size=2, batch_size=4, seq_len=16)
+    measured = max(measured_at_2[name])
+    assert abs(plan.peak - measured) <= 0.10 * measured, (
+        f"{name}: predicted {plan.peak} ({plan.peak_phase}), measured {measured}\n{plan.table()}")

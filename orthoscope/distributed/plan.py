@@ -46,7 +46,11 @@ from ..models.blocks import repeated_blocks
 
 #: training.run.GUARD_MAX_PARAMS (the distributed layer may not import the training loop; a test keeps them equal)
 GUARD_MAX_PARAMS = 5_000_000
-PHASES = ("forward", "backward", "optimizer step", "merge", "checkpoint save")
+PHASES = ("forward: last all-gather", "forward end", "backward start", "backward: last block", "backward: first block",
+          "optimizer step", "merge", "checkpoint save")
+SHORT = dict(zip(PHASES, ("A", "F", "B", "L", "b", "O", "M", "C")))
+FWD = ("forward: last all-gather", "forward end")
+BWD = ("backward start", "backward: last block", "backward: first block")
 MATRIX_METHODS = ("Muon", "Pion")
 ADAMW_METHODS = ("AdamW", "POET", "OFT", "LoRA")
 METHODS = ADAMW_METHODS + MATRIX_METHODS
@@ -74,12 +78,8 @@ class MemoryPlan:
 
     def phase_bytes(self) -> dict[str, int]:
         """Total bytes per phase (phases no item is present in are left out)."""
-        totals = {}
-        for phase in PHASES:
-            present = [i.bytes for i in self.items if phase in i.phases]
-            if any(i.phases == (phase,) for i in self.items) or phase in ("forward", "backward", "optimizer step"):
-                totals[phase] = sum(present)
-        return totals
+        return {phase: sum(i.bytes for i in self.items if phase in i.phases) for phase in PHASES
+                if any(phase in i.phases and i.bytes for i in self.items if i.phases != PHASES)}
 
     @property
     def peak(self) -> int:
@@ -100,16 +100,15 @@ class MemoryPlan:
 
     def table(self) -> str:
         """The plan as a text table: one row per item (its bytes and the phases it is live in), then the phases."""
-        short = {"forward": "F", "backward": "B", "optimizer step": "O", "merge": "M", "checkpoint save": "C"}
         rows = [f"memory plan: {self.method}, world size {self.world_size}, per rank "
                 f"({', '.join(f'{k}={v}' for k, v in self.setting.items())})",
-                f"  {'item':<44} {'bytes':>10}  phases  note"]
+                f"  {'item':<48} {'bytes':>10}  phases   note"]
         for i in self.items:
-            tags = "".join(short[p] for p in PHASES if p in i.phases)
-            rows.append(f"  {i.name:<44} {human(i.bytes):>10}  {tags:<6}  {i.note}")
-        rows.append("  phases (F forward, B backward, O optimizer step, M merge, C checkpoint save):")
+            tags = "".join(SHORT[p] for p in PHASES if p in i.phases)
+            rows.append(f"  {i.name:<48} {human(i.bytes):>10}  {tags:<7}  {i.note}")
+        rows.append("  phases (" + ", ".join(f"{v} {k}" for k, v in SHORT.items()) + "):")
         for phase, total in self.phase_bytes().items():
-            rows.append(f"    {phase:<18} {human(total):>10}" + ("   ← peak" if phase == self.peak_phase else ""))
+            rows.append(f"    {phase:<26} {human(total):>10}" + ("   ← peak" if phase == self.peak_phase else ""))
         return "\n".join(rows)
 
 
@@ -307,27 +306,56 @@ def _state_items(entries: list[Entry], method, world: int) -> list[Item]:
     params = [e for e in entries if not e.buffer]
     buffers = [e for e in entries if e.buffer]
     trainable = [e for e in params if e.trainable]
+    grad_phases = ("optimizer step", "checkpoint save") + (("merge",) if type(method).__name__ == "POET" else ())
+    later = [e for e in trainable if e.block > 0 or (world == 1 and e.block < 0)]
     items = [Item("parameters (sharded 1/N)" if world > 1 else "parameters",
                   sum(e.shard_bytes(world) for e in params), ALL,
                   f"{sum(math.prod(e.shape) for e in params) / 1e6:.2f}M numbers, "
                   f"{sum(math.prod(e.shape) for e in trainable) / 1e6:.2f}M trained"),
              Item("buffers", sum(e.bytes for e in buffers), ALL, "rotary tables, permutations, probe vectors"),
              Item("gradients (sharded 1/N)" if world > 1 else "gradients",
-                  sum(e.shard_bytes(world) for e in trainable), ("optimizer step", "merge", "checkpoint save"),
-                  "of the trained parameters, kept until the next step's zero_grad")]
+                  sum(e.shard_bytes(world) for e in trainable), grad_phases,
+                  "of the trained parameters, kept until the next step's zero_grad"),
+             Item("gradients of the later blocks" + (" and the head" if world == 1 else ""),
+                  sum(e.shard_bytes(world) for e in later), ("backward: first block",),
+                  "when the first block's backward runs")]
+    if world == 1:
+        items.append(Item("gradients of the head", sum(e.bytes for e in trainable if e.block < 0),
+                          ("backward: last block",), "embeddings, final norm, head"))
     items.append(_optimizer_item(trainable, method, world))
     if world > 1:
-        root = sum(e.bytes - e.shard_bytes(world) for e in params if e.block < 0)
-        block = max(sum(e.bytes - e.shard_bytes(world) for e in params if e.block == b)
-                    for b in {e.block for e in params if e.block >= 0})
-        block_grads = max(sum(e.bytes for e in trainable if e.block == b)
-                          for b in {e.block for e in params if e.block >= 0})
-        items += [Item("root unit unsharded (embeddings, norm, head)", root, ("forward", "backward"),
-                       "FSDP2 keeps the root unsharded from forward to backward"),
-                  Item("blocks unsharded in flight", block, ("forward",), "one block in forward"),
-                  Item("blocks unsharded in flight (backward)", 2 * block + block_grads, ("backward",),
-                       "two blocks (one prefetched) + one block's unsharded gradients before reduce-scatter")]
+        items += _fsdp_items(params, trainable, world)
     return items
+
+
+def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list[Item]:
+    """FSDP2's unsharded copies (measured on the CPU with gloo, tests/plan_worker.py): unsharding a unit
+    all-gathers into one flat buffer (N × the padded shard) and copies out into the unsharded parameters, and the
+    flat buffer stays alive until the next unit's all-gather — so each unit in flight costs two full copies. The
+    root unit (embeddings, final norm, head) stays unsharded from forward to backward. At the last all-gather of the
+    forward the old buffer, the new one and the unsharded block coexist (three copies). In backward a block costs
+    its two copies plus its unsharded gradients and their reduce-scatter input (two copies of its trained
+    parameters); no third (prefetched) block was seen on the CPU, where gloo's collectives are synchronous — on CUDA
+    the prefetch overlaps and may add one block."""
+    def padded(entries: list[Entry]) -> int:
+        return sum(e.shard_bytes(world) * world for e in entries)
+
+    indices = {e.block for e in params if e.block >= 0}
+    block = max(padded([e for e in params if e.block == b]) for b in indices)
+    block_grads = max(padded([e for e in trainable if e.block == b]) for b in indices)
+    root = padded([e for e in params if e.block < 0])
+    root_grads = padded([e for e in trainable if e.block < 0])
+    return [Item("root unit unsharded (embeddings, norm, head)", root, FWD + BWD,
+                 "FSDP2 keeps the root unsharded from forward to backward"),
+            Item("root unit's unsharded gradients", root_grads, ("backward: last block", "backward: first block"),
+                 "reduce-scattered when the root's backward ends"),
+            Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block, ("forward: last all-gather",),
+                 f"3 × {human(block)} (one block, padded)"),
+            Item("last all-gather buffer", block, ("forward end",), "kept until the next all-gather"),
+            Item("last block unsharded + its buffer", 2 * block, ("backward start",), ""),
+            Item("a block in backward: 2 × (block + its gradients)", 2 * block + 2 * block_grads,
+                 ("backward: last block", "backward: first block"),
+                 "unsharded + its all-gather buffer; its unsharded gradients + the reduce-scatter input")]
 
 
 def _optimizer_item(trainable: list[Entry], method, world: int) -> Item:
@@ -374,18 +402,18 @@ def _activation_items(config, entries: list[Entry], per_layer: int, tokens: int,
     head_input = (2 if autocast_dtype is not None else 4) if head_trains else 0
     head = tokens * (4 + 4 * hidden * norm_trains + head_input * hidden + 2 * head_dim * 4)
     logits = tokens * vocab * 4                          # fp32 logits, and the log-softmax cross_entropy saves
-    items = [Item("residual stream (layer inputs)", stream, ("forward", "backward"),
-                  f"{layers + 1} × tokens × hidden × 4 bytes")]
+    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes")]
     if checkpointing:
-        items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward",),
+        items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward: first block",),
                           "measured on one decoder layer"))
     else:
-        items.append(Item("saved activations of the layers", layers * per_layer, ("forward", "backward"),
-                          f"{layers} × {human(per_layer)} (measured on one decoder layer, with the method)"))
-    items += [Item("final norm, head input, rotary tables", head, ("forward", "backward"), ""),
-              Item("log-softmax (saved by cross_entropy)", logits, ("forward", "backward"), "tokens × vocab × 4"),
-              Item("logits during the loss", logits, ("forward",), "freed once the loss is computed"),
-              Item("loss gradients at the start of backward", 2 * logits, ("backward",),
+        items += [Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
+                       f"{layers - 1} × {human(per_layer)} (measured on one decoder layer, with the method)"),
+                  Item("saved activations of one layer", per_layer, ("forward end",) + BWD, "the last or the first")]
+    items += [Item("final norm, head input, rotary tables", head, ("forward end", "backward start"), ""),
+              Item("log-softmax (saved by cross_entropy)", logits, ("forward end", "backward start"), "tokens × vocab × 4"),
+              Item("logits during the loss", logits, ("forward end",), "freed once the loss is computed"),
+              Item("loss gradients at the start of backward", 2 * logits, ("backward start",),
                    "∂loss/∂log-softmax and ∂loss/∂logits")]
     return items
 
@@ -419,16 +447,17 @@ def _transient_items(entries: list[Entry], method, world: int, device: str, plan
 
 
 def _matrix_step_item(trainable: list[Entry], method, world: int) -> Item:
-    """Muon/Pion's update of the largest matrix on its owner: Newton–Schulz (4 matrix-sized temporaries and 3 Gram
-    matrices min(out, in)²) or Pion's rotations (5 matrix-sized + 3 × (in² + out²)); under FSDP2 plus the gathered
-    weight, gradient and the clone the update runs on (3 more)."""
+    """Muon/Pion's update of the largest matrix on its owner: Newton–Schulz's temporaries (5 matrix-sized, 2 Gram
+    matrices min(out, in)²) or Pion's (5 matrix-sized, one in×in and one out×out) — counts measured on one update
+    of a 256×64, 64×256 and 64×64 matrix; under FSDP2 plus the gathered weight, gradient and the clone the update
+    runs on (3 matrix-sized more)."""
     worst = 0
     for e in (e for e in trainable if e.matrix):
         out, inp = e.shape[0], math.prod(e.shape[1:])
         if type(method).__name__ == "Muon":
-            need = 4 * e.bytes + 3 * min(out, inp) ** 2 * e.itemsize
+            need = 5 * e.bytes + 2 * min(out, inp) ** 2 * e.itemsize
         else:
-            need = 5 * e.bytes + 3 * (out * out + inp * inp) * e.itemsize
+            need = 5 * e.bytes + (out * out + inp * inp) * e.itemsize
         worst = max(worst, need + (3 * e.bytes if world > 1 else 0))
     return Item(f"{type(method).__name__} update of the largest matrix", worst, ("optimizer step",),
                 "temporaries of one whole-matrix update on its owner")
@@ -436,11 +465,13 @@ def _matrix_step_item(trainable: list[Entry], method, world: int) -> Item:
 
 def _merge_item(params: list[Entry], trainable: list[Entry], world: int) -> Item:
     """POET's merge: float64 W_eff of one layer and its permuted copies (4 × the weight in float64); under FSDP2
-    today every parameter unsharded and every gradient gathered around it (``Seam.after_step``)."""
+    today every parameter unsharded and every gradient gathered around it (``Seam.after_step``): each as the
+    unsharded tensor plus the flat all-gather buffer it came from."""
     frozen = [e for e in params if e.name.endswith("base_layer.weight")]
     layer = 4 * 2 * max((e.bytes for e in frozen), default=0)
     if world == 1:
         return Item("POET merge (float64, one layer at a time)", layer, ("merge",), "4 × the largest weight, f64")
-    whole = sum(e.bytes - e.shard_bytes(world) for e in params) + sum(e.bytes for e in trainable)
+    whole = 2 * sum(e.shard_bytes(world) * world for e in params) + 2 * sum(e.bytes for e in trainable)
     return Item("POET merge under FSDP2 (whole model gathered)", whole + layer, ("merge",),
-                "Seam.after_step unshards every parameter and gathers every gradient (issue 26 item 3)")
+                "Seam.after_step unshards every unit (unsharded + all-gather buffer) and gathers every gradient "
+                "(2 copies each), plus one layer's float64 merge (issue 26 item 3 replaces this)")
