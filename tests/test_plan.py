@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from plan_measure import LiveBytes  # noqa: E402
@@ -107,3 +106,57 @@ def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     measured = max(measured_at_2[name])
     assert abs(plan.peak - measured) <= 0.10 * measured, (
         f"{name}: predicted {plan.peak} ({plan.peak_phase}), measured {measured}\n{plan.table()}")
+
+
+# ---- the command and its errors ------------------------------------------------------------------------------------
+
+LLAMA_CONFIG = """\
+name: tiny-llama
+task: {name: TokenTask, task: {name: TinyLang, n_ctx: 16, batch_size: 4, n_sentences: 300}}
+model: {name: Llama, size: tiny}
+method: {name: LoRA, rank: 8, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]}
+"""
+
+
+def test_plan_command_prints_the_table_and_json(tmp_path, capsys):
+    import json
+
+    from orthoscope.__main__ import main
+    from orthoscope.distributed.plan import memory_plan
+    from orthoscope.recipes.llm import llama_config, llm_method
+    from orthoscope.tasks.tinylang import TinyLang
+
+    path = tmp_path / "llama.yaml"
+    path.write_text(LLAMA_CONFIG)
+    assert main(["plan", str(path), "--world-size", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "memory plan: LoRA, world size 2" in table and "← peak" in table and "optimizer state" in table
+    assert main(["plan", str(path), "--world-size", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    vocab = TinyLang(n_ctx=16, batch_size=4, n_sentences=300).vocab_size
+    expected = memory_plan(llama_config("tiny", vocab, 16), llm_method("lora"), 2, 4, 16)
+    assert data["peak_bytes"] == expected.peak and data["peak_phase"] == expected.peak_phase
+    assert sum(i["bytes"] for i in data["items"] if data["peak_phase"] in i["phases"]) == data["peak_bytes"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("model: {name: Llama, size: tiny}", "model: {name: MLP, vocab_size: 60, n_tokens: 16}"),
+     "the memory plan covers Llama models"),
+    (("method: {name: LoRA, rank: 8,", "method: {name: FOCUS, lr: 0.001} #"), "the memory plan covers the methods"),
+    (("batch_size: 4", "batch_size: 3"), "does not divide the global batch size 3"),
+])
+def test_plan_command_refuses_what_it_cannot_plan(tmp_path, capsys, edit, message):
+    from orthoscope.__main__ import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(LLAMA_CONFIG.replace(*edit))
+    assert main(["plan", str(path), "--world-size", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_guard_threshold_is_the_runs():
+    from orthoscope.distributed.plan import GUARD_MAX_PARAMS
+    from orthoscope.training.run import GUARD_MAX_PARAMS as RUN_GUARD
+
+    assert GUARD_MAX_PARAMS == RUN_GUARD

@@ -423,7 +423,6 @@ def _transient_items(entries: list[Entry], method, world: int, device: str, plan
     name = type(method).__name__
     params = [e for e in entries if not e.buffer]
     trainable = [e for e in params if e.trainable]
-    largest = max((e.shard_bytes(world) for e in trainable), default=0)
     items = []
     if name in ADAMW_METHODS or any(not e.matrix for e in trainable):
         aux = [e for e in trainable if not e.matrix] if name in MATRIX_METHODS else trainable
