@@ -209,13 +209,21 @@ def _poet_entries(model: nn.Module, method, entries: list[Entry]) -> list[Entry]
 # ---- activations: measured on one real decoder layer -------------------------------------------------------------
 
 def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)) -> int:
-    """Bytes autograd saves in one decoder layer for ``tokens`` tokens (the layer's input and the shared rotary
-    tables not counted), measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached, at
-    ``probe_tokens`` and extrapolated linearly (every save of a Llama layer is linear in tokens, or constant: POET's
-    weight-centric ``W_eff``). POET's ``centric="auto"`` is fixed per layer to what ``tokens`` would choose."""
+    """Bytes autograd saves in one decoder layer for ``tokens`` tokens (``layer_activation_fit``)."""
+    constant, per_token = layer_activation_fit(config, method, tokens, autocast_dtype, probe_tokens)
+    return int(round(constant + per_token * tokens))
+
+
+def layer_activation_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)):
+    """``(constant bytes, bytes per token)`` autograd saves in one decoder layer (its input and the shared rotary
+    tables not counted), measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached at
+    ``probe_tokens`` tokens. Every save of a Llama layer with flash-style attention is linear in tokens or constant:
+    the constant part is weight-sized — POET's weight-centric ``W_eff``, and under autocast the bf16 copies of fp32
+    weights that the matmuls save for backward. POET's ``centric="auto"`` is fixed per layer to what ``tokens``
+    would choose."""
     small, large = (_measure_layer(config, method, t, tokens, autocast_dtype) for t in probe_tokens)
     per_token = (large - small) / (probe_tokens[1] - probe_tokens[0])
-    return int(round(small + per_token * (tokens - probe_tokens[0])))
+    return small - per_token * probe_tokens[0], per_token
 
 
 _MEASURED: dict = {}
@@ -287,7 +295,7 @@ def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, 
         raise PlanError(f"world size {world_size} does not divide the global batch size {batch_size}")
     tokens = batch_size // world_size * seq_len
     entries = model_entries(config, method)
-    act_layer = layer_activation_bytes(config, method, tokens, autocast_dtype)
+    act_layer = layer_activation_fit(config, method, tokens, autocast_dtype)
     setting = {"batch": batch_size, "seq_len": seq_len, "tokens_per_rank": tokens, "checkpointing": checkpointing,
                "autocast": None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch."),
                "device": device}
@@ -390,9 +398,13 @@ def _largest_owner_share(sizes: list[int], world: int) -> int:
     return max(loads)
 
 
-def _activation_items(config, entries: list[Entry], per_layer: int, tokens: int, checkpointing: bool,
+def _activation_items(config, entries: list[Entry], fit: tuple[float, float], tokens: int, checkpointing: bool,
                       autocast_dtype) -> list[Item]:
     """Saved activations (forward end and backward start) and the loss's tensors."""
+    constant, per_token = fit
+    per_layer = int(round(constant + per_token * tokens))
+    how = (f"{human(per_token)}/token + {human(constant)} weight-sized, measured on one decoder layer with the "
+           "method")
     hidden, vocab, layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
     head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
     trains = {e.name.rsplit(".", 2)[-2] if e.name.endswith(".weight") else e.name: e.trainable
@@ -405,10 +417,10 @@ def _activation_items(config, entries: list[Entry], per_layer: int, tokens: int,
     items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes")]
     if checkpointing:
         items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward: first block",),
-                          "measured on one decoder layer"))
+                          how))
     else:
         items += [Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
-                       f"{layers - 1} × {human(per_layer)} (measured on one decoder layer, with the method)"),
+                       f"{layers - 1} × {human(per_layer)}: {how}"),
                   Item("saved activations of one layer", per_layer, ("forward end",) + BWD, "the last or the first")]
     items += [Item("final norm, head input, rotary tables", head, ("forward end", "backward start"), ""),
               Item("log-softmax (saved by cross_entropy)", logits, ("forward end", "backward start"), "tokens × vocab × 4"),
