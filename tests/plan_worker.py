@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from plan_measure import LiveBytes  # noqa: E402
+from orthoscope.distributed.live_bytes import LiveBytes  # noqa: E402
 
 
 def per_block_prepare(self, model):

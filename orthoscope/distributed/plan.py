@@ -170,7 +170,8 @@ def model_entries(config, method) -> list[Entry]:
 
     entries = [Entry(n, tuple(p.shape), p.element_size(), p.requires_grad, block_of(n), id(p) in matrices)
                for n, p in model.named_parameters()]
-    entries += [Entry(n, tuple(b.shape), b.element_size(), False, block_of(n), buffer=True) for n, b in model.named_buffers()]
+    entries += [Entry(n, tuple(b.shape), b.element_size(), False, block_of(n), buffer=True)
+                for n, b in model.named_buffers()]
     if name == "POET":
         entries = _poet_entries(model, method, entries)
     return entries
@@ -208,22 +209,30 @@ def _poet_entries(model: nn.Module, method, entries: list[Entry]) -> list[Entry]
 
 # ---- activations: measured on one real decoder layer -------------------------------------------------------------
 
-def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)) -> int:
-    """Bytes autograd saves in one decoder layer for ``tokens`` tokens (``layer_activation_fit``)."""
-    constant, per_token = layer_activation_fit(config, method, tokens, autocast_dtype, probe_tokens)
+def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None) -> int:
+    """Bytes autograd saves in one decoder layer for ``tokens`` tokens (``layer_fit``)."""
+    constant, per_token = layer_fit(config, method, tokens, autocast_dtype)["saved"]
     return int(round(constant + per_token * tokens))
 
 
-def layer_activation_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)):
-    """``(constant bytes, bytes per token)`` autograd saves in one decoder layer (its input and the shared rotary
-    tables not counted), measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached at
-    ``probe_tokens`` tokens. Every save of a Llama layer with flash-style attention is linear in tokens or constant:
-    the constant part is weight-sized — POET's weight-centric ``W_eff``, and under autocast the bf16 copies of fp32
-    weights that the matmuls save for backward. POET's ``centric="auto"`` is fixed per layer to what ``tokens``
-    would choose."""
+def layer_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)) -> dict:
+    """``{"saved": (constant, per token), "backward": (constant, per token)}`` bytes of one decoder layer,
+    measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached at ``probe_tokens`` tokens:
+
+    * ``saved``: what autograd saves for backward (the layer's input and the shared rotary tables not counted);
+    * ``backward``: the working set of its backward above that — the gradients of its intermediate tensors and of
+      its input, at their peak (``LiveBytes``), its parameters' gradients not counted (the plan counts those).
+
+    Every tensor of a Llama layer with flash-style attention is linear in tokens or constant: the constant part is
+    weight-sized — POET's weight-centric ``W_eff``, and under autocast the bf16 copies of fp32 weights that the
+    matmuls save for backward. POET's ``centric="auto"`` is fixed per layer to what ``tokens`` would choose."""
     small, large = (_measure_layer(config, method, t, tokens, autocast_dtype) for t in probe_tokens)
-    per_token = (large - small) / (probe_tokens[1] - probe_tokens[0])
-    return small - per_token * probe_tokens[0], per_token
+    span = probe_tokens[1] - probe_tokens[0]
+    fit = {}
+    for i, key in enumerate(("saved", "backward")):
+        per_token = (large[i] - small[i]) / span
+        fit[key] = (small[i] - per_token * probe_tokens[0], per_token)
+    return fit
 
 
 _MEASURED: dict = {}
@@ -238,13 +247,14 @@ def _measure_layer(config, method, tokens: int, planned_tokens: int, autocast_dt
     return _MEASURED[key]
 
 
-def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> int:
+def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> tuple[int, int]:
     import contextlib
     import copy
 
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
     from ..core.memory import saved_tensor_bytes
+    from .live_bytes import LiveBytes
 
     if getattr(config, "_attn_implementation", None) is None:   # what LlamaForCausalLM picks when built (sdpa)
         config = copy.deepcopy(config)
@@ -263,11 +273,22 @@ def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocas
         cos, sin = LlamaRotaryEmbedding(config)(h, positions)
     context = (torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype is not None
                else contextlib.nullcontext())
-    with context:
-        nbytes, _ = saved_tensor_bytes(lambda: layer(h, attention_mask=None, position_embeddings=(cos, sin),
-                                                     position_ids=positions),
-                                       exclude=[*holder.parameters(), *holder.buffers(), h, cos, sin])
-    return nbytes
+    state = [*holder.parameters(), *holder.buffers(), h, cos, sin]
+    tracker = LiveBytes()
+    with tracker, context:
+        tracker.track(*state)
+        nbytes, out = saved_tensor_bytes(lambda: layer(h, attention_mask=None, position_embeddings=(cos, sin),
+                                                       position_ids=positions), exclude=state)
+        out = out[0] if isinstance(out, tuple) else out
+        grad = torch.ones_like(out)
+        start = tracker.current
+        tracker.reset_peak()
+        hooks = [p.register_post_accumulate_grad_hook(lambda p: tracker.forget(p.grad))
+                 for p in holder.parameters() if p.requires_grad]        # the plan counts these gradients itself
+        out.backward(grad)
+        for hook in hooks:
+            hook.remove()
+    return nbytes, tracker.peak - start
 
 
 def _fix_poet_centric(model: nn.Module, tokens: int) -> None:
@@ -295,7 +316,7 @@ def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, 
         raise PlanError(f"world size {world_size} does not divide the global batch size {batch_size}")
     tokens = batch_size // world_size * seq_len
     entries = model_entries(config, method)
-    act_layer = layer_activation_fit(config, method, tokens, autocast_dtype)
+    act_layer = layer_fit(config, method, tokens, autocast_dtype)
     setting = {"batch": batch_size, "seq_len": seq_len, "tokens_per_rank": tokens, "checkpointing": checkpointing,
                "autocast": None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch."),
                "device": device}
@@ -303,7 +324,17 @@ def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, 
     plan.items += _state_items(entries, method, world_size)
     plan.items += _activation_items(config, entries, act_layer, tokens, checkpointing, autocast_dtype)
     plan.items += _transient_items(entries, method, world_size, device, plan)
+    _one_of(plan, "reduce-scatter input", "a layer's backward")
     return plan
+
+
+def _one_of(plan: MemoryPlan, first: str, second: str) -> None:
+    """Two items that never coexist (a block's reduce-scatter runs after its backward's intermediates are freed):
+    keep the larger, drop the other."""
+    a = next((i for i in plan.items if i.name.startswith(first)), None)
+    b = next((i for i in plan.items if i.name.startswith(second)), None)
+    if a is not None and b is not None:
+        plan.items.remove(a if a.bytes < b.bytes else b)
 
 
 ALL = PHASES
@@ -328,8 +359,12 @@ def _state_items(entries: list[Entry], method, world: int) -> list[Item]:
                   sum(e.shard_bytes(world) for e in later), ("backward: first block",),
                   "when the first block's backward runs")]
     if world == 1:
-        items.append(Item("gradients of the head", sum(e.bytes for e in trainable if e.block < 0),
-                          ("backward: last block",), "embeddings, final norm, head"))
+        blocks = {e.block for e in params if e.block >= 0}
+        own = max((sum(e.bytes for e in trainable if e.block == b) for b in blocks), default=0)
+        items += [Item("gradients of the head", sum(e.bytes for e in trainable if e.block < 0),
+                       ("backward: last block",), "embeddings, final norm, head"),
+                  Item("gradients of the block in backward", own, ("backward: last block", "backward: first block"),
+                       "")]
     items.append(_optimizer_item(trainable, method, world))
     if world > 1:
         items += _fsdp_items(params, trainable, world)
@@ -342,9 +377,9 @@ def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list
     flat buffer stays alive until the next unit's all-gather — so each unit in flight costs two full copies. The
     root unit (embeddings, final norm, head) stays unsharded from forward to backward. At the last all-gather of the
     forward the old buffer, the new one and the unsharded block coexist (three copies). In backward a block costs
-    its two copies plus its unsharded gradients and their reduce-scatter input (two copies of its trained
-    parameters); no third (prefetched) block was seen on the CPU, where gloo's collectives are synchronous — on CUDA
-    the prefetch overlaps and may add one block."""
+    its two copies plus its unsharded gradients, then their reduce-scatter input (after the layer's backward has
+    freed its intermediates: the larger of the two counts); no third (prefetched) block was seen on the CPU, where
+    gloo's collectives are synchronous — on CUDA the prefetch overlaps and may add one block."""
     def padded(entries: list[Entry]) -> int:
         return sum(e.shard_bytes(world) * world for e in entries)
 
@@ -361,9 +396,12 @@ def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list
                  f"3 × {human(block)} (one block, padded)"),
             Item("last all-gather buffer", block, ("forward end",), "kept until the next all-gather"),
             Item("last block unsharded + its buffer", 2 * block, ("backward start",), ""),
-            Item("a block in backward: 2 × (block + its gradients)", 2 * block + 2 * block_grads,
+            Item("a block in backward: 2 × block + its gradients", 2 * block + block_grads,
                  ("backward: last block", "backward: first block"),
-                 "unsharded + its all-gather buffer; its unsharded gradients + the reduce-scatter input")]
+                 "unsharded + its all-gather buffer; its unsharded gradients"),
+            Item("reduce-scatter input (or the layer's backward)", block_grads,
+                 ("backward: last block", "backward: first block"),
+                 "the padded flat gradients; the larger of this and the layer's backward counts")]
 
 
 def _optimizer_item(trainable: list[Entry], method, world: int) -> Item:
@@ -398,10 +436,11 @@ def _largest_owner_share(sizes: list[int], world: int) -> int:
     return max(loads)
 
 
-def _activation_items(config, entries: list[Entry], fit: tuple[float, float], tokens: int, checkpointing: bool,
+def _activation_items(config, entries: list[Entry], fit: dict, tokens: int, checkpointing: bool,
                       autocast_dtype) -> list[Item]:
-    """Saved activations (forward end and backward start) and the loss's tensors."""
-    constant, per_token = fit
+    """Saved activations (forward end and backward start), a layer's backward, and the loss's tensors."""
+    constant, per_token = fit["saved"]
+    working = int(round(fit["backward"][0] + fit["backward"][1] * tokens))
     per_layer = int(round(constant + per_token * tokens))
     how = (f"{human(per_token)}/token + {human(constant)} weight-sized, measured on one decoder layer with the "
            "method")
@@ -414,7 +453,9 @@ def _activation_items(config, entries: list[Entry], fit: tuple[float, float], to
     head_input = (2 if autocast_dtype is not None else 4) if head_trains else 0
     head = tokens * (4 + 4 * hidden * norm_trains + head_input * hidden + 2 * head_dim * 4)
     logits = tokens * vocab * 4                          # fp32 logits, and the log-softmax cross_entropy saves
-    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes")]
+    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes"),
+             Item("a layer's backward (gradients of its intermediates)", working, BWD[1:],
+                  "measured on one decoder layer, its parameters' gradients not counted")]
     if checkpointing:
         items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward: first block",),
                           how))
@@ -423,7 +464,8 @@ def _activation_items(config, entries: list[Entry], fit: tuple[float, float], to
                        f"{layers - 1} × {human(per_layer)}: {how}"),
                   Item("saved activations of one layer", per_layer, ("forward end",) + BWD, "the last or the first")]
     items += [Item("final norm, head input, rotary tables", head, ("forward end", "backward start"), ""),
-              Item("log-softmax (saved by cross_entropy)", logits, ("forward end", "backward start"), "tokens × vocab × 4"),
+              Item("log-softmax (saved by cross_entropy)", logits, ("forward end", "backward start"),
+                   "tokens × vocab × 4"),
               Item("logits during the loss", logits, ("forward end",), "freed once the loss is computed"),
               Item("loss gradients at the start of backward", 2 * logits, ("backward start",),
                    "∂loss/∂log-softmax and ∂loss/∂logits")]
@@ -441,7 +483,8 @@ def _transient_items(entries: list[Entry], method, world: int, device: str, plan
         step = (sum(e.shard_bytes(world) for e in aux) if device == "cuda"
                 else 2 * max((e.shard_bytes(world) for e in aux), default=0))
         items.append(Item("AdamW step temporaries", step, ("optimizer step",),
-                          "foreach: √v of every parameter" if device == "cuda" else "√v of the largest parameter, ×2"))
+                          "foreach: √v of every parameter" if device == "cuda"
+                          else "√v of the largest parameter, ×2"))
     if name in MATRIX_METHODS:
         items.append(_matrix_step_item(trainable, method, world))
     if sum(math.prod(e.shape) for e in params) <= GUARD_MAX_PARAMS:

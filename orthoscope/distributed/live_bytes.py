@@ -1,4 +1,5 @@
-"""Measured peak memory of real training steps, for tests/test_plan.py and tests/plan_worker.py.
+"""Live tensor bytes, measured: the peaks the memory plan (``orthoscope.distributed.plan``) is checked against, and
+the working set of one decoder layer's backward that it measures.
 
 ``LiveBytes`` is a ``TorchDispatchMode`` that counts the bytes of every live tensor storage it has seen: the ones
 handed to ``track`` on entry (the model's parameters, buffers and gradients, the optimizer's state) and every storage
@@ -45,6 +46,14 @@ class LiveBytes(TorchDispatchMode):
         self.track(*model.parameters(), *model.buffers(), *(p.grad for p in model.parameters()))
         for state in optimizer.state.values():
             self.track(*state.values())
+
+    def forget(self, t: torch.Tensor) -> None:
+        """Stop counting ``t``'s storages (from now on, until they are freed)."""
+        for st in get_untyped_storages(t):
+            cell = self.sizes.get(st)
+            if cell is not None:
+                self.current -= cell[0]
+                cell[0] = 0
 
     def reset_peak(self) -> None:
         self.peak = self.current
