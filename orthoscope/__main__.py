@@ -11,6 +11,7 @@ COMMANDS = {
     "demo": ("orthoscope.demo", "train modular addition until it groks; write DIR/report.html"),
     "reproduce": ("orthoscope.zoo.reproduce", "re-run one toy-model reproduction (see REPRODUCTIONS.md)"),
     "train": ("orthoscope.config.train", "train a run config into runs/NAME/ (resumable; see docs/scale.md)"),
+    "plan": ("orthoscope.config.plan", "a run config's per-rank peak memory, itemised (--world-size N, --json)"),
     "tokenize": ("orthoscope.tasks.tokenfile", "turn a text file into a token .bin for the TokenFile task"),
     "methods": ("orthoscope.config.method_settings",
                 "every method's settings and defaults (--markdown: docs/methods.md)"),

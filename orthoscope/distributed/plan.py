@@ -1,0 +1,531 @@
+"""A memory plan: each rank's predicted peak memory for training a Llama with a method at a world size, itemised.
+
+    plan = memory_plan(llama_config("1b"), POET(block=256), world_size=8, batch_size=8, seq_len=2048)
+    print(plan.table())                 # one row per item, the phases, the peak and where it occurs
+    plan.to_dict()                      # the same as JSON data (``python -m orthoscope plan CONFIG --json``)
+
+**What is counted, per rank** (bytes of tensor storages, as PyTorch's ``MemTracker`` counts them; no allocator
+rounding or fragmentation, no CUDA context, no communication buffers of NCCL/gloo):
+
+* *parameters*, sharded 1/N by FSDP2 (``Shard(0)``: ⌈rows/N⌉ rows each) and, under FSDP2, the unsharded copies in
+  flight: every block of ``repeated_blocks(model)`` is its own ``fully_shard`` unit (resharded after forward), the
+  root unit (embeddings, final norm, head) stays unsharded from forward to backward (FSDP2 does not reshard the root
+  after forward), and backward prefetches one block ahead — so one block in forward, two in backward. N = 1 is one
+  process: no FSDP2, the whole model resident.
+* *gradients* of the trainable parameters, sharded 1/N, plus under FSDP2 one block's unsharded gradients before
+  their reduce-scatter.
+* *optimizer state*: ``torch.optim.AdamW`` 2× the trainable parameters (POET, OFT, LoRA, AdamW); Muon a momentum
+  per hidden matrix on its owner (owners balanced by size: the largest rank's share) + AdamW 2× the rest; Pion the
+  Lie-algebra moments ``in² + out²`` per matrix (``momentum="lie"``; ×2 with ``second_moment``; the matrix size with
+  ``"transported_ambient"``) on its owner + AdamW 2× the rest.
+* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (with the method attached,
+  at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer with flash-style
+  attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff`` are the constant
+  part), times the number of layers; plus the residual stream between layers, the rotary tables, the final norm,
+  the logits and the loss's log-softmax. With activation checkpointing only each layer's input is kept, and one
+  layer is recomputed at a time in backward.
+* *transients*: the loss gradient at the start of backward, the optimizer step's temporaries, Muon/Pion's full
+  matrix on its owner, POET's float64 merge, the run's non-finite guard (a copy of parameters and optimizer state
+  before each update, for models of at most ``GUARD_MAX_PARAMS`` parameters), and a checkpoint save.
+
+**Phases.** forward (end of forward: all activations and the log-softmax live), backward (its start: plus the loss
+gradients), optimizer step, merge (POET, on merge steps), checkpoint save. The peak is the largest phase.
+Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 %.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..models.blocks import repeated_blocks
+
+#: training.run.GUARD_MAX_PARAMS (the distributed layer may not import the training loop; a test keeps them equal)
+GUARD_MAX_PARAMS = 5_000_000
+PHASES = ("forward: last all-gather", "forward end", "backward start", "backward: last block", "backward: first block",
+          "optimizer step", "merge", "checkpoint save")
+SHORT = dict(zip(PHASES, ("A", "F", "B", "L", "b", "O", "M", "C")))
+FWD = ("forward: last all-gather", "forward end")
+BWD = ("backward start", "backward: last block", "backward: first block")
+MATRIX_METHODS = ("Muon", "Pion")
+ADAMW_METHODS = ("AdamW", "POET", "OFT", "LoRA")
+METHODS = ADAMW_METHODS + MATRIX_METHODS
+
+
+class PlanError(ValueError):
+    """A model or method the memory plan cannot describe."""
+
+
+@dataclass
+class Item:
+    """One line of the plan: ``bytes`` per rank, present in ``phases``; ``note`` says how it was counted."""
+    name: str
+    bytes: int
+    phases: tuple[str, ...]
+    note: str = ""
+
+
+@dataclass
+class MemoryPlan:
+    world_size: int
+    method: str
+    setting: dict
+    items: list[Item] = field(default_factory=list)
+
+    def phase_bytes(self) -> dict[str, int]:
+        """Total bytes per phase (phases no item is present in are left out)."""
+        return {phase: sum(i.bytes for i in self.items if phase in i.phases) for phase in PHASES
+                if any(phase in i.phases and i.bytes for i in self.items if i.phases != PHASES)}
+
+    @property
+    def peak(self) -> int:
+        return max(self.phase_bytes().values())
+
+    @property
+    def peak_phase(self) -> str:
+        phases = self.phase_bytes()
+        return max(phases, key=phases.get)
+
+    def to_dict(self) -> dict:
+        return {"world_size": self.world_size, "method": self.method, "setting": self.setting,
+                "items": [dataclasses.asdict(i) for i in self.items], "phases": self.phase_bytes(),
+                "peak_bytes": self.peak, "peak_phase": self.peak_phase}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def table(self) -> str:
+        """The plan as a text table: one row per item (its bytes and the phases it is live in), then the phases."""
+        rows = [f"memory plan: {self.method}, world size {self.world_size}, per rank "
+                f"({', '.join(f'{k}={v}' for k, v in self.setting.items())})",
+                f"  {'item':<48} {'bytes':>10}  phases   note"]
+        for i in self.items:
+            tags = "".join(SHORT[p] for p in PHASES if p in i.phases)
+            rows.append(f"  {i.name:<48} {human(i.bytes):>10}  {tags:<7}  {i.note}")
+        rows.append("  phases (" + ", ".join(f"{v} {k}" for k, v in SHORT.items()) + "):")
+        for phase, total in self.phase_bytes().items():
+            rows.append(f"    {phase:<26} {human(total):>10}" + ("   ← peak" if phase == self.peak_phase else ""))
+        return "\n".join(rows)
+
+
+def human(n: float) -> str:
+    """Bytes as a short human-readable string (binary units: 1 GiB = 2³⁰ bytes)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+
+
+# ---- the model's tensors, with the method attached --------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One parameter or buffer: its shape, bytes per element, whether it trains, its block (-1: the root unit)."""
+    name: str
+    shape: tuple[int, ...]
+    itemsize: int
+    trainable: bool
+    block: int
+    matrix: bool = False                 # on the Muon/Pion matrix path
+    buffer: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return math.prod(self.shape) * self.itemsize
+
+    def shard_bytes(self, world: int) -> int:
+        """FSDP2's ``Shard(0)``: ⌈rows/N⌉ rows on the rank holding the most (rank 0)."""
+        if world == 1 or not self.shape:
+            return self.bytes
+        return -(-self.shape[0] // world) * math.prod(self.shape[1:]) * self.itemsize
+
+
+def model_entries(config, method) -> list[Entry]:
+    """Every parameter and buffer of the Llama of ``config`` with ``method`` attached, built on the meta device
+    (no memory, no weights). POET's layers are described from its own layout functions (its attach draws
+    permutations, which the meta device cannot)."""
+    from ..models.llama import build_llama
+
+    name = type(method).__name__
+    if name not in METHODS:
+        raise PlanError(f"the memory plan covers the methods {list(METHODS)}, got {name}")
+    with torch.device("meta"):
+        model = build_llama(config, seed=0)
+        if name in ("OFT", "LoRA"):
+            model = method.attach(model)
+    blocks = {n: i for i, (n, _) in enumerate(repeated_blocks(model))}
+    matrices = set()
+    if name in MATRIX_METHODS:
+        matrices = {id(p) for _, p in method.groups(model)[0]["params"]}
+
+    def block_of(path: str) -> int:
+        for prefix, i in blocks.items():
+            if path.startswith(prefix + "."):
+                return i
+        return -1
+
+    entries = [Entry(n, tuple(p.shape), p.element_size(), p.requires_grad, block_of(n), id(p) in matrices)
+               for n, p in model.named_parameters()]
+    entries += [Entry(n, tuple(b.shape), b.element_size(), False, block_of(n), buffer=True)
+                for n, b in model.named_buffers()]
+    if name == "POET":
+        entries = _poet_entries(model, method, entries)
+    return entries
+
+
+def _poet_entries(model: nn.Module, method, entries: list[Entry]) -> list[Entry]:
+    """POET's layers as ``POETLinear`` holds them: the pre-permuted base weight frozen, the packed skew blocks
+    ``poet_q_in``/``poet_q_out`` trained, the permutations (int64) and two probe vectors as buffers."""
+    from ..adapters.core import matched_modules
+    from ..adapters.poet import side_blocks
+    from ..ortho import n_packed
+
+    if method.quantize is not None:
+        raise PlanError("the memory plan does not cover POET's quantized base (quantize=8/4) yet")
+    paths = matched_modules(model, method.targets, method.exclude)
+    problems = method._unfit(model, paths)
+    if problems and not method.skip_indivisible:
+        raise PlanError(f"POET cannot adapt {len(problems)} layer(s): " + "; ".join(problems.values()))
+    paths = [p for p in paths if p not in problems]
+    by_name = {e.name: e for e in entries}
+    out = [e for e in entries if e.name not in {f"{p}.weight" for p in paths}]
+    for p in paths:
+        m = model.get_submodule(p)
+        w = by_name[f"{p}.weight"]
+        base = p + ".base_layer"
+        out.append(Entry(f"{base}.weight", w.shape, w.itemsize, False, w.block))
+        for side, n in (("in", m.in_features), ("out", m.out_features)):
+            b, r = side_blocks(n, method.variant, method.block, method.fs_fraction)
+            out.append(Entry(f"{p}.poet_q_{side}", (r, n_packed(b)), w.itemsize, True, w.block))
+            out.append(Entry(f"{p}.perm_{side}", (n,), 8, False, w.block, buffer=True))
+        out += [Entry(f"{p}.probe_{v}", (m.in_features,), w.itemsize, False, w.block, buffer=True)
+                for v in ("v", "u")]
+    return out
+
+
+# ---- activations: measured on one real decoder layer -------------------------------------------------------------
+
+def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None) -> int:
+    """Bytes autograd saves in one decoder layer for ``tokens`` tokens (``layer_fit``)."""
+    constant, per_token = layer_fit(config, method, tokens, autocast_dtype)["saved"]
+    return int(round(constant + per_token * tokens))
+
+
+def layer_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)) -> dict:
+    """``{"saved": (constant, per token), "backward": (constant, per token)}`` bytes of one decoder layer,
+    measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached at ``probe_tokens`` tokens:
+
+    * ``saved``: what autograd saves for backward (the layer's input and the shared rotary tables not counted);
+    * ``backward``: the working set of its backward above that — the gradients of its intermediate tensors and of
+      its input, at their peak (``LiveBytes``), its parameters' gradients not counted (the plan counts those).
+
+    Every tensor of a Llama layer with flash-style attention is linear in tokens or constant: the constant part is
+    weight-sized — POET's weight-centric ``W_eff``, and under autocast the bf16 copies of fp32 weights that the
+    matmuls save for backward. POET's ``centric="auto"`` is fixed per layer to what ``tokens`` would choose."""
+    small, large = (_measure_layer(config, method, t, tokens, autocast_dtype) for t in probe_tokens)
+    span = probe_tokens[1] - probe_tokens[0]
+    fit = {}
+    for i, key in enumerate(("saved", "backward")):
+        per_token = (large[i] - small[i]) / span
+        fit[key] = (small[i] - per_token * probe_tokens[0], per_token)
+    return fit
+
+
+_MEASURED: dict = {}
+
+
+def _measure_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> int:
+    """``_measure_one_layer``, remembered per (config, method, tokens, dtype) within this process."""
+    poet = type(method).__name__ == "POET"
+    key = (config.to_json_string(), repr(method), tokens, planned_tokens if poet else None, str(autocast_dtype))
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure_one_layer(config, method, tokens, planned_tokens, autocast_dtype)
+    return _MEASURED[key]
+
+
+def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> tuple[int, int]:
+    import contextlib
+    import copy
+
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+    from ..core.memory import saved_tensor_bytes
+    from .live_bytes import LiveBytes
+
+    if getattr(config, "_attn_implementation", None) is None:   # what LlamaForCausalLM picks when built (sdpa)
+        config = copy.deepcopy(config)
+        config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    holder = nn.Module()
+    holder.model = nn.Module()
+    holder.model.layers = nn.ModuleList([LlamaDecoderLayer(config, layer_idx=0)])   # paths as in the full model
+    if type(method).__name__ in ("POET", "OFT", "LoRA"):
+        holder = method.attach(holder)
+        _fix_poet_centric(holder, planned_tokens)
+    layer = holder.model.layers[0]
+    h = torch.randn(1, tokens, config.hidden_size, requires_grad=True)
+    positions = torch.arange(tokens)[None]
+    with torch.no_grad():
+        cos, sin = LlamaRotaryEmbedding(config)(h, positions)
+    context = (torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype is not None
+               else contextlib.nullcontext())
+    state = [*holder.parameters(), *holder.buffers(), h, cos, sin]
+    tracker = LiveBytes()
+    with tracker, context:
+        tracker.track(*state)
+        nbytes, out = saved_tensor_bytes(lambda: layer(h, attention_mask=None, position_embeddings=(cos, sin),
+                                                       position_ids=positions), exclude=state)
+        out = out[0] if isinstance(out, tuple) else out
+        grad = torch.ones_like(out)
+        start = tracker.current
+        tracker.reset_peak()
+        hooks = [p.register_post_accumulate_grad_hook(lambda p: tracker.forget(p.grad))
+                 for p in holder.parameters() if p.requires_grad]        # the plan counts these gradients itself
+        out.backward(grad)
+        for hook in hooks:
+            hook.remove()
+    return nbytes, tracker.peak - start
+
+
+def _fix_poet_centric(model: nn.Module, tokens: int) -> None:
+    """Each POET layer's ``centric="auto"`` replaced by the choice it makes for ``tokens`` tokens per call."""
+    from ..adapters.poet import POETLinear, choose_centric
+
+    for m in model.modules():
+        if isinstance(m, POETLinear) and m.centric == "auto":
+            m.centric = choose_centric("auto", tokens, m.perm_in.numel(), m.perm_out.numel(),
+                                       m.poet_q_in.shape[:1] + (m.b_in,), m.poet_q_out.shape[:1] + (m.b_out,))
+
+
+# ---- the plan ----------------------------------------------------------------------------------------------------
+
+def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, checkpointing: bool = False,
+                autocast_dtype: torch.dtype | None = None, device: str = "cpu") -> MemoryPlan:
+    """Predicted per-rank peak memory (module docstring) of training the Llama of ``config`` (a ``LlamaConfig``)
+    with ``method`` at ``world_size`` ranks on a global batch of ``batch_size`` sequences of ``seq_len`` tokens.
+    ``autocast_dtype``: the forward's autocast (bf16 on CUDA), None for fp32; ``device``: ``"cuda"`` makes
+    ``torch.optim.AdamW`` use its foreach path (a temporary of all parameters), ``"cpu"`` the per-tensor one."""
+    for what, value in (("world_size", world_size), ("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PlanError(f"{what} must be a positive int, got {value!r}")
+    if batch_size % world_size:
+        raise PlanError(f"world size {world_size} does not divide the global batch size {batch_size}")
+    tokens = batch_size // world_size * seq_len
+    entries = model_entries(config, method)
+    act_layer = layer_fit(config, method, tokens, autocast_dtype)
+    setting = {"batch": batch_size, "seq_len": seq_len, "tokens_per_rank": tokens, "checkpointing": checkpointing,
+               "autocast": None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch."),
+               "device": device}
+    plan = MemoryPlan(world_size, type(method).__name__, setting)
+    plan.items += _state_items(entries, method, world_size)
+    plan.items += _activation_items(config, entries, act_layer, tokens, checkpointing, autocast_dtype)
+    plan.items += _transient_items(entries, method, world_size, device, plan)
+    _one_of(plan, "reduce-scatter input", "a layer's backward")
+    return plan
+
+
+def _one_of(plan: MemoryPlan, first: str, second: str) -> None:
+    """Two items that never coexist (a block's reduce-scatter runs after its backward's intermediates are freed):
+    keep the larger, drop the other."""
+    a = next((i for i in plan.items if i.name.startswith(first)), None)
+    b = next((i for i in plan.items if i.name.startswith(second)), None)
+    if a is not None and b is not None:
+        plan.items.remove(a if a.bytes < b.bytes else b)
+
+
+ALL = PHASES
+
+
+def _state_items(entries: list[Entry], method, world: int) -> list[Item]:
+    """Parameters, buffers, gradients and optimizer state: resident in every phase."""
+    params = [e for e in entries if not e.buffer]
+    buffers = [e for e in entries if e.buffer]
+    trainable = [e for e in params if e.trainable]
+    grad_phases = ("optimizer step", "checkpoint save") + (("merge",) if type(method).__name__ == "POET" else ())
+    later = [e for e in trainable if e.block > 0 or (world == 1 and e.block < 0)]
+    items = [Item("parameters (sharded 1/N)" if world > 1 else "parameters",
+                  sum(e.shard_bytes(world) for e in params), ALL,
+                  f"{sum(math.prod(e.shape) for e in params) / 1e6:.2f}M numbers, "
+                  f"{sum(math.prod(e.shape) for e in trainable) / 1e6:.2f}M trained"),
+             Item("buffers", sum(e.bytes for e in buffers), ALL, "rotary tables, permutations, probe vectors"),
+             Item("gradients (sharded 1/N)" if world > 1 else "gradients",
+                  sum(e.shard_bytes(world) for e in trainable), grad_phases,
+                  "of the trained parameters, kept until the next step's zero_grad"),
+             Item("gradients of the later blocks" + (" and the head" if world == 1 else ""),
+                  sum(e.shard_bytes(world) for e in later), ("backward: first block",),
+                  "when the first block's backward runs")]
+    if world == 1:
+        blocks = {e.block for e in params if e.block >= 0}
+        own = max((sum(e.bytes for e in trainable if e.block == b) for b in blocks), default=0)
+        items += [Item("gradients of the head", sum(e.bytes for e in trainable if e.block < 0),
+                       ("backward: last block",), "embeddings, final norm, head"),
+                  Item("gradients of the block in backward", own, ("backward: last block", "backward: first block"),
+                       "")]
+    items.append(_optimizer_item(trainable, method, world))
+    if world > 1:
+        items += _fsdp_items(params, trainable, world)
+    return items
+
+
+def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list[Item]:
+    """FSDP2's unsharded copies (measured on the CPU with gloo, tests/plan_worker.py): unsharding a unit
+    all-gathers into one flat buffer (N × the padded shard) and copies out into the unsharded parameters, and the
+    flat buffer stays alive until the next unit's all-gather — so each unit in flight costs two full copies. The
+    root unit (embeddings, final norm, head) stays unsharded from forward to backward. At the last all-gather of the
+    forward the old buffer, the new one and the unsharded block coexist (three copies). In backward a block costs
+    its two copies plus its unsharded gradients, then their reduce-scatter input (after the layer's backward has
+    freed its intermediates: the larger of the two counts); no third (prefetched) block was seen on the CPU, where
+    gloo's collectives are synchronous — on CUDA the prefetch overlaps and may add one block."""
+    def padded(entries: list[Entry]) -> int:
+        return sum(e.shard_bytes(world) * world for e in entries)
+
+    indices = {e.block for e in params if e.block >= 0}
+    block = max(padded([e for e in params if e.block == b]) for b in indices)
+    block_grads = max(padded([e for e in trainable if e.block == b]) for b in indices)
+    root = padded([e for e in params if e.block < 0])
+    root_grads = padded([e for e in trainable if e.block < 0])
+    return [Item("root unit unsharded (embeddings, norm, head)", root, FWD + BWD,
+                 "FSDP2 keeps the root unsharded from forward to backward"),
+            Item("root unit's unsharded gradients", root_grads, ("backward: last block", "backward: first block"),
+                 "reduce-scattered when the root's backward ends"),
+            Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block, ("forward: last all-gather",),
+                 f"3 × {human(block)} (one block, padded)"),
+            Item("last all-gather buffer", block, ("forward end",), "kept until the next all-gather"),
+            Item("last block unsharded + its buffer", 2 * block, ("backward start",), ""),
+            Item("a block in backward: 2 × block + its gradients", 2 * block + block_grads,
+                 ("backward: last block", "backward: first block"),
+                 "unsharded + its all-gather buffer; its unsharded gradients"),
+            Item("reduce-scatter input (or the layer's backward)", block_grads,
+                 ("backward: last block", "backward: first block"),
+                 "the padded flat gradients; the larger of this and the layer's backward counts")]
+
+
+def _optimizer_item(trainable: list[Entry], method, world: int) -> Item:
+    """The optimizer state on this rank (the largest rank's share for Muon/Pion's owned matrices)."""
+    name = type(method).__name__
+    adamw = [e for e in trainable if not e.matrix]
+    aux = 2 * sum(e.shard_bytes(world) for e in adamw)
+    if name in ADAMW_METHODS:
+        return Item("optimizer state (AdamW m, v)", aux, ALL, "2× the trained parameters, sharded 1/N")
+    per_matrix = [_matrix_state_bytes(e, method) for e in trainable if e.matrix]
+    owned = _largest_owner_share(per_matrix, world)
+    what = "momentum" if name == "Muon" else "Lie-algebra moments"
+    return Item(f"optimizer state ({name} {what} + AdamW)", owned + aux, ALL,
+                f"{human(owned)} on owned matrices (owners balanced by size) + AdamW 2× the rest")
+
+
+def _matrix_state_bytes(e: Entry, method) -> int:
+    if type(method).__name__ == "Muon":
+        return e.bytes
+    out, inp = e.shape[0], math.prod(e.shape[1:])
+    moments = 2 if method.second_moment else 1
+    if method.momentum == "lie":
+        return moments * (inp * inp + out * out) * e.itemsize
+    return moments * e.bytes
+
+
+def _largest_owner_share(sizes: list[int], world: int) -> int:
+    """The most bytes any rank owns when each matrix goes, largest first, to the rank that owns the least."""
+    loads = [0] * world
+    for size in sorted(sizes, reverse=True):
+        loads[loads.index(min(loads))] += size
+    return max(loads)
+
+
+def _activation_items(config, entries: list[Entry], fit: dict, tokens: int, checkpointing: bool,
+                      autocast_dtype) -> list[Item]:
+    """Saved activations (forward end and backward start), a layer's backward, and the loss's tensors."""
+    constant, per_token = fit["saved"]
+    working = int(round(fit["backward"][0] + fit["backward"][1] * tokens))
+    per_layer = int(round(constant + per_token * tokens))
+    how = (f"{human(per_token)}/token + {human(constant)} weight-sized, measured on one decoder layer with the "
+           "method")
+    hidden, vocab, layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    trains = {e.name.rsplit(".", 2)[-2] if e.name.endswith(".weight") else e.name: e.trainable
+              for e in entries if e.block < 0 and not e.buffer}
+    norm_trains, head_trains = trains.get("norm", False), trains.get("lm_head", False)
+    stream = (layers + 1) * tokens * hidden * 4          # each layer's input and the last output, fp32 residual
+    head_input = (2 if autocast_dtype is not None else 4) if head_trains else 0
+    head = tokens * (4 + 4 * hidden * norm_trains + head_input * hidden + 2 * head_dim * 4)
+    logits = tokens * vocab * 4                          # fp32 logits, and the log-softmax cross_entropy saves
+    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes"),
+             Item("a layer's backward (gradients of its intermediates)", working, BWD[1:],
+                  "measured on one decoder layer, its parameters' gradients not counted")]
+    if checkpointing:
+        items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward: first block",),
+                          how))
+    else:
+        items += [Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
+                       f"{layers - 1} × {human(per_layer)}: {how}"),
+                  Item("saved activations of one layer", per_layer, ("forward end",) + BWD, "the last or the first")]
+    items += [Item("final norm, head input, rotary tables", head, ("forward end", "backward start"), ""),
+              Item("log-softmax (saved by cross_entropy)", logits, ("forward end", "backward start"),
+                   "tokens × vocab × 4"),
+              Item("logits during the loss", logits, ("forward end",), "freed once the loss is computed"),
+              Item("loss gradients at the start of backward", 2 * logits, ("backward start",),
+                   "∂loss/∂log-softmax and ∂loss/∂logits")]
+    return items
+
+
+def _transient_items(entries: list[Entry], method, world: int, device: str, plan: MemoryPlan) -> list[Item]:
+    """The optimizer step's temporaries, the non-finite guard, POET's merge, a checkpoint save."""
+    name = type(method).__name__
+    params = [e for e in entries if not e.buffer]
+    trainable = [e for e in params if e.trainable]
+    items = []
+    if name in ADAMW_METHODS or any(not e.matrix for e in trainable):
+        aux = [e for e in trainable if not e.matrix] if name in MATRIX_METHODS else trainable
+        step = (sum(e.shard_bytes(world) for e in aux) if device == "cuda"
+                else 2 * max((e.shard_bytes(world) for e in aux), default=0))
+        items.append(Item("AdamW step temporaries", step, ("optimizer step",),
+                          "foreach: √v of every parameter" if device == "cuda"
+                          else "√v of the largest parameter, ×2"))
+    if name in MATRIX_METHODS:
+        items.append(_matrix_step_item(trainable, method, world))
+    if sum(math.prod(e.shape) for e in params) <= GUARD_MAX_PARAMS:
+        state = next(i.bytes for i in plan.items if i.name.startswith("optimizer state"))
+        items.append(Item("non-finite guard (copy before the update)", sum(e.shard_bytes(world) for e in params)
+                          + state, ("optimizer step",), f"models ≤ {GUARD_MAX_PARAMS:,} parameters only"))
+    if name == "POET":
+        items.append(_merge_item(params, trainable, world))
+    if name in MATRIX_METHODS and world > 1:
+        total = sum(_matrix_state_bytes(e, method) for e in trainable if e.matrix)
+        items.append(Item("checkpoint save: owned matrix state broadcast", total, ("checkpoint save",),
+                          "today every rank receives every owner's state (issue 26 item 3 removes this)"))
+    return items
+
+
+def _matrix_step_item(trainable: list[Entry], method, world: int) -> Item:
+    """Muon/Pion's update of the largest matrix on its owner: Newton–Schulz's temporaries (5 matrix-sized, 2 Gram
+    matrices min(out, in)²) or Pion's (5 matrix-sized, one in×in and one out×out) — counts measured on one update
+    of a 256×64, 64×256 and 64×64 matrix; under FSDP2 plus the gathered weight, gradient and the clone the update
+    runs on (3 matrix-sized more)."""
+    worst = 0
+    for e in (e for e in trainable if e.matrix):
+        out, inp = e.shape[0], math.prod(e.shape[1:])
+        if type(method).__name__ == "Muon":
+            need = 5 * e.bytes + 2 * min(out, inp) ** 2 * e.itemsize
+        else:
+            need = 5 * e.bytes + (out * out + inp * inp) * e.itemsize
+        worst = max(worst, need + (3 * e.bytes if world > 1 else 0))
+    return Item(f"{type(method).__name__} update of the largest matrix", worst, ("optimizer step",),
+                "temporaries of one whole-matrix update on its owner")
+
+
+def _merge_item(params: list[Entry], trainable: list[Entry], world: int) -> Item:
+    """POET's merge: float64 W_eff of one layer and its permuted copies (4 × the weight in float64); under FSDP2
+    today every parameter unsharded and every gradient gathered around it (``Seam.after_step``): each as the
+    unsharded tensor plus the flat all-gather buffer it came from."""
+    frozen = [e for e in params if e.name.endswith("base_layer.weight")]
+    layer = 4 * 2 * max((e.bytes for e in frozen), default=0)
+    if world == 1:
+        return Item("POET merge (float64, one layer at a time)", layer, ("merge",), "4 × the largest weight, f64")
+    whole = 2 * sum(e.shard_bytes(world) * world for e in params) + 2 * sum(e.bytes for e in trainable)
+    return Item("POET merge under FSDP2 (whole model gathered)", whole + layer, ("merge",),
+                "Seam.after_step unshards every unit (unsharded + all-gather buffer) and gathers every gradient "
+                "(2 copies each), plus one layer's float64 merge (issue 26 item 3 replaces this)")
