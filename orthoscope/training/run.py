@@ -35,6 +35,7 @@ from ..probes.base import warn_unreached
 from ..probes.view import ProbeView
 from ..tasks.base import load_task_state, task_state
 from .checks import check_model_fits_task, check_override, check_run_arguments
+from .throughput import Throughput
 
 CHECKPOINT_KIND = "orthoscope.Run"
 GUARD_MAX_PARAMS = 5_000_000
@@ -90,6 +91,7 @@ class Run:
         self.wall_time = 0.0
         self.overrides: dict = {}             # hyperparameters changed deliberately (``override``), as saved
         self._callbacks: list[Callable] = []
+        self.throughput = Throughput()        # step time, tokens/s, MFU into the History (training/throughput.py)
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def train(self, steps: int, *, progress: bool = True, checkpoint_every: int | None = None,
@@ -128,14 +130,17 @@ class Run:
                 self._record_initial_state()           # the values training starts from, edits after Run(...) too
             self._observe(initial=True)
         t0 = time.perf_counter()
+        self.throughput.begin(self.model)
         self.model.train()
         x, y = self.task.batch(self.generator)
+        self.throughput.add_batch(x, y)                # the global batch: its tokens (or examples) on all ranks
         if self.dist is not None:
             x, y = self.dist.shard_batch(x, y)         # this rank's rows of the one seeded global batch
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self._forward_backward(x, y)
+        with self.throughput.counting(self.dist):     # FLOPs of the first step (FlopCounterMode), once
+            loss = self._forward_backward(x, y)
         for iv in self.interventions:
             iv.before_step(self)
         bad = self._first_non_finite(grads=True)
@@ -153,6 +158,7 @@ class Run:
             self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = loss.item()                  # the global-batch mean (all-reduced under torchrun)
         self.wall_time += time.perf_counter() - t0
+        self.throughput.end()
         return self._observe(batch_loss=self.last_loss)
 
     def _output(self, x, y):
@@ -171,6 +177,7 @@ class Run:
         for i in range(accum):
             if i:
                 x, y = self.task.batch(self.generator)
+                self.throughput.add_batch(x, y)
                 if self.dist is not None:
                     x, y = self.dist.shard_batch(x, y)
             loss = self.loss_fn(self._output(x, y), y)
@@ -196,7 +203,8 @@ class Run:
             return loss
 
         snapshot = self._snapshot()
-        loss = self.optimizer.step(closure)
+        with self.throughput.counting(self.dist):
+            loss = self.optimizer.step(closure)
         bad = self._first_non_finite(grads=False)
         if bad is not None or not torch.isfinite(loss):
             self._restore(snapshot)
@@ -207,10 +215,13 @@ class Run:
             self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = float(loss.detach())
         self.wall_time += time.perf_counter() - t0
+        self.throughput.end()
         return self._observe(batch_loss=self.last_loss)
 
     def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
+        if not initial:
+            record.update(self.throughput.record(self.step_count, self.dist))   # collective under torchrun
         due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
         if due and self.dist is not None and self.dist.probes_here:
             record.update(self.dist.run_probes(due, self.probe_view()))    # FSDP2: gathers only when needed
