@@ -11,8 +11,11 @@ Every ``every`` steps (``run.throughput.every``, default 10) the History gets, f
 **A step** is what ``Run.step`` times for ``run.wall_time``: the data draw, forward, backward, optimizer step and
 interventions — not the probes and callbacks after it. Wall clock (``time.perf_counter``) on the CPU; on CUDA a pair
 of CUDA events around each step, read once per record (one ``synchronize`` per ``every`` steps: nothing waits on
-the GPU in between). The first step of a process is never timed: it warms up (allocator, lazy initialisation,
-``torch.compile``'s first trace) and counts the FLOPs. Under torchrun each rank times its own steps and one
+the GPU in between). The first step of a process is left out of the mean: it warms up (allocator, lazy
+initialisation, ``torch.compile``'s first trace) and counts the FLOPs — unless it is the only step since the last
+record (``every=1``, or a run resumed one step before a record), so the keys are recorded at exactly the multiples of
+``every``, in a resumed run as in an uninterrupted one (their values, timings, differ between any two runs: compare
+Histories without ``throughput/``). Under torchrun each rank times its own steps and one
 all-reduce (MAX) per record takes the slowest rank's — the one the others wait for.
 
 **FLOPs per step** are counted, not modelled: ``torch.utils.flop_counter.FlopCounterMode`` around the forward and
@@ -39,6 +42,8 @@ import time
 import torch
 
 DEFAULT_EVERY = 10
+# The keys this module records measure the machine, not the training: two identical runs differ in them.
+MEASURED = "throughput/"
 ENV_PEAK = "ORTHOSCOPE_PEAK_FLOPS"
 # Dense (no 2:4 sparsity) bf16 tensor-core peak FLOP/s, by a fragment of torch.cuda.get_device_name(); the first
 # fragment found in the name wins, so the specific variants come before the family.
@@ -130,6 +135,7 @@ class Throughput:
         self._window: list = []                       # timed steps since the last record: seconds or event pairs
         self._items = 0
         self._unit = "examples"
+        self._first = None                            # (timing, items, unit) of the process's first step
 
     def __repr__(self) -> str:
         return f"Throughput(every={self.every}, peak_flops={self.peak_flops})"
@@ -174,10 +180,9 @@ class Throughput:
         self.flops_per_step = flops
 
     def end(self) -> None:
-        """The step finished (before its probes). The first step of the process is not timed (module docstring)."""
+        """The step finished (before its probes). The first step of the process is kept apart (module docstring)."""
         if self.every is None or self._start is None:
             return
-        first, self._seen = self._seen == 0, self._seen + 1
         if self._device.type == "cuda":
             stop = torch.cuda.Event(enable_timing=True)
             stop.record()
@@ -185,17 +190,24 @@ class Throughput:
         else:
             timing = time.perf_counter() - self._start
         self._start = None
-        if not first:
+        if self._seen == 0:
+            self._first = (timing, *self._step_items)
+        else:
             self._window.append(timing)
             self._items += self._step_items[0]
             self._unit = self._step_items[1]
+        self._seen += 1
 
     # ---- when the run observes --------------------------------------------------------------------------------
     def record(self, step: int, dist=None) -> dict:
         """The throughput keys for the steps timed since the last record, at a multiple of ``every`` (else ``{}``).
         Under torchrun every rank must call it at the same steps (one all-reduce)."""
-        if self.every is None or step % self.every or not self._window:
+        if self.every is None or step % self.every or not (self._window or self._first):
             return {}
+        if not self._window:                          # the first step is all there is: better than no record
+            timing, self._items, self._unit = self._first
+            self._window = [timing]
+        self._first = None
         seconds = self._seconds()
         world = 1
         if dist is not None:                          # the slowest rank sets the pace
