@@ -39,7 +39,7 @@ MARK = "compile_options"          # the model attribute that records how its blo
 def compile_blocks(model: nn.Module, **options) -> list[str]:
     """Compile each of ``repeated_blocks(model)`` in place with ``torch.compile(**options)``; returns their names.
 
-    ``options``: ``backend`` (default ``"inductor"``), ``mode``, ``fullgraph``, ``dynamic`` — as ``torch.compile``.
+    ``options``: ``backend`` (default ``"inductor"``; a name or a backend function), ``mode``, ``fullgraph``, ``dynamic`` — as ``torch.compile``.
     Raises ``ValueError`` when the model repeats no block, is compiled already, or an option is unknown, and
     ``RuntimeError`` when this Python/torch cannot compile at all."""
     check_options(options, "compile_blocks")
@@ -76,16 +76,28 @@ def check_options(options: dict, where: str) -> None:
         raise ValueError(f"{where}: unknown option {unknown[0]!r}; valid options: {list(OPTIONS)}")
     kinds = {"backend": (str,), "mode": (str, type(None)), "fullgraph": (bool,), "dynamic": (bool, type(None))}
     for name, value in options.items():
+        if name == "backend" and callable(value):       # a backend function (Python only; a config names one)
+            continue
         if not isinstance(value, kinds[name]):
             allowed = " or ".join("null" if k is type(None) else k.__name__ for k in kinds[name])
             raise ValueError(f"{where}: option {name!r} must be {allowed}, got {value!r:.60}")
 
 
+_TRAMPOLINES: dict[type, types.FunctionType] = {}
+
+
 def _forward_of(cls: type):
     """A function ``forward(self, ...)`` calling ``cls.forward`` — traced by Dynamo even where ``cls.forward`` lives
-    in ``torch.nn`` (module docstring)."""
-    def forward(self, *args, **kwargs):
-        return cls.forward(self, *args, **kwargs)
+    in ``torch.nn`` (module docstring) — with a code object of its own per class.
 
-    forward.__qualname__ = f"{cls.__name__}.forward"
-    return forward
+    Dynamo keeps its compiled graphs (and its recompile limit, 8) per code object. One trampoline for every class
+    would pool every compiled block of the process — decoder layers, Linear stacks, each in train and eval mode —
+    under one limit, past which it silently runs eagerly; per class, blocks share a cache exactly as the instances
+    of one class share ``torch.compile(block)``'s (the class's own ``forward``)."""
+    if cls not in _TRAMPOLINES:
+        def forward(self, *args, **kwargs):
+            return cls.forward(self, *args, **kwargs)
+
+        own = forward.__code__.replace(co_name=f"{cls.__name__}_forward")       # a new code object
+        _TRAMPOLINES[cls] = types.FunctionType(own, forward.__globals__, own.co_name, None, forward.__closure__)
+    return _TRAMPOLINES[cls]

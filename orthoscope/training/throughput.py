@@ -168,7 +168,10 @@ class Throughput:
         if self.every is None or self._seen > 0 or self.flops_per_step is not None:
             yield
             return
-        with flop_counter() as counter:
+        # Eagerly: Dynamo refuses to compile under a dispatch mode such as FlopCounterMode, and the refusal would
+        # stick to the compiled blocks' code for the whole process (measured: a compiled Llama never compiled);
+        # force_eager leaves Dynamo out of this one step, so compilation starts at the second.
+        with torch.compiler.set_stance("force_eager"), flop_counter() as counter:
             yield
         flops = float(counter.get_total_flops())
         if dist is not None:
