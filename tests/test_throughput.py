@@ -279,3 +279,32 @@ def test_compile_true_is_described_as_true():
     model.arguments = {"vocab_size": 11, "n_tokens": 2, "d_embed": 8, "hidden": [16, 16], "d_out": 11}
     compile_blocks(model)                                      # lazily: nothing is compiled until the first call
     assert describe_model(model, 0)["compile"] is True
+
+
+# ---- under torchrun -----------------------------------------------------------------------------------------------
+def test_under_torchrun_global_tokens_global_flops_and_the_slowest_rank(tmp_path):
+    """DDP and FSDP2, world size 2 (tests/throughput_worker.py): tokens and FLOPs are the global batch's (equal to
+    one process's on the same batch), and the step time is the slowest rank's — rank 1 adds 100 s to each step it
+    times, so rank 0 records ≥ 100 s only through the all-reduce (MAX)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    import throughput_worker as worker
+    from test_distributed import torchrun
+
+    torchrun(here / "throughput_worker.py", tmp_path)
+    one = worker.build()
+    one.train(1, progress=False)
+    for mode in ("ddp", "fsdp"):
+        got = json.loads((tmp_path / f"{mode}.json").read_text())
+        series = got["series"]
+        assert got["world"] == 2 and got["flops_per_step"] == one.throughput.flops_per_step, mode
+        assert series["throughput/step_s"]["steps"] == [2, 4], mode
+        for step_s, tokens, tflops in zip(*(series[f"throughput/{k}"]["values"]
+                                            for k in ("step_s", "tokens_per_s", "tflops"))):
+            assert step_s >= worker.SLOW_S, mode                                     # rank 1's, the slowest
+            assert tokens * step_s == pytest.approx(worker.BATCH * worker.N_CTX, rel=1e-9), mode   # all ranks' tokens
+            assert tflops * 1e12 * step_s * 2 == pytest.approx(got["flops_per_step"], rel=1e-9), mode   # per device
