@@ -6,7 +6,9 @@
 (a) meter cost: the demo's run (``orthoscope.demo``, probes off so nothing hides the meter) twice — the default
     meter (``Throughput(every=10)``: two clock reads per step, a record every 10 steps, FLOPs counted on step 1) and
     no meter (``Throughput(every=None)``) — advanced in alternating blocks of 20 steps in one process, so both see
-    the same load; overhead = on / off − 1, median over pairs, wall and CPU time.
+    the same load; overhead = on / off − 1, median over pairs, wall and CPU time. On a shared machine that ratio is
+    mostly noise, so the meter's own calls in one step (begin, add_batch, counting, end, record) are also timed
+    directly, 20,000 times (CPU time per step).
 (b) tokens/s: the "small" Llama (hidden 256, 4 layers, ``orthoscope.recipes.llm``) on TinyLang, batch 8 × 128,
     AdamW, no probes; the numbers are the Run's own History (``throughput/tokens_per_s``, ``throughput/tflops``,
     recorded every 5 steps): median over the records after the first. With ``--compile``, the same run with
@@ -42,6 +44,31 @@ def meter_pair(steps: int, block: int = 20) -> dict:
     assert on.history.keys("throughput") and not off.history.keys("throughput")
     return {"wall": totals["on"][0] / totals["off"][0] - 1, "cpu": totals["on"][1] / totals["off"][1] - 1,
             "on": totals["on"][0], "off": totals["off"][0]}
+
+
+def meter_calls_us(n: int = 20000) -> float:
+    """CPU microseconds of the meter's calls in one step (after its first, FLOP-counting step)."""
+    import torch
+    from torch import nn
+
+    from orthoscope.training.throughput import Throughput
+
+    model, meter = nn.Linear(4, 4), Throughput()
+    x, y = torch.zeros(8, 2, dtype=torch.long), torch.zeros(8, dtype=torch.long)
+
+    def step(i):
+        meter.begin(model)
+        meter.add_batch(x, y)
+        with meter.counting(None):
+            pass
+        meter.end()
+        meter.record(i)
+
+    step(1)
+    c = time.process_time()
+    for i in range(2, n + 2):
+        step(i)
+    return 1e6 * (time.process_time() - c) / n
 
 
 def llama_tokens(steps: int, batch: int, n_ctx: int, compile: bool) -> dict:
@@ -93,7 +120,9 @@ def main(argv=None) -> int:
         print(f"  pair {i + 1}: meter on {p['on']:.2f} s, off {p['off']:.2f} s: {100 * p['wall']:+.1f}% wall, "
               f"{100 * p['cpu']:+.1f}% cpu", flush=True)
     wall, cpu = (statistics.median(p[k] for p in pairs) for k in ("wall", "cpu"))
-    rows = [("meter overhead (demo run, probes off)", f"{100 * wall:+.1f}% wall, {100 * cpu:+.1f}% cpu")]
+    calls = meter_calls_us()
+    rows = [("meter overhead (demo run, probes off)", f"{100 * wall:+.1f}% wall, {100 * cpu:+.1f}% cpu"),
+            ("meter calls in one step (direct)", f"{calls:.1f} µs cpu")]
     results = {}
     for compiled in ((False, True) if args.compile else (False,)):
         r = llama_tokens(args.llama_steps, args.batch, args.n_ctx, compiled)
@@ -108,7 +137,7 @@ def main(argv=None) -> int:
         print(f"{name:<{width}}  {value}")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     compiled = f", compiled {results[True]['tokens']:.0f}" if True in results else ""
-    print(f"throughput: meter {100 * wall:+.1f}% wall ({100 * cpu:+.1f}% cpu); small Llama "
+    print(f"throughput: meter {calls:.1f} µs/step ({100 * wall:+.1f}% wall end to end); small Llama "
           f"{results[False]['tokens']:.0f} tokens/s eager{compiled} (batch {args.batch} × {args.n_ctx})")
     return 0
 
