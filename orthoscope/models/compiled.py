@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import types
 
-import torch
 from torch import nn
 
 from .blocks import repeated_blocks
@@ -51,7 +50,7 @@ def compile_blocks(model: nn.Module, **options) -> list[str]:
         raise ValueError(f"compile_blocks: {type(model).__name__} has no repeated blocks to compile (a block is a "
                          "child of an nn.ModuleList/nn.Sequential whose class occurs twice or more there; "
                          "orthoscope.models.blocks); compile the whole model yourself with torch.compile(model)")
-    import torch._dynamo                       # heavy: only when compiling
+    import torch._dynamo                       # heavy: only when compiling (binds torch here too)
 
     if not torch._dynamo.is_dynamo_supported():
         raise RuntimeError("compile_blocks: torch.compile is not supported on this Python/torch build "
