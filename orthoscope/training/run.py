@@ -13,6 +13,8 @@ optimizer.step → step_count += 1 → interventions.after_step (merges) → pro
 Optimizers that re-evaluate the loss (LBFGS: ``method.needs_closure``) get a closure that runs forward → loss →
 backward → interventions.before_step, so clipping applies to every gradient they see.
 Probes also run once at step 0, before the first update, so every curve starts at initialization.
+Every step is also timed (``run.throughput``, ``orthoscope.training.throughput``): every 10 steps the History gets
+``throughput/step_s``, tokens (or examples) per second, TFLOP/s and, where the device's peak is known, MFU.
 """
 from __future__ import annotations
 
