@@ -18,8 +18,8 @@ record (``every=1``, or a run resumed one step before a record), so the keys are
 Histories without ``throughput/``). Under torchrun each rank times its own steps and one
 all-reduce (MAX) per record takes the slowest rank's — the one the others wait for.
 
-**FLOPs per step** are counted, not modelled: ``torch.utils.flop_counter.FlopCounterMode`` around the forward and
-backward of the first step (once; ``flops_per_step``, summed over ranks). It counts the matmuls, convolutions and
+**FLOPs per step** are counted, not modelled: ``torch.utils.flop_counter.FlopCounterMode``'s formulas (in
+``FlopCount``, a dispatch mode that leaves every op as eager runs it) around the forward and backward of the first step (once; ``flops_per_step``, summed over ranks). It counts the matmuls, convolutions and
 attention that actually run, backward included (``models.flops.llama_train_flops`` is the textbook 6·N·D + attention
 formula it is checked against in tests/test_throughput.py) — so a frozen base (LoRA) is not charged for weight
 gradients it never computes, and with activation checkpointing the recomputed forward is counted too (that is
@@ -40,6 +40,7 @@ import os
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 DEFAULT_EVERY = 10
 # The keys this module records measure the machine, not the training: two identical runs differ in them.
@@ -88,11 +89,11 @@ def batch_items(x, y) -> tuple[int, str]:
     return len(x), "examples"
 
 
-def flop_counter():
-    """``FlopCounterMode`` that also counts the CPU's fused attention (``scaled_dot_product_attention`` on a CPU runs
-    ``aten._scaled_dot_product_flash_attention_for_cpu``, which torch's table misses: a Llama's attention would count
-    as 0 FLOPs), with torch's own formulas for the CUDA kernels: forward Q·Kᵀ and P·V; backward five products
-    (the flash backward recomputes Q·Kᵀ)."""
+def flop_counter() -> "FlopCount":
+    """A dispatch mode that counts FLOPs with ``FlopCounterMode``'s formulas (``flop_registry``) — plus the CPU's fused
+    attention, ``aten._scaled_dot_product_flash_attention_for_cpu``, which torch's table misses (a Llama's attention
+    would count as 0 FLOPs), with torch's own formulas for the CUDA kernels: forward Q·Kᵀ and P·V; backward five
+    products (the flash backward recomputes Q·Kᵀ)."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
     def forward(query, key, value, *args, out_shape=None, **kwargs):        # FlopCounterMode passes shapes
@@ -107,7 +108,31 @@ def flop_counter():
         op = getattr(torch.ops.aten, name, None)
         if op is not None:
             mapping[op] = formula
-    return FlopCounterMode(display=False, custom_mapping=mapping)
+    return FlopCount(FlopCounterMode(display=False, custom_mapping=mapping).flop_registry)
+
+
+class FlopCount(TorchDispatchMode):
+    """Adds up the FLOPs of every op that has a formula in ``registry`` and runs each op exactly as eager does.
+
+    Not ``FlopCounterMode`` itself: it *decomposes* every op missing from its table (``func.decompose``: RMSNorm,
+    SiLU's backward, log-softmax …) into smaller ones, which round differently — measured on the tiny Llama: every
+    gradient differs in its last bits, so a resumed run (whose first step is counted) would no longer be bitwise the
+    uninterrupted one (tests/test_train.py). Those decomposed ops are elementwise: no FLOPs lost."""
+
+    def __init__(self, registry: dict):
+        super().__init__()
+        self.registry, self.total = registry, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self.registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+    def get_total_flops(self) -> int:
+        return self.total
 
 
 class Throughput:
