@@ -24,6 +24,7 @@ QUICK = {
     "bench_sharpness.py": (["--quick"], "sharpness:"),
     "bench_spine.py": (["--quick", "--threads", "1"], "spine:"),
     "bench_stream.py": (["--quick"], "stream:"),
+    "bench_throughput.py": (["--quick", "--threads", "1"], "throughput:"),
     "bench_watch.py": (["--quick"], "watch:"),
 }
 

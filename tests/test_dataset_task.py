@@ -17,6 +17,7 @@ from orthoscope import AdamW, Run
 from orthoscope.core.checkpoint import CheckpointError
 from orthoscope.probes import Evaluate, GradNorm, default_probes
 from orthoscope.tasks import DatasetTask
+from orthoscope.training.throughput import MEASURED
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 23
@@ -125,7 +126,8 @@ def assert_same_run(a: Run, b: Run):
         assert torch.equal(v, w), k
     assert a.history.keys() == b.history.keys()
     for key in a.history:
-        assert a.history[key].steps == b.history[key].steps and a.history[key].values == b.history[key].values, key
+        assert a.history[key].steps == b.history[key].steps, key
+        assert key.startswith(MEASURED) or a.history[key].values == b.history[key].values, key   # timings differ
     assert a.task.state_dict(a.generator) == b.task.state_dict(b.generator)
 
 
@@ -182,6 +184,8 @@ def test_a_dataloader_task_resumes_bit_identically_after_sigkill(tmp_path):
     assert tensors[0].keys() == tensors[1].keys()
     for k in tensors[0]:                                        # model, optimizer, RNG states, array history
         assert torch.equal(tensors[0][k], tensors[1][k]), k
+    for meta in metas:                                          # timings differ between any two runs: steps only
+        meta["history"] = {k: {"steps": v["steps"]} if k.startswith(MEASURED) else v for k, v in meta["history"].items()}
     for field in ("step", "history", "task", "last_loss"):
         assert metas[0][field] == metas[1][field], field
     assert metas[0]["task"]["epoch"] > 0 and metas[0]["step"] == 20
@@ -296,7 +300,7 @@ def test_under_torchrun_a_short_last_batch_is_accepted():
     assert DatasetTask(blobs(), batch_size=4, drop_last=True).batch_sizes() == [4]
     assert DatasetTask(blobs()).batch_sizes() == [N]
     seam = object.__new__(Seam)                                 # the check alone, at world size 2
-    seam.mode, seam.world, seam.rank = "ddp", 2, 1
+    seam.mode, seam.world, seam.rank, seam.precision = "ddp", 2, 1, "fp32"
     seam.check(SimpleNamespace(method=AdamW(), task=task))
     assert seam.rows(3) == (1, 3) and seam.loss_weight(3) == 2 * 2 / 3
 

@@ -19,6 +19,7 @@ from orthoscope import Run
 from orthoscope.config import save_config
 from orthoscope.config.rundir import CHECKPOINTS, LATEST, latest_checkpoint, read_history
 from orthoscope.config.train import prepare, train
+from orthoscope.training.throughput import MEASURED
 
 STEPS, MERGE_EVERY = 9, 3
 POET_CONFIG = {
@@ -70,7 +71,8 @@ def test_poet_run_directory_resumes_at_every_step(uninterrupted, tmp_path, k):
     assert sorted(got.keys()) == sorted(want.keys())
     for key in want.keys():
         assert got[key].steps == want[key].steps, key
-        assert got[key].values == want[key].values, key                 # bitwise: floats compare exactly
+        if not key.startswith(MEASURED):                                 # timings differ between any two runs
+            assert got[key].values == want[key].values, key             # bitwise: floats compare exactly
     assert run.history["loss/batch"].values == ref.history["loss/batch"].values
     mine, theirs = params(run), params(ref)
     assert all(torch.equal(mine[n], theirs[n]) for n in theirs)

@@ -3,6 +3,9 @@ and build the object back from that data.
 
     describe_model(model, seed) -> {"name": "TinyTransformer", "init_seed": 0, "vocab_size": 97, ...}
     build_model(spec, task, seed, device) -> the same model, weights included (built after torch.manual_seed)
+
+Any model spec may say ``compile: true`` (or ``compile: {backend: aot_eager, mode: ..., fullgraph: ..., dynamic:
+...}``): each of its repeated blocks is compiled with ``torch.compile`` once built (``models.compiled``).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import dataclasses
 
 import torch
 
+from ..models.compiled import compile_options
 from .format import (ConfigError, bounded, check_device, construct, describe, model_classes, probe_classes, shown_key,
                      task_classes)
 
@@ -66,6 +70,9 @@ def describe_model(model, seed: int) -> dict:
     dtype = _describe_dtype(model)
     if dtype is not None:
         spec["dtype"] = dtype
+    options = compile_options(model)
+    if options is not None:
+        spec["compile"] = options or True
     return spec
 
 
@@ -142,7 +149,7 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
     if not isinstance(init_seed, int) or isinstance(init_seed, bool) or not 0 <= init_seed < 2 ** 63:
         raise ConfigError(f"model.init_seed must be an integer >= 0 (below 2**63), got {bounded(init_seed)}")
     llama = spec.get("name") == "Llama"             # a Llama's checkpointing is Hugging Face's (LLAMA_KEYS)
-    rest = {k: v for k, v in spec.items() if k not in ("init_seed", "head", "dtype") + (() if llama else
+    rest = {k: v for k, v in spec.items() if k not in ("init_seed", "head", "dtype", "compile") + (() if llama else
                                                                                          ("checkpointing",))}
     dtype = spec.get("dtype", "float32")
     if dtype not in DTYPES:
@@ -164,6 +171,7 @@ def build_model(spec, task, seed: int, device: str = "cpu"):
         model = model.to(getattr(torch, dtype))
     if not llama:
         _checkpoint_blocks(model, spec.get("checkpointing", False))
+    _compile(model, spec.get("compile", False))
     model.init_seed = init_seed
     return model
 
@@ -180,6 +188,24 @@ def _checkpoint_blocks(model, checkpointing) -> None:
             checkpoint_blocks(model)
         except ValueError as e:
             raise ConfigError(f"model.checkpointing: {e}") from e
+
+
+def _compile(model, setting) -> None:
+    """``model.compile``: false (nothing), true (``compile_blocks`` with torch's defaults) or a mapping of
+    ``torch.compile`` options (``models.compiled.OPTIONS``); checked before anything compiles."""
+    from ..models.compiled import check_options, compile_blocks
+
+    if setting is False:
+        return
+    if setting is not True and not isinstance(setting, dict):
+        raise ConfigError(f"model.compile must be true, false or a mapping of torch.compile options "
+                          f"(backend, mode, fullgraph, dynamic), got {bounded(setting)}")
+    options = {} if setting is True else setting
+    try:
+        check_options(options, "model.compile")
+        compile_blocks(model, **options)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(str(e).replace("compile_blocks:", "model.compile:", 1)) from e
 
 
 def _build_head(model, head) -> None:

@@ -13,6 +13,8 @@ optimizer.step → step_count += 1 → interventions.after_step (merges) → pro
 Optimizers that re-evaluate the loss (LBFGS: ``method.needs_closure``) get a closure that runs forward → loss →
 backward → interventions.before_step, so clipping applies to every gradient they see.
 Probes also run once at step 0, before the first update, so every curve starts at initialization.
+Every step is also timed (``run.throughput``, ``orthoscope.training.throughput``): every 10 steps the History gets
+``throughput/step_s``, tokens (or examples) per second, TFLOP/s and, where the device's peak is known, MFU.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from ..probes.base import warn_unreached
 from ..probes.view import ProbeView
 from ..tasks.base import load_task_state, task_state
 from .checks import check_model_fits_task, check_override, check_run_arguments
+from .throughput import Throughput
 
 CHECKPOINT_KIND = "orthoscope.Run"
 GUARD_MAX_PARAMS = 5_000_000
@@ -89,6 +92,7 @@ class Run:
         self.wall_time = 0.0
         self.overrides: dict = {}             # hyperparameters changed deliberately (``override``), as saved
         self._callbacks: list[Callable] = []
+        self.throughput = Throughput()        # step time, tokens/s, MFU into the History (training/throughput.py)
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def train(self, steps: int, *, progress: bool = True, checkpoint_every: int | None = None,
@@ -127,12 +131,15 @@ class Run:
                 self._record_initial_state()           # the values training starts from, edits after Run(...) too
             self._observe(initial=True)
         t0 = time.perf_counter()
+        self.throughput.begin(self.model)
         self.model.train()
         x, y = self.task.batch(self.generator)         # the global batch; under torchrun each rank keeps its rows
+        self.throughput.add_batch(x, y)                # the global batch: its tokens (or examples) on all ranks
         if getattr(self.method, "needs_closure", False):
             return self._closure_step(x, y, t0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self._forward_backward(x, y)
+        with self.throughput.counting(self.dist):     # FLOPs of the first step (FlopCounterMode), once
+            loss = self._forward_backward(x, y)
         for iv in self.interventions:
             iv.before_step(self)
         bad = self._first_non_finite(grads=True)
@@ -150,6 +157,7 @@ class Run:
             self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = loss.item()                  # the global-batch mean (all-reduced under torchrun)
         self.wall_time += time.perf_counter() - t0
+        self.throughput.end()
         return self._observe(batch_loss=self.last_loss)
 
     def _output(self, x, y):
@@ -170,6 +178,7 @@ class Run:
         for i in range(accum):
             if i:
                 x, y = self.task.batch(self.generator)
+                self.throughput.add_batch(x, y)
             batch = len(x)
             if self.dist is not None:
                 x_all, (x, y) = x, self.dist.shard_batch(x, y)
@@ -204,7 +213,8 @@ class Run:
             return loss
 
         snapshot = self._snapshot()
-        loss = self.optimizer.step(closure)
+        with self.throughput.counting(self.dist):
+            loss = self.optimizer.step(closure)
         bad = self._first_non_finite(grads=False)
         if bad is not None or not torch.isfinite(loss):
             self._restore(snapshot)
@@ -215,10 +225,13 @@ class Run:
             self.dist.after_step(iv, self) if self.dist is not None else iv.after_step(self)
         self.last_loss = float(loss.detach())
         self.wall_time += time.perf_counter() - t0
+        self.throughput.end()
         return self._observe(batch_loss=self.last_loss)
 
     def _observe(self, batch_loss: float | None = None, initial: bool = False) -> dict:
         record = {} if batch_loss is None else {"loss/batch": batch_loss}
+        if not initial:
+            record.update(self.throughput.record(self.step_count, self.dist))   # collective under torchrun
         due = [probe for probe in self.probes if initial or self.step_count % probe.every == 0]
         if due and self.dist is not None and self.dist.probes_here:
             record.update(self.dist.run_probes(due, self.probe_view()))    # FSDP2: gathers only when needed

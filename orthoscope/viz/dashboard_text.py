@@ -1,6 +1,8 @@
 """The Dashboard's words: its status line, and the values shown under the mouse (see ``dashboard``)."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 
 from .labels import describe_layer
@@ -31,6 +33,7 @@ def status_html(dash) -> str:
                            ("acc/train", "train acc"), ("acc/test", "test acc")):
             if key in h and len(h[key]):
                 bits.append(f"{label} {_value_at(h[key], rv.step)[1]:.4g}")
+        bits += throughput_bits(run, rv.step)
         numbers = ": " + " · ".join(bits) if bits else ""
         why = _WHY[rv.why]
         if rv.why == "live" and rv.step != rv.newest:     # spectra are recorded every few steps
@@ -60,6 +63,34 @@ def status_html(dash) -> str:
     if dash.error is not None:
         lines.append(f"<span style='color:#b00'>stopped: {type(dash.error).__name__}: {dash.error}</span>")
     return "<div style='line-height:1.35'>" + "<br>".join(lines) + "</div>"
+
+
+def throughput_bits(run, step) -> list[str]:
+    """The run's throughput at its record nearest ``step`` (``training.throughput``): tokens (or examples) per
+    second, milliseconds per step, and MFU — or, where no device peak is known (a CPU), the achieved TFLOP/s and
+    "MFU n/a" with the reason as its tooltip."""
+    h = run.history
+    if "throughput/step_s" not in h or not len(h["throughput/step_s"]):
+        return []
+    at = lambda key: _value_at(h[key], step)[1]
+    bits = [f"{_si(at(f'throughput/{unit}_per_s'))} {unit}/s" for unit in ("tokens", "examples")
+            if f"throughput/{unit}_per_s" in h and len(h[f"throughput/{unit}_per_s"])]
+    bits.append(f"{1e3 * at('throughput/step_s'):.3g} ms/step")
+    if "throughput/mfu" in h and len(h["throughput/mfu"]):
+        bits.append(f"MFU {100 * at('throughput/mfu'):.3g}%")
+    elif "throughput/tflops" in h and len(h["throughput/tflops"]):
+        note = getattr(getattr(run, "throughput", None), "mfu_note", "") or "no device peak FLOP/s recorded"
+        bits.append(f"{at('throughput/tflops'):.3g} TFLOP/s · <span title='{html.escape(note, quote=True)}'>MFU "
+                    "n/a</span>")
+    return bits
+
+
+def _si(value: float) -> str:
+    """``1234567`` → ``"1.23M"``: three significant digits and an SI prefix."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{prefix}"
+    return f"{value:.3g}"
 
 
 def drop_hidden(ax, hidden) -> None:
