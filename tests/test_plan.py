@@ -120,10 +120,11 @@ def launch(out: Path) -> dict:
 
 TIMING = pytest.mark.xfail(strict=False, reason=(
     "the plan takes the worst timing at the last block's backward; launches whose ranks free the previous "
-    "all-gather buffer earlier peak up to one block lower, and the plan is then 10-17 % high (docs/distributed.md)"))
+    "all-gather buffer earlier peak up to one block lower: AdamW measured 1.93 MB or 2.13 MB, predicted 2.19 MB, "
+    "13 % above the lower (docs/distributed.md)"))
 
 
-@pytest.mark.parametrize("name", [pytest.param(m, marks=TIMING) if m in ("adamw", "muon") else m for m in METHODS])
+@pytest.mark.parametrize("name", [pytest.param(m, marks=TIMING) if m == "adamw" else m for m in METHODS])
 def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     """Per-block FSDP2 at N = 2 (tests/plan_worker.py): the predicted per-rank peak within 10 % of the range of
     measured peaks (every rank, every launch): 0.9 × the smallest ≤ predicted ≤ 1.1 × the largest."""
