@@ -22,8 +22,8 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
   at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer with flash-style
   attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff`` are the constant
   part), times the number of layers; plus the residual stream between layers, the rotary tables, the final norm,
-  the logits and the loss's log-softmax. With activation checkpointing only each layer's input is kept, and one
-  layer is recomputed at a time in backward.
+  the logits and the loss's log-softmax. With activation checkpointing only each layer's input is kept, and a
+  layer's backward is measured as it runs, wrapped in ``torch.utils.checkpoint``: its recomputed forward included.
 * *transients*: the loss gradient at the start of backward, the optimizer step's temporaries, Muon/Pion's full
   matrices on their owners in buckets (``matrices.BUCKET_BYTES``: one bucket gathered while the next is in flight),
   POET's float64 merge of one layer on its owner, the run's non-finite guard (a copy of parameters and optimizer state
@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ..models.blocks import repeated_blocks
+from .live_bytes import LiveBytes
 
 #: training.run.GUARD_MAX_PARAMS (the distributed layer may not import the training loop; a test keeps them equal)
 GUARD_MAX_PARAMS = 5_000_000
@@ -217,47 +218,68 @@ def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None) -> 
     return int(round(constant + per_token * tokens))
 
 
-def layer_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)) -> dict:
+def layer_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32),
+              checkpointing: bool = False) -> dict:
     """``{"saved": (constant, per token), "backward": (constant, per token)}`` bytes of one decoder layer,
     measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached at ``probe_tokens`` tokens:
 
     * ``saved``: what autograd saves for backward (the layer's input and the shared rotary tables not counted);
     * ``backward``: the working set of its backward above that — the gradients of its intermediate tensors and of
-      its input, at their peak (``LiveBytes``), its parameters' gradients not counted (the plan counts those).
+      its input, at their peak (``LiveBytes``), its parameters' gradients not counted (the plan counts those);
+    * with ``checkpointing``, also ``"checkpointed"``: the working set of the backward of the same layer wrapped in
+      ``torch.utils.checkpoint`` (non-reentrant, as ``build_llama`` wraps it): the recomputed forward's saved
+      tensors and its transients (OFT's and POET's rotations are built again) together with the gradients.
 
     Every tensor of a Llama layer with flash-style attention is linear in tokens or constant: the constant part is
     weight-sized — POET's weight-centric ``W_eff``, and under autocast the bf16 copies of fp32 weights that the
     matmuls save for backward. POET's ``centric="auto"`` is fixed per layer to what ``tokens`` would choose."""
-    small, large = (_measure_layer(config, method, t, tokens, autocast_dtype) for t in probe_tokens)
     span = probe_tokens[1] - probe_tokens[0]
     fit = {}
-    for i, key in enumerate(("saved", "backward")):
-        per_token = (large[i] - small[i]) / span
-        fit[key] = (small[i] - per_token * probe_tokens[0], per_token)
+    for wrapped in (False, True) if checkpointing else (False,):
+        small, large = (_measure_layer(config, method, t, tokens, autocast_dtype, wrapped) for t in probe_tokens)
+        if not wrapped:
+            per_token = (large[0] - small[0]) / span
+            fit["saved"] = (small[0] - per_token * probe_tokens[0], per_token)
+        fit["checkpointed" if wrapped else "backward"] = _peak_fit(small[1], large[1], probe_tokens, tokens)
     return fit
+
+
+def _peak_fit(small: list[int], large: list[int], probe_tokens: tuple[int, int], tokens: int) -> tuple[float, float]:
+    """The backward's peak at ``tokens``, from its live bytes after every operator at two probe token counts.
+
+    The peak moves with the token count: at few tokens weight-sized temporaries (OFT's and POET's rotation
+    gradients) dominate, at many the token-sized ones, at a different operator. So each moment is extrapolated on
+    its own — the live bytes after operator i are a_i + c_i·tokens (the same operators run at both counts) — and
+    the peak is the largest moment at ``tokens``: the exact piecewise-linear maximum, returned as the
+    (constant, per-token) line of that moment. Falls back to the peaks' line if the operator sequences differ."""
+    span = probe_tokens[1] - probe_tokens[0]
+    if len(small) != len(large) or not small:
+        small, large = [max(small, default=0)], [max(large, default=0)]
+    lines = [(a - (b - a) / span * probe_tokens[0], (b - a) / span) for a, b in zip(small, large)]
+    return max(lines, key=lambda line: line[0] + line[1] * tokens)
 
 
 _MEASURED: dict = {}
 
 
-def _measure_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> int:
-    """``_measure_one_layer``, remembered per (config, method, tokens, dtype) within this process."""
+def _measure_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype, wrapped: bool = False):
+    """``_measure_one_layer``, remembered per (config, method, tokens, dtype, checkpointed) within this process."""
     poet = type(method).__name__ == "POET"
-    key = (config.to_json_string(), repr(method), tokens, planned_tokens if poet else None, str(autocast_dtype))
+    key = (config.to_json_string(), repr(method), tokens, planned_tokens if poet else None, str(autocast_dtype),
+           wrapped)
     if key not in _MEASURED:
-        _MEASURED[key] = _measure_one_layer(config, method, tokens, planned_tokens, autocast_dtype)
+        _MEASURED[key] = _measure_one_layer(config, method, tokens, planned_tokens, autocast_dtype, wrapped)
     return _MEASURED[key]
 
 
-def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> tuple[int, int]:
+def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype,
+                       wrapped: bool) -> tuple[int, list[int]]:
     import contextlib
     import copy
 
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
     from ..core.memory import saved_tensor_bytes
-    from .live_bytes import LiveBytes
-
     if getattr(config, "_attn_implementation", None) is None:   # what LlamaForCausalLM picks when built (sdpa)
         config = copy.deepcopy(config)
         config._attn_implementation = "sdpa"
@@ -276,21 +298,39 @@ def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocas
     context = (torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype is not None
                else contextlib.nullcontext())
     state = [*holder.parameters(), *holder.buffers(), h, cos, sin]
-    tracker = LiveBytes()
+    tracker = _Timeline()
     with tracker, context:
         tracker.track(*state)
-        nbytes, out = saved_tensor_bytes(lambda: layer(h, attention_mask=None, position_embeddings=(cos, sin),
-                                                       position_ids=positions), exclude=state)
+        def forward():
+            def call(x):
+                return layer(x, attention_mask=None, position_embeddings=(cos, sin), position_ids=positions)
+            if wrapped:                                  # as build_llama's activation checkpointing wraps it
+                from torch.utils.checkpoint import checkpoint
+                return checkpoint(call, h, use_reentrant=False)
+            return call(h)
+        nbytes, out = saved_tensor_bytes(forward, exclude=state)
         out = out[0] if isinstance(out, tuple) else out
         grad = torch.ones_like(out)
         start = tracker.current
         tracker.reset_peak()
+        tracker.moments = []
         hooks = [p.register_post_accumulate_grad_hook(lambda p: tracker.forget(p.grad))
                  for p in holder.parameters() if p.requires_grad]        # the plan counts these gradients itself
         out.backward(grad)
         for hook in hooks:
             hook.remove()
-    return nbytes, tracker.peak - start
+    return nbytes, [max(0, m - start) for m in tracker.moments]
+
+
+class _Timeline(LiveBytes):
+    """``LiveBytes`` that also records the live bytes after every operator (``moments``), once it is a list."""
+    moments = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        if self.moments is not None:
+            self.moments.append(self.current)
+        return out
 
 
 def _fix_poet_centric(model: nn.Module, tokens: int) -> None:
@@ -318,7 +358,7 @@ def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, 
         raise PlanError(f"world size {world_size} does not divide the global batch size {batch_size}")
     tokens = batch_size // world_size * seq_len
     entries = model_entries(config, method)
-    act_layer = layer_fit(config, method, tokens, autocast_dtype)
+    act_layer = layer_fit(config, method, tokens, autocast_dtype, checkpointing=checkpointing)
     setting = {"batch": batch_size, "seq_len": seq_len, "tokens_per_rank": tokens, "checkpointing": checkpointing,
                "autocast": None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch."),
                "device": device}
@@ -505,14 +545,16 @@ def _activation_items(config, entries: list[Entry], fit: dict, tokens: int, chec
     head_input = (2 if autocast_dtype is not None else 4) if head_trains else 0
     head = tokens * (4 + 4 * hidden * norm_trains + head_input * hidden + 2 * head_dim * 4)
     logits = tokens * vocab * 4                          # fp32 logits, and the log-softmax cross_entropy saves
-    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes"),
-             Item("a layer's backward (gradients of its intermediates)", working, BWD[1:],
-                  "measured on one decoder layer, its parameters' gradients not counted")]
+    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes")]
     if checkpointing:
-        items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward: first block",),
-                          how))
+        recompute = int(round(fit["checkpointed"][0] + fit["checkpointed"][1] * tokens))
+        items.append(Item("a layer's backward with its recompute (checkpointing)", recompute, BWD[1:],
+                          "measured on one checkpointed decoder layer: the recomputed forward's saved tensors and "
+                          "transients, the gradients of its intermediates"))
     else:
-        items += [Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
+        items += [Item("a layer's backward (gradients of its intermediates)", working, BWD[1:],
+                       "measured on one decoder layer, its parameters' gradients not counted"),
+                  Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
                        f"{layers - 1} × {human(per_layer)}: {how}"),
                   Item("saved activations of one layer", per_layer, ("forward end",) + BWD, "the last or the first")]
     items += [Item("final norm, head input, rotary tables", head, ("forward end", "backward start"), ""),
