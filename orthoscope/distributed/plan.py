@@ -424,11 +424,12 @@ def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list
     tests/plan_worker.py): unsharding a unit all-gathers into one flat buffer (N × the padded shard) and copies out
     into the unsharded parameters, and the flat buffer stays alive until the next unit's all-gather — so each unit
     in flight costs two full copies. Every unit reshards after its forward, the embeddings, final norm and head
-    included (each its own unit). Forward: at an all-gather the old buffer, the new one and the unsharded unit
-    coexist (three copies of the largest unit; the one-block forward prefetch overlaps on CUDA, on the CPU gloo's
-    synchronous collectives serialise it); the forward ends with the head's buffer. Backward starts by gathering
-    the head again (two copies); a block costs its two copies plus its unsharded gradients, then their
-    reduce-scatter input (after the layer's backward has freed its intermediates: the larger of the two counts)."""
+    included (each its own unit). Forward: at a block's all-gather the old buffer, the new one and the unsharded
+    block coexist (three copies; the one-block forward prefetch overlaps on CUDA, on the CPU gloo's synchronous
+    collectives serialise it); the head is gathered (two copies) for the logits. Backward starts by gathering the
+    head again (two copies) and making its gradients; a block costs its two copies plus its unsharded gradients,
+    then their reduce-scatter input (after the layer's backward has freed its intermediates: the larger of the two
+    counts)."""
     def padded(entries: list[Entry]) -> int:
         return sum(e.shard_bytes(world) * world for e in entries)
 
@@ -437,12 +438,13 @@ def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list
     indices = [u for u in units if isinstance(u, int)]
     block = max(size[b] for b in indices)
     block_grads = max(padded([e for e in trainable if e.block == b]) for b in indices)
-    largest = max(size.values())
-    head = size.get("lm_head", 0)
-    return [Item("an all-gather in the forward: old buffer, new buffer, unsharded", 3 * largest,
-                 ("forward: last all-gather",), f"3 × {human(largest)} (the largest unit, padded)"),
-            Item("last all-gather buffer (the head's)", head, ("forward end",), "kept until the next all-gather"),
-            Item("head unit unsharded + its buffer", 2 * head, ("backward start",), "gathered again for backward"),
+    head, head_grads = size.get("lm_head", 0), padded([e for e in trainable if unit_of(e) == "lm_head"])
+    return [Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block,
+                 ("forward: last all-gather",), f"3 × {human(block)} (one block, padded)"),
+            Item("head unit unsharded + its all-gather buffer", 2 * head, ("forward end", "backward start"),
+                 "gathered for its forward (the logits made), again for its backward; counted with the log-softmax "
+                 "too, an overcount of at most the smaller of the two"),
+            Item("head's unsharded gradients", head_grads, ("backward start",), "before their reduce-scatter"),
             Item("a block in backward: 2 × block + its gradients", 2 * block + block_grads,
                  ("backward: last block", "backward: first block"),
                  "unsharded + its all-gather buffer; its unsharded gradients"),
