@@ -305,7 +305,8 @@ def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list
     indices = [u for u in units if isinstance(u, int)]
     block = max(size[b] for b in indices)
     block_grads = max(padded([e for e in trainable if e.block == b]) for b in indices)
-    head, head_grads = size.get("lm_head", 0), padded([e for e in trainable if unit_of(e) == "lm_head"])
+    head_unit = next((u for u in size if isinstance(u, str) and u.rsplit(".", 1)[-1] == "lm_head"), None)
+    head, head_grads = size.get(head_unit, 0), padded([e for e in trainable if unit_of(e) == head_unit])
     return [Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block,
                  ("forward: last all-gather",), f"3 × {human(block)} (one block, padded)"),
             Item("head unit unsharded + its all-gather buffer", 2 * head, ("forward end", "backward start"),
