@@ -10,20 +10,20 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
 * *parameters*, sharded 1/N by FSDP2 (``Shard(0)``: ⌈rows/N⌉ rows each) and, under FSDP2, the unsharded copies in
   flight: every block of ``repeated_blocks(model)`` is its own ``fully_shard`` unit and so are the embeddings, the
   final norm and the head (``sharding.sharding_units``), each resharded after its forward; prefetch of one block in
-  forward and backward. N = 1 is one
-  process: no FSDP2, the whole model resident.
+  forward and backward. N = 1 is one process: no FSDP2, the whole model resident.
 * *gradients* of the trainable parameters, sharded 1/N, plus under FSDP2 one block's unsharded gradients before
   their reduce-scatter.
 * *optimizer state*: ``torch.optim.AdamW`` 2× the trainable parameters (POET, OFT, LoRA, AdamW); Muon a momentum
   per hidden matrix on its owner (owners balanced by size: the largest rank's share) + AdamW 2× the rest; Pion the
   Lie-algebra moments ``in² + out²`` per matrix (``momentum="lie"``; ×2 with ``second_moment``; the matrix size with
   ``"transported_ambient"``) on its owner + AdamW 2× the rest.
-* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (with the method attached,
-  at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer with flash-style
+* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (``plan_layer``; with the
+  method attached, at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer with flash-style
   attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff`` are the constant
   part), times the number of layers; plus the residual stream between layers, the rotary tables, the final norm,
   the logits and the loss's log-softmax. With activation checkpointing only each layer's input is kept, and a
   layer's backward is measured as it runs, wrapped in ``torch.utils.checkpoint``: its recomputed forward included.
+  A layer's backward working set is extrapolated moment by moment (``plan_layer._peak_fit``).
 * *transients*: the loss gradient at the start of backward, the optimizer step's temporaries, Muon/Pion's full
   matrices on their owners in buckets (``matrices.BUCKET_BYTES``: one bucket gathered while the next is in flight),
   POET's float64 merge of one layer on its owner, the run's non-finite guard (a copy of parameters and optimizer state
@@ -32,7 +32,8 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
 
 **Phases.** forward (end of forward: all activations and the log-softmax live), backward (its start: plus the loss
 gradients), optimizer step, merge (POET, on merge steps), checkpoint save. The peak is the largest phase.
-Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 %.
+Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 % at N = 1
+and 2 except AdamW at N = 2 in launches with early buffer frees (+13 %, docs/distributed.md "Memory plan").
 """
 from __future__ import annotations
 
