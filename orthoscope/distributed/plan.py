@@ -17,13 +17,13 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
   per hidden matrix on its owner (owners balanced by size: the largest rank's share) + AdamW 2× the rest; Pion the
   Lie-algebra moments ``in² + out²`` per matrix (``momentum="lie"``; ×2 with ``second_moment``; the matrix size with
   ``"transported_ambient"``) on its owner + AdamW 2× the rest.
-* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (``plan_layer``; with the
-  method attached, at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer with
-  flash-style attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff`` are
-  the constant part), times the number of layers; plus the residual stream between layers, the rotary tables, the
-  final norm, the logits and the loss's log-softmax. With activation checkpointing only each layer's input is kept, and a
-  layer's backward is measured as it runs, wrapped in ``torch.utils.checkpoint``: its recomputed forward included.
-  A layer's backward working set is extrapolated moment by moment (``plan_layer._peak_fit``).
+* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (``plan_layer``; with
+  the method attached, at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer
+  with flash-style attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff``
+  are the constant part), times the number of layers; plus the residual stream between layers, the rotary tables,
+  the final norm, the logits and the loss's log-softmax. A layer's backward working set is extrapolated moment by
+  moment (``plan_layer._peak_fit``). With activation checkpointing only each layer's input is kept, and a layer's
+  backward is measured as it runs, wrapped in ``torch.utils.checkpoint``: its recomputed forward included.
 * *transients*: the loss gradient at the start of backward, the optimizer step's temporaries, Muon/Pion's full
   matrices on their owners in buckets (``matrices.BUCKET_BYTES``: one bucket gathered while the next is in flight),
   POET's float64 merge of one layer on its owner, the run's non-finite guard (a copy of parameters and optimizer state
