@@ -2,9 +2,10 @@
 
     torchrun --nproc_per_node 2 tests/plan_worker.py OUT.json METHOD...
 
-Each ``fully_shard``s every block of ``repeated_blocks(model)``, then the root (the per-block layout of issue 26
-item 1, applied here by replacing ``Seam.prepare``'s one root call), runs two steps of the tiny Llama (batch 4 × 16
-tokens, global) and measures the second with ``LiveBytes``; rank 0 writes ``{method: [peak of rank 0, 1, ...]}``.
+Each rank trains through the run's own seam (``Run(..., distributed="fsdp")``: ``Seam.prepare`` shards every unit of
+``sharding.sharding_units`` and the root, with prefetch along the blocks), runs two steps of the tiny Llama (batch
+4 × 16 tokens, global) and measures the second with ``LiveBytes``; rank 0 writes ``{method: [peak of rank 0, 1,
+...]}``.
 """
 from __future__ import annotations
 
@@ -18,24 +19,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from orthoscope.distributed.live_bytes import LiveBytes  # noqa: E402
 
 
-def per_block_prepare(self, model):
-    from torch.distributed.fsdp import fully_shard
-
-    from orthoscope.models.blocks import repeated_blocks
-
-    for _, block in repeated_blocks(model):
-        fully_shard(block, mesh=self.mesh)
-    fully_shard(model, mesh=self.mesh)
-    return model
-
-
 def main(out: str, methods: list[str]) -> None:
     from orthoscope import Run
-    from orthoscope.distributed import seam
     from orthoscope.recipes.llm import TokenTask, build_llama, llama_config, llm_method
     from orthoscope.tasks.tinylang import TinyLang
 
-    seam.Seam.prepare = per_block_prepare
     peaks = {}
     for name in methods:
         task = TokenTask(TinyLang(n_ctx=16, batch_size=4, n_sentences=300), n_eval=8)

@@ -56,10 +56,10 @@ def test_plan_predicts_the_measured_peak_within_10_percent(name, shape):
         f"{name} {shape}: predicted {plan.peak} ({plan.peak_phase}), measured {measured}\n{plan.table()}")
 
 
-@pytest.mark.parametrize("name", ["adamw", "muon", "pion", "lora"])
+@pytest.mark.parametrize("name", METHODS)
 def test_plan_with_activation_checkpointing_within_10_percent(name):
-    """Activation checkpointing (batch 8 × 128 tokens). OFT and POET are not listed: the plan misses 19 % and 14 %
-    of their measured peak (docs/distributed.md, "Memory plan")."""
+    """Activation checkpointing (batch 8 × 128 tokens): the plan measures one checkpointed layer's backward, its
+    recompute included (``layer_fit(..., checkpointing=True)``)."""
     from orthoscope.distributed.plan import memory_plan
 
     run, method = build_run(name, 8, 128, checkpointing=True)
@@ -92,9 +92,21 @@ def measured_at_2(tmp_path_factory):
     ranks' timing), so the plan is compared with the range."""
     peaks: dict[str, list[int]] = {}
     for _ in range(LAUNCHES):
-        for name, values in launch(tmp_path_factory.mktemp("plan") / "peaks.json").items():
+        for name, values in launch_once_more_on_abort(tmp_path_factory.mktemp("plan") / "peaks.json").items():
             peaks.setdefault(name, []).extend(values)
     return peaks
+
+
+def launch_once_more_on_abort(out: Path) -> dict:
+    """``launch``, tried a second time when a rank aborted ("terminate called without an active exception", seen
+    once in ~10 launches on the busy CPU machine, in gloo's threads — not a memory question); any other failure, or
+    a second abort, fails the test."""
+    try:
+        return launch(out)
+    except AssertionError as e:
+        if "terminate called without an active exception" not in str(e):
+            raise
+        return launch(out)
 
 
 def launch(out: Path) -> dict:
@@ -120,10 +132,11 @@ def launch(out: Path) -> dict:
 
 TIMING = pytest.mark.xfail(strict=False, reason=(
     "the plan takes the worst timing at the last block's backward; launches whose ranks free the previous "
-    "all-gather buffer earlier peak up to one block lower, and the plan is then 10-17 % high (docs/distributed.md)"))
+    "all-gather buffer earlier peak up to one block lower: AdamW measured 1.93 MB or 2.13 MB, predicted 2.19 MB, "
+    "13 % above the lower (docs/distributed.md)"))
 
 
-@pytest.mark.parametrize("name", [pytest.param(m, marks=TIMING) if m in ("adamw", "muon") else m for m in METHODS])
+@pytest.mark.parametrize("name", [pytest.param(m, marks=TIMING) if m == "adamw" else m for m in METHODS])
 def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     """Per-block FSDP2 at N = 2 (tests/plan_worker.py): the predicted per-rank peak within 10 % of the range of
     measured peaks (every rank, every launch): 0.9 × the smallest ≤ predicted ≤ 1.1 × the largest."""

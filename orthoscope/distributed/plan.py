@@ -8,29 +8,32 @@
 rounding or fragmentation, no CUDA context, no communication buffers of NCCL/gloo):
 
 * *parameters*, sharded 1/N by FSDP2 (``Shard(0)``: ⌈rows/N⌉ rows each) and, under FSDP2, the unsharded copies in
-  flight: every block of ``repeated_blocks(model)`` is its own ``fully_shard`` unit (resharded after forward), the
-  root unit (embeddings, final norm, head) stays unsharded from forward to backward (FSDP2 does not reshard the root
-  after forward), and backward prefetches one block ahead — so one block in forward, two in backward. N = 1 is one
-  process: no FSDP2, the whole model resident.
+  flight: every block of ``repeated_blocks(model)`` is its own ``fully_shard`` unit and so are the embeddings, the
+  final norm and the head (``sharding.sharding_units``), each resharded after its forward; prefetch of one block in
+  forward and backward. N = 1 is one process: no FSDP2, the whole model resident.
 * *gradients* of the trainable parameters, sharded 1/N, plus under FSDP2 one block's unsharded gradients before
   their reduce-scatter.
 * *optimizer state*: ``torch.optim.AdamW`` 2× the trainable parameters (POET, OFT, LoRA, AdamW); Muon a momentum
   per hidden matrix on its owner (owners balanced by size: the largest rank's share) + AdamW 2× the rest; Pion the
   Lie-algebra moments ``in² + out²`` per matrix (``momentum="lie"``; ×2 with ``second_moment``; the matrix size with
   ``"transported_ambient"``) on its owner + AdamW 2× the rest.
-* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (with the method attached,
-  at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer with flash-style
-  attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff`` are the constant
-  part), times the number of layers; plus the residual stream between layers, the rotary tables, the final norm,
-  the logits and the loss's log-softmax. With activation checkpointing only each layer's input is kept, and one
-  layer is recomputed at a time in backward.
+* *activations*: what autograd saves, **measured** on one real decoder layer on the CPU (``plan_layer``; with
+  the method attached, at two token counts, extrapolated linearly in tokens: every saved tensor of a Llama layer
+  with flash-style attention is linear in tokens, and weight-sized saves such as POET's weight-centric ``W_eff``
+  are the constant part), times the number of layers; plus the residual stream between layers, the rotary tables,
+  the final norm, the logits and the loss's log-softmax. A layer's backward working set is extrapolated moment by
+  moment (``plan_layer._peak_fit``). With activation checkpointing only each layer's input is kept, and a layer's
+  backward is measured as it runs, wrapped in ``torch.utils.checkpoint``: its recomputed forward included.
 * *transients*: the loss gradient at the start of backward, the optimizer step's temporaries, Muon/Pion's full
-  matrix on its owner, POET's float64 merge, the run's non-finite guard (a copy of parameters and optimizer state
-  before each update, for models of at most ``GUARD_MAX_PARAMS`` parameters), and a checkpoint save.
+  matrices on their owners in buckets (``matrices.BUCKET_BYTES``: one bucket gathered while the next is in flight),
+  POET's float64 merge of one layer on its owner, the run's non-finite guard (a copy of parameters and optimizer state
+  before each update, for models of at most ``GUARD_MAX_PARAMS`` parameters). A checkpoint save adds nothing: each
+  owner writes its own matrices' state (``matrix_state``), FSDP2's shards are written as held.
 
 **Phases.** forward (end of forward: all activations and the log-softmax live), backward (its start: plus the loss
 gradients), optimizer step, merge (POET, on merge steps), checkpoint save. The peak is the largest phase.
-Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 %.
+Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 % at N = 1
+and 2 except AdamW at N = 2 in launches with early buffer frees (+13 %, docs/distributed.md "Memory plan").
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ import torch
 from torch import nn
 
 from ..models.blocks import repeated_blocks
+from .plan_layer import layer_fit
 
 #: training.run.GUARD_MAX_PARAMS (the distributed layer may not import the training loop; a test keeps them equal)
 GUARD_MAX_PARAMS = 5_000_000
@@ -124,7 +128,7 @@ def human(n: float) -> str:
 
 @dataclass
 class Entry:
-    """One parameter or buffer: its shape, bytes per element, whether it trains, its block (-1: the root unit)."""
+    """One parameter or buffer: its shape, bytes per element, whether it trains, its block (-1: outside the blocks)."""
     name: str
     shape: tuple[int, ...]
     itemsize: int
@@ -207,100 +211,6 @@ def _poet_entries(model: nn.Module, method, entries: list[Entry]) -> list[Entry]
     return out
 
 
-# ---- activations: measured on one real decoder layer -------------------------------------------------------------
-
-def layer_activation_bytes(config, method, tokens: int, autocast_dtype=None) -> int:
-    """Bytes autograd saves in one decoder layer for ``tokens`` tokens (``layer_fit``)."""
-    constant, per_token = layer_fit(config, method, tokens, autocast_dtype)["saved"]
-    return int(round(constant + per_token * tokens))
-
-
-def layer_fit(config, method, tokens: int, autocast_dtype=None, probe_tokens=(16, 32)) -> dict:
-    """``{"saved": (constant, per token), "backward": (constant, per token)}`` bytes of one decoder layer,
-    measured on a real ``LlamaDecoderLayer`` on the CPU with ``method`` attached at ``probe_tokens`` tokens:
-
-    * ``saved``: what autograd saves for backward (the layer's input and the shared rotary tables not counted);
-    * ``backward``: the working set of its backward above that — the gradients of its intermediate tensors and of
-      its input, at their peak (``LiveBytes``), its parameters' gradients not counted (the plan counts those).
-
-    Every tensor of a Llama layer with flash-style attention is linear in tokens or constant: the constant part is
-    weight-sized — POET's weight-centric ``W_eff``, and under autocast the bf16 copies of fp32 weights that the
-    matmuls save for backward. POET's ``centric="auto"`` is fixed per layer to what ``tokens`` would choose."""
-    small, large = (_measure_layer(config, method, t, tokens, autocast_dtype) for t in probe_tokens)
-    span = probe_tokens[1] - probe_tokens[0]
-    fit = {}
-    for i, key in enumerate(("saved", "backward")):
-        per_token = (large[i] - small[i]) / span
-        fit[key] = (small[i] - per_token * probe_tokens[0], per_token)
-    return fit
-
-
-_MEASURED: dict = {}
-
-
-def _measure_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> int:
-    """``_measure_one_layer``, remembered per (config, method, tokens, dtype) within this process."""
-    poet = type(method).__name__ == "POET"
-    key = (config.to_json_string(), repr(method), tokens, planned_tokens if poet else None, str(autocast_dtype))
-    if key not in _MEASURED:
-        _MEASURED[key] = _measure_one_layer(config, method, tokens, planned_tokens, autocast_dtype)
-    return _MEASURED[key]
-
-
-def _measure_one_layer(config, method, tokens: int, planned_tokens: int, autocast_dtype) -> tuple[int, int]:
-    import contextlib
-    import copy
-
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
-
-    from ..core.memory import saved_tensor_bytes
-    from .live_bytes import LiveBytes
-
-    if getattr(config, "_attn_implementation", None) is None:   # what LlamaForCausalLM picks when built (sdpa)
-        config = copy.deepcopy(config)
-        config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    holder = nn.Module()
-    holder.model = nn.Module()
-    holder.model.layers = nn.ModuleList([LlamaDecoderLayer(config, layer_idx=0)])   # paths as in the full model
-    if type(method).__name__ in ("POET", "OFT", "LoRA"):
-        holder = method.attach(holder)
-        _fix_poet_centric(holder, planned_tokens)
-    layer = holder.model.layers[0]
-    h = torch.randn(1, tokens, config.hidden_size, requires_grad=True)
-    positions = torch.arange(tokens)[None]
-    with torch.no_grad():
-        cos, sin = LlamaRotaryEmbedding(config)(h, positions)
-    context = (torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype is not None
-               else contextlib.nullcontext())
-    state = [*holder.parameters(), *holder.buffers(), h, cos, sin]
-    tracker = LiveBytes()
-    with tracker, context:
-        tracker.track(*state)
-        nbytes, out = saved_tensor_bytes(lambda: layer(h, attention_mask=None, position_embeddings=(cos, sin),
-                                                       position_ids=positions), exclude=state)
-        out = out[0] if isinstance(out, tuple) else out
-        grad = torch.ones_like(out)
-        start = tracker.current
-        tracker.reset_peak()
-        hooks = [p.register_post_accumulate_grad_hook(lambda p: tracker.forget(p.grad))
-                 for p in holder.parameters() if p.requires_grad]        # the plan counts these gradients itself
-        out.backward(grad)
-        for hook in hooks:
-            hook.remove()
-    return nbytes, tracker.peak - start
-
-
-def _fix_poet_centric(model: nn.Module, tokens: int) -> None:
-    """Each POET layer's ``centric="auto"`` replaced by the choice it makes for ``tokens`` tokens per call."""
-    from ..adapters.poet import POETLinear, choose_centric
-
-    for m in model.modules():
-        if isinstance(m, POETLinear) and m.centric == "auto":
-            m.centric = choose_centric("auto", tokens, m.perm_in.numel(), m.perm_out.numel(),
-                                       m.poet_q_in.shape[:1] + (m.b_in,), m.poet_q_out.shape[:1] + (m.b_out,))
-
-
 # ---- the plan ----------------------------------------------------------------------------------------------------
 
 def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, checkpointing: bool = False,
@@ -316,7 +226,7 @@ def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, 
         raise PlanError(f"world size {world_size} does not divide the global batch size {batch_size}")
     tokens = batch_size // world_size * seq_len
     entries = model_entries(config, method)
-    act_layer = layer_fit(config, method, tokens, autocast_dtype)
+    act_layer = layer_fit(config, method, tokens, autocast_dtype, checkpointing=checkpointing)
     setting = {"batch": batch_size, "seq_len": seq_len, "tokens_per_rank": tokens, "checkpointing": checkpointing,
                "autocast": None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch."),
                "device": device}
@@ -371,37 +281,90 @@ def _state_items(entries: list[Entry], method, world: int) -> list[Item]:
     return items
 
 
+def unit_of(e: Entry):
+    """The ``fully_shard`` unit of an entry (``sharding.sharding_units``): its block's index, else the module that
+    holds it (``model.embed_tokens``, ``model.norm``, ``lm_head``: each a unit of its own)."""
+    return e.block if e.block >= 0 else e.name.rsplit(".", 1)[0]
+
+
 def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list[Item]:
-    """FSDP2's unsharded copies (measured on the CPU with gloo, tests/plan_worker.py): unsharding a unit
-    all-gathers into one flat buffer (N × the padded shard) and copies out into the unsharded parameters, and the
-    flat buffer stays alive until the next unit's all-gather — so each unit in flight costs two full copies. The
-    root unit (embeddings, final norm, head) stays unsharded from forward to backward. At the last all-gather of the
-    forward the old buffer, the new one and the unsharded block coexist (three copies). In backward a block costs
-    its two copies plus its unsharded gradients, then their reduce-scatter input (after the layer's backward has
-    freed its intermediates: the larger of the two counts); no third (prefetched) block was seen on the CPU, where
-    gloo's collectives are synchronous — on CUDA the prefetch overlaps and may add one block."""
+    """FSDP2's unsharded copies, per-block units (``sharding.shard_per_block``, measured on the CPU with gloo,
+    tests/plan_worker.py): unsharding a unit all-gathers into one flat buffer (N × the padded shard) and copies out
+    into the unsharded parameters, and the flat buffer stays alive until the next unit's all-gather — so each unit
+    in flight costs two full copies. Every unit reshards after its forward, the embeddings, final norm and head
+    included (each its own unit). Forward: at a block's all-gather the old buffer, the new one and the unsharded
+    block coexist (three copies; the one-block forward prefetch overlaps on CUDA, on the CPU gloo's synchronous
+    collectives serialise it); the head is gathered (two copies) for the logits. Backward starts by gathering the
+    head again (two copies) and making its gradients; a block costs its two copies plus its unsharded gradients,
+    then their reduce-scatter input (after the layer's backward has freed its intermediates: the larger of the two
+    counts)."""
     def padded(entries: list[Entry]) -> int:
         return sum(e.shard_bytes(world) * world for e in entries)
 
-    indices = {e.block for e in params if e.block >= 0}
-    block = max(padded([e for e in params if e.block == b]) for b in indices)
+    units = {unit_of(e) for e in params}
+    size = {u: padded([e for e in params if unit_of(e) == u]) for u in units}
+    indices = [u for u in units if isinstance(u, int)]
+    block = max(size[b] for b in indices)
     block_grads = max(padded([e for e in trainable if e.block == b]) for b in indices)
-    root = padded([e for e in params if e.block < 0])
-    root_grads = padded([e for e in trainable if e.block < 0])
-    return [Item("root unit unsharded (embeddings, norm, head)", root, FWD + BWD,
-                 "FSDP2 keeps the root unsharded from forward to backward"),
-            Item("root unit's unsharded gradients", root_grads, ("backward: last block", "backward: first block"),
-                 "reduce-scattered when the root's backward ends"),
-            Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block, ("forward: last all-gather",),
-                 f"3 × {human(block)} (one block, padded)"),
-            Item("last all-gather buffer", block, ("forward end",), "kept until the next all-gather"),
-            Item("last block unsharded + its buffer", 2 * block, ("backward start",), ""),
+    head_unit = next((u for u in size if isinstance(u, str) and u.rsplit(".", 1)[-1] == "lm_head"), None)
+    head, head_grads = size.get(head_unit, 0), padded([e for e in trainable if unit_of(e) == head_unit])
+    return [Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block,
+                 ("forward: last all-gather",), f"3 × {human(block)} (one block, padded)"),
+            Item("head unit unsharded + its all-gather buffer", 2 * head, ("forward end", "backward start"),
+                 "gathered for its forward (the logits made), again for its backward; counted with the log-softmax "
+                 "too, an overcount of at most the smaller of the two"),
+            Item("head's unsharded gradients", head_grads, ("backward start",), "before their reduce-scatter"),
             Item("a block in backward: 2 × block + its gradients", 2 * block + block_grads,
                  ("backward: last block", "backward: first block"),
                  "unsharded + its all-gather buffer; its unsharded gradients"),
             Item("reduce-scatter input (or the layer's backward)", block_grads,
                  ("backward: last block", "backward: first block"),
                  "the padded flat gradients; the larger of this and the layer's backward counts")]
+
+
+# ---- whole-matrix work on owners (distributed/matrices.py): the bucketed pipeline, simulated -------------------
+
+@dataclass
+class Job:
+    """One owner job of ``matrices.run_jobs``: its sharded sources (entries; the first is the one written back)
+    and the owner's extra bytes while it computes (``work``)."""
+    sources: list[Entry]
+    work: int
+
+
+def _pipeline_peak(jobs: list[Job], world: int, owners: list[int]) -> int:
+    """The largest bytes any rank holds above its state during ``matrices.run_jobs``: per job, every rank's stacked
+    padded row shards (the gather's send buffer); on the owner the N gathered parts and their ``torch.cat`` (the
+    whole sources), the job's work, then its result padded for the scatter; every rank's received rows. Bucket
+    k + 1's gathers are in flight while bucket k computes, and bucket k − 1's sends until bucket k is done."""
+    from .matrices import BUCKET_BYTES
+
+    buckets, size = [], 0
+    for i, job in enumerate(jobs):
+        nbytes = sum(e.bytes for e in job.sources)
+        if not buckets or size + nbytes > BUCKET_BYTES:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(i)
+        size += nbytes
+    shard = [sum(e.shard_bytes(world) for e in job.sources) for job in jobs]
+    target = [job.sources[0].shard_bytes(world) for job in jobs]           # the first source is the written one
+    peak = 0
+    for rank in range(world):
+        def gathers(bucket):
+            return sum(shard[i] * (1 + world * (owners[i] == rank)) for i in bucket)
+        sent_before = 0
+        for k, bucket in enumerate(buckets):
+            held = gathers(bucket) + (gathers(buckets[k + 1]) if k + 1 < len(buckets) else 0) + sent_before
+            sent = 0
+            for i in bucket:
+                if owners[i] == rank:
+                    peak = max(peak, held + sent + world * shard[i] + jobs[i].work)
+                    sent += target[i] * world                          # the padded whole result, scattered
+                sent += target[i]                                      # every rank's received rows
+            peak = max(peak, held + sent)
+            sent_before = sent
+    return peak
 
 
 def _optimizer_item(trainable: list[Entry], method, world: int) -> Item:
@@ -453,14 +416,16 @@ def _activation_items(config, entries: list[Entry], fit: dict, tokens: int, chec
     head_input = (2 if autocast_dtype is not None else 4) if head_trains else 0
     head = tokens * (4 + 4 * hidden * norm_trains + head_input * hidden + 2 * head_dim * 4)
     logits = tokens * vocab * 4                          # fp32 logits, and the log-softmax cross_entropy saves
-    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes"),
-             Item("a layer's backward (gradients of its intermediates)", working, BWD[1:],
-                  "measured on one decoder layer, its parameters' gradients not counted")]
+    items = [Item("residual stream (layer inputs)", stream, FWD + BWD, f"{layers + 1} × tokens × hidden × 4 bytes")]
     if checkpointing:
-        items.append(Item("one layer recomputed (activation checkpointing)", per_layer, ("backward: first block",),
-                          how))
+        recompute = int(round(fit["checkpointed"][0] + fit["checkpointed"][1] * tokens))
+        items.append(Item("a layer's backward with its recompute (checkpointing)", recompute, BWD[1:],
+                          "measured on one checkpointed decoder layer: the recomputed forward's saved tensors and "
+                          "transients, the gradients of its intermediates"))
     else:
-        items += [Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
+        items += [Item("a layer's backward (gradients of its intermediates)", working, BWD[1:],
+                       "measured on one decoder layer, its parameters' gradients not counted"),
+                  Item("saved activations of all layers but the last", (layers - 1) * per_layer, FWD + BWD[:2],
                        f"{layers - 1} × {human(per_layer)}: {how}"),
                   Item("saved activations of one layer", per_layer, ("forward end",) + BWD, "the last or the first")]
     items += [Item("final norm, head input, rotary tables", head, ("forward end", "backward start"), ""),
@@ -493,39 +458,51 @@ def _transient_items(entries: list[Entry], method, world: int, device: str, plan
                           + state, ("optimizer step",), f"models ≤ {GUARD_MAX_PARAMS:,} parameters only"))
     if name == "POET":
         items.append(_merge_item(params, trainable, world))
-    if name in MATRIX_METHODS and world > 1:
-        total = sum(_matrix_state_bytes(e, method) for e in trainable if e.matrix)
-        items.append(Item("checkpoint save: owned matrix state broadcast", total, ("checkpoint save",),
-                          "today every rank receives every owner's state (issue 26 item 3 removes this)"))
     return items
 
 
 def _matrix_step_item(trainable: list[Entry], method, world: int) -> Item:
-    """Muon/Pion's update of the largest matrix on its owner: Newton–Schulz's temporaries (5 matrix-sized, 2 Gram
+    """Muon/Pion's update of a matrix on its owner: Newton–Schulz's temporaries (5 matrix-sized, 2 Gram
     matrices min(out, in)²) or Pion's (5 matrix-sized, one in×in and one out×out) — counts measured on one update
-    of a 256×64, 64×256 and 64×64 matrix; under FSDP2 plus the gathered weight, gradient and the clone the update
-    runs on (3 matrix-sized more)."""
-    worst = 0
-    for e in (e for e in trainable if e.matrix):
+    of a 256×64, 64×256 and 64×64 matrix — plus the clone the update runs on. Under FSDP2 the bucketed gathers
+    and scatters around it (``_pipeline_peak``; owners balanced by size as ``matrices.balanced_owners``)."""
+    from .matrices import balanced_owners
+
+    matrices = [e for e in trainable if e.matrix]
+
+    def work(e: Entry) -> int:
         out, inp = e.shape[0], math.prod(e.shape[1:])
-        if type(method).__name__ == "Muon":
-            need = 5 * e.bytes + 2 * min(out, inp) ** 2 * e.itemsize
-        else:
-            need = 5 * e.bytes + (out * out + inp * inp) * e.itemsize
-        worst = max(worst, need + (3 * e.bytes if world > 1 else 0))
-    return Item(f"{type(method).__name__} update of the largest matrix", worst, ("optimizer step",),
-                "temporaries of one whole-matrix update on its owner")
+        gram = 2 * min(out, inp) ** 2 if type(method).__name__ == "Muon" else out * out + inp * inp
+        return 5 * e.bytes + gram * e.itemsize + e.bytes
+    name = type(method).__name__
+    if world == 1:
+        return Item(f"{name} update of the largest matrix", max(work(e) - e.bytes for e in matrices),
+                    ("optimizer step",), "temporaries of one whole-matrix update")
+    owners = balanced_owners([math.prod(e.shape) for e in matrices], world)
+    grad = [dataclasses.replace(e, name=e.name + ".grad") for e in matrices]
+    jobs = [Job([e, g], work(e)) for e, g in zip(matrices, grad)]
+    return Item(f"{name} updates on owners (bucketed gathers)", _pipeline_peak(jobs, world, owners),
+                ("optimizer step",), "W and ∇W row shards gathered to the owner, one bucket and the next in "
+                "flight; the update's temporaries; new rows scattered back")
 
 
 def _merge_item(params: list[Entry], trainable: list[Entry], world: int) -> Item:
-    """POET's merge: float64 W_eff of one layer and its permuted copies (4 × the weight in float64); under FSDP2
-    today every parameter unsharded and every gradient gathered around it (``Seam.after_step``): each as the
-    unsharded tensor plus the flat all-gather buffer it came from."""
+    """POET's merge, one layer at a time: float64 W_eff of the layer and its permuted copies (4 × the weight in
+    float64) and the new W_s (the weight). Under FSDP2 each layer's merge runs once, on its owner
+    (``matrices.OwnerMerges``, owners balanced by m·n): W_s and the packed skews gathered to it through the same
+    bucketed pipeline as Muon's (``_pipeline_peak``); the others hold only their rows."""
+    from .matrices import balanced_owners
+
     frozen = [e for e in params if e.name.endswith("base_layer.weight")]
-    layer = 4 * 2 * max((e.bytes for e in frozen), default=0)
     if world == 1:
-        return Item("POET merge (float64, one layer at a time)", layer, ("merge",), "4 × the largest weight, f64")
-    whole = 2 * sum(e.shard_bytes(world) * world for e in params) + 2 * sum(e.bytes for e in trainable)
-    return Item("POET merge under FSDP2 (whole model gathered)", whole + layer, ("merge",),
-                "Seam.after_step unshards every unit (unsharded + all-gather buffer) and gathers every gradient "
-                "(2 copies each), plus one layer's float64 merge (issue 26 item 3 replaces this)")
+        layer = max((4 * 2 * e.bytes for e in frozen), default=0)
+        return Item("POET merge (float64, one layer at a time)", layer, ("merge",), "4 × the weight in f64")
+    by_name = {e.name: e for e in trainable}
+    jobs = []
+    for e in frozen:
+        layer = e.name.removesuffix(".base_layer.weight")
+        skews = [by_name[f"{layer}.poet_q_{side}"] for side in ("in", "out")]
+        jobs.append(Job([e, *skews], 5 * 2 * e.bytes))     # 4 f64 copies + the permuted W_s
+    owners = balanced_owners([math.prod(e.shape) for e in frozen], world)
+    return Item("POET merge on owners (one layer each)", _pipeline_peak(jobs, world, owners), ("merge",),
+                "W_s and Q gathered to the layer's owner, merged in float64 there, W_s's rows scattered back")
