@@ -123,6 +123,7 @@ class Dashboard(DashboardView):
         self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
+        self._own_chunk = False
         self._note, self._min_age, self._drawn_steps = "", math.inf, None
         self._background, self._drawn_view, self._markers, self._laid_out_room = None, None, [], None
         self._view, self._drawn_marks = None, None
@@ -231,7 +232,11 @@ class Dashboard(DashboardView):
                     run.step()
         finally:
             self._advancing = False
-            self.redraw()
+            self._own_chunk = True          # this redraw ends the Dashboard's own chunk: not owed to live rounds
+            try:
+                self.redraw()
+            finally:
+                self._own_chunk = False
 
     def _advance_from_widget(self) -> None:
         """*step* button and *play* ticks: an exception raised in a widget callback only reaches the browser's log

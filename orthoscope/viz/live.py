@@ -19,7 +19,10 @@ Now one scheduler decides for all of them:
 * **Only redraws during training are owed.** A full redraw that is not a live round — a Dashboard's first, a control,
   the column-width fit, another Dashboard's *step*/*play* — is charged when the run has stepped within the last
   ``TRAINING_GAP_S`` (it then took time from training); one made while the run sits idle took nothing from
-  training and is free. Before, the first draw of a Dashboard, made before ``run.train`` starts, was charged too, so
+  training and is free. The redraw that ends a Dashboard's own *step*/*play* chunk is not owed either: it is that
+  Dashboard's training cadence, chosen by the user, not a live redraw — owing it made a second Dashboard on the
+  played run wait out a debt that grew with every chunk, so after *pause* it still showed the step it drew before
+  *play* (tests/test_browser.py's tour caught it). Before, the first draw of a Dashboard, made before ``run.train`` starts, was charged too, so
   the first live redraw waited 12.5 × a redraw (~5 s). Now it comes after the Dashboard's own ``live_every_s``.
 * **A cheap step.** Each run has a *wake* time — when its debt is paid and its first Dashboard's ``live_every_s`` has
   passed; a step before it costs one dictionary look-up (no loop over the Dashboards, so the cost of a step does not
@@ -85,7 +88,7 @@ class LiveRedraws:
         A live round charges its whole cost itself (``round``), so its parts are not charged twice."""
         end = clock()
         start = end - seconds
-        if not self._in_round:
+        if not self._in_round and not getattr(dash, "_own_chunk", False):
             training = [r for r in dash.runs if start - self._stepped.get(id(r), -math.inf) < TRAINING_GAP_S]
             self._charge(training, start, end, dash.live_share)
         self._rewake(dash.runs)
