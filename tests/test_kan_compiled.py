@@ -94,13 +94,15 @@ def test_compiled_falls_back_on_a_non_uniform_grid_with_a_warning():
         compiled(x)                                                 # warned once per layer
 
 
-def test_compiled_without_a_cxx_compiler_warns_and_runs_eagerly(monkeypatch):
+def test_compiled_without_a_cxx_compiler_warns_and_runs_eagerly():
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
     eager, compiled = _pair(8, grid=4, k=3)
     x = _inputs(12, 0.5, 7)
-    with pytest.warns(RuntimeWarning, match="needs a C\\+\\+ compiler"):
+    # torch's own config patch, not pytest's monkeypatch: undoing a monkeypatch of this config entry deleted it, and
+    # every later Inductor compile in the process then failed ("config.cpp.cxx does not exist": test_throughput)
+    with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}), \
+            pytest.warns(RuntimeWarning, match="needs a C\\+\\+ compiler"):
         got = compiled(x.requires_grad_())
     assert not _compiled_ran(got)
     torch.testing.assert_close(got, eager(x), rtol=0, atol=0)

@@ -93,6 +93,8 @@ def one_process(case: dict, steps: int):
 def assert_close(got: dict, ref: dict, rtol: float = RTOL) -> None:
     assert sorted(got) == sorted(ref), f"keys differ: {sorted(set(got) ^ set(ref))}"
     for key in ref:
+        if "throughput/" in key:                 # step times (training/throughput.py): measured, never equal
+            continue
         if isinstance(ref[key], torch.Tensor):
             scale = ref[key].double().abs().max().clamp_min(1e-30)
             err = ((got[key].double() - ref[key].double()).abs().max() / scale).item()
