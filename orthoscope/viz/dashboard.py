@@ -123,7 +123,6 @@ class Dashboard(DashboardView):
         self._make_figure(figsize or (width_px / dpi, None), dpi)
         self._make_controls(layer, interval_ms)
         self._advancing, self._chunk_end, self._last_draw, self._last_layout = False, -math.inf, 0.0, -math.inf
-        self._own_chunk = False
         self._note, self._min_age, self._drawn_steps = "", math.inf, None
         self._background, self._drawn_view, self._markers, self._laid_out_room = None, None, [], None
         self._view, self._drawn_marks = None, None
@@ -232,11 +231,7 @@ class Dashboard(DashboardView):
                     run.step()
         finally:
             self._advancing = False
-            self._own_chunk = True          # this redraw ends the Dashboard's own chunk: not owed to live rounds
-            try:
-                self.redraw()
-            finally:
-                self._own_chunk = False
+            self.redraw(owed=False)         # this redraw ends the Dashboard's own chunk: not owed to live rounds
 
     def _advance_from_widget(self) -> None:
         """*step* button and *play* ticks: an exception raised in a widget callback only reaches the browser's log
@@ -366,14 +361,16 @@ class Dashboard(DashboardView):
 
     # ---- drawing -----------------------------------------------------------------------------------------------
     @serialized
-    def redraw(self) -> None:
-        """Rebuild every panel from the histories at the viewed step, then push the image to the browser."""
+    def redraw(self, owed: bool = True) -> None:
+        """Rebuild every panel from the histories at the viewed step, then push the image to the browser.
+        ``owed=False``: the redraw that ends the Dashboard's own *step*/*play* chunk, a cadence the user chose, is
+        not charged to the live budget (``viz.live``)."""
         start = live.clock()
         try:
             self._redraw()
         finally:
             self._last_draw = live.clock()    # live_every_s counts from the end of a draw …
-            live.SCHEDULER.spent(self, self._last_draw - start)   # … and the live budget from its cost (viz.live)
+            live.SCHEDULER.spent(self, self._last_draw - start, owed=owed)   # … and the live budget from its cost
 
     def _redraw(self) -> None:
         import matplotlib

@@ -82,13 +82,14 @@ class LiveRedraws:
             owed = self._owed(id(r), start, share) + (end - start) * (1 - share)
             self._debt[id(r)] = (owed, end)
 
-    def spent(self, dash, seconds: float) -> None:
+    def spent(self, dash, seconds: float, owed: bool = True) -> None:
         """``dash`` just finished a full redraw of ``seconds`` (its first, *step*, *play*, a control, a live round's
         part): owed by those of its runs that are training (stepped within ``TRAINING_GAP_S`` before it started).
-        A live round charges its whole cost itself (``round``), so its parts are not charged twice."""
+        A live round charges its whole cost itself (``round``), so its parts are not charged twice; ``owed=False``
+        (the redraw that ends a Dashboard's own chunk) is not charged at all."""
         end = clock()
         start = end - seconds
-        if not self._in_round and not getattr(dash, "_own_chunk", False):
+        if owed and not self._in_round:
             training = [r for r in dash.runs if start - self._stepped.get(id(r), -math.inf) < TRAINING_GAP_S]
             self._charge(training, start, end, dash.live_share)
         self._rewake(dash.runs)
