@@ -163,7 +163,7 @@ def headline(rows: list[dict]) -> str:
     frac = {p: max(r["held"] / r["whole"] for r in rows if r["world"] == n and r["prefetch"] == p)
             for p in PREFETCHES}
     return (f"HEADLINE peak parameter bytes per rank at N = {n}: {frac[0]:.2f} of the model (prefetch 0), "
-            f"{frac[1]:.2f} (prefetch 1), every method")
+            f"{frac[1]:.2f} (prefetch 1), the largest over methods")
 
 
 def main() -> None:
