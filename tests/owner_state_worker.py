@@ -8,10 +8,10 @@ bucket holds one matrix (``matrices.BUCKET_BYTES = 1``), so the pipeline runs wi
 For each case every rank writes ``OUT_DIR/<case>.rank<r>.json`` (what it measured during the save, the matrices it
 owns) and rank 0 writes ``OUT_DIR/<case>.safetensors`` (the loss history and the full final weights).
 
-**What the save measurement counts** (``orthoscope.distributed.held_bytes.measured_save``): ``torch.distributed.checkpoint.save`` is wrapped; when the
-run's save calls it, the wrapper adds up the bytes of the distinct storages (by data pointer) of (a) every
-``optim.*`` tensor handed to DCP — a DTensor by its local shard — and (b) every tensor in the optimizer's state as
-this rank holds it. Copies made to write the state (a broadcast of each matrix's state to every rank, as saves did
+**What the save measurement counts** (``measured_save``, in ``orthoscope.distributed.held_bytes``):
+``torch.distributed.checkpoint.save`` is wrapped; when the run's save calls it, the wrapper adds up the bytes of the
+distinct storages (by data pointer) of (a) every ``optim.*`` tensor handed to DCP — a DTensor by its local shard —
+and (b) every tensor in the optimizer's state as this rank holds it. Copies made to write the state (a broadcast of each matrix's state to every rank, as saves did
 before issue 26) are new storages and count; the state written as held counts once. DCP's own write buffers are
 not counted.
 """
