@@ -1,5 +1,7 @@
 """Worker for tests/test_fsdp_blocks.py: trains each case of a JSON spec under torchrun with per-block FSDP2 and writes
-what it saw, including the peak parameter bytes this rank held, sampled by hooks on every sharding unit.
+what it saw, including the peak parameter bytes this rank held, sampled by hooks on every sharding unit
+(``orthoscope.distributed.held_bytes.HeldBytes``). A case's ``prefetch`` (default 1) and ``precision`` reach the run's
+seam through ``$ORTHOSCOPE_PREFETCH`` / ``$ORTHOSCOPE_PRECISION``.
 
     torchrun --nproc_per_node N tests/fsdp_blocks_worker.py SPEC.json OUT_DIR
 
@@ -17,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from distributed_worker import outcome  # noqa: E402
+from orthoscope.distributed.held_bytes import HeldBytes  # noqa: E402
 
 BATCH, LAYERS, STEPS = 6, 4, 8            # batch 6: divisible by 2 and 3, the same global batch at both sizes
 
@@ -35,71 +38,13 @@ def build(case: dict, distributed=None):
                probes=llm_probes(model, every=4), seed=0, distributed=distributed)
 
 
-class HeldBytes:
-    """Samples, at every hook of every FSDP unit, the parameter bytes this rank holds: the full size of each unit
-    whose parameters are unsharded (or being gathered: a prefetch), this rank's shard of every other unit."""
-
-    def __init__(self, model):
-        from torch.distributed.fsdp import FSDPModule
-
-        self.groups = []                               # (name, group, full bytes, shard bytes)
-        for name, module in model.named_modules():
-            if isinstance(module, FSDPModule):
-                group = module._get_fsdp_state()._fsdp_param_group
-                if group is None:
-                    continue
-                full = sum(_numel(p._orig_size) * p.sharded_param.element_size()
-                           for p in group.fsdp_params)
-                shard = sum(p.sharded_param._local_tensor.numel() * p.sharded_param.element_size()
-                            for p in group.fsdp_params)
-                self.groups.append((name or "<root>", group, full, shard))
-                if name:
-                    self._hook(module)
-        self.peak, self.samples, self.active = 0, 0, False
-
-    def during_training_passes(self, run) -> None:
-        """Sample only inside ``run``'s forward and backward (not in the probes' gathers of the whole model)."""
-        inner = run._forward_backward
-
-        def forward_backward(x, y):
-            self.active = True
-            try:
-                return inner(x, y)
-            finally:
-                self.active = False
-        run._forward_backward = forward_backward
-
-    def _hook(self, module):
-        module.register_forward_pre_hook(lambda *_: self.sample())                 # after FSDP's unshard
-        module.register_forward_hook(lambda *_: self.sample(), prepend=True)       # before FSDP's reshard
-        module.register_full_backward_pre_hook(lambda *_: self.sample())
-        module.register_full_backward_hook(lambda *_: self.sample())
-
-    def sample(self) -> None:
-        if not self.active:
-            return
-        held = sum(full if (g.is_unsharded or g._all_gather_result is not None) else shard
-                   for _, g, full, shard in self.groups)
-        self.peak, self.samples = max(self.peak, held), self.samples + 1
-
-    def report(self) -> dict:
-        return {"peak": self.peak, "samples": self.samples,
-                "units": {name: {"full": full, "shard": shard} for name, _, full, shard in self.groups}}
-
-
-def _numel(size) -> int:
-    n = 1
-    for s in size:
-        n *= s
-    return n
-
-
 def run_case(case: dict, out_dir: str) -> None:
     from safetensors.torch import save_file
 
     from orthoscope.distributed import DistributedError
 
     os.environ["ORTHOSCOPE_PRECISION"] = case.get("precision", "fp32")
+    os.environ["ORTHOSCOPE_PREFETCH"] = str(case.get("prefetch", 1))
     rank = torch.distributed.get_rank()
     if case.get("expect_error"):
         try:

@@ -8,10 +8,10 @@ bucket holds one matrix (``matrices.BUCKET_BYTES = 1``), so the pipeline runs wi
 For each case every rank writes ``OUT_DIR/<case>.rank<r>.json`` (what it measured during the save, the matrices it
 owns) and rank 0 writes ``OUT_DIR/<case>.safetensors`` (the loss history and the full final weights).
 
-**What the save measurement counts** (``measured_save``): ``torch.distributed.checkpoint.save`` is wrapped; when the
-run's save calls it, the wrapper adds up the bytes of the distinct storages (by data pointer) of (a) every
-``optim.*`` tensor handed to DCP — a DTensor by its local shard — and (b) every tensor in the optimizer's state as
-this rank holds it. Copies made to write the state (a broadcast of each matrix's state to every rank, as saves did
+**What the save measurement counts** (``measured_save``, in ``orthoscope.distributed.held_bytes``):
+``torch.distributed.checkpoint.save`` is wrapped; when the run's save calls it, the wrapper adds up the bytes of the
+distinct storages (by data pointer) of (a) every ``optim.*`` tensor handed to DCP — a DTensor by its local shard —
+and (b) every tensor in the optimizer's state as this rank holds it. Copies made to write the state (a broadcast of each matrix's state to every rank, as saves did
 before issue 26) are new storages and count; the state written as held counts once. DCP's own write buffers are
 not counted.
 """
@@ -22,35 +22,7 @@ import sys
 
 import torch
 
-
-def storage_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind ``tensors`` (a DTensor counts by its local shard)."""
-    seen = {}
-    for t in tensors:
-        t = t.to_local() if hasattr(t, "to_local") else t
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-    return sum(seen.values())
-
-
-def measured_save(run, directory) -> int:
-    """``run.save(directory)``, returning the optimizer-state bytes this rank holds while DCP writes (see above)."""
-    import torch.distributed.checkpoint as dcp
-
-    original, seen = dcp.save, []
-
-    def counting(state_dict, *args, **kwargs):
-        held = [v for state in run.optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-        seen.append(storage_bytes([v for k, v in state_dict.items() if k.startswith("optim.")] + held))
-        return original(state_dict, *args, **kwargs)
-
-    dcp.save = counting
-    try:
-        run.save(directory)
-    finally:
-        dcp.save = original
-    assert len(seen) == 1, f"the save called dcp.save {len(seen)} times"
-    return seen[0]
+from orthoscope.distributed.held_bytes import measured_save, storage_bytes  # noqa: F401  (tests import both)
 
 
 def owned(run) -> list[str]:

@@ -17,6 +17,7 @@ QUICK = {
     "bench_kan.py": (["--quick", "--rounds", "1", "--threads", "1", "--no-inkan"], "KAN layer fwd+bwd"),
     "bench_kernels.py": (["--quick", "--no-compile"], "HEADLINE"),
     "bench_llm.py": (["--quick"], "HEADLINE"),
+    "bench_memory.py": (["--quick"], "HEADLINE"),
     "bench_notebooks.py": (["--quick"], "smoke mode: slowest"),
     "bench_optimizers.py": (["--quick", "--width", "32"], "POET/AdamW step time"),
     "bench_poet.py": (["--quick"], "POET-X memory mode"),

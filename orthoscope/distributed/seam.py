@@ -114,11 +114,15 @@ def init_process_group(backend: str) -> None:
 class Seam:
     """One run's view of the process group: rank, world size, device, mesh, and the few collectives a run needs."""
 
-    def __init__(self, mode: str, make_mesh: bool = True, precision: str | None = None):
+    def __init__(self, mode: str, make_mesh: bool = True, precision: str | None = None,
+                 prefetch: int | None = None):
         """``make_mesh=False``: no DeviceMesh of its own — for a model the caller already sharded (the recorder of
         your own loop, ``orthoscope.observe``), which the seam only observes. ``precision`` (FSDP2 only):
-        ``"fp32"`` or ``"bf16"`` (``orthoscope.distributed.sharding``); ``None`` reads ``$ORTHOSCOPE_PRECISION``."""
-        from .sharding import ShardingError, resolve_precision, resolve_unsharded_precision
+        ``"fp32"`` or ``"bf16"`` (``orthoscope.distributed.sharding``); ``None`` reads ``$ORTHOSCOPE_PRECISION``.
+        ``prefetch`` (FSDP2 only): 1 (default) gathers the next block while one computes, 0 holds one block
+        unsharded at a time; ``None`` reads ``$ORTHOSCOPE_PREFETCH``."""
+        from .sharding import (ShardingError, resolve_precision, resolve_prefetch, resolve_unsharded_precision,
+                               resolve_unsharded_prefetch)
 
         self.mode = mode
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -127,6 +131,8 @@ class Seam:
         try:
             self.precision = (resolve_precision(precision, self.device) if mode == "fsdp"
                               else resolve_unsharded_precision(precision, mode))
+            self.prefetch = (resolve_prefetch(prefetch) if mode == "fsdp"
+                             else resolve_unsharded_prefetch(prefetch, mode))
         except ShardingError as e:
             raise DistributedError(str(e)) from None
         self.mesh = None
@@ -168,8 +174,8 @@ class Seam:
         DDP: the run keeps the plain model (probes and names see it unchanged) and trains through the wrapper.
         FSDP2: ``fully_shard`` shards every parameter along dim 0 in place (they become ``DTensor``s), so the
         optimizer must be built after this call; each repeated block is its own unit, then the root
-        (``orthoscope.distributed.sharding``: a rank holds one block unsharded at a time, plus the prefetched one),
-        in ``self.precision``.
+        (``orthoscope.distributed.sharding``: a rank holds one block unsharded at a time, plus the prefetched one
+        unless ``self.prefetch`` is 0), in ``self.precision``.
         """
         on_meta = any(p.is_meta for p in model.parameters())      # materialised after sharding (pretrained.py)
         if not on_meta and any(t.device != self.device for t in [*model.parameters(), *model.buffers()]):
@@ -181,7 +187,7 @@ class Seam:
             ids = [self.device.index] if self.device.type == "cuda" else None
             return DistributedDataParallel(model, device_ids=ids, **self._bucket_options(DistributedDataParallel))
         from .sharding import shard_per_block
-        shard_per_block(model, self.mesh, self.precision)
+        shard_per_block(model, self.mesh, self.precision, self.prefetch)
         return model
 
     def _bucket_options(self, ddp_class) -> dict:

@@ -1,8 +1,8 @@
 """Per-block FSDP2: each repeated block of a model its own ``fully_shard`` unit, so a rank holds one block unsharded
-at a time (plus the one being prefetched), never the whole model.
+at a time (plus the one being prefetched, unless ``prefetch=0``), never the whole model.
 
     units = sharding_units(model)                  # [("model.model.embed_tokens", ...), ("model.model.layers.0", ...)]
-    shard_per_block(model, mesh, precision="fp32")  # fully_shard every unit, then the root; prefetch along the blocks
+    shard_per_block(model, mesh, precision="fp32", prefetch=1)  # fully_shard every unit, then the root
 
 **Units.** The blocks are ``orthoscope.models.blocks.repeated_blocks`` (the one rule: a Llama's decoder layers, an
 MLP's ``nn.Linear`` stack). Every other module that holds parameters and contains no block (a Llama's
@@ -14,10 +14,14 @@ to two units): they stay in the root unit.
 
 **When a rank holds what** (``reshard_after_forward=True`` for every unit): in the forward a unit is all-gathered
 at its pre-forward hook and freed at its post-forward hook; in the backward it is gathered again before its
-gradients are computed and freed after its gradients are reduce-scattered. Block ``i`` prefetches block ``i + 1``
-in the forward and block ``i - 1`` in the backward (``set_modules_to_forward_prefetch`` /
-``set_modules_to_backward_prefetch``, torchtitan's chain; FSDP2 prefetches one unit in the backward by default
-anyway), so at any moment a rank holds at most two units unsharded plus its 1/N shard of everything else.
+gradients are computed and freed after its gradients are reduce-scattered. What else it holds is ``prefetch``:
+
+* ``1`` (default): block ``i`` prefetches block ``i + 1`` in the forward and block ``i - 1`` in the backward
+  (``set_modules_to_forward_prefetch`` / ``set_modules_to_backward_prefetch``, torchtitan's chain; FSDP2 prefetches
+  one unit in the backward by default anyway), so at any moment a rank holds at most **two units** unsharded plus its
+  1/N shard of everything else — the gather of the next block overlaps the current one's compute.
+* ``0``: no prefetch, explicit or implicit: a rank holds at most **one unit** unsharded plus its 1/N shard of the
+  rest; each gather waits in line (``_no_implicit_prefetch`` says how FSDP2's own backward prefetch is turned off).
 
 **Precision.** ``"fp32"`` (default): no policy, parameters gathered and reduced in fp32 — a run equals one process
 up to the order of fp32 additions. ``"bf16"``: ``MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32)``
@@ -38,6 +42,8 @@ from ..models.blocks import repeated_blocks
 
 PRECISIONS = ("fp32", "bf16")
 ENV_PRECISION = "ORTHOSCOPE_PRECISION"
+PREFETCHES = (0, 1)
+ENV_PREFETCH = "ORTHOSCOPE_PREFETCH"
 
 
 class ShardingError(ValueError):
@@ -55,6 +61,30 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
         raise ShardingError(f"{where}='bf16' needs a GPU with bfloat16 support (Ampere or newer); "
                             f"{torch.cuda.get_device_name(device)} has none: use 'fp32'")
     return precision
+
+
+def resolve_prefetch(prefetch: int | str | None) -> int:
+    """``prefetch`` (``None``: ``$ORTHOSCOPE_PREFETCH``, default 1): how many blocks ahead a unit gathers."""
+    where = "prefetch"
+    if prefetch is None:
+        prefetch, where = os.environ.get(ENV_PREFETCH, "1"), f"${ENV_PREFETCH}"
+    if isinstance(prefetch, str) and prefetch.strip().isdigit():
+        prefetch = int(prefetch)
+    if isinstance(prefetch, bool) or prefetch not in PREFETCHES:
+        raise ShardingError(f"{where} must be one of {PREFETCHES} (0: no prefetch, one block unsharded at a time; "
+                            f"1: one block ahead), got {prefetch!r}")
+    return prefetch
+
+
+def resolve_unsharded_prefetch(prefetch: int | str | None, mode: str) -> int:
+    """Prefetch is FSDP2's: under ``mode`` (DDP) every rank holds the whole model, so asking for 0 (the one-block
+    bound) is an error, not ignored."""
+    value = resolve_prefetch(prefetch)
+    if value != 1:
+        where = "prefetch" if prefetch is not None else f"${ENV_PREFETCH}"
+        raise ShardingError(f"{where}={value!r} applies to FSDP2 (distributed='fsdp'); under {mode!r} every rank "
+                            f"holds the whole model: use distributed='fsdp' or unset {where}")
+    return value
 
 
 def resolve_unsharded_precision(precision: str | None, mode: str) -> str:
@@ -116,22 +146,49 @@ def _shares_parameters(model: nn.Module, units: list[nn.Module]) -> bool:
     return any(registered[id(p)] > 1 for unit in units for p in unit.parameters())
 
 
-def shard_per_block(model: nn.Module, mesh, precision: str = "fp32") -> list[tuple[str, nn.Module]]:
+def shard_per_block(model: nn.Module, mesh, precision: str = "fp32",
+                    prefetch: int = 1) -> list[tuple[str, nn.Module]]:
     """``fully_shard`` every unit of ``sharding_units(model)`` (``reshard_after_forward=True``), then the root,
-    with ``precision``'s mixed-precision policy; chain forward and backward prefetch along the blocks. Returns the
-    units (the root not included)."""
+    with ``precision``'s mixed-precision policy; ``prefetch=1`` chains forward and backward prefetch along the blocks,
+    ``prefetch=0`` turns every prefetch off. Returns the units (the root not included)."""
     from torch.distributed.fsdp import fully_shard
 
+    if prefetch not in PREFETCHES:
+        raise ShardingError(f"prefetch must be one of {PREFETCHES}, got {prefetch!r}")
     policy = mixed_precision_policy(precision)
     units = sharding_units(model)
     for _, unit in units:
         fully_shard(unit, mesh=mesh, reshard_after_forward=True, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
+    if prefetch == 0:
+        _no_implicit_prefetch([unit for _, unit in units] + [model])
+        return units
     blocks = [block for _, block in repeated_blocks(model)]
     for block, following in zip(blocks, blocks[1:]):
         block.set_modules_to_forward_prefetch([following])     # gather block i+1 while block i computes
         following.set_modules_to_backward_prefetch([block])    # and block i-1 while block i's gradients are made
     return units
+
+
+def _no_implicit_prefetch(modules: list[nn.Module]) -> None:
+    """Turn FSDP2's implicit backward prefetch off for ``modules`` (torch 2.13, ``fsdp/_fully_shard``).
+
+    The forward prefetches only what ``set_modules_to_forward_prefetch`` names (``FSDPState._pre_forward`` loops over
+    ``_states_to_forward_prefetch``, empty by default), so nothing to do there. The backward is different:
+    ``FSDPState._pre_backward`` computes ``default_prefetch = len(self._states_to_backward_prefetch) == 0`` and, when
+    true, each group's ``pre_backward`` calls ``_backward_prefetch``, which all-gathers the unit that ran before it in
+    the forward (``comm_ctx.post_forward_order[curr_index - 1]``). So ``set_modules_to_backward_prefetch([])`` does
+    *not* turn it off — the empty list *is* the default. A unit naming itself does: the list is non-empty (no
+    implicit prefetch), and "prefetching" itself is a no-op, since ``pre_backward`` has already unsharded and waited
+    for the unit when the explicit loop runs (``FSDPParamGroup.unshard`` returns at once when ``is_unsharded``).
+    Measured (tiny Llama, 4 layers, N = 2, tests/test_fsdp_blocks.py): with ``[]`` a rank still peaked at two
+    blocks unsharded (754 304 bytes, as with prefetch 1); with each unit naming itself, at one (631 168).
+
+    Not counted here (it is not parameters): on a GPU, FSDP2 keeps the previous unit's flat all-gather buffer until
+    the next unit's copy-out in the forward (``comm_ctx.all_gather_state``, "Overlapping all-gather copy-in and
+    all-gather" in ``_fsdp_param_group.py``), a transient buffer of up to one unit's gathered bytes."""
+    for module in modules:
+        module.set_modules_to_backward_prefetch([module])
 
 
 @contextlib.contextmanager
