@@ -14,8 +14,9 @@ Now one scheduler decides for all of them:
   of d seconds adds d·(1 − share) to the debt of its runs (its d seconds, less the share they earn themselves), and
   time repays the debt at ``share`` seconds per second; the next round may start once the debt is paid, i.e.
   d·(1 − share)/share after the round. So live redraws take at most ``share`` of the time however many Dashboards
-  show a run (``LIVE_SHARE`` = 0.08: training runs at ≥ 92 % of its speed without a Dashboard,
-  benchmarks/bench_dashboards.py). Debts add up: two full redraws back to back owe twice.
+  show a run (``LIVE_SHARE`` = 0.05: in the long run training keeps ≥ 95 % of its speed without a Dashboard,
+  benchmarks/bench_dashboards.py; with 0.08 and the prompt first round a 40-second run paid 11 %). Debts add up:
+  two full redraws back to back owe twice.
 * **Only redraws during training are owed.** A full redraw that is not a live round — a Dashboard's first, a control,
   the column-width fit, another Dashboard's *step*/*play* — is charged when the run has stepped within the last
   ``TRAINING_GAP_S`` (it then took time from training); one made while the run sits idle took nothing from
@@ -38,7 +39,7 @@ import math
 import time
 import weakref
 
-LIVE_SHARE = 0.08      # at most this share of the kernel's time goes to live redraws (≤ 10 % slower training each)
+LIVE_SHARE = 0.05      # at most this share of the kernel's time goes to live redraws (+ one prompt round: ≤ 10 %)
 TRAINING_GAP_S = 1.0   # a run that stepped this recently is training: a full redraw now is charged to its budget
 
 clock = time.perf_counter
