@@ -457,6 +457,21 @@ def test_example_config_builds(sharded_dir, tmp_path):
         torch.testing.assert_close(run.model(IDS), reference_logits(sharded_dir), rtol=0, atol=1e-5)
 
 
+def test_poet_example_config_builds(sharded_dir, tmp_path):
+    """docs/examples/pretrained_poet.yaml as written, pointed at the tiny checkpoint on the CPU: POET attaches on meta
+    with init="keep", so the run starts from the checkpoint's function (R = P = I)."""
+    from orthoscope.adapters.poet import poet_layers
+    from orthoscope.config.train import prepare
+
+    example = HERE.parent / "docs" / "examples" / "pretrained_poet.yaml"
+    run, cfg, _ = prepare(example, [f"model.pretrained={sharded_dir}", "device=cpu", "task.task.n_ctx=16",
+                                    "method.block=8"], runs=str(tmp_path / "runs"))
+    assert type(run.method).__name__ == "POET" and run.method.init == "keep" and cfg["model"]["checkpointing"] is True
+    assert len(poet_layers(run.model)) == 14 and run.load_report.bytes_read == tensor_bytes(sharded_dir)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(IDS), reference_logits(sharded_dir), rtol=0, atol=1e-5)
+
+
 def test_bf16_checkpoint_loads_into_fp32_weights(tmp_path):
     """The dtype on disk is converted to the parameter's; bytes are counted at the file's 2 bytes per element."""
     from safetensors.torch import load_file

@@ -55,7 +55,7 @@ def fill_buffers(layer, device: torch.device) -> None:
     layer.perm_out = draws.perm_out.to(device)
     v = draws.probe.to(device)
     v = v / v.norm()
-    dtype = layer.poet_q_in.dtype                 # the base weight's dtype when the layer was built
+    dtype = layer.probe_v.dtype                   # to_empty keeps the buffers' dtype (the base weight's)
     layer.probe_v = v.to(dtype)
     layer.probe_u = v.to(dtype).clone()
 

@@ -21,6 +21,10 @@ path gains ``.base_layer``). An adapter's own parameters (``oft_q``, ``lora_A``,
 get their init (``init_adapter``). A key the model needs but the files lack, a key the files hold but the model has
 no place for, and a shape that differs are each a ``PretrainedError`` naming the file and the key.
 
+**POET** attached on meta keeps its draws (permutations, probe vector, the Gaussian W₀'s generator state) on the
+CPU; its buffers are filled from them and each rank's rows of its pre-permuted base weight are computed from the rows
+of W₀ they come from (``pretrained_poet``: scattered rows, read as contiguous runs).
+
 Buffers are not sharded and not in a Llama checkpoint (the rotary ``inv_freq`` is computed from the config): a
 module holding buffers but no parameters of its own is rebuilt from its ``config`` on the target device.
 """
