@@ -14,7 +14,8 @@ Every rank writes ``OUT_DIR/rank<r>.json`` (what it read: ``LoadReport``) and ra
   and materialised (``rank<r>.json``'s ``poet_bytes_read``/``poet_bytes_total``: what that load read);
   ``poet_random/<name>``: the same with the random meta init (seed 5), gathered;
 * ``poet_run/losses``, ``poet_run/logits``: a POET run of the pretrained model under FSDP2 with a merge at step 2 of
-  ``RUN_STEPS`` (``run_case(method="POET")``), and its logits after the last step.
+  ``RUN_STEPS`` (``run_case(method="POET")``), and its logits after the last step; ``poet_ddp/losses``: the same
+  run under DDP.
 """
 from __future__ import annotations
 
@@ -126,6 +127,8 @@ def main(hf_dir: str, out: str) -> None:
     results["poet_run/losses"] = torch.tensor(losses(poet_run), dtype=torch.float64)
     with torch.no_grad():
         results["poet_run/logits"] = poet_run.model(IDS).detach().clone()
+    results["poet_ddp/losses"] = torch.tensor(losses(run_case(hf_dir, distributed="ddp", method="POET")),
+                                              dtype=torch.float64)
 
     Path(out, f"rank{rank}.json").write_text(json.dumps({"bytes_read": report.bytes_read,
                                                          "bytes_total": report.bytes_total,

@@ -201,6 +201,7 @@ def test_poet_fsdp_run_with_a_merge_equals_one_process(launched, sharded_dir):
     ref = torch.tensor(losses(run), dtype=torch.float64)
     assert run.interventions[-1].merges == 1
     torch.testing.assert_close(results["poet_run/losses"], ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(results["poet_ddp/losses"], ref, rtol=1e-5, atol=0)
     with torch.no_grad():
         torch.testing.assert_close(results["poet_run/logits"], run.model(IDS), rtol=0, atol=1e-5)
 
@@ -303,6 +304,31 @@ def test_poet_finetunes_a_pretrained_model_in_one_process(init, sharded_dir):
     run.train(2, progress=False)
     ref.train(2, progress=False)
     assert run.last_loss == ref.last_loss
+
+
+def test_scattered_rows_are_read_as_their_contiguous_runs(tmp_path):
+    """``read_rows``: rows in any order come back in that order, read with one slice per contiguous run."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from orthoscope.distributed.pretrained_poet import read_rows
+
+    w = torch.randn(12, 5)
+    save_file({"w": w}, str(tmp_path / "w.safetensors"))
+    index = torch.tensor([7, 2, 3, 11, 4, 8, 0])                  # runs [0], [2, 3, 4], [7, 8], [11]
+
+    class Counting:
+        def __init__(self, piece):
+            self.piece, self.slices = piece, []
+
+        def __getitem__(self, item):
+            self.slices.append((item.start, item.stop))
+            return self.piece[item]
+
+    with safe_open(str(tmp_path / "w.safetensors"), framework="pt") as f:
+        piece = Counting(f.get_slice("w"))
+        assert torch.equal(read_rows(piece, index), w[index])
+    assert piece.slices == [(0, 1), (2, 5), (7, 9), (11, 12)]
 
 
 def test_quantized_poet_on_meta_is_refused_clearly(sharded_dir):
