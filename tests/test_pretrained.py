@@ -272,11 +272,13 @@ def test_adapters_keep_their_init_and_base_weights_load(sharded_dir):
             assert float(params["model.model.layers.0.self_attn.q_proj.lora_B"].detach().abs().max()) == 0
 
 
-@pytest.mark.parametrize("init", ["normalized_gaussian", "normalize", "keep"])
-def test_poet_finetunes_a_pretrained_model_in_one_process(init, sharded_dir):
+@pytest.mark.parametrize("init, settings", [("normalized_gaussian", {}), ("normalize", {}), ("keep", {}),
+                                            ("keep", {"variant": "fs", "memory_mode": True})])
+def test_poet_finetunes_a_pretrained_model_in_one_process(init, settings, sharded_dir):
     """POET attaches on meta (its draws kept for materialize) and the model is filled from the files: parameters,
-    buffers, the merge generator and two steps equal POET on the same model loaded by from_pretrained, bitwise.
-    The Gaussian init ignores the pretrained projections: their tensors are not read."""
+    buffers, the merge generator and two steps equal POET on the same model loaded by from_pretrained, bitwise —
+    for each init, and for POET-X's memory mode with the fully stochastic variant (the same layer). The Gaussian init
+    ignores the pretrained projections: their tensors are not read."""
     from transformers import LlamaForCausalLM
 
     from orthoscope import Run
@@ -285,12 +287,12 @@ def test_poet_finetunes_a_pretrained_model_in_one_process(init, sharded_dir):
     from orthoscope.models.llama import CausalLM
     from pretrained_worker import make_task
 
-    run = Run(build_llama(pretrained=sharded_dir, autocast_dtype=None), make_task(), POET(block=8, init=init),
+    run = Run(build_llama(pretrained=sharded_dir, autocast_dtype=None), make_task(), POET(block=8, init=init, **settings),
               probes=[], distributed=None)
     # attached on meta (its draws kept, then dropped by materialize), not materialised first
     assert all(vars(layer).get("meta_draws", "absent") is None for _, layer in poet_layers(run.model))
     ref = Run(CausalLM(LlamaForCausalLM.from_pretrained(str(sharded_dir)), None), make_task(),
-              POET(block=8, init=init), probes=[], distributed=None)
+              POET(block=8, init=init, **settings), probes=[], distributed=None)
     total = tensor_bytes(sharded_dir)[0]
     assert run.load_report.bytes_read == run.load_report.bytes_total
     assert (run.load_report.bytes_read < total) if init == "normalized_gaussian" else (
