@@ -9,7 +9,13 @@ Every rank writes ``OUT_DIR/rank<r>.json`` (what it read: ``LoadReport``) and ra
   ``fully_shard`` per repeated block, then the root), materialised from the safetensors files, run on ``IDS``;
 * ``random/<name>``: the full weights of a random meta init (seed 5) sharded the same way (gathered);
 * ``run/losses``, ``ddp/losses``: the losses of ``run_case`` — an OFT run of the pretrained model under
-  ``distributed="fsdp"`` and ``"ddp"``; ``rank<r>.json`` holds the FSDP2 run's ``run.config["model"]`` keys.
+  ``distributed="fsdp"`` and ``"ddp"``; ``rank<r>.json`` holds the FSDP2 run's ``run.config["model"]`` keys;
+* ``poet/logits``: the pretrained model built on meta with POET (``poet_method()``: ``init="keep"``) attached, sharded
+  and materialised (``rank<r>.json``'s ``poet_bytes_read``/``poet_bytes_total``: what that load read);
+  ``poet_random/<name>``: the same with the random meta init (seed 5), gathered;
+* ``poet_run/losses``, ``poet_run/logits``: a POET run of the pretrained model under FSDP2 with a merge at step 2 of
+  ``RUN_STEPS`` (``run_case(method="POET")``), and its logits after the last step; ``poet_ddp/losses``: the same
+  run under DDP.
 """
 from __future__ import annotations
 
@@ -44,16 +50,23 @@ def make_task():
     return task
 
 
+def poet_method():
+    """POET as it finetunes a pretrained model (POET-X: W₀ is the pretrained weight), merging every 2 steps."""
+    from orthoscope.adapters import POET
+
+    return POET(block=8, init="keep", merge_every=2, lr=1e-2, seed=4)
+
+
 def run_case(hf_dir: str, distributed=None, method: str = "OFT"):
-    """OFT (or POET) on every projection of the pretrained tiny Llama, on TinyLang (global batch 6: N = 2 and 3
-    divide it)."""
+    """OFT (or POET, ``poet_method``) on every projection of the pretrained tiny Llama, on TinyLang (global batch 6:
+    N = 2 and 3 divide it)."""
     from orthoscope import Run
-    from orthoscope.adapters import OFT, POET
+    from orthoscope.adapters import OFT
     from orthoscope.models.llama import LLAMA_TARGETS, build_llama
 
     task = make_task()
     model = build_llama(pretrained=hf_dir, autocast_dtype=None)
-    chosen = OFT(block=8, targets=LLAMA_TARGETS, lr=1e-2) if method == "OFT" else POET(block=8)
+    chosen = OFT(block=8, targets=LLAMA_TARGETS, lr=1e-2) if method == "OFT" else poet_method()
     return Run(model, task, chosen, probes=[], seed=0, distributed=distributed)
 
 
@@ -98,18 +111,32 @@ def main(hf_dir: str, out: str) -> None:
     ddp = run_case(hf_dir, distributed="ddp")      # materialised whole on every rank, then wrapped
     results["ddp/losses"] = torch.tensor(losses(ddp), dtype=torch.float64)
 
-    try:                                           # POET cannot attach on meta, and FSDP2 must not hold it whole
-        run_case(hf_dir, distributed="fsdp", method="POET")
-        poet_refusal = None
-    except ValueError as e:
-        poet_refusal = str(e)
+    poet = poet_method().attach(build_llama(pretrained=hf_dir, autocast_dtype=None))     # attached on meta
+    shard(poet, mesh)
+    poet_report = materialize(poet, "cpu")
+    with torch.no_grad():
+        results["poet/logits"] = poet(IDS).detach().clone()
+    poet_random = poet_method().attach(build_llama(llama_config("tiny", VOCAB, N_CTX), seed=5, init_device="meta",
+                                                   autocast_dtype=None))
+    shard(poet_random, mesh)
+    materialize(poet_random, "cpu")
+    for name, p in poet_random.named_parameters():
+        results[f"poet_random/{name}"] = full(p.detach()).clone()
+
+    poet_run = run_case(hf_dir, distributed="fsdp", method="POET")
+    results["poet_run/losses"] = torch.tensor(losses(poet_run), dtype=torch.float64)
+    with torch.no_grad():
+        results["poet_run/logits"] = poet_run.model(IDS).detach().clone()
+    results["poet_ddp/losses"] = torch.tensor(losses(run_case(hf_dir, distributed="ddp", method="POET")),
+                                              dtype=torch.float64)
 
     Path(out, f"rank{rank}.json").write_text(json.dumps({"bytes_read": report.bytes_read,
                                                          "bytes_total": report.bytes_total,
                                                          "tensors": report.tensors, "world": world,
                                                          "described": {k: described.get(k) for k in
                                                                        ("pretrained", "init_device", "init_seed")},
-                                                         "poet_refusal": poet_refusal}))
+                                                         "poet_bytes_read": poet_report.bytes_read,
+                                                         "poet_bytes_total": poet_report.bytes_total}))
     if rank == 0:
         save_file({k: v.contiguous() for k, v in results.items()}, str(Path(out, "results.safetensors")))
     dist.barrier()

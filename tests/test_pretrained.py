@@ -5,7 +5,9 @@ files. Under torchrun (gloo, CPU) at world sizes 2 and 3 (tests/pretrained_worke
 sharded per block then at the root (as ``Seam.prepare`` shards), materialised and filled: its logits equal
 ``LlamaForCausalLM.from_pretrained(dir)``'s within 1e-6, each rank reads about 1/N of the files' tensor bytes, a
 random meta init is the same at every world size, and an OFT run of the pretrained model under FSDP2 equals one
-process. One process (no torchrun) loads the same way; bad files fail with errors naming the file and key.
+process. POET attached on meta loads the same way — each rank reads its rows of the pre-permuted base weight — and
+equals POET attached to the model loaded in one process, before and after a few steps with a merge. One process (no
+torchrun) loads the same way; bad files fail with errors naming the file and key.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from pretrained_worker import IDS, N_CTX, VOCAB, losses, run_case  # noqa: E402
+from pretrained_worker import IDS, N_CTX, VOCAB, losses, poet_method, run_case  # noqa: E402
 
 from orthoscope.distributed.pretrained import PretrainedError, materialize, on_meta  # noqa: E402
 from orthoscope.models.llama import build_llama, llama_config  # noqa: E402
@@ -157,12 +159,51 @@ def test_fsdp_run_config_names_the_weights(launched, sharded_dir):
     assert reports[0]["described"] == {"pretrained": str(sharded_dir), "init_device": "meta", "init_seed": 0}
 
 
-def test_poet_on_meta_under_fsdp_is_refused_clearly(launched):
-    _, _, reports = launched
+def poet_reference(directory: Path):
+    """POET (``poet_method``) attached to the model loaded whole by ``from_pretrained``, in one process."""
+    from transformers import LlamaForCausalLM
+
+    from orthoscope.models.llama import CausalLM
+
+    return poet_method().attach(CausalLM(LlamaForCausalLM.from_pretrained(str(directory)), None))
+
+
+def test_poet_sharded_load_equals_poet_on_the_loaded_model(launched, sharded_dir):
+    _, results, _ = launched
+    with torch.no_grad():
+        ref = poet_reference(sharded_dir)(IDS)
+    torch.testing.assert_close(results["poet/logits"], ref, rtol=0, atol=1e-6)
+
+
+def test_poet_load_reads_each_ranks_rows_once(launched, sharded_dir):
+    """init="keep" reads every tensor; a rank's rows of W_s are as many rows of W₀ as its shard holds, read once."""
+    n, _, reports = launched
+    total, one_row_each = tensor_bytes(sharded_dir)
+    assert all(r["poet_bytes_total"] == total for r in reports)
+    assert sum(r["poet_bytes_read"] for r in reports) == total
     for r in reports:
-        assert r["poet_refusal"] and r["poet_refusal"].startswith(
-            "method POET cannot attach to a model on the meta device"), r["poet_refusal"]
-        assert "under FSDP2 the whole model would have to be on every rank first" in r["poet_refusal"]
+        assert r["poet_bytes_read"] <= total / n + one_row_each, (r, total / n)
+
+
+def test_poet_random_meta_init_is_the_same_at_every_world_size(launched):
+    _, results, _ = launched
+    one = poet_method().attach(build_llama(llama_config("tiny", VOCAB, N_CTX), seed=5, init_device="meta",
+                                           autocast_dtype=None))
+    materialize(one, "cpu")
+    for name, p in one.named_parameters():
+        assert torch.equal(results[f"poet_random/{name}"], p.detach()), name
+
+
+def test_poet_fsdp_run_with_a_merge_equals_one_process(launched, sharded_dir):
+    """Three steps with a merge after the second (merge_every=2): once per layer on its owner under FSDP2."""
+    _, results, _ = launched
+    run = run_case(str(sharded_dir), method="POET")
+    ref = torch.tensor(losses(run), dtype=torch.float64)
+    assert run.interventions[-1].merges == 1
+    torch.testing.assert_close(results["poet_run/losses"], ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(results["poet_ddp/losses"], ref, rtol=1e-5, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(results["poet_run/logits"], run.model(IDS), rtol=0, atol=1e-5)
 
 
 # ---- one process --------------------------------------------------------------------------------------------------
@@ -231,28 +272,74 @@ def test_adapters_keep_their_init_and_base_weights_load(sharded_dir):
             assert float(params["model.model.layers.0.self_attn.q_proj.lora_B"].detach().abs().max()) == 0
 
 
-def test_poet_finetunes_a_pretrained_model_in_one_process(sharded_dir):
-    """POET's attach permutes (and may re-initialise) the base weights, so it cannot attach on meta: in one process
-    the model is materialised first, and the run is the one of the same model loaded by from_pretrained."""
+@pytest.mark.parametrize("init, settings", [("normalized_gaussian", {}), ("normalize", {}), ("keep", {}),
+                                            ("keep", {"variant": "fs", "memory_mode": True})])
+def test_poet_finetunes_a_pretrained_model_in_one_process(init, settings, sharded_dir):
+    """POET attaches on meta (its draws kept for materialize) and the model is filled from the files: parameters,
+    buffers, the merge generator and two steps equal POET on the same model loaded by from_pretrained, bitwise —
+    for each init, and for POET-X's memory mode with the fully stochastic variant (the same layer). The Gaussian init
+    ignores the pretrained projections: their tensors are not read."""
     from transformers import LlamaForCausalLM
 
     from orthoscope import Run
     from orthoscope.adapters import POET
+    from orthoscope.adapters.poet import poet_layers
     from orthoscope.models.llama import CausalLM
     from pretrained_worker import make_task
 
-    run = Run(build_llama(pretrained=sharded_dir, autocast_dtype=None), make_task(), POET(block=8), probes=[],
-              distributed=None)
-    ref = Run(CausalLM(LlamaForCausalLM.from_pretrained(str(sharded_dir)), None), make_task(), POET(block=8),
+    run = Run(build_llama(pretrained=sharded_dir, autocast_dtype=None), make_task(), POET(block=8, init=init, **settings),
               probes=[], distributed=None)
-    assert run.load_report.bytes_read == tensor_bytes(sharded_dir)[0]
-    mine, theirs = dict(run.model.named_parameters()), dict(ref.model.named_parameters())
-    assert list(mine) == list(theirs)
-    for name in mine:
-        assert torch.equal(mine[name], theirs[name]), name
+    # attached on meta (its draws kept, then dropped by materialize), not materialised first
+    assert all(vars(layer).get("meta_draws", "absent") is None for _, layer in poet_layers(run.model))
+    ref = Run(CausalLM(LlamaForCausalLM.from_pretrained(str(sharded_dir)), None), make_task(),
+              POET(block=8, init=init, **settings), probes=[], distributed=None)
+    total = tensor_bytes(sharded_dir)[0]
+    assert run.load_report.bytes_read == run.load_report.bytes_total
+    assert (run.load_report.bytes_read < total) if init == "normalized_gaussian" else (
+        run.load_report.bytes_read == total)
+    for kind in ("named_parameters", "named_buffers"):
+        mine, theirs = dict(getattr(run.model, kind)()), dict(getattr(ref.model, kind)())
+        assert list(mine) == list(theirs)
+        for name in mine:
+            assert torch.equal(mine[name], theirs[name]), name
+    assert torch.equal(run.model.poet_generator.get_state(), ref.model.poet_generator.get_state())
     run.train(2, progress=False)
     ref.train(2, progress=False)
     assert run.last_loss == ref.last_loss
+
+
+def test_scattered_rows_are_read_as_their_contiguous_runs(tmp_path):
+    """``read_rows``: rows in any order come back in that order, read with one slice per contiguous run."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from orthoscope.distributed.pretrained_poet import read_rows
+
+    w = torch.randn(12, 5)
+    save_file({"w": w}, str(tmp_path / "w.safetensors"))
+    index = torch.tensor([7, 2, 3, 11, 4, 8, 0])                  # runs [0], [2, 3, 4], [7, 8], [11]
+
+    class Counting:
+        def __init__(self, piece):
+            self.piece, self.slices = piece, []
+
+        def __getitem__(self, item):
+            self.slices.append((item.start, item.stop))
+            return self.piece[item]
+
+    with safe_open(str(tmp_path / "w.safetensors"), framework="pt") as f:
+        piece = Counting(f.get_slice("w"))
+        assert torch.equal(read_rows(piece, index), w[index])
+    assert piece.slices == [(0, 1), (2, 5), (7, 9), (11, 12)]
+
+
+def test_quantized_poet_on_meta_is_refused_clearly(sharded_dir):
+    from orthoscope.adapters import POET
+
+    model = POET(block=8, quantize=8, group_size=32).attach(build_llama(pretrained=sharded_dir, autocast_dtype=None))
+    with pytest.raises(PretrainedError, match=r"POET layer 'model.model.layers.0.self_attn.q_proj' has a quantized "
+                                              r"base \(quantize=8\)"):
+        materialize(model, "cpu")
 
 
 # ---- bad files ----------------------------------------------------------------------------------------------------
@@ -394,6 +481,21 @@ def test_example_config_builds(sharded_dir, tmp_path):
     run, cfg, _ = prepare(example, [f"model.pretrained={sharded_dir}", "device=cpu", "task.task.n_ctx=16",
                                     "method.block=8"], runs=str(tmp_path / "runs"))
     assert type(run.method).__name__ == "OFT" and cfg["model"]["checkpointing"] is True
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(IDS), reference_logits(sharded_dir), rtol=0, atol=1e-5)
+
+
+def test_poet_example_config_builds(sharded_dir, tmp_path):
+    """docs/examples/pretrained_poet.yaml as written, pointed at the tiny checkpoint on the CPU: POET attaches on meta
+    with init="keep", so the run starts from the checkpoint's function (R = P = I)."""
+    from orthoscope.adapters.poet import poet_layers
+    from orthoscope.config.train import prepare
+
+    example = HERE.parent / "docs" / "examples" / "pretrained_poet.yaml"
+    run, cfg, _ = prepare(example, [f"model.pretrained={sharded_dir}", "device=cpu", "task.task.n_ctx=16",
+                                    "method.block=8"], runs=str(tmp_path / "runs"))
+    assert type(run.method).__name__ == "POET" and run.method.init == "keep" and cfg["model"]["checkpointing"] is True
+    assert len(poet_layers(run.model)) == 14 and run.load_report.bytes_read == tensor_bytes(sharded_dir)[0]
     with torch.no_grad():
         torch.testing.assert_close(run.model(IDS), reference_logits(sharded_dir), rtol=0, atol=1e-5)
 

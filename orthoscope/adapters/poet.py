@@ -61,6 +61,7 @@ from .hf import skipped_compute, unsupported_target_message, warn_skipped
 from ..ortho import cayley, invert_permutation, n_packed, random_block_permutation, skew_from_packed
 from .poet_ops import (CENTRICS, choose_centric, effective_weight_from, poet_forward, poet_forward_weight,  # noqa: F401
                        rotate)
+from .poet_meta import draw_on_meta, normalize_rows
 from .poet_x import poet_x_apply, poet_x_weight_apply
 from .quant import QuantizedTensor, dequantize_groupwise, quantize_groupwise
 
@@ -89,8 +90,7 @@ def check_layer_settings(variant, block, fs_fraction, cayley, k, quantize, init,
 
 
 def side_blocks(n: int, variant: str, block: int, fs_fraction: float) -> tuple[int, int]:
-    """``(b, r)`` for one side of size n: BS gives ``(block, n // block)``; FS gives ``(round(f·n), 1)``.
-    Call ``check_layer`` first for a clear error."""
+    """``(b, r)`` for one side of size n: BS ``(block, n // block)``, FS ``(round(f·n), 1)`` (check_layer first)."""
     if variant == "bs":
         return block, n // block
     return max(int(round(fs_fraction * n)), 0), 1
@@ -98,8 +98,7 @@ def side_blocks(n: int, variant: str, block: int, fs_fraction: float) -> tuple[i
 
 def check_layer(path: str, in_features: int, out_features: int, variant: str, block: int,
                 fs_fraction: float, group_size: int | None = None) -> str | None:
-    """Why POET cannot adapt this layer (a message naming it), or ``None`` when it can. ``group_size``: the
-    quantization group, which must divide in_features."""
+    """Why POET cannot adapt this layer (a message naming it), or ``None``; ``group_size`` must divide in_features."""
     if group_size is not None and in_features % group_size:
         return f"group_size={group_size} does not divide layer {path!r} (in_features={in_features})"
     if variant == "bs":
@@ -147,8 +146,7 @@ class POETLinear(AdaptedLayer):
         if problem:
             raise ValueError(problem)
         super().__init__(base_layer, path)
-        self.variant, self.cayley, self.k, self.memory_mode = variant, cayley, k, memory_mode
-        self.centric = centric
+        self.variant, self.cayley, self.k, self.memory_mode, self.centric = variant, cayley, k, memory_mode, centric
         self.quantize, self.group_size = quantize, group_size
         m, n = base_layer.in_features, base_layer.out_features
         self.b_in, r_in = side_blocks(m, variant, block, fs_fraction)
@@ -158,13 +156,15 @@ class POETLinear(AdaptedLayer):
         self.poet_q_out = nn.Parameter(torch.zeros(r_out, n_packed(self.b_out), dtype=ref.dtype, device=ref.device))
         self.register_buffer("perm_in", torch.zeros(m, dtype=torch.long, device=ref.device))
         self.register_buffer("perm_out", torch.zeros(n, dtype=torch.long, device=ref.device))
-        v = torch.randn(m, generator=generator, dtype=torch.float32).to(ref.device)
-        v = v / v.norm()
+        raw = torch.randn(m, generator=generator, dtype=torch.float32)
+        v = raw.to(ref.device) / raw.to(ref.device).norm()
         self.register_buffer("probe_v", v.to(ref.dtype))
         self.register_buffer("probe_u", v.to(ref.dtype).clone())
-        with torch.no_grad():
-            w0 = self._initial_weight(init, generator)
         base_layer.weight.requires_grad_(False)
+        if ref.is_meta:      # the same draws, kept on the CPU until materialised (poet_meta; distributed.pretrained)
+            self.meta_draws = draw_on_meta(raw, init, (n, m), generator)
+            return
+        w0 = self._initial_weight(init, generator)          # from the detached weight: no autograd
         self.draw_permutations(generator)
         self._store_permuted(w0)
 
@@ -174,7 +174,7 @@ class POETLinear(AdaptedLayer):
         if init == "normalized_gaussian":       # paper default (Table 5): Gaussian rows, each scaled to unit norm
             w = torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w)
         if init in ("normalized_gaussian", "normalize"):   # "normalize": released code, rows of the given weight
-            w = w / w.float().norm(dim=1, keepdim=True).clamp_min(1e-12).to(w.dtype)
+            w = normalize_rows(w)
         return w.clone()
 
     def draw_permutations(self, generator) -> None:

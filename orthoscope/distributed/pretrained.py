@@ -21,6 +21,10 @@ path gains ``.base_layer``). An adapter's own parameters (``oft_q``, ``lora_A``,
 get their init (``init_adapter``). A key the model needs but the files lack, a key the files hold but the model has
 no place for, and a shape that differs are each a ``PretrainedError`` naming the file and the key.
 
+**POET** attached on meta keeps its draws (permutations, probe vector, the Gaussian W₀'s generator state) on the
+CPU; its buffers are filled from them and each rank's rows of its pre-permuted base weight are computed from the rows
+of W₀ they come from (``pretrained_poet``: scattered rows, read as contiguous runs).
+
 Buffers are not sharded and not in a Llama checkpoint (the rotary ``inv_freq`` is computed from the config): a
 module holding buffers but no parameters of its own is rebuilt from its ``config`` on the target device.
 """
@@ -36,6 +40,7 @@ import torch
 from torch import nn
 
 from ..models.llama import MetaInit
+from .pretrained_poet import finish as finish_poet, poet_problem, poet_rows_from_file, poet_rows_from_full, poet_weights
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -120,17 +125,26 @@ def materialize(model: nn.Module, device) -> LoadReport:
     _rebuild_buffers(model, device)
     keys = hf_keys(model, plan.prefix)
     report = LoadReport()
+    poet = poet_weights(model)
     with torch.no_grad():
         if plan.pretrained is not None:
-            _load(model, keys, plan.pretrained, report)
+            _load(model, keys, plan.pretrained, report, poet)
         else:
             for name, p in model.named_parameters():
                 if name in keys:
-                    _fill_rows(p, lambda lo, hi, n=name: _random_rows(model, n, keys[n], plan.seed, p, lo, hi))
+                    _fill_rows(p, _random_fill(model, name, keys[name], plan.seed, p, poet.get(name)))
         for name, p in model.named_parameters():
             if name not in keys:
                 init_adapter(model, name, p, plan.seed)
+    finish_poet(model)
     return report
+
+
+def _random_fill(model: nn.Module, name: str, key: str, seed: int, p: torch.Tensor, poet_layer):
+    """``rows_of(lo, hi)`` of a random init: the parameter's own rows, or a POET base weight's rows of ``W_s``."""
+    if poet_layer is None:
+        return lambda lo, hi: _random_rows(model, name, key, seed, p, lo, hi)
+    return poet_rows_from_full(poet_layer, lambda: _random_rows(model, name, key, seed, p, 0, p.shape[0]), p.dtype)
 
 
 def _tied_parameters(model: nn.Module) -> list[list[tuple[str, str]]]:
@@ -235,7 +249,7 @@ def _by_file(keys: dict[str, str], files: dict[str, Path]) -> dict[Path, list[st
     return dict(sorted(out.items()))
 
 
-def _load(model: nn.Module, keys: dict[str, str], directory: str, report: LoadReport) -> None:
+def _load(model: nn.Module, keys: dict[str, str], directory: str, report: LoadReport, poet: dict) -> None:
     from safetensors import safe_open
 
     files = _checked_files(model, keys, directory)
@@ -243,16 +257,21 @@ def _load(model: nn.Module, keys: dict[str, str], directory: str, report: LoadRe
     for path, names in _by_file(keys, files).items():
         with safe_open(str(path), framework="pt") as f:
             for name in names:
-                _load_one(f, keys[name], params[name], report)
+                _load_one(f, keys[name], params[name], report, poet.get(name))
 
 
-def _load_one(f, key: str, p: torch.Tensor, report: LoadReport) -> None:
-    """This rank's rows of tensor ``key`` of the open file ``f`` into ``p`` (only those bytes are read)."""
+def _load_one(f, key: str, p: torch.Tensor, report: LoadReport, poet_layer=None) -> None:
+    """This rank's rows of tensor ``key`` of the open file ``f`` into ``p`` (only those bytes are read); for a POET
+    base weight, its rows of ``W_s`` (``pretrained_poet``; not read at all under POET's Gaussian init)."""
     piece = f.get_slice(key)
     shape = list(piece.get_shape())
     itemsize = _itemsize(piece.get_dtype())
-    report.bytes_total += math.prod(shape) * itemsize
-    report.tensors += 1
+    if poet_layer is None or poet_layer.meta_draws.init != "normalized_gaussian":    # that init never reads W₀
+        report.bytes_total += math.prod(shape) * itemsize
+        report.tensors += 1
+    if poet_layer is not None:
+        _fill_rows(p, poet_rows_from_file(poet_layer, piece, itemsize, report, p.dtype))
+        return
 
     def rows(lo: int, hi: int) -> torch.Tensor:
         value = piece[lo:hi] if shape else piece[:]
@@ -309,12 +328,14 @@ def init_adapter(model: nn.Module, name: str, p: torch.Tensor, seed: int) -> Non
     stand-ins; rotation adapters (OFT: ``RotationMixin``) start at R = I, skew parameters 0."""
     from ..adapters.core import AdaptedLayer
     from ..adapters.oft import RotationMixin
+    from ..adapters.poet import POETLinear
 
     owner_path, _, attr = name.rpartition(".")
     owner = model.get_submodule(owner_path)
     if not isinstance(owner, AdaptedLayer):
         raise PretrainedError(f"meta init: parameter {name!r} is neither a base-model parameter nor an adapter's")
-    if isinstance(owner, RotationMixin) and attr == owner.prefix + "q":
+    rotation = isinstance(owner, RotationMixin) and attr == owner.prefix + "q"
+    if rotation or (isinstance(owner, POETLinear) and attr in ("poet_q_in", "poet_q_out")):    # skews 0: R = I
         _fill_rows(p, lambda lo, hi: torch.zeros(hi - lo, *p.shape[1:]))
         return
     reset = getattr(type(owner), "reset_parameters", None)
@@ -328,12 +349,18 @@ def init_adapter(model: nn.Module, name: str, p: torch.Tensor, seed: int) -> Non
 
 def _check_adapters(model: nn.Module) -> None:
     """Every adapter on the model can get its init back after meta-device construction (``init_adapter``): one whose
-    construction reads or rewrites the base weight, or draws buffers (POET: permutations, a re-initialised and
-    permuted base weight), cannot, and is refused before anything is allocated."""
+    construction reads or rewrites the base weight, or draws buffers, cannot, and is refused before anything is
+    allocated — except POET, which keeps its draws for this (``pretrained_poet``; a quantized base is refused)."""
     from ..adapters.core import AdaptedLayer
     from ..adapters.oft import RotationMixin
+    from ..adapters.poet import POETLinear
 
     for path, layer in model.named_modules():
+        if isinstance(layer, POETLinear):
+            problem = poet_problem(path, layer)
+            if problem:
+                raise PretrainedError(problem)
+            continue
         if not isinstance(layer, AdaptedLayer):
             continue
         buffers = [k for k, b in layer.named_buffers() if b is not None]     # its own, and a quantized base's
@@ -342,7 +369,7 @@ def _check_adapters(model: nn.Module) -> None:
             raise PretrainedError(
                 f"meta init: adapter {type(layer).__name__} at {path!r} cannot be built on the meta device (its "
                 "construction " + (f"draws buffers {buffers}" if buffers else "has no init to re-run") +
-                "); supported there: LoRA, SoRA and OFT. Build the model "
+                "); supported there: LoRA, SoRA, OFT and POET. Build the model "
                 "without init_device: meta / pretrained for this method")
 
 
@@ -366,10 +393,17 @@ def _reset_on_cpu(owner: nn.Module, attr: str, seed: int, name: str) -> torch.Te
 
 def _rebuild_buffers(model: nn.Module, device: torch.device) -> None:
     """Buffers after ``to_empty`` hold garbage: a module with buffers and no parameters of its own (a rotary
-    embedding) is rebuilt from its ``config`` on ``device`` and its buffers copied; any other buffer is an error."""
+    embedding) is rebuilt from its ``config`` on ``device`` and its buffers copied; a POET layer's are filled from
+    its draws (``poet_meta.fill_buffers``); any other buffer is an error."""
+    from ..adapters.poet_meta import fill_buffers
+
+    poet = {id(layer) for layer in poet_weights(model).values()}
     for path, module in model.named_modules():
         own = {k: b for k, b in module.named_buffers(recurse=False) if b is not None}
         if not own:
+            continue
+        if id(module) in poet:
+            fill_buffers(module, device)
             continue
         if any(True for _ in module.parameters(recurse=False)) or not hasattr(module, "config"):
             raise PretrainedError(f"meta init: module {path!r} ({type(module).__name__}) holds buffers "

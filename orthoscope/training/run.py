@@ -260,10 +260,10 @@ class Run:
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
     def _attach(self, model: nn.Module) -> nn.Module:
-        """``method.attach(model)``. A method whose attach computes with the weights' values (POET permutes and
-        re-initialises them) cannot attach on the meta device: in one process and under DDP, where the model is
-        whole anyway, it is materialised first; under FSDP2 that would put the whole model on every rank, so it
-        is refused with a message that says so."""
+        """``method.attach(model)``. A method whose attach computes with the weights' values (POET no longer: it
+        keeps its draws for ``materialize``) cannot attach on the meta device: in one process and under DDP, where
+        the model is whole anyway, it is materialised first; under FSDP2 that would put the whole model on every
+        rank, so it is refused with a message that says so."""
         from ..distributed import pretrained
 
         try:
