@@ -70,10 +70,15 @@ class CompositeSquares:
         return len(self.scales)
 
 
-def make_model(k: int, width: int, seed: int = 0) -> nn.Sequential:
-    """``k → width → k`` with SiLU, float64."""
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}
+
+
+def make_model(k: int, width: int, seed: int = 0, activation: str = "silu") -> nn.Sequential:
+    """``k → width → k`` with a SiLU or ReLU hidden layer, float64."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(k, width), nn.SiLU(), nn.Linear(width, k)).double()
+    return nn.Sequential(nn.Linear(k, width), ACTIVATIONS[activation](), nn.Linear(width, k)).double()
 
 
 @torch.no_grad()
@@ -87,12 +92,12 @@ def _cosine(lr: float, step: int, steps: int, min_ratio: float) -> float:
 
 
 def train(task: CompositeSquares, *, width: int = 64, alpha: float = 1e-4, steps: int = 4000, lr: float = 1e-2,
-          min_ratio: float = 1e-3, seed: int = 0) -> nn.Sequential:
+          min_ratio: float = 1e-3, seed: int = 0, activation: str = "silu") -> nn.Sequential:
     """Full-batch Adam on the mean subtask MSE with a cosine lr decay from ``lr`` to ``min_ratio·lr``; after every
     step the L1 proximal step with threshold ``lr_t · alpha`` on both weight matrices."""
     check_positive("steps", steps)
     check_positive("alpha", alpha, allow_zero=True)
-    model = make_model(task.k, width, seed)
+    model = make_model(task.k, width, seed, activation)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     weights = [model[0].weight, model[2].weight]
     for step in range(steps):
