@@ -16,7 +16,8 @@ other). Everything else here is our reconstruction, stated where it is chosen:
   set of the same size;
 * **parallel composite** — subtask k maps ``x_k`` to ``y_k = s_k x_k²`` (``scales`` s_k make the subtasks unequal),
   all from one shared hidden layer ``k → width → k``; the loss is the mean of the subtask MSEs;
-* **model** — SiLU hidden layer (a smooth activation, as the lottery-ticket paper of the same group used for x²);
+* **model** — SiLU hidden layer (a smooth activation, as the lottery-ticket paper of the same group used for x²), or
+  ReLU (``activation="relu"``: the second try, below);
 * **sparsity** — ``α Σ |W|`` over both weight matrices (L1, biases free), applied by a proximal soft-threshold after
   every Adam step, so unused weights become exactly 0 (a plain L1 subgradient leaves them hovering at the step
   size);
@@ -30,6 +31,13 @@ steps subtask 1 (y = x²) sits at 1.6–3.4e-5 test MSE for every allocation fro
 (REPRODUCTIONS.md) — two or three SiLU neurons already fit x² to the optimizer's floor, so the penalized runs' loss
 is the L1 shrinkage's bias (set by α), not a capacity limit, and the loss-vs-neurons slope only traces how α sets
 both. Under this reconstruction ``ℓ ∝ 1/N`` has no mechanism to show; the paper's toy (not recovered) must differ.
+
+**Second try, ReLU** (2026-12-07): a ReLU net cannot fit x² with a few neurons (its error falls with the number of
+kinks), so the count can limit the loss. It does — on x² alone the penalized runs and the retrained control agree —
+but the slope is ≈ −1.6, not −1; the composite (shared 2-64-2 layer) trains to a ≈ 3e-5 floor above ~20 neurons,
+slope ≈ −0.7, allocation share drifting (numbers: REPRODUCTIONS.md). So neither activation reproduces the paper
+here. Where 1/N does hold — a 1/N-scaled layer of *independent* neurons (the Monte-Carlo error of a mean) — is in
+``resource_meanfield`` (our construction of the mechanism, not the paper's experiment).
 """
 from __future__ import annotations
 
