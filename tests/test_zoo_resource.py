@@ -116,3 +116,12 @@ def test_trained_mean_field_layer_learns():
     before = MF.train_mean_field(16, steps=1, lr=1e-12)
     after = MF.train_mean_field(16, steps=200)
     assert after < 0.1 * before
+
+
+def test_v_is_the_quadrature_of_the_neuron_variance():
+    from orthoscope.zoo import resource_meanfield as MF
+
+    # Var_t φ(x; t) by quadrature over a fine grid of knots (t ~ U[−1, 1]), averaged over x: the derived 32/15
+    x, t = MF.eval_grid(401), MF.eval_grid(4001)
+    phi = 1 - 2 * (x[:, None] + 1) + 4 * torch.relu(x[:, None] - t[None, :])      # [x, t]
+    assert float(phi.var(1, unbiased=False).mean()) == pytest.approx(MF.V_UNIT, rel=1e-3)
