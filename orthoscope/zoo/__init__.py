@@ -16,13 +16,14 @@ One module per toy, imported on first use (``orthoscope.zoo.superposition`` etc.
 * ``precision``         — precision ML: float64, BFGS, low-curvature-subspace steps, boosting; KAN vs MLP.
 * ``compression``       — grokking as compression: the linear mapping number (LMN) during the compression phase.
 * ``resource``          — the resource model: loss ∝ 1/(neurons allocated) in composite tasks.
+* ``resource_meanfield`` — the 1/N mechanism: Monte-Carlo error of a 1/N-scaled layer; its trained counterpart.
 * ``reproduce``         — the registry behind ``python -m orthoscope reproduce NAME``.
 """
 import importlib
 
 TOYS = ("omnigrok", "effective_theory", "clock_pizza", "superposition", "sparse_parity", "time_scaling", "lottery",
         "harmonic", "precision", "compression", "resource", "reproduce", "common", "edge_of_stability",
-        "thermodynamics")
+        "thermodynamics", "resource_meanfield")
 
 
 def __getattr__(name):

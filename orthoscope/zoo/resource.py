@@ -16,7 +16,8 @@ other). Everything else here is our reconstruction, stated where it is chosen:
   set of the same size;
 * **parallel composite** — subtask k maps ``x_k`` to ``y_k = s_k x_k²`` (``scales`` s_k make the subtasks unequal),
   all from one shared hidden layer ``k → width → k``; the loss is the mean of the subtask MSEs;
-* **model** — SiLU hidden layer (a smooth activation, as the lottery-ticket paper of the same group used for x²);
+* **model** — SiLU hidden layer (a smooth activation, as the lottery-ticket paper of the same group used for x²), or
+  ReLU (``activation="relu"``: the second try, below);
 * **sparsity** — ``α Σ |W|`` over both weight matrices (L1, biases free), applied by a proximal soft-threshold after
   every Adam step, so unused weights become exactly 0 (a plain L1 subgradient leaves them hovering at the step
   size);
@@ -30,6 +31,13 @@ steps subtask 1 (y = x²) sits at 1.6–3.4e-5 test MSE for every allocation fro
 (REPRODUCTIONS.md) — two or three SiLU neurons already fit x² to the optimizer's floor, so the penalized runs' loss
 is the L1 shrinkage's bias (set by α), not a capacity limit, and the loss-vs-neurons slope only traces how α sets
 both. Under this reconstruction ``ℓ ∝ 1/N`` has no mechanism to show; the paper's toy (not recovered) must differ.
+
+**Second try, ReLU** (2026-12-07): a ReLU net cannot fit x² with a few neurons (its error falls with the number of
+kinks), so the count can limit the loss. It does — on x² alone the penalized runs and the retrained control agree —
+but the slope is ≈ −1.6, not −1; the composite (shared 2-64-2 layer) trains to a ≈ 3e-5 floor above ~20 neurons,
+slope ≈ −0.7, allocation share drifting (numbers: REPRODUCTIONS.md). So neither activation reproduces the paper
+here. Where 1/N does hold — a 1/N-scaled layer of *independent* neurons (the Monte-Carlo error of a mean) — is in
+``resource_meanfield`` (our construction of the mechanism, not the paper's experiment).
 """
 from __future__ import annotations
 
@@ -70,10 +78,15 @@ class CompositeSquares:
         return len(self.scales)
 
 
-def make_model(k: int, width: int, seed: int = 0) -> nn.Sequential:
-    """``k → width → k`` with SiLU, float64."""
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}
+
+
+def make_model(k: int, width: int, seed: int = 0, activation: str = "silu") -> nn.Sequential:
+    """``k → width → k`` with a SiLU or ReLU hidden layer, float64."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(k, width), nn.SiLU(), nn.Linear(width, k)).double()
+    return nn.Sequential(nn.Linear(k, width), ACTIVATIONS[activation](), nn.Linear(width, k)).double()
 
 
 @torch.no_grad()
@@ -87,12 +100,12 @@ def _cosine(lr: float, step: int, steps: int, min_ratio: float) -> float:
 
 
 def train(task: CompositeSquares, *, width: int = 64, alpha: float = 1e-4, steps: int = 4000, lr: float = 1e-2,
-          min_ratio: float = 1e-3, seed: int = 0) -> nn.Sequential:
+          min_ratio: float = 1e-3, seed: int = 0, activation: str = "silu") -> nn.Sequential:
     """Full-batch Adam on the mean subtask MSE with a cosine lr decay from ``lr`` to ``min_ratio·lr``; after every
     step the L1 proximal step with threshold ``lr_t · alpha`` on both weight matrices."""
     check_positive("steps", steps)
     check_positive("alpha", alpha, allow_zero=True)
-    model = make_model(task.k, width, seed)
+    model = make_model(task.k, width, seed, activation)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     weights = [model[0].weight, model[2].weight]
     for step in range(steps):
