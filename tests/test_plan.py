@@ -91,21 +91,9 @@ def measured_at_2(tmp_path_factory):
     with the plan (the launches show that the measurement does not depend on the ranks' timing)."""
     peaks: dict[str, list[int]] = {}
     for _ in range(LAUNCHES):
-        for name, values in launch_once_more_on_abort(tmp_path_factory.mktemp("plan") / "peaks.json").items():
+        for name, values in launch(tmp_path_factory.mktemp("plan") / "peaks.json").items():
             peaks.setdefault(name, []).extend(values)
     return peaks
-
-
-def launch_once_more_on_abort(out: Path) -> dict:
-    """``launch``, tried a second time when a rank aborted ("terminate called without an active exception", seen
-    once in ~10 launches on the busy CPU machine, in gloo's threads — not a memory question); any other failure, or
-    a second abort, fails the test."""
-    try:
-        return launch(out)
-    except AssertionError as e:
-        if "terminate called without an active exception" not in str(e):
-            raise
-        return launch(out)
 
 
 def launch(out: Path) -> dict:
