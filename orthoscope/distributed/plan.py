@@ -12,7 +12,8 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
   final norm and the head (``sharding.sharding_units``), each resharded after its forward; prefetch of one block in
   forward and backward. N = 1 is one process: no FSDP2, the whole model resident.
 * *gradients* of the trainable parameters, sharded 1/N, plus under FSDP2 one block's unsharded gradients before
-  their reduce-scatter.
+  their reduce-scatter, and in a block's backward the previous unit's reduce-scatter input and the next unit's
+  prefetched all-gather buffer (``_fsdp_backward_items``).
 * *optimizer state*: ``torch.optim.AdamW`` 2× the trainable parameters (POET, OFT, LoRA, AdamW); Muon a momentum
   per hidden matrix on its owner (owners balanced by size: the largest rank's share) + AdamW 2× the rest; Pion the
   Lie-algebra moments ``in² + out²`` per matrix (``momentum="lie"``; ×2 with ``second_moment``; the matrix size with
@@ -33,7 +34,7 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
 **Phases.** forward (end of forward: all activations and the log-softmax live), backward (its start: plus the loss
 gradients), optimizer step, merge (POET, on merge steps), checkpoint save. The peak is the largest phase.
 Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 % at N = 1
-and 2 except AdamW at N = 2 in launches with early buffer frees (+13 %, docs/distributed.md "Memory plan").
+and 2 (docs/distributed.md "Memory plan").
 """
 from __future__ import annotations
 
