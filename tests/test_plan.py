@@ -88,7 +88,7 @@ LAUNCHES = 3
 @pytest.fixture(scope="module")
 def measured_at_2(tmp_path_factory):
     """``{method: [peaks of both ranks over LAUNCHES torchrun launches of tests/plan_worker.py]}``: each is compared
-    with the plan (the launches show that the measurement does not depend on the ranks' timing)."""
+    with the plan."""
     peaks: dict[str, list[int]] = {}
     for _ in range(LAUNCHES):
         for name, values in launch(tmp_path_factory.mktemp("plan") / "peaks.json").items():
@@ -120,9 +120,9 @@ def launch(out: Path) -> dict:
 @pytest.mark.parametrize("name", METHODS)
 def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     """Per-block FSDP2 at N = 2 (tests/plan_worker.py): the predicted per-rank peak within 10 % of the measured peak
-    of every rank in every launch. The measured peaks are the same in every launch: ``LiveBytes`` leaves out gloo's
-    own copy of the reduce-scatter input, whose free (by the calling thread or gloo's worker thread) made AdamW's
-    peak one block higher or lower from launch to launch (orthoscope/distributed/live_bytes.py)."""
+    of every rank in every launch. ``LiveBytes`` leaves out gloo's own copy of the reduce-scatter input, whose free
+    (by the calling thread or gloo's worker thread) made AdamW's peak one block higher or lower from launch to launch
+    (orthoscope/distributed/live_bytes.py); the plan counts what FSDP2 itself holds in a block's backward."""
     from orthoscope.distributed.plan import memory_plan
     from orthoscope.recipes.llm import llama_config, llm_method
     from orthoscope.tasks.tinylang import TinyLang
