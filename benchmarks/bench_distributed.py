@@ -245,8 +245,8 @@ def gain_worker(methods: list[str], batch: int, steps: int, repeats: int, out: s
     rows = [step_time(m, mode, batch, steps, repeats) for m in methods for mode in modes]
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(rows))
-    dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                      # barrier, destroy the group, os._exit(0): see its docstring
 
 
 def gain_table(args, methods: list[str]) -> None:
@@ -281,8 +281,8 @@ def probe_worker(modes: list[str], steps: int, repeats: int, out: str) -> None:
     rows = [probe_cost(mode, steps, repeats) for mode in modes]
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(rows))
-    dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                      # barrier, destroy the group, os._exit(0): see its docstring
 
 
 def worker(methods: list[str], out: str) -> None:
@@ -295,8 +295,8 @@ def worker(methods: list[str], out: str) -> None:
     rows = [measure(m, mode, counter) for m in methods for mode in MODES]
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(rows))
-    dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                      # barrier, destroy the group, os._exit(0): see its docstring
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------

@@ -281,8 +281,8 @@ def fsdp_worker(rows_path: str, dry: bool) -> None:
     if rank == 0:
         Path(rows_path).write_text(json.dumps({"world_size": world, "size": size, "seq": seq,
                                                "batch_per_rank": per_rank, "rows": rows}))
-    dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                      # barrier, destroy the group, os._exit(0): see its docstring
 
 
 def time_steps(run, warmup: int, steps: int, tokens_per_step: int, cuda: bool) -> dict:

@@ -43,8 +43,8 @@ def main(out: Path) -> int:
         save_file({k: v.detach().contiguous() for k, v in run.model.state_dict().items()}, out / "ddp.safetensors")
         (out / "ddp.json").write_text(json.dumps({"loss": run.history["loss/batch"].values,
                                                   "task": run.task.state_dict(run.generator)}))
-    dist.destroy_process_group()
-    return 0
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -133,8 +133,8 @@ def main(spec_path: str, out_dir: str) -> None:
                   f"{out_dir}/{case['name']}.rank{rank}.safetensors")
         if rank == 0:
             save_file({k: v.contiguous() for k, v in result.items()}, f"{out_dir}/{case['name']}.safetensors")
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -63,8 +63,8 @@ def main(spec_path: str, out_dir: str) -> None:
         result = outcome(run)
         if run.dist.is_main:
             save_file(result, f"{out_dir}/{case['name']}.safetensors")
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ def main(spec_path: str, out_dir: str) -> None:
     init_process_group("gloo")                         # the runs join it (Run's setup finds it initialized)
     for case in json.loads(open(spec_path).read()):
         run_case(case, out_dir)
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def main(out: str, methods: list[str]) -> None:
         peaks[name] = gathered
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(peaks))
-    dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -139,8 +139,8 @@ def main(hf_dir: str, out: str) -> None:
                                                          "poet_bytes_total": poet_report.bytes_total}))
     if rank == 0:
         save_file({k: v.contiguous() for k, v in results.items()}, str(Path(out, "results.safetensors")))
-    dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def main(out: Path) -> None:
                 message = str(e)
             (out / f"{mode}.rank1.txt").write_text(message)
         dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

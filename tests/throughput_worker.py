@@ -57,7 +57,8 @@ def main(out: Path) -> None:
             (out / f"{mode}.json").write_text(json.dumps({"series": series, "world": run.dist.world,
                                                           "flops_per_step": run.throughput.flops_per_step}))
         dist.barrier()
-    dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                     # barrier, destroy the group, os._exit(0): see its docstring
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ only then starts torchrun on this machine (``orthoscope.config.launch``); ``--ch
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -160,15 +159,6 @@ def main(argv: list[str]) -> int:
     if run.dist is None or run.dist.is_main:
         print(f"{run_dir}: step {run.step_count}, loss {run.last_loss}")
     if run.dist is not None:
-        import torch.distributed as dist
-        dist.barrier()
-        dist.destroy_process_group()
-        # Leave without the interpreter's teardown. Measured (py-spy --native, tests/test_train_torchrun.py hung
-        # after the last step): freeing DDP's Reducer drops the last reference to the gloo process group, whose
-        # destructor joins gloo's worker thread while holding the GIL; that thread was destroying the barrier's
-        # work, which keeps the earlier all-reduces' tensors alive, and their Python objects need the GIL to be
-        # freed — a deadlock. Everything the run writes is on disk already (atomic, fsynced files).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        from ..distributed.seam import teardown
+        teardown(0)                                     # every file is written (atomic, fsynced): no finalization
     return 0

@@ -11,13 +11,22 @@ Why not ``torch.distributed._tools.mem_tracker.MemTracker`` itself: it registers
 of every module it meets and fails on a frozen one ("cannot register a hook on a tensor that doesn't require
 gradient"), i.e. on every adapter method (LoRA, OFT, POET); the counting rule here is the same (storage bytes, no
 allocator rounding on the CPU). What neither sees: memory allocated outside the dispatcher (gloo's own buffers).
+
+**Communication buffers are not counted** (as the plan does not count them): a storage first seen while a
+``torch.distributed`` collective runs (``distributed_c10d`` on the Python stack) is the backend's own, not an
+argument of the collective (those exist before the call). Measured: gloo's reduce-scatter (FSDP2's gradient
+reduction) copies its whole input into a storage of its own, which lives as long as gloo's ``Work`` — freed by the
+calling thread or by gloo's worker thread, whichever drops the work last, so a peak that counted it depended on
+thread scheduling (one block more or less at the next block's all-gather copy-out: tests/test_plan.py).
 """
 from __future__ import annotations
 
+import sys
 import weakref
 from functools import wraps
 
 import torch
+from torch.distributed import distributed_c10d
 from torch.distributed._tools.common_utils import get_untyped_storages
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -73,6 +82,8 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        if _inside_collective():                    # the backend's buffers (module docstring): not counted
+            return out
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor):
                 for st in get_untyped_storages(t):
@@ -101,3 +112,16 @@ class LiveBytes(TorchDispatchMode):
     def __exit__(self, *exc):
         torch.UntypedStorage.resize_ = self._resize
         return super().__exit__(*exc)
+
+
+_C10D = distributed_c10d.__file__
+
+
+def _inside_collective() -> bool:
+    """Whether a ``torch.distributed`` collective (a function of ``distributed_c10d``) is on the Python stack."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename == _C10D:
+            return True
+        frame = frame.f_back
+    return False

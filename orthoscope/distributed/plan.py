@@ -12,7 +12,8 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
   final norm and the head (``sharding.sharding_units``), each resharded after its forward; prefetch of one block in
   forward and backward. N = 1 is one process: no FSDP2, the whole model resident.
 * *gradients* of the trainable parameters, sharded 1/N, plus under FSDP2 one block's unsharded gradients before
-  their reduce-scatter.
+  their reduce-scatter, and in a block's backward the previous unit's reduce-scatter input and the next unit's
+  prefetched all-gather buffer (``_fsdp_backward_items``).
 * *optimizer state*: ``torch.optim.AdamW`` 2× the trainable parameters (POET, OFT, LoRA, AdamW); Muon a momentum
   per hidden matrix on its owner (owners balanced by size: the largest rank's share) + AdamW 2× the rest; Pion the
   Lie-algebra moments ``in² + out²`` per matrix (``momentum="lie"``; ×2 with ``second_moment``; the matrix size with
@@ -33,7 +34,7 @@ rounding or fragmentation, no CUDA context, no communication buffers of NCCL/glo
 **Phases.** forward (end of forward: all activations and the log-softmax live), backward (its start: plus the loss
 gradients), optimizer step, merge (POET, on merge steps), checkpoint save. The peak is the largest phase.
 Validated against measured peaks of real runs at tiny scale on the CPU (tests/test_plan.py), within 10 % at N = 1
-and 2 except AdamW at N = 2 in launches with early buffer frees (+13 %, docs/distributed.md "Memory plan").
+and 2 (docs/distributed.md "Memory plan").
 """
 from __future__ import annotations
 
@@ -234,17 +235,11 @@ def memory_plan(config, method, world_size: int, batch_size: int, seq_len: int, 
     plan.items += _state_items(entries, method, world_size)
     plan.items += _activation_items(config, entries, act_layer, tokens, checkpointing, autocast_dtype)
     plan.items += _transient_items(entries, method, world_size, device, plan)
-    _one_of(plan, "reduce-scatter input", "a layer's backward")
+    if world_size > 1:                              # a layer's backward is one moment of a block's backward there
+        layer = next(i for i in plan.items if i.name.startswith("a layer's backward"))
+        plan.items.remove(layer)
+        plan.items += _fsdp_backward_items([e for e in entries if not e.buffer], world_size, layer)
     return plan
-
-
-def _one_of(plan: MemoryPlan, first: str, second: str) -> None:
-    """Two items that never coexist (a block's reduce-scatter runs after its backward's intermediates are freed):
-    keep the larger, drop the other."""
-    a = next((i for i in plan.items if i.name.startswith(first)), None)
-    b = next((i for i in plan.items if i.name.startswith(second)), None)
-    if a is not None and b is not None:
-        plan.items.remove(a if a.bytes < b.bytes else b)
 
 
 ALL = PHASES
@@ -288,38 +283,78 @@ def unit_of(e: Entry):
 
 
 def _fsdp_items(params: list[Entry], trainable: list[Entry], world: int) -> list[Item]:
-    """FSDP2's unsharded copies, per-block units (``sharding.shard_per_block``, measured on the CPU with gloo,
-    tests/plan_worker.py): unsharding a unit all-gathers into one flat buffer (N × the padded shard) and copies out
-    into the unsharded parameters, and the flat buffer stays alive until the next unit's all-gather — so each unit
-    in flight costs two full copies. Every unit reshards after its forward, the embeddings, final norm and head
-    included (each its own unit). Forward: at a block's all-gather the old buffer, the new one and the unsharded
-    block coexist (three copies; the one-block forward prefetch overlaps on CUDA, on the CPU gloo's synchronous
-    collectives serialise it); the head is gathered (two copies) for the logits. Backward starts by gathering the
-    head again (two copies) and making its gradients; a block costs its two copies plus its unsharded gradients,
-    then their reduce-scatter input (after the layer's backward has freed its intermediates: the larger of the two
-    counts)."""
-    def padded(entries: list[Entry]) -> int:
-        return sum(e.shard_bytes(world) * world for e in entries)
-
-    units = {unit_of(e) for e in params}
-    size = {u: padded([e for e in params if unit_of(e) == u]) for u in units}
-    indices = [u for u in units if isinstance(u, int)]
-    block = max(size[b] for b in indices)
-    block_grads = max(padded([e for e in trainable if e.block == b]) for b in indices)
-    head_unit = next((u for u in size if isinstance(u, str) and u.rsplit(".", 1)[-1] == "lm_head"), None)
-    head, head_grads = size.get(head_unit, 0), padded([e for e in trainable if unit_of(e) == head_unit])
+    """FSDP2's unsharded copies in forward and at the start of backward, per-block units
+    (``sharding.shard_per_block``, measured on the CPU with gloo, tests/plan_worker.py): unsharding a unit
+    all-gathers into one flat buffer (N × the padded shard) and copies out into the unsharded parameters. Every unit
+    reshards after its forward, the embeddings, final norm and head included (each its own unit). Forward: at a
+    block's all-gather the old buffer, the new one and the unsharded block coexist (three copies; the one-block
+    forward prefetch overlaps on CUDA, on the CPU gloo's synchronous collectives serialise it); the head is gathered
+    (two copies) for the logits. Backward starts by gathering the head again (two copies) and making its gradients;
+    the blocks' backward: ``_fsdp_backward_items``."""
+    units = _unit_sizes(params, world)
+    block = max(size for u, size in units.items() if isinstance(u, int))
+    head_unit = _head_unit(units)
+    head = units.get(head_unit, 0)
+    head_grads = _padded([e for e in trainable if unit_of(e) == head_unit], world)
     return [Item("last block's all-gather: old buffer, new buffer, unsharded", 3 * block,
                  ("forward: last all-gather",), f"3 × {human(block)} (one block, padded)"),
             Item("head unit unsharded + its all-gather buffer", 2 * head, ("forward end", "backward start"),
                  "gathered for its forward (the logits made), again for its backward; counted with the log-softmax "
                  "too, an overcount of at most the smaller of the two"),
-            Item("head's unsharded gradients", head_grads, ("backward start",), "before their reduce-scatter"),
-            Item("a block in backward: 2 × block + its gradients", 2 * block + block_grads,
-                 ("backward: last block", "backward: first block"),
-                 "unsharded + its all-gather buffer; its unsharded gradients"),
-            Item("reduce-scatter input (or the layer's backward)", block_grads,
-                 ("backward: last block", "backward: first block"),
-                 "the padded flat gradients; the larger of this and the layer's backward counts")]
+            Item("head's unsharded gradients", head_grads, ("backward start",), "before their reduce-scatter")]
+
+
+def _padded(entries: list[Entry], world: int) -> int:
+    return sum(e.shard_bytes(world) * world for e in entries)
+
+
+def _unit_sizes(params: list[Entry], world: int) -> dict:
+    """Padded unsharded bytes of every ``fully_shard`` unit (``unit_of``)."""
+    units = {unit_of(e) for e in params}
+    return {u: _padded([e for e in params if unit_of(e) == u], world) for u in units}
+
+
+def _head_unit(units: dict):
+    return next((u for u in units if isinstance(u, str) and u.rsplit(".", 1)[-1] == "lm_head"), None)
+
+
+def _fsdp_backward_items(params: list[Entry], world: int, layer: Item) -> list[Item]:
+    """A block's backward under per-block FSDP2 with one unit of backward prefetch, as measured (LiveBytes over a
+    real step at N = 2, tests/test_plan.py): besides the block's unsharded parameters, two other units' buffers are
+    alive while it runs — the *next* unit's all-gather buffer (prefetched when this block's backward starts, copied
+    out when that unit's backward starts) and the *previous* unit's reduce-scatter input (FSDP2 keeps it in
+    ``reduce_scatter_states`` until this unit's post-backward reclaims it). So a block costs, at its worst moment,
+
+    * computing: unsharded + prefetched buffer + previous reduce-scatter input + its unsharded gradients + the
+      layer's backward working set (``layer``, measured on one decoder layer; an upper bound: the gradients are
+      complete only when the intermediates are gone), or
+    * reducing (after it resharded): prefetched buffer + its gradients + their reduce-scatter input (the previous
+      one reclaimed first);
+    * and at the copy-out of its own prefetched all-gather: that buffer + unsharded + the previous reduce-scatter
+      input.
+
+    The last block's previous unit is the head, the first block's next unit the embeddings; a middle block (three or
+    more blocks) has a block on both sides and is counted in the last block's phase (with every layer's saved
+    activations: an overcount by the layers after it)."""
+    trainable = [e for e in params if e.trainable]
+    units = _unit_sizes(params, world)
+    blocks = sorted(u for u in units if isinstance(u, int))
+    block = max(units[b] for b in blocks)
+    grads = max(_padded([e for e in trainable if e.block == b], world) for b in blocks)
+    head_grads = _padded([e for e in trainable if unit_of(e) == _head_unit(units)], world)
+    embed = max((size for u, size in units.items() if isinstance(u, str) and u != _head_unit(units)), default=0)
+
+    def worst(prefetched: int, previous: int) -> int:
+        return max(block + prefetched + previous + grads + layer.bytes,    # computing
+                   prefetched + 2 * grads,                                 # reducing
+                   2 * block + previous)                                   # its own copy-out
+    last = worst(block if len(blocks) > 1 else embed, grads if len(blocks) > 2 else head_grads)
+    first = worst(embed, grads if len(blocks) > 1 else head_grads)
+    note = ("unsharded + the next unit's prefetched all-gather buffer + the previous unit's reduce-scatter input + "
+            f"its gradients + {layer.name.removeprefix('a ')} ({human(layer.bytes)}), or the other moments "
+            "(_fsdp_backward_items)")
+    return [Item("a block in backward (last block; middle blocks)", last, ("backward: last block",), note),
+            Item("a block in backward (first block)", first, ("backward: first block",), note)]
 
 
 # ---- whole-matrix work on owners (distributed/matrices.py): the bucketed pipeline, simulated -------------------

@@ -111,6 +111,37 @@ def init_process_group(backend: str) -> None:
                             world_size=world)
 
 
+def teardown(code: int = 0):
+    """Leave a torchrun worker — the last call of every torchrun entry point (``orthoscope train``, the test workers,
+    the benchmarks): a barrier (every rank's collectives done), ``destroy_process_group``, output flushed, then the
+    process ends with ``os._exit(code)``, without the interpreter's finalization. Nothing runs after it (no
+    ``atexit`` handler, no ``finally``): what the program writes must be on disk before.
+
+    Why not an ordinary exit, measured (py-spy --native on ``orthoscope train`` under torchrun, DDP, gloo, which hung
+    after its last step): the gloo process group's destructor joins gloo's worker threads while holding the GIL.
+    A worker drops a finished ``Work`` only after ``wait()`` has returned (its run loop resets the work in progress
+    after running it); the hung worker was destroying the last barrier's work, which kept the throughput meter's
+    all-reduces and their tensors alive, tensors Python had already released — freeing them needs the GIL. When
+    the group's last reference goes first (DDP's Reducer freed in the interpreter's finalization, after which a
+    thread asking for the GIL waits forever), neither thread moves. No order of Python calls prevents it: dropping
+    the models and collecting garbage while the group is alive only moves the last reference into
+    ``destroy_process_group``, where the destructor holds the GIL the same way, and when a worker has dropped its
+    last work cannot be observed from Python. So the destructor must not run. The other face of the race: a worker
+    asking for the GIL once finalization has begun is ended by the interpreter inside gloo's C++ code, and the process
+    aborts ("terminate called without an active exception"; reproduced in 4 of 28 launches of a 2-rank DDP script
+    holding the GIL with ``sys.setswitchinterval(2)``, 0 of 20 when it ends here: docs/distributed.md)."""
+    import sys
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()               # flush log files (atexit would have)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 class Seam:
     """One run's view of the process group: rank, world size, device, mesh, and the few collectives a run needs."""
 
