@@ -91,6 +91,21 @@ def test_bfgs_stops_at_convergence_on_the_same_path():
         P.fit_bfgs(stop_net, data.x_train, data.y_train, patience=-1)
 
 
+def test_pipeline_passes_the_bfgs_stop_to_both_networks(monkeypatch):
+    calls = []
+    real = P.fit_bfgs
+
+    def spy(*args, **kw):
+        calls.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(P, "fit_bfgs", spy)
+    s = P.PrecisionSetting(equation="Z.001", n_train=50, n_test=50, width=4, bfgs_iter=30, lc_steps=1,
+                           adam_steps=5, adam_lrs=(1e-3,), bfgs_patience=7, bfgs_rtol=0.2)
+    P.run_precision(s)
+    assert [(c["patience"], c["rtol"], c["maxiter"]) for c in calls] == [(7, 0.2, 30)] * 2
+
+
 def test_pipeline_beats_adam_by_orders_of_magnitude_smoke():
     s = P.PrecisionSetting(equation="Z.001", n_train=200, n_test=500, width=8, bfgs_iter=400, lc_steps=2,
                            adam_steps=400, adam_lrs=(1e-3,))
