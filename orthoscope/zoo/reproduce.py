@@ -271,7 +271,6 @@ def _precision(smoke: bool) -> Outcome:
 
     s = PR.PrecisionSetting(**PRECISION_SMOKE) if smoke else PR.PrecisionSetting(**PRECISION)
     res = PR.run_precision(s)
-    adam = next(k for k in res.test_rmse if k.startswith("Adam"))
     final = res.test_rmse["+ boosting"]
     stages = "; ".join(f"{k}: {v:.2e}" for k, v in res.test_rmse.items())
     lrs = ", ".join(f"lr {lr:g}: {te:.2e}" for lr, (_, te) in res.adam_by_lr.items())

@@ -16,7 +16,8 @@ So the thermal (valley) loss is ∝ η and **independent of the valley's sharpne
 c²∫η dt). ``steady_valley_loss`` measures the first, ``schedule_run`` the second; ``orthoscope reproduce thermal``
 checks slope 1 ± 0.1 in η and ±10 % over a decade of a. The tiny-LM half (constant / WSD / 1/t decays on TinyLang,
 the loss drop at the decay ∝ η) is in ``thermal_lm`` and ``orthoscope reproduce thermal_lm``: that one is the paper's
-claim tested on our own tiny LM, with our own settings.
+claim tested on our own tiny LM, with our own settings (AdamW as the paper; SGD with momentum and AdamW's ε as our
+variants, REPRODUCTIONS.md thermal_lm note 5).
 
 The updates are ``torch.optim.SGD`` steps on hand-set gradients (one param group per (η, a) pair, so a whole sweep is
 one optimizer), and the schedules are ``torch.optim.lr_scheduler.LambdaLR`` factors (``schedule_factor``).
