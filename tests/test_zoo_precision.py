@@ -74,6 +74,38 @@ def test_boosted_prediction_adds_the_scaled_second_network():
         torch.testing.assert_close(P.Boosted(f1, f2, 8.0)(x), f1(x) + f2(x) / 8.0)
 
 
+def test_bfgs_stops_at_convergence_on_the_same_path():
+    data = P.EquationData("Z.001", n_train=100, n_test=10)
+    full_net, stop_net = P.tanh_mlp(1, 8, 2, seed=0), P.tanh_mlp(1, 8, 2, seed=0)
+    full = P.fit_bfgs(full_net, data.x_train, data.y_train, maxiter=150)
+    patience, rtol = 10, 0.5
+    stopped = P.fit_bfgs(stop_net, data.x_train, data.y_train, maxiter=150, patience=patience, rtol=rtol)
+    k = len(stopped) - 1                                     # iterations run; the last entry is the final model's MSE
+    assert patience < k < len(full) - 1
+    assert stopped[:k] == full[:k]                           # the same iterates until the stop
+    def stalled(h, i):
+        return h[i] > (1 - rtol) * h[i - patience]
+    assert stalled(stopped, k - 1) and not any(stalled(stopped, i) for i in range(patience, k - 1))
+    assert stopped[-1] == pytest.approx(stopped[k - 1], rel=1e-12)   # the model is left at the last iterate
+    with pytest.raises(ValueError, match="patience"):
+        P.fit_bfgs(stop_net, data.x_train, data.y_train, patience=-1)
+
+
+def test_pipeline_passes_the_bfgs_stop_to_both_networks(monkeypatch):
+    calls = []
+    real = P.fit_bfgs
+
+    def spy(*args, **kw):
+        calls.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(P, "fit_bfgs", spy)
+    s = P.PrecisionSetting(equation="Z.001", n_train=50, n_test=50, width=4, bfgs_iter=30, lc_steps=1,
+                           adam_steps=5, adam_lrs=(1e-3,), bfgs_patience=7, bfgs_rtol=0.2)
+    P.run_precision(s)
+    assert [(c["patience"], c["rtol"], c["maxiter"]) for c in calls] == [(7, 0.2, 30)] * 2
+
+
 def test_pipeline_beats_adam_by_orders_of_magnitude_smoke():
     s = P.PrecisionSetting(equation="Z.001", n_train=200, n_test=500, width=8, bfgs_iter=400, lc_steps=2,
                            adam_steps=400, adam_lrs=(1e-3,))

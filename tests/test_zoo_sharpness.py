@@ -107,6 +107,31 @@ def test_thermal_lm_equal_river_time_comparison():
         TH.thermal_lm([2e-3], stable=6, decay=8, window=12)
 
 
+def test_thermal_lm_builds_the_optimizer_it_is_asked_for(monkeypatch):
+    built = []
+
+    def spy(cls):
+        class Spy(cls):
+            def __init__(self, params, **kw):
+                super().__init__(params, **kw)
+                built.append((cls.__name__, kw))
+        return Spy
+
+    monkeypatch.setattr(torch.optim, "SGD", spy(torch.optim.SGD))
+    monkeypatch.setattr(torch.optim, "AdamW", spy(torch.optim.AdamW))
+    kw = dict(stable=2, decay=2, warmup=0, d_model=16, d_mlp=32, window_every=2)
+    (sgd,) = TH.thermal_lm([0.05], optimizer="sgd", momentum=0.9, **kw)
+    assert built[0][0] == "SGD" and built[0][1]["momentum"] == 0.9 and built[0][1]["lr"] == 0.05
+    assert all(v == v for v in sgd.final.values())
+    built.clear()
+    TH.thermal_lm([2e-3], eps=1e-4, **kw)
+    assert built[0][0] == "AdamW" and built[0][1]["eps"] == 1e-4
+    with pytest.raises(ValueError, match="momentum"):
+        TH.thermal_lm([2e-3], momentum=0.9, **kw)
+    with pytest.raises(ValueError, match="eps"):
+        TH.thermal_lm([2e-3], optimizer="sgd", eps=1e-3, **kw)
+
+
 # ---- the reproduce entries -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["edge_of_stability", "thermal", "thermal_lm"])
 def test_reproduce_entries_run_in_smoke_mode(name):

@@ -16,7 +16,8 @@ So the thermal (valley) loss is ∝ η and **independent of the valley's sharpne
 c²∫η dt). ``steady_valley_loss`` measures the first, ``schedule_run`` the second; ``orthoscope reproduce thermal``
 checks slope 1 ± 0.1 in η and ±10 % over a decade of a. The tiny-LM half (constant / WSD / 1/t decays on TinyLang,
 the loss drop at the decay ∝ η) is in ``thermal_lm`` and ``orthoscope reproduce thermal_lm``: that one is the paper's
-claim tested on our own tiny LM, with our own settings.
+claim tested on our own tiny LM, with our own settings (AdamW as the paper; SGD with momentum and AdamW's ε as our
+variants, REPRODUCTIONS.md thermal_lm note 5).
 
 The updates are ``torch.optim.SGD`` steps on hand-set gradients (one param group per (η, a) pair, so a whole sweep is
 one optimizer), and the schedules are ``torch.optim.lr_scheduler.LambdaLR`` factors (``schedule_factor``).
@@ -199,15 +200,16 @@ class DecayDrop:
 
 
 def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_model: int = 32, d_mlp: int = 128,
-               batch_size: int = 32, optimizer: str = "adamw", window: int = 0, window_every: int = 4,
-               seed: int = 0, progress: bool = False) -> list[DecayDrop]:
+               batch_size: int = 32, optimizer: str = "adamw", momentum: float = 0.0, eps: float = 1e-8,
+               window: int = 0, window_every: int = 4, seed: int = 0, progress: bool = False) -> list[DecayDrop]:
     """TinyLang with the tiny transformer and AdamW: for each lr, ``warmup`` + ``stable`` steps at that lr, then
     three branches of ``decay`` steps from the same state — constant η, WSD's linear decay to 0, and the 1/t decay —
     compared on the validation loss (the fixed ``val`` windows). With ``window`` > 0 the constant branch is read every
     ``window_every`` steps, its final value is the mean over its last ``window`` steps (one reading of a branch at
     temperature η fluctuates), and ``DecayDrop.thermal`` compares each decayed branch with the constant branch at
     equal river time. The paper's claim: the drop at the decay is the thermal loss, ∝ η. ``optimizer="sgd"`` trains
-    with plain SGD instead (the toy's optimizer)."""
+    with ``torch.optim.SGD`` instead (the toy's optimizer; heavy-ball ``momentum``), and ``eps`` is AdamW's ε (a
+    larger ε turns Adam's normalized steps into plain gradient steps in the directions whose gradient is ≪ ε)."""
     import copy
 
     from ..methods.base import SGD, AdamW
@@ -217,6 +219,10 @@ def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_
 
     if optimizer not in ("adamw", "sgd"):
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+    if optimizer == "adamw" and momentum:
+        raise ValueError(f"momentum ({momentum:g}) applies to optimizer='sgd' only (AdamW's β1 is fixed at 0.9)")
+    if optimizer == "sgd" and eps != 1e-8:
+        raise ValueError(f"eps ({eps:g}) is AdamW's ε; it does not apply to optimizer='sgd'")
     if not (0 <= window <= decay and window_every >= 1 and decay % window_every == 0):
         raise ValueError(f"need 0 ≤ window ({window}) ≤ decay ({decay}) and decay a multiple of window_every "
                          f"({window_every}) ≥ 1")
@@ -224,7 +230,7 @@ def thermal_lm(lrs, *, stable: int = 600, decay: int = 200, warmup: int = 50, d_
     for lr in lrs:
         check_positive("lr", lr)
         task = TinyLang(batch_size=batch_size)
-        method = AdamW(lr=lr, weight_decay=0.0) if optimizer == "adamw" else SGD(lr=lr)
+        method = AdamW(lr=lr, weight_decay=0.0, eps=eps) if optimizer == "adamw" else SGD(lr=lr, momentum=momentum)
         run = Run(tiny_lm(task, d_model=d_model, d_mlp=d_mlp, seed=seed), task, method,
                   probes=[], seed=seed, name=f"lr {lr:g}")
         if warmup:
