@@ -1,0 +1,174 @@
+"""Every notebooks/*.ipynb in a real browser, Run All twice (issue 27): one JupyterLab server and one headless
+Chromium page for all of them, in smoke mode. For each notebook: open it, Run All, and check that no cell raised,
+that every image (``<img>`` outputs and every frame of an animation player) and every ipympl canvas has drawn pixels,
+and that every figure fits its output column at 1280 and at 900 px; then Run All a second time in the same kernel
+and check pixels and widths again (notebook 01's side-by-side animation was blank after Run All while it raced the
+Dashboard's redraws above it). Notebook 01 also: at 900 px its six-run Dashboard's controls and spectrum panel are on
+one screen. Each notebook's kernel is shut down before the next one opens. Prints each notebook's Run All times.
+
+The course notebooks (notebooks/course) are covered by tests/test_browser_course.py. Same machinery as
+tests/test_browser.py (JupyterLab on 127.0.0.1, Debian Chromium, Playwright; never ``playwright install``).
+"""
+import json
+import os
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_browser import (BLANK_IMAGES, CANVAS_PIXELS, CELL_TIMEOUT_MS, CHROMIUM, FIGURE_WIDTHS, KERNEL_EVAL,
+                          KERNEL_IDLE, lab_page)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+WIDTHS = (1280, 900)
+HEIGHT = 1000
+RUN_ALL_TIMEOUT_MS = 600_000          # one Run All of one notebook, in smoke mode, on a loaded machine
+
+RUN_ALL = """async () => {
+    const app = window.jupyterapp, panel = app.shell.currentWidget;
+    await app.commands.execute('notebook:run-all-cells');
+    return panel.content.widgets.filter(c => c.model.type === 'code')
+        .flatMap(c => c.model.outputs.toJSON().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue));
+}"""
+
+# Run All resolves when the kernel has answered the last cell: wait until every code cell also shows it ran.
+ALL_EXECUTED = """() => window.jupyterapp.shell.currentWidget.content.widgets
+    .filter(c => c.model.type === 'code' && c.model.sharedModel.getSource().trim())
+    .every(c => c.model.executionCount !== null && !c.node.classList.contains('jp-mod-running'))"""
+
+# Close the notebook without asking (its outputs are not saved) after shutting its kernel down (memory: the next
+# notebook's kernel must not share the machine with this one's).
+CLOSE_NOTEBOOK = """async () => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    await panel.sessionContext.shutdown();
+    panel.context.model.dirty = false;
+    panel.dispose();
+}"""
+
+# Every figure fits its column (the ipympl canvases are refitted by the kernel a moment after the column changes).
+ALL_FIT = f"() => ({FIGURE_WIDTHS})(null).every(f => f.right <= f.colRight + 1 && f.left >= f.colLeft - 1)"
+
+# The six-run Dashboard's first row of controls and its canvas, in page pixels.
+DASHBOARD_BOXES = """() => { const d = document.querySelector('.orthoscope-dashboard');
+    const row = d.querySelector('.widget-hbox').getBoundingClientRect(), c = d.querySelector('canvas');
+    const box = c.getBoundingClientRect();
+    return {controlsTop: row.top, canvasTop: box.top, canvasHeight: box.height}; }"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab serving a copy of notebooks/ (with the data the notebooks read beside it) and one page."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    tmp = tmp_path_factory.mktemp("browser-notebooks")
+    root, work = tmp / "root", tmp / "work"
+    (root / "notebooks").mkdir(parents=True)
+    work.mkdir()
+    for path in NOTEBOOKS:
+        shutil.copy(path, root / "notebooks" / path.name)
+    data = NOTEBOOK_DIR.parent / "data"
+    if data.is_dir():
+        (root / "data").symlink_to(data)
+    times = {}
+    with lab_page(root, work, tmp, width=WIDTHS[0], height=HEIGHT) as (page, url):
+        yield page, url, times
+    print("\nbrowser Run All times (s), smoke mode:")
+    print(f"{'notebook':<44} {'open':>6} {'run 1':>7} {'run 2':>7} {'total':>7}")
+    for name, t in times.items():
+        print(f"{name:<44} {t['open']:6.1f} {t['run 1']:7.1f} {t['run 2']:7.1f} {t['total']:7.1f}")
+    print(f"{'all':<44} {'':6} {'':7} {'':7} {sum(t['total'] for t in times.values()):7.1f}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_run_all_twice_draws_and_fits(lab, path):
+    page, url, times = lab
+    t0 = time.monotonic()
+    page.set_viewport_size({"width": WIDTHS[0], "height": HEIGHT})
+    page.evaluate("(path) => window.jupyterapp.commands.execute('docmanager:open', {path: path})",
+                  f"notebooks/{path.name}")
+    page.wait_for_function(f"() => {{ const w = window.jupyterapp.shell.currentWidget;"
+                           f" return !!w && w.context && w.context.path === 'notebooks/{path.name}'; }}",
+                           timeout=CELL_TIMEOUT_MS)
+    page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+    took = {"open": time.monotonic() - t0}
+    try:
+        for run in ("run 1", "run 2"):
+            t = time.monotonic()
+            _run_all(page, f"{path.name}, {run}")
+            took[run] = time.monotonic() - t
+            for width in (WIDTHS if run == "run 1" else WIDTHS[::-1]):
+                page.set_viewport_size({"width": width, "height": HEIGHT})
+                _check_fit(page, f"{path.name}, {run}, {width} px")
+                if path.name.startswith("01_") and width == 900:
+                    _spectrum_on_screen_with_controls(page)
+            _check_pixels(page, f"{path.name}, {run}")
+    finally:
+        page.evaluate(CLOSE_NOTEBOOK)
+        _wait_no_kernels(url)
+        took["total"] = time.monotonic() - t0
+        times[path.name] = {"run 1": 0.0, "run 2": 0.0, **took}
+
+
+def _run_all(page, label):
+    errors = page.evaluate(RUN_ALL)
+    assert not errors, f"{label}: cells raised {errors}"
+    page.wait_for_function(ALL_EXECUTED, timeout=RUN_ALL_TIMEOUT_MS)
+    page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
+
+
+def _check_fit(page, label):
+    """Every canvas, image and Dashboard fits inside its output column (waiting for JupyterLab to lay the panels out
+    again and for the kernel to refit the ipympl canvases to the new column)."""
+    try:
+        page.wait_for_function(ALL_FIT, timeout=30_000)
+    except Exception:
+        pass                                          # the assertion below names the figures that do not fit
+    figures = page.evaluate(FIGURE_WIDTHS, None)
+    wide = [f for f in figures if f["right"] > f["colRight"] + 1 or f["left"] < f["colLeft"] - 1]
+    assert not wide, f"{label}: figures wider than their notebook column: {wide}"
+
+
+def _check_pixels(page, label):
+    """Every image and every frame of an animation player has drawn pixels; every ipympl canvas has ink (waiting
+    for the last images and redraws to reach the page)."""
+    deadline = time.monotonic() + 30
+    while True:
+        blank = page.evaluate(BLANK_IMAGES)
+        canvases = [c for c in page.query_selector_all(".jp-OutputArea-output canvas") if c.bounding_box()]
+        inks = [page.evaluate(CANVAS_PIXELS, c) for c in canvases]
+        inkless = [i for i in inks if i["ink"] == 0]
+        if (not blank and not inkless) or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(1000)
+    assert blank == [], f"{label}: images with nothing drawn ([indices], of how many): {blank}"
+    assert not inkless, f"{label}: ipympl canvases without ink: {inkless} (of {len(inks)})"
+
+
+def _spectrum_on_screen_with_controls(page):
+    """Notebook 01 at 900 px: scroll the six-run Dashboard's controls to the top of the window; the spectrum panel
+    (its place in the figure read from the kernel) must then end inside the window."""
+    page.evaluate("() => document.querySelector('.orthoscope-dashboard').scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    box = page.evaluate(DASHBOARD_BOXES)
+    y1 = float(page.evaluate(KERNEL_EVAL, "print(dash.axes['spectrum'].get_position().y1)"))
+    spectrum_bottom = box["canvasTop"] + (1 - y1) * box["canvasHeight"]
+    height = page.viewport_size["height"]
+    assert box["controlsTop"] >= 0 and spectrum_bottom <= height, \
+        f"at 900 px the controls (top {box['controlsTop']:.0f}) and the spectrum panel (bottom " \
+        f"{spectrum_bottom:.0f}) are not on one {height}-px screen"
+
+
+def _wait_no_kernels(url, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        kernels = json.loads(urllib.request.urlopen(f"{url}/api/kernels", timeout=10).read())
+        if not kernels:
+            return
+        assert time.monotonic() < deadline, f"kernels still running after the notebook closed: {kernels}"
+        time.sleep(0.5)
