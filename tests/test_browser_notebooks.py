@@ -4,7 +4,7 @@ that every image (``<img>`` outputs and every frame of an animation player) and 
 and that every figure fits its output column at 1280 and at 900 px; then Run All a second time in the same kernel
 and check pixels and widths again (notebook 01's side-by-side animation was blank after Run All while it raced the
 Dashboard's redraws above it). Notebook 01 also: at 900 px its six-run Dashboard's controls and spectrum panel are on
-one screen. Each notebook's kernel is shut down before the next one opens. Prints each notebook's Run All times.
+one screen. No request leaves 127.0.0.1. Each notebook's kernel is shut down before the next one opens. Prints each notebook's Run All times.
 
 The course notebooks (notebooks/course) are covered by tests/test_browser_course.py. Same machinery as
 tests/test_browser.py (JupyterLab on 127.0.0.1, Debian Chromium, Playwright; never ``playwright install``).
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import (BLANK_IMAGES, CANVAS_PIXELS, CELL_TIMEOUT_MS, CHROMIUM, FIGURE_WIDTHS, KERNEL_EVAL,
-                          KERNEL_IDLE, lab_page)
+from test_browser import (CANVAS_PIXELS, CELL_TIMEOUT_MS, CHROMIUM, FIGURE_WIDTHS, KERNEL_EVAL,
+                          KERNEL_IDLE, _local, lab_page)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -76,6 +76,44 @@ print([(type(_d).__name__, [round(v) for v in _d.fig.get_size_inches() * _d.fig.
        if type(_d).__name__ == 'Dashboard'])"""
 
 
+# Which images have nothing drawn, told by the notebook cell they sit in (not fully transparent, not one flat colour; every
+# frame of an animation player too: to_jshtml keeps its frames as data URLs in a script).
+BLANK_IMAGE_PLACES = """async () => {
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets.map(w => w.node);
+  const cellOf = (el) => cells.indexOf(el.closest('.jp-Cell'));
+  const srcs = [...document.querySelectorAll('.jp-OutputArea-output img')]
+      .filter(i => i.src.startsWith('data:image/png')).map(i => [cellOf(i), 'img', i.src]);
+  for (const script of document.querySelectorAll('.jp-OutputArea-output script'))
+    for (const m of script.textContent.matchAll(/data:image\\/png;base64,([A-Za-z0-9+\\/=\\\\\\n]+)/g))
+      srcs.push([cellOf(script), 'frame', 'data:image/png;base64,' + m[1].replace(/[\\\\\\n]/g, '')]);
+  const blank = [];
+  for (const [cell, kind, src] of srcs) {
+    const img = new Image();
+    img.src = src;
+    await img.decode();
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set();
+    for (let i = 0; i < d.length && colours.size < 2; i += 4 * 97)
+      if (d[i + 3] > 0) colours.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+    if (colours.size < 2) blank.push({cell: cell, kind: kind, width: c.width, height: c.height, colours: [...colours]});
+  }
+  return {blank: blank, of: srcs.length};
+}"""
+
+# Ink of every ipympl canvas on the page, told by its cell (a canvas not sized yet has no pixels to read).
+CANVAS_INKS = f"""() => {{
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets.map(w => w.node);
+  return [...document.querySelectorAll('.jp-OutputArea-output canvas')]
+    .filter(c => c.getBoundingClientRect().width > 0)
+    .map(c => ({{cell: cells.indexOf(c.closest('.jp-Cell')), width: c.width, height: c.height,
+                ink: c.width && c.height ? ({CANVAS_PIXELS})(c).ink : 0}}));
+}}"""
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """One JupyterLab serving a copy of notebooks/ (with the data the notebooks read beside it) and one page."""
@@ -91,12 +129,13 @@ def lab(tmp_path_factory):
     data = NOTEBOOK_DIR.parent / "data"
     if data.is_dir():
         (root / "data").symlink_to(data)
-    times = {}
+    times, outside = {}, []
     with lab_page(root, work, tmp, width=WIDTHS[0], height=HEIGHT) as (page, url):
+        page.on("request", lambda r: outside.append(r.url) if not _local(r.url) else None)
         page.goto(f"{url}/lab")
         page.wait_for_function("() => !!window.jupyterapp", timeout=CELL_TIMEOUT_MS)
         page.evaluate("async () => { await window.jupyterapp.started; await window.jupyterapp.restored; }")
-        yield page, url, times
+        yield page, url, times, work / "jupyter.log", outside
     print("\nbrowser Run All times (s), smoke mode:")
     print(f"{'notebook':<44} {'open':>6} {'run 1':>7} {'run 2':>7} {'total':>7}")
     for name, t in times.items():
@@ -106,7 +145,8 @@ def lab(tmp_path_factory):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_run_all_twice_draws_and_fits(lab, path):
-    page, url, times = lab
+    page, url, times, log, outside = lab
+    outside.clear()
     t0 = time.monotonic()
     took = {}
     page.set_viewport_size({"width": WIDTHS[0], "height": HEIGHT})
@@ -120,10 +160,11 @@ def test_notebook_run_all_twice_draws_and_fits(lab, path):
             took[run] = time.monotonic() - t
             for width in (WIDTHS if run == "run 1" else WIDTHS[::-1]):
                 page.set_viewport_size({"width": width, "height": HEIGHT})
-                _check_fit(page, f"{path.name}, {run}, {width} px")
+                _check_fit(page, f"{path.name}, {run}, {width} px", log)
                 if path.name.startswith("01_") and width == 900:
                     _spectrum_on_screen_with_controls(page)
             _check_pixels(page, f"{path.name}, {run}")
+        assert not outside, f"{path.name}: requests that left the machine: {outside}"
     finally:
         page.evaluate(CLOSE_NOTEBOOK)
         _wait_no_kernels(url)
@@ -137,7 +178,7 @@ def _run_all(page, label):
     page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
 
 
-def _check_fit(page, label):
+def _check_fit(page, label, log):
     """Every canvas, image and Dashboard fits inside its output column (waiting for JupyterLab to lay the panels out
     again and for the kernel to refit the ipympl canvases to the new column)."""
     try:
@@ -151,7 +192,8 @@ def _check_fit(page, label):
         columns = page.evaluate("() => Array.from(document.querySelectorAll('[class*=orthoscope-column-] input'))"
                                 ".map(i => i.value)")
         raise AssertionError(f"{label}: figures wider than their notebook column: {wide}; the Dashboards' figure "
-                             f"sizes in the kernel: {sizes}; the column widths their boxes reported: {columns}")
+                             f"sizes in the kernel: {sizes}; the column widths their boxes reported: {columns}; "
+                             f"errors in the server log: {_log_errors(log)}")
 
 
 def _check_pixels(page, label):
@@ -159,15 +201,13 @@ def _check_pixels(page, label):
     for the last images and redraws to reach the page)."""
     deadline = time.monotonic() + 30
     while True:
-        blank = page.evaluate(BLANK_IMAGES)
-        canvases = [c for c in page.query_selector_all(".jp-OutputArea-output canvas") if c.bounding_box()]
-        inks = [page.evaluate(CANVAS_PIXELS, c) for c in canvases]
-        inkless = [i for i in inks if i["ink"] == 0]
-        if (not blank and not inkless) or time.monotonic() > deadline:
+        images = page.evaluate(BLANK_IMAGE_PLACES)
+        inkless = [c for c in page.evaluate(CANVAS_INKS) if c["ink"] == 0]
+        if (not images["blank"] and not inkless) or time.monotonic() > deadline:
             break
         page.wait_for_timeout(1000)
-    assert blank == [], f"{label}: images with nothing drawn ([indices], of how many): {blank}"
-    assert not inkless, f"{label}: ipympl canvases without ink: {inkless} (of {len(inks)})"
+    assert not images["blank"], f"{label}: images with nothing drawn: {images['blank']} (of {images['of']})"
+    assert not inkless, f"{label}: ipympl canvases without ink: {inkless}"
 
 
 def _spectrum_on_screen_with_controls(page):
@@ -182,6 +222,12 @@ def _spectrum_on_screen_with_controls(page):
     assert box["controlsTop"] >= 0 and spectrum_bottom <= height, \
         f"at 900 px the controls (top {box['controlsTop']:.0f}) and the spectrum panel (bottom " \
         f"{spectrum_bottom:.0f}) are not on one {height}-px screen"
+
+
+def _log_errors(log: Path) -> list[str]:
+    """Tracebacks' last lines in the JupyterLab server's log (a widget callback that raised logs there)."""
+    lines = log.read_text(errors="replace").splitlines()
+    return [line for line in lines if "Error" in line or "Exception" in line][-10:]
 
 
 def _wait_no_kernels(url, timeout=60):
