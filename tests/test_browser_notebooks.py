@@ -72,8 +72,9 @@ DASHBOARD_BOXES = """() => { const d = document.querySelector('.orthoscope-dashb
 
 # The kernel's side of every Dashboard: its figure's size in pixels (a figure that does not fit: was it resized?).
 DASHBOARD_SIZES = """import gc as _gc
-print([(type(_d).__name__, [round(v) for v in _d.fig.get_size_inches() * _d.fig.dpi]) for _d in _gc.get_objects()
-       if type(_d).__name__ == 'Dashboard'])"""
+print([dict(figure=[round(v) for v in _d.fig.get_size_inches() * _d.fig.dpi], column=_d._column.value,
+            canvas_size=list(getattr(_d.canvas, '_size', ())), columns=_d._n_cols)
+       for _d in _gc.get_objects() if type(_d).__name__ == 'Dashboard'])"""
 
 
 # Which images have nothing drawn, told by the notebook cell they sit in (not fully transparent, not one flat colour; every
