@@ -63,6 +63,10 @@ CLOSE_NOTEBOOK = """async () => {
 # Every figure fits its column (the ipympl canvases are refitted by the kernel a moment after the column changes).
 ALL_FIT = f"() => ({FIGURE_WIDTHS})(null).every(f => f.right <= f.colRight + 1 && f.left >= f.colLeft - 1)"
 
+# Every output column lies inside a window ``w`` px wide: JupyterLab has laid the notebook out for it.
+COLUMNS_WITHIN = """(w) => [...document.querySelectorAll('.jp-OutputArea-output')]
+    .every(o => o.getBoundingClientRect().right <= w)"""
+
 # The six-run Dashboard's first row of controls and its canvas, in page pixels.
 DASHBOARD_BOXES = """() => { const d = document.querySelector('.orthoscope-dashboard');
     const row = d.querySelector('.widget-hbox').getBoundingClientRect(), c = d.querySelector('canvas');
@@ -163,7 +167,7 @@ def test_notebook_run_all_twice_draws_and_fits(lab, path):
             t = time.monotonic()
             for width in (WIDTHS if run == "run 1" else WIDTHS[::-1]):
                 page.set_viewport_size({"width": width, "height": HEIGHT})
-                _check_fit(page, f"{path.name}, {run}, {width} px", log)
+                _check_fit(page, f"{path.name}, {run}, {width} px", log, width)
                 if path.name.startswith("01_") and width == 900:
                     _spectrum_on_screen_with_controls(page)
             _check_pixels(page, f"{path.name}, {run}")
@@ -184,11 +188,15 @@ def _run_all(page, label):
     page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
 
 
-def _check_fit(page, label, log):
+def _check_fit(page, label, log, width):
     """Every canvas, image and Dashboard fits inside its output column (waiting for JupyterLab to lay the panels out
-    again and for the kernel to refit the ipympl canvases to the new column)."""
+    again and for the kernel to refit the ipympl canvases to the new column). JupyterLab lays the notebook out for a
+    new window size a moment after the resize: until then every figure still fits the *old* columns, so first wait
+    until the output columns lie inside the new window (a check made before that passed at once, and a Dashboard
+    whose refit the kernel had not yet processed was then caught mid-way: the tour's second Dashboard, 1 run in 5)."""
+    page.wait_for_function(COLUMNS_WITHIN, arg=width, timeout=30_000)
     try:
-        page.wait_for_function(ALL_FIT, timeout=30_000)
+        page.wait_for_function(ALL_FIT, timeout=60_000)
     except Exception:
         pass                                          # the assertion below names the figures that do not fit
     figures = page.evaluate(FIGURE_WIDTHS, None)
