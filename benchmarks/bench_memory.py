@@ -58,7 +58,7 @@ def measure(name: str, prefetch: int, world: int, save_dir: str) -> dict:
     """Two steps of ``name`` at this world size: held parameter bytes, live-bytes peak of step 2, save bytes."""
     from orthoscope import Run
     from orthoscope.distributed.held_bytes import HeldBytes, measured_save, storage_bytes
-    from orthoscope.distributed.live_bytes import LiveBytes
+    from orthoscope.distributed.live_bytes import second_step_peak
     from orthoscope.distributed.matrix_state import optimizer_tensors
     from orthoscope.recipes.llm import build_llama
 
@@ -69,14 +69,9 @@ def measure(name: str, prefetch: int, world: int, save_dir: str) -> dict:
     held = HeldBytes(run.model) if world > 1 else None
     if held is not None:
         held.during_training_passes(run)
-    tracker = LiveBytes()
-    with tracker:
-        tracker.track_run(run.model, run.optimizer)
-        run.step()
-        tracker.reset_peak()
-        run.step()
+    live = second_step_peak(run)
     whole = sum(p.numel() * p.element_size() for p in run.model.parameters())     # a DTensor's global size
-    row = {"method": name, "prefetch": prefetch, "world": world, "whole": whole, "live": tracker.peak,
+    row = {"method": name, "prefetch": prefetch, "world": world, "whole": whole, "live": live,
            "held": held.peak if held is not None else whole}
     if name in MATRIX and prefetch == 1:
         if world > 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from orthoscope.distributed.live_bytes import LiveBytes  # noqa: E402
+from orthoscope.distributed.live_bytes import second_step_peak  # noqa: E402
 
 
 def main(out: str, methods: list[str]) -> None:
@@ -30,14 +30,8 @@ def main(out: str, methods: list[str]) -> None:
         model = build_llama(llama_config("tiny", task.vocab_size, task.n_ctx), seed=0)
         method = llm_method(name, merge_every=2) if name == "poet" else llm_method(name)
         run = Run(model, task, method, probes=[], seed=0, distributed="fsdp")
-        tracker = LiveBytes()
-        with tracker:
-            tracker.track_run(run.model, run.optimizer)
-            run.step()
-            tracker.reset_peak()
-            run.step()
         gathered = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, tracker.peak)
+        dist.all_gather_object(gathered, second_step_peak(run))
         peaks[name] = gathered
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(peaks))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from orthoscope.distributed.live_bytes import LiveBytes  # noqa: E402
+from orthoscope.distributed.live_bytes import second_step_peak  # noqa: E402
 
 METHODS = ["adamw", "muon", "pion", "poet", "oft", "lora"]
 SHAPES = {"optimizer-bound": (4, 16), "activation-bound": (8, 128)}
@@ -34,13 +34,7 @@ def build_run(name: str, batch: int, seq: int, checkpointing: bool = False):
 
 def measured_peak(run) -> int:
     """Peak live bytes during the run's second step (the first creates the optimizer state)."""
-    tracker = LiveBytes()
-    with tracker:
-        tracker.track_run(run.model, run.optimizer)
-        run.step()
-        tracker.reset_peak()
-        run.step()
-    return tracker.peak
+    return second_step_peak(run)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

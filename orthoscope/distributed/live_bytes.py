@@ -125,3 +125,15 @@ def _inside_collective() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def second_step_peak(run) -> int:
+    """Peak live bytes during ``run``'s second step, tracking its parameters and optimizer state: the first step
+    creates the optimizer state, so the second is the steady step the memory plan predicts (``distributed.plan``)."""
+    tracker = LiveBytes()
+    with tracker:
+        tracker.track_run(run.model, run.optimizer)
+        run.step()
+        tracker.reset_peak()
+        run.step()
+    return tracker.peak
