@@ -304,16 +304,22 @@ def launch(n: int, methods, out: Path, timeout: float, extra=()) -> list[dict]:
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", str(n), __file__, "--worker", "--methods",
            ",".join(methods), "--out", str(out), *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return run_and_read(cmd, out, timeout, f"torchrun at N={n}")
+
+
+def run_and_read(cmd: list[str], out: Path, timeout: float, label: str):
+    """Run ``cmd`` (one thread per process) in its own process group, kill the whole group if it outlives
+    ``timeout``, and return the JSON it wrote to ``out``; a failure exits with the end of its log. Shared with
+    bench_memory.py."""
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
     if proc.returncode != 0:
-        raise SystemExit(f"torchrun at N={n} failed ({proc.returncode}):\n{log[-3000:]}")
+        raise SystemExit(f"{label} failed ({proc.returncode}):\n{log[-3000:]}")
     return json.loads(out.read_text())
 
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench_distributed import run_and_read      # benchmarks/ is sys.path[0] when run as a script
 
 METHODS = ("adamw", "muon", "pion", "poet", "oft", "lora")
 QUICK_METHODS = ("adamw", "muon")
@@ -103,8 +104,8 @@ def worker(methods: list[str], world: int, out: str) -> None:
             merged = [{k: (max(r[k] for r in per_rank) if isinstance(v, int) and k not in ("prefetch", "world")
                            else v) for k, v in per_rank[0].items()} for per_rank in zip(*gathered)]
             Path(out).write_text(json.dumps(merged))
-        dist.barrier()
-        dist.destroy_process_group()
+    from orthoscope.distributed.seam import teardown
+    teardown()                      # barrier, destroy the group, os._exit(0): see its docstring
 
 
 # ---- the driver ------------------------------------------------------------------------------------------------
@@ -114,16 +115,7 @@ def launch(n: int, methods, out: Path, timeout: float) -> list[dict]:
         cmd = [sys.executable, *args]
     else:
         cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(n), *args]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-    if proc.returncode != 0:
-        raise SystemExit(f"N={n} failed ({proc.returncode}):\n{log[-3000:]}")
-    return json.loads(out.read_text())
+    return run_and_read(cmd, out, timeout, f"N={n}")
 
 
 def planned(name: str, world: int) -> int:
