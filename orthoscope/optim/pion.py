@@ -100,54 +100,73 @@ def pion_generators(w: torch.Tensor, grad: torch.Tensor, buffers: dict, use_in: 
     return (a_in if use_in else None), (a_out if use_out else None)
 
 
+def first_order(w: torch.Tensor, a_in, a_out) -> tuple:
+    """``(W·A_in, A_out·W)`` (``None`` for a side that does not move): the first-order terms of the rotation, used
+    twice — for the step size (``rms_alpha``) and, scaled by α, as the first term of a truncated series (``rotate``)."""
+    return (None if a_in is None else w @ a_in), (None if a_out is None else a_out @ w)
+
+
+def alpha_from(first: tuple, numel: int, lr: float, rms: float = 0.2) -> float:
+    """``α`` with ``RMS(α(W·A_in + A_out·W)) = lr·rms`` from ``first_order``'s terms (0 when they vanish)."""
+    terms = [t for t in first if t is not None]
+    if not terms:
+        return 0.0
+    norm = (terms[0] if len(terms) == 1 else terms[0] + terms[1]).norm().item()
+    return lr * rms * math.sqrt(numel) / norm if norm > 0 else 0.0
+
+
 def rms_alpha(w: torch.Tensor, a_in, a_out, lr: float, rms: float = 0.2) -> float:
     """``α`` with ``RMS(W·αA_in + αA_out·W) = lr·rms`` (0 when the generators vanish)."""
-    base = torch.zeros_like(w)
-    if a_in is not None:
-        base = base + w @ a_in
-    if a_out is not None:
-        base = base + a_out @ w
-    norm = base.norm().item()
-    return lr * rms * math.sqrt(w.numel()) / norm if norm > 0 else 0.0
+    return alpha_from(first_order(w, a_in, a_out), w.numel(), lr, rms)
 
 
-def _series_right(x: torch.Tensor, a: torch.Tensor, degree: int) -> torch.Tensor:
+def _series_right(x: torch.Tensor, a: torch.Tensor, degree: int, first=None) -> torch.Tensor:
     """``x·E_d(A) = Σ_{i≤d} x·Aⁱ/i!`` term by term, never forming ``E_d(A)``: ``d·m·n²`` multiply-adds for
-    ``x[m, n]`` instead of ``d·n³ + m·n²`` (the input side of a 128×512 matrix: 4× fewer)."""
+    ``x[m, n]`` instead of ``d·n³ + m·n²`` (the input side of a 128×512 matrix: 4× fewer). ``first``: ``x·A``
+    when the caller already has it (one product fewer)."""
     out, term = x.clone(), x
     for i in range(1, degree + 1):
-        term = (term @ a) / i
+        term = first if i == 1 and first is not None else (term @ a) / i
         out += term
     return out
 
 
-def _series_left(a: torch.Tensor, x: torch.Tensor, degree: int) -> torch.Tensor:
-    """``E_d(A)·x`` term by term (see ``_series_right``)."""
+def _series_left(a: torch.Tensor, x: torch.Tensor, degree: int, first=None) -> torch.Tensor:
+    """``E_d(A)·x`` term by term (see ``_series_right``; ``first``: ``A·x`` when known)."""
     out, term = x.clone(), x
     for i in range(1, degree + 1):
-        term = (a @ term) / i
+        term = first if i == 1 and first is not None else (a @ term) / i
         out += term
     return out
 
 
-def rotate(x: torch.Tensor, a_in, a_out, degree=2, form: str = "product") -> torch.Tensor:
+def rotate(x: torch.Tensor, a_in, a_out, degree=2, form: str = "product", first=(None, None)) -> torch.Tensor:
     """``E(A_out)·x·E(A_in)`` (product) or ``x + x·T(A_in) + T(A_out)·x`` (additive), ``E`` = ``E_degree`` or the
     exact exponential (``degree="exact"``), ``T = E − I``; a ``None`` generator means that side stays.
-    Truncated exponentials are applied as series on ``x`` (equal to ``x @ ortho.expm_truncated(A, d)``)."""
+    Truncated exponentials are applied as series on ``x`` (equal to ``x @ ortho.expm_truncated(A, d)``).
+
+    ``first``: ``(x·A_in, A_out·x)`` when the caller has them (``pion_update`` computed them for the step size).
+    The additive form uses both; the product form can use one, as the first term of the side applied first, so it
+    applies first the side whose product is the larger (the output side of a tall matrix, ``m > n``: m²n > mn²) —
+    ``E(A_out)·(x·E(A_in)) = (E(A_out)·x)·E(A_in)``, the same product in another order."""
+    known_in, known_out = first
     if degree == "exact":
-        right = lambda y, a: y @ expm(a)                               # noqa: E731
-        left = lambda a, y: expm(a) @ y                                # noqa: E731
+        right = lambda y, a, known=None: y @ expm(a)                      # noqa: E731
+        left = lambda a, y, known=None: expm(a) @ y                       # noqa: E731
     else:
-        right = lambda y, a: _series_right(y, a, degree)               # noqa: E731
-        left = lambda a, y: _series_left(a, y, degree)                 # noqa: E731
+        right = lambda y, a, known=None: _series_right(y, a, degree, known)   # noqa: E731
+        left = lambda a, y, known=None: _series_left(a, y, degree, known)     # noqa: E731
     if form == "product":
-        y = x if a_in is None else right(x, a_in)
+        if a_out is not None and (a_in is None or (x.shape[-2] > x.shape[-1] and known_out is not None)):
+            y = left(a_out, x, known_out)
+            return y if a_in is None else right(y, a_in)
+        y = x if a_in is None else right(x, a_in, known_in)
         return y if a_out is None else left(a_out, y)
     y = x.clone()
     if a_in is not None:
-        y += right(x, a_in) - x          # x·T(A_in), with T = E − I
+        y += right(x, a_in, known_in) - x          # x·T(A_in), with T = E − I
     if a_out is not None:
-        y += left(a_out, x) - x          # T(A_out)·x
+        y += left(a_out, x, known_out) - x         # T(A_out)·x
     return y
 
 
@@ -158,12 +177,13 @@ def pion_update(w: torch.Tensor, grad: torch.Tensor, buffers: dict, step: int, l
     (the transported-ambient buffer is rotated like W). ``step`` ≥ 1 counts this parameter's updates."""
     use_in, use_out = active_sides(side, step)
     a_in, a_out = pion_generators(w, grad, buffers, use_in, use_out, momentum, betas, second_moment, eps)
-    alpha = rms_alpha(w, a_in, a_out, lr, rms)
+    first = first_order(w, a_in, a_out)                # W·A_in and A_out·W: the step size, then the series
+    alpha = alpha_from(first, w.numel(), lr, rms)
     a_in = None if a_in is None else alpha * a_in
     a_out = None if a_out is None else alpha * a_out
     if momentum == "transported_ambient":
         buffers["m"].copy_(rotate(buffers["m"], a_in, a_out, degree, form))
-    return rotate(w, a_in, a_out, degree, form)
+    return rotate(w, a_in, a_out, degree, form, tuple(None if t is None else alpha * t for t in first))
 
 
 def _check_degree(degree) -> None:
