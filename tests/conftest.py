@@ -48,3 +48,24 @@ def make_run():
                    seed=0, name=name)
 
     return make
+
+
+@pytest.hookimpl(trylast=True)          # after -k / -m have deselected: only what will run counts
+def pytest_collection_modifyitems(config, items):
+    """A notebook's plain smoke run (test_notebooks.py, nbclient) is skipped when the same notebook is also collected
+    for test_browser_notebooks.py and that test can run (Chromium and Playwright present): the browser test runs it
+    twice in a real JupyterLab, checks that no cell raised and that every figure has pixels, so the plain run would
+    only repeat the first of those runs (~20 s a notebook). Without Chromium, or with the browser test deselected, the
+    plain run stays."""
+    import importlib.util
+
+    from test_browser import CHROMIUM
+
+    in_browser = {item.callspec.params["path"].name for item in items
+                  if item.nodeid.startswith("tests/test_browser_notebooks.py::") and hasattr(item, "callspec")}
+    if not in_browser or not os.path.exists(CHROMIUM) or importlib.util.find_spec("playwright") is None:
+        return
+    for item in items:
+        if (item.originalname == "test_notebook_runs_in_smoke_mode"
+                and item.callspec.params["path"].name in in_browser):
+            item.add_marker(pytest.mark.skip(reason="run twice in JupyterLab by tests/test_browser_notebooks.py"))
