@@ -12,6 +12,7 @@ tests/test_browser.py (JupyterLab on 127.0.0.1, Debian Chromium, Playwright; nev
 import json
 import os
 import shutil
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -160,6 +161,8 @@ def test_notebook_run_all_twice_draws_and_fits(lab, path):
         page.evaluate(OPEN_NOTEBOOK, f"notebooks/{path.name}")
         page.wait_for_function(KERNEL_IDLE, timeout=CELL_TIMEOUT_MS)
         took["open"] = time.monotonic() - t0
+        prefix = page.evaluate(KERNEL_EVAL, "import sys; print(sys.prefix)")
+        assert prefix == sys.prefix, f"{path.name}: the kernel runs on another interpreter ({prefix!r})"
         for run in ("run 1", "run 2"):
             t = time.monotonic()
             _run_all(page, f"{path.name}, {run}")
