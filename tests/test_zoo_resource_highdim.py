@@ -39,14 +39,14 @@ def test_allocation_rule_partitions_neurons_by_block_share():
 
 
 def test_trained_students_lose_about_one_over_n_on_a_small_sweep():
-    # 1,000 online steps, widths 16…128: the measured slope is about −1.1 (module docstring); the band is wide
-    # enough for seeds and for the slope's drift with the budget, and excludes both failures it guards against —
-    # a student that does not learn (slope ≈ 0) and a target a few neurons fit (a much steeper fall).
+    # 2,000 online steps, widths 32…128: the measured slope is about −1.1 (REPRODUCTIONS.md: it steepens with the
+    # budget, −0.7 at 1,000 steps, −1.3 at 16,000). The band excludes the failures it guards against — a student that
+    # does not learn (slope ≈ 0), a target a few neurons fit (a far steeper fall) — and is wide for seeds.
     torch.set_num_threads(1)
-    rows = H.single_sweep([16, 32, 64, 128], seeds=range(1), setting=H.Setting(dim=10, steps=1000))
+    rows = H.single_sweep([32, 64, 128], seeds=range(1), setting=H.Setting(dim=10, steps=2000))
     fit = H.fit_rows(rows)
-    assert -1.5 <= fit.slope <= -0.7, fit
-    assert all(r["mean"] < 1.0 for r in rows)
+    assert -1.5 <= fit.slope <= -0.8, fit
+    assert all(r["mean"] < 0.5 for r in rows)
 
 
 def test_composite_allocation_accounts_for_every_neuron():
