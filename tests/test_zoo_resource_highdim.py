@@ -56,3 +56,17 @@ def test_composite_allocation_accounts_for_every_neuron():
     assert sum(r["neurons"]) + r["unassigned"] == 24 and len(r["losses"]) == 2
     assert r["total_loss"] == pytest.approx(sum(r["losses"]))
     assert np.isfinite(r["losses"]).all()
+
+
+def test_composite_fits_recover_a_planted_law_and_leave_starved_runs_out():
+    # ℓ_k = 4 s_k² / N_k with N₂ = 2 N₁ (s = 2), plus a run where subtask 1 is starved (loss 0.9 > ½ of its variance)
+    rows = [dict(width=n, neurons=[n // 3, 2 * n // 3], losses=[4 / (n // 3), 16 / (2 * n // 3)]) for n in (48, 96, 192)]
+    rows.append(dict(width=24, neurons=[2, 22], losses=[0.9, 16 / 22]))
+    for r in rows:
+        r["total_loss"] = sum(r["losses"])
+    fits = H.composite_fits(rows, weight=2.0)
+    assert fits["per_subtask"][0].slope == pytest.approx(-1.0, abs=1e-9) and fits["per_subtask"][0].n_points == 3
+    assert fits["per_subtask"][1].slope == pytest.approx(-1.0, abs=1e-9) and fits["per_subtask"][1].n_points == 4
+    assert fits["ratio"] == {24: 11.0, 48: 2.0, 96: 2.0, 192: 2.0}
+    starved = [dict(width=w, neurons=[2, w - 2], losses=[0.9, 1.0], total_loss=1.9) for w in (8, 16, 32)]
+    assert H.composite_fits(starved)["per_subtask"][0] is None        # subtask 1 never fed: no slope to fit

@@ -100,8 +100,9 @@ class Setting:
 def make_student(inputs: int, width: int, outputs: int = 1, seed: int = 0) -> nn.Sequential:
     """``inputs → width (ReLU) → outputs``, PyTorch's default init drawn from ``seed`` (float32)."""
     check_positive("width", width)
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, outputs))
+    with torch.random.fork_rng(devices=[]):            # seeds the init without moving the caller's global RNG
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, outputs))
 
 
 def train_online(model: nn.Module, draw, setting: Setting, seed: int) -> nn.Module:
