@@ -60,7 +60,8 @@ def test_composite_allocation_accounts_for_every_neuron():
 
 def test_composite_fits_recover_a_planted_law_and_leave_starved_runs_out():
     # ℓ_k = 4 s_k² / N_k with N₂ = 2 N₁ (s = 2), plus a run where subtask 1 is starved (loss 0.9 > ½ of its variance)
-    rows = [dict(width=n, neurons=[n // 3, 2 * n // 3], losses=[4 / (n // 3), 16 / (2 * n // 3)]) for n in (48, 96, 192)]
+    rows = [dict(width=n, neurons=[n // 3, 2 * n // 3], losses=[4 / (n // 3), 16 / (2 * n // 3)])
+            for n in (48, 96, 192)]
     rows.append(dict(width=24, neurons=[2, 22], losses=[0.9, 16 / 22]))
     for r in rows:
         r["total_loss"] = sum(r["losses"])

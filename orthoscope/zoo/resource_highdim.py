@@ -1,21 +1,21 @@
 """The resource model's ``ℓ ∝ 1/N`` from a *trained* network: a high-dimensional target (the 3-spin energy).
 
-**Why high dimension.** In 1-D a trained ReLU network fits ``x²`` far better than ``1/N`` (kinks: measured
-≈ N^(−1.6…−1.7), ``resource.py``), so the resource model's exponent cannot show there. The ``1/N`` rate is the
-natural one for a target that *no few-neuron network represents*: Barron's bound (best N-neuron MSE ≤ C_f²/N, independent of
-the dimension) and Rotskoff & Vanden-Eijnden (NeurIPS 2018, "Parameters as interacting particles"), who find the trained
-network's error ∝ 1/n on the energy of the continuous **3-spin model on the sphere**. Approximation theory's
-``N^(−4/d)``-type rates are slow in high dimension; what a trained network shows there is the mean-field 1/N.
-The target and the mechanism's source are **ours** (taken from those papers), not Song, Liu, Tegmark & Gore's toy
-(2024; its body was not recovered: REPRODUCTIONS.md).
+**Why high dimension.** In 1-D a trained ReLU network fits ``x²`` far better than ``1/N`` (kinks: measured ≈
+N^(−1.6…−1.7), ``resource.py``), so the resource model's exponent cannot show there. ``1/N`` is the rate expected
+for a target that *no few-neuron network represents*: Barron's bound (best N-neuron MSE ≤ C_f²/N, independent of the
+dimension) and Rotskoff & Vanden-Eijnden (NeurIPS 2018, "Parameters as interacting particles"), reported to find a
+trained network's error ∝ 1/n on the energy of the continuous **3-spin model on the sphere** (their paper was not in
+our stored sources). Approximation theory's ``N^(−4/d)``-type rates are slow in high dimension. The hypothesis
+tested here: a trained network on such a target shows ℓ ∝ 1/N. The target and the mechanism's source are **ours**
+(taken from those papers), not Song, Liu, Tegmark & Gore's toy (2024; its body was not recovered: REPRODUCTIONS.md).
 
 **Target** (``ThreeSpin``): ``f(x) = d^(−1) Σ_{ijk} a_ijk x_i x_j x_k``, ``a_ijk ~ N(0, 1)`` with a fixed seed,
 ``x`` uniform on the sphere of radius ``√d`` in ``R^d``; divided by its standard deviation, estimated once on
 200,000 fixed points (float64), so the target has unit variance (zero mean: f is odd and the sphere symmetric).
 
-**Student**: ``d → N → 1``, ReLU, PyTorch's default init, float32 (losses are ≥ 1e-3: float32's 1e-7 is far
-below); the target and test MSE in float64. **Training is online**: every step draws a fresh batch from the
-sphere, so there is no overfitting and the test loss is approximation + optimization error. Adam with a cosine decay of the step to
+**Student**: ``d → N → 1``, ReLU, PyTorch's default init, float32 (losses are ≥ 1e-3: float32's 1e-7 is far below);
+the target and test MSE in float64. **Training is online**: every step draws a fresh batch from the sphere, so there
+is no overfitting and the test loss is approximation + optimization error. Adam with a cosine decay of the step to
 0, so the last steps average SGD's noise away instead of leaving a noise floor. The test MSE is on a fixed held-out
 set of 8,192 points.
 
