@@ -33,7 +33,7 @@ neurons and the network all but ignores it).
 **What it shows** (d = 10, N = 16…256, 2 seeds; REPRODUCTIONS.md): the single-task slope is near −1 at a fixed
 budget (−1.15 at 4,000 steps) but **steepens as the budget doubles** (−1.25 at 8,000, −1.32 at 16,000; −1.33 at
 32,000 for one seed): the narrow students converge, the wide ones keep improving, so the slope is not a converged
-−1. Over N = 64…256 alone it converges to ≈ −1.2 (−1.04, −1.12, −1.19 at 4,000–16,000 steps; −1.21 at 64,000). The composite's total slope is −0.99 / −1.10 (4,000 / 8,000 steps) and its allocation ratio N₂/N₁ is 1.6–2.2
+−1. Over N = 64…256 alone it converges to ≈ −1.2 (−1.05, −1.13, −1.19 at 4,000–16,000 steps; −1.21 at 64,000). The composite's total slope is −0.99 / −1.10 (4,000 / 8,000 steps) and its allocation ratio N₂/N₁ is 1.6–2.2
 for N ≥ 64, near the predicted s = 2.
 """
 from __future__ import annotations
