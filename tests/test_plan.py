@@ -9,6 +9,7 @@ dominated by activations (batch 8 × 128 tokens).
 """
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -119,7 +120,9 @@ def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     finished works, and with them tensors FSDP2 has let go of, when they are scheduled (seen: AdamW 1.93 / 1.96 /
     2.13 MB, LoRA 1.50 / 1.67 MB; docs/distributed.md "Memory plan"). ``LiveBytes`` leaves out gloo's own copy of the
     reduce-scatter input (orthoscope/distributed/live_bytes.py), and the plan counts what FSDP2 holds in a block's
-    backward (``plan._fsdp_backward_items``): AdamW, which missed by 13 %, is within 10 % of every outcome seen."""
+    backward (``plan._fsdp_backward_items``): AdamW, which missed by 13 %, is within 10 % of every outcome seen. And
+    within 10 % of the median, both ways: the typical launch (LoRA's 1.67 MB came in 3 of 32 launches measured on
+    2026-12-07, the other 29 at 1.50 MB; the plan says 1.49 MB)."""
     from orthoscope.distributed.plan import memory_plan
     from orthoscope.recipes.llm import llama_config, llm_method
     from orthoscope.tasks.tinylang import TinyLang
@@ -127,9 +130,12 @@ def test_plan_at_world_size_2_within_10_percent(measured_at_2, name):
     vocab = TinyLang(n_ctx=16, batch_size=4, n_sentences=300).vocab_size
     method = llm_method(name, merge_every=2) if name == "poet" else llm_method(name)
     plan = memory_plan(llama_config("tiny", vocab, 16), method, world_size=2, batch_size=4, seq_len=16)
-    low, high = min(measured_at_2[name]), max(measured_at_2[name])
+    peaks = sorted(measured_at_2[name])
+    low, high, median = peaks[0], peaks[-1], statistics.median(peaks)
     assert 0.9 * low <= plan.peak <= 1.1 * high, (
-        f"{name}: predicted {plan.peak} ({plan.peak_phase}), measured {sorted(measured_at_2[name])}\n{plan.table()}")
+        f"{name}: predicted {plan.peak} ({plan.peak_phase}), measured {peaks}\n{plan.table()}")
+    assert abs(plan.peak - median) <= 0.10 * median, (     # the typical launch: within 10 % both ways
+        f"{name}: predicted {plan.peak} ({plan.peak_phase}), median of measured {median} ({peaks})\n{plan.table()}")
 
 
 # ---- the command and its errors ------------------------------------------------------------------------------------
